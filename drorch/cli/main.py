@@ -1,0 +1,48 @@
+"""The `drorch` command. Subcommands are imported lazily from an explicit map, so that
+e.g. libvirt is only needed by the commands that use it."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from drorch import __version__
+
+# command name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "config": "drorch.cli.config_cmd:config",
+    "status": "drorch.cli.status_cmd:status",
+    "plan": "drorch.cli.plan_cmd:plan",
+    "quorum": "drorch.cli.quorum_cmd:quorum",
+    "quorumd": "drorch.cli.quorumd_cmd:quorumd",
+    "repl": "drorch.cli.repl_cmd:repl",
+    "drbd": "drorch.cli.drbd_cmd:drbd",
+    "vm": "drorch.cli.vm_cmd:vm",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command: Any = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):  # pragma: no cover - programming error
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drorch")
+def cli() -> None:
+    """drorch: disaster-recovery failover orchestration for two-site clusters."""
+
+
+def main() -> None:
+    cli(prog_name="drorch")

@@ -1,0 +1,1 @@
+"""The cluster model: frozen dataclasses plus the YAML loader and validator."""

@@ -1,0 +1,1 @@
+"""drorch.monitor"""

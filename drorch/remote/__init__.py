@@ -1,0 +1,1 @@
+"""Command runners: local (subprocess) and SSH (paramiko)."""

@@ -1,0 +1,1 @@
+"""Block replication drivers, chosen by a volume's `driver` key (see drivers.py)."""

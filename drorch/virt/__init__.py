@@ -1,0 +1,1 @@
+"""Hypervisor drivers, chosen by `hypervisor.driver` in the cluster config."""
