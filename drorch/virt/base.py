@@ -5,9 +5,10 @@ Every driver passes `drorch.testing.contracts` (the hypervisor contract).
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -21,7 +22,15 @@ class VMState(StrEnum):
 
 @dataclass(frozen=True)
 class MigrationOptions:
-    """How to live-migrate. Times in seconds; bandwidth in MiB/s (0 = unlimited)."""
+    """How to live-migrate. Times in seconds; bandwidth in MiB/s (0 = unlimited).
+
+    Convergence (see `drorch.virt.convergence.ConvergencePolicy`): start at `max_downtime`;
+    when the data remaining has not fallen for `stall_iterations` iterations, raise the
+    allowed downtime in `downtime_steps` equal steps up to `downtime_ceiling` (only when
+    `adaptive`), then turn on auto-converge (when `auto_converge`). When `deadline` is about
+    to pass (within `switch_margin` plus the expected downtime), switch to post-copy if
+    `allow_postcopy`, else abort and leave the VM running at the source.
+    """
 
     max_downtime: float = 0.3
     downtime_ceiling: float = 2.0
@@ -35,6 +44,7 @@ class MigrationOptions:
     dest_xml: str | None = None
     dest_uri: str | None = None
     shared_storage: bool = True
+    switch_margin: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,10 @@ class MigrationProgress:
 
 @dataclass(frozen=True)
 class MigrationResult:
+    """What a finished (or aborted) migration did. `converged`: pre-copy finished with a
+    stop-and-copy within the allowed downtime; `postcopy`: it finished through post-copy
+    instead. Times in seconds, downtime in ms (None when unknown or aborted)."""
+
     converged: bool
     postcopy: bool
     total_seconds: float
@@ -79,6 +93,10 @@ class NoSuchVM(HypervisorError):
     """The named VM is not defined at this site."""
 
 
+class VMRunningElsewhere(HypervisorError):
+    """Refused: the VM runs (or is paused) at another site this driver can see."""
+
+
 class MigrationFailed(HypervisorError):
     """The migration was aborted or failed; the VM still runs at the source (the driver
     checked). `result` describes what happened when known."""
@@ -89,6 +107,29 @@ class MigrationFailed(HypervisorError):
 
 
 ProgressCallback = Callable[[MigrationProgress], None]
+
+
+@dataclass(frozen=True)
+class ColdStartResult:
+    """A cold failover start: which sites were checked for a running copy first."""
+
+    vm: str
+    site: str
+    checked_sites: tuple[str, ...]
+    unreachable_sites: tuple[str, ...] = field(default=())
+    reason: str = ""
+
+
+def domain_name(xml: str) -> str:
+    """The `<name>` of a domain XML document; HypervisorError if it has none."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise HypervisorError(f"domain XML does not parse: {exc}") from None
+    name = root.findtext("name")
+    if root.tag != "domain" or not name or not name.strip():
+        raise HypervisorError("domain XML has no <domain><name>")
+    return name.strip()
 
 
 class Hypervisor(ABC):
@@ -135,4 +176,37 @@ class Hypervisor(ABC):
 
     @abstractmethod
     def export_xml(self, vm: str) -> str:
-        """The persistent domain XML, for defining the VM at the other site."""
+        """The persistent domain XML, for defining the VM at the other site.
+        NoSuchVM if undefined."""
+
+    def cold_start(self, xml: str, elsewhere: Sequence[Hypervisor] = ()) -> ColdStartResult:
+        """Cold failover: define the VM here from saved XML and start it.
+
+        Refuses with VMRunningElsewhere (defining nothing) if any hypervisor in `elsewhere`
+        reports the VM running or paused. A site that cannot be asked (HypervisorError,
+        OSError) cannot be seen: it is listed in `unreachable_sites` and does not block,
+        because a lost site is exactly when cold failover is used. Drivers that remap
+        disk paths do so in `define`."""
+        name = domain_name(xml)
+        checked: list[str] = []
+        unreachable: list[str] = []
+        for other in elsewhere:
+            try:
+                other_state = other.state(name)
+            except (HypervisorError, OSError):
+                unreachable.append(other.site)
+                continue
+            checked.append(other.site)
+            if other_state in (VMState.RUNNING, VMState.PAUSED):
+                raise VMRunningElsewhere(
+                    f"refusing to start {name} at site {self.site}: it is {other_state} at "
+                    f"site {other.site}; stop it there first or fence that site"
+                )
+        self.define(xml)
+        self.start(name)
+        reason = f"started {name} at site {self.site} from saved XML"
+        if checked:
+            reason += f"; not running at {', '.join(checked)}"
+        if unreachable:
+            reason += f"; could not check {', '.join(unreachable)} (unreachable)"
+        return ColdStartResult(name, self.site, tuple(checked), tuple(unreachable), reason)
