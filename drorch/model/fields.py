@@ -1,0 +1,307 @@
+"""Typed, positioned reads from a YAML mapping, collecting every problem instead of stopping.
+
+`Fields(located, path, ctx)` wraps one mapping. Each getter returns the converted value or
+the default, and on a problem appends a coded report at the exact node. `done()` reports
+every key nobody asked for as `unknown-key`, with a "did you mean" suggestion.
+
+`ctx.where` records the position of every value read under its model path
+(e.g. `("vms", 0, "depends_on", 1)`), so semantic rules can point at the right line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from drorch.model.reports import Position, ReportItem, Severity
+from drorch.model.source import Located
+from drorch.model.units import UnitError, parse_duration, parse_size
+
+E = TypeVar("E", bound=StrEnum)
+T = TypeVar("T")
+PathPart = str | int
+Path = tuple[PathPart, ...]
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class _Missing:
+    pass
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass
+class Where:
+    """Positions of model values by path; `at()` falls back to the nearest recorded parent."""
+
+    positions: dict[Path, Position] = field(default_factory=dict)
+    file: str = "<config>"
+
+    def record(self, path: Path, position: Position) -> None:
+        self.positions.setdefault(path, position)
+
+    def at(self, *path: PathPart) -> Position:
+        p: Path = tuple(path)
+        while p:
+            if p in self.positions:
+                return self.positions[p]
+            p = p[:-1]
+        return self.positions.get((), Position(self.file, 1, 1))
+
+
+@dataclass
+class Context:
+    """What a parse collects: reports and positions."""
+
+    where: Where
+    reports: list[ReportItem] = field(default_factory=list)
+
+    def error(self, code: str, message: str, position: Position) -> None:
+        self.reports.append(ReportItem(code, message, position))
+
+    def warn(self, code: str, message: str, position: Position) -> None:
+        self.reports.append(ReportItem(code, message, position, Severity.WARNING))
+
+
+def kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+def suggestion(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def expect_mapping(loc: Located, what: str, ctx: Context) -> bool:
+    if isinstance(loc.value, dict):
+        return True
+    ctx.error("wrong-type", f"{what} must be a mapping, not {kind(loc.value)}", loc.position)
+    return False
+
+
+def expect_list(loc: Located, what: str, ctx: Context) -> list[Located]:
+    if isinstance(loc.value, list):
+        return list(loc.value)
+    ctx.error("wrong-type", f"{what} must be a list, not {kind(loc.value)}", loc.position)
+    return []
+
+
+class Fields:
+    """Reads the keys of one mapping. `path` is the model path of the mapping itself."""
+
+    def __init__(self, loc: Located, path: Path, ctx: Context, what: str) -> None:
+        self.loc = loc
+        self.path = path
+        self.ctx = ctx
+        self.what = what
+        self.ok = expect_mapping(loc, what, ctx)
+        self.values: dict[str, Located] = loc.value if self.ok else {}
+        self.allowed: list[str] = []
+        ctx.where.record(path, loc.position)
+
+    def key_pos(self, key: str) -> Position:
+        return self.loc.key_positions.get(key, self.loc.position)
+
+    def node(self, key: str, *, required: bool = False) -> Located | None:
+        """The raw node under `key` (recording its position), or None if absent."""
+        self.allowed.append(key)
+        loc = self.values.get(key)
+        if loc is None:
+            if required and self.ok:
+                self.ctx.error("missing-key", f"{self.what} needs {key!r}", self.loc.position)
+            return None
+        self.ctx.where.record((*self.path, key), loc.position)
+        return loc
+
+    def _convert(
+        self,
+        key: str,
+        default: Any,
+        required: bool,
+        convert: Callable[[Located], Any],
+    ) -> Any:
+        loc = self.node(key, required=required)
+        if loc is None:
+            return default
+        try:
+            return convert(loc)
+        except _Bad as bad:
+            self.ctx.error(bad.code, f"{self.what}.{key}: {bad}", loc.position)
+            return default
+
+    def text(self, key: str, default: Any = MISSING, *, required: bool = False) -> Any:
+        return self._convert(key, default, required, _as_str)
+
+    def name(self, key: str = "name", default: Any = MISSING) -> Any:
+        return self._convert(key, default, True, _as_name)
+
+    def flag(self, key: str, default: bool) -> bool:
+        result: bool = self._convert(key, default, False, _as_bool)
+        return result
+
+    def whole(self, key: str, default: Any, *, low: int = 0, high: int | None = None) -> Any:
+        return self._convert(key, default, default is MISSING, lambda v: _as_int(v, low, high))
+
+    def number(self, key: str, default: Any, *, low: float = 0.0) -> Any:
+        return self._convert(key, default, default is MISSING, lambda v: _as_number(v, low))
+
+    def duration(self, key: str, default: Any, *, positive: bool = True) -> Any:
+        return self._convert(key, default, default is MISSING, lambda v: _as_duration(v, positive))
+
+    def size(self, key: str, default: Any) -> Any:
+        return self._convert(key, default, default is MISSING, _as_size)
+
+    def choice(self, key: str, enum: type[E], default: Any) -> Any:
+        return self._convert(key, default, default is MISSING, lambda v: _as_enum(v, enum))
+
+    def one_of(self, key: str, choices: tuple[str, ...], default: Any) -> Any:
+        return self._convert(key, default, default is MISSING, lambda v: _as_choice(v, choices))
+
+    def names(self, key: str) -> tuple[str, ...]:
+        """A list of names (references), each position recorded as (*path, key, i)."""
+        loc = self.node(key)
+        if loc is None:
+            return ()
+        out: list[str] = []
+        for i, item in enumerate(expect_list(loc, f"{self.what}.{key}", self.ctx)):
+            self.ctx.where.record((*self.path, key, i), item.position)
+            try:
+                out.append(_as_name(item))
+            except _Bad as bad:
+                self.ctx.error(bad.code, f"{self.what}.{key}: {bad}", item.position)
+        return tuple(out)
+
+    def str_map(self, key: str) -> dict[str, str]:
+        """A mapping of name -> string (e.g. volume paths, service placement)."""
+        loc = self.node(key)
+        if loc is None or not expect_mapping(loc, f"{self.what}.{key}", self.ctx):
+            return {}
+        out: dict[str, str] = {}
+        for k, v in loc.value.items():
+            self.ctx.where.record((*self.path, key, k), loc.key_positions.get(k, v.position))
+            try:
+                out[k] = _as_str(v)
+            except _Bad as bad:
+                self.ctx.error(bad.code, f"{self.what}.{key}.{k}: {bad}", v.position)
+        return out
+
+    def done(self) -> None:
+        """Report every key that no getter asked for."""
+        for key in self.values:
+            if key not in self.allowed:
+                hint = suggestion(key, self.allowed)
+                self.ctx.error(
+                    "unknown-key",
+                    f"unknown key {key!r} in {self.what}{hint}",
+                    self.key_pos(key),
+                )
+
+    def items(self, key: str) -> Iterator[tuple[int, Located]]:
+        loc = self.node(key)
+        if loc is None:
+            return iter(())
+        return enumerate(expect_list(loc, f"{self.what}.{key}", self.ctx))
+
+
+class _Bad(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _as_str(loc: Located) -> str:
+    v = loc.value
+    if isinstance(v, str) and v.strip():
+        return v
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)
+    raise _Bad("wrong-type", f"expected a non-empty string, got {kind(v)}")
+
+
+def _as_name(loc: Located) -> str:
+    v = loc.value
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str):
+        raise _Bad("wrong-type", f"expected a name, got {kind(v)}")
+    if not NAME_RE.match(v):
+        raise _Bad(
+            "bad-name",
+            f"{v!r} is not a valid name (letters, digits, '.', '_', '-'; at most 63)",
+        )
+    return v
+
+
+def _as_bool(loc: Located) -> bool:
+    if isinstance(loc.value, bool):
+        return loc.value
+    raise _Bad("wrong-type", f"expected true or false, got {loc.value!r}")
+
+
+def _as_int(loc: Located, low: int, high: int | None) -> int:
+    v = loc.value
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _Bad("wrong-type", f"expected a whole number, got {v!r}")
+    if v < low or (high is not None and v > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _Bad("out-of-range", f"{v} is out of range (must be {bounds})")
+    return v
+
+
+def _as_number(loc: Located, low: float) -> float:
+    v = loc.value
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise _Bad("wrong-type", f"expected a number, got {v!r}")
+    if v < low:
+        raise _Bad("out-of-range", f"{v} is out of range (must be at least {low:g})")
+    return float(v)
+
+
+def _as_duration(loc: Located, positive: bool) -> float:
+    try:
+        seconds = parse_duration(loc.value)
+    except UnitError as exc:
+        raise _Bad("bad-duration", str(exc)) from exc
+    if positive and seconds <= 0:
+        raise _Bad("bad-duration", f"must be longer than zero, got {loc.value!r}")
+    return seconds
+
+
+def _as_size(loc: Located) -> int:
+    try:
+        size = parse_size(loc.value)
+    except UnitError as exc:
+        raise _Bad("bad-size", str(exc)) from exc
+    if size <= 0:
+        raise _Bad("bad-size", f"must be larger than zero, got {loc.value!r}")
+    return size
+
+
+def _as_choice(loc: Located, choices: tuple[str, ...]) -> str:
+    v = loc.value
+    if isinstance(v, str) and v in choices:
+        return v
+    hint = suggestion(str(v), list(choices))
+    raise _Bad("bad-value", f"{v!r} is not one of {', '.join(choices)}{hint}")
+
+
+def _as_enum(loc: Located, enum: type[E]) -> E:
+    return enum(_as_choice(loc, tuple(e.value for e in enum)))
