@@ -1,0 +1,66 @@
+"""Processes the lab started, found through their PID files and stopped by PID only.
+
+A PID file can outlive its process and the PID can be reused, so every PID is checked
+against /proc/<pid>/cmdline before it is signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from drorch.clock import Clock
+
+
+def cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def live_pid(pid_file: Path, expect: str) -> int | None:
+    """The PID in `pid_file` if that process is alive and its command line contains
+    `expect` (e.g. "libvirtd"); None otherwise."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 1:
+        return None
+    if expect not in cmdline(pid):
+        return None
+    if _is_zombie(pid):
+        return None
+    return pid
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def stop_pid(pid: int, expect: str, clock: Clock, grace: float = 10.0) -> str:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL. Returns what happened."""
+    if expect not in cmdline(pid):
+        return f"pid {pid} is not {expect} any more; left alone"
+    os.kill(pid, signal.SIGTERM)
+    deadline = clock.monotonic() + grace
+    while clock.monotonic() < deadline:
+        if expect not in cmdline(pid) or _is_zombie(pid):
+            return f"stopped {expect} (pid {pid}) with SIGTERM"
+        clock.sleep(0.1)
+    if expect in cmdline(pid):
+        os.kill(pid, signal.SIGKILL)
+        kill_deadline = clock.monotonic() + 5.0
+        while expect in cmdline(pid) and not _is_zombie(pid):
+            if clock.monotonic() > kill_deadline:
+                return f"{expect} (pid {pid}) survived SIGKILL for 5 s"
+            clock.sleep(0.05)
+        return f"killed {expect} (pid {pid}) after {grace:g} s without exiting"
+    return f"stopped {expect} (pid {pid}) with SIGTERM"
