@@ -1,0 +1,278 @@
+"""`SimReplicator`: a simulated replicated volume for the demo lab (`hypervisor.driver: sim`).
+
+Both replicas of a volume live in one JSON file under the cluster's sim state dir
+(`<state_dir>/replication/<volume>.json`), so every `drorch` invocation and every node's
+replicator sees the same state. Data moves instantly; what is simulated faithfully is the
+safety logic an operator relies on: who is primary, which disk is UpToDate, whether the
+histories diverged (split brain), and the fencing epoch.
+
+Histories: each replica has a generation `gen`; `base` is the generation both had when
+last connected. A replica that changes while disconnected (a write or a promotion) gets a
+new `gen`. On reconnect, if only one side changed it becomes the sync source; if both
+changed, that is split brain and the volume stays StandAlone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drorch.replication.base import (
+    ConnState,
+    DiskState,
+    ReplicationError,
+    ReplicationStatus,
+    Replicator,
+    Role,
+    SplitBrain,
+    StaleEpoch,
+    UnsafeOperation,
+    VerifyResult,
+)
+
+if TYPE_CHECKING:
+    from drorch.environment import Environment
+    from drorch.model.types import Node, Volume
+
+State = dict[str, Any]
+DEFAULT_STATE_DIR = ".drorch-state"
+
+
+def resolve_state_dir(env: Environment, configured: str) -> Path:
+    """`hypervisor.state_dir` resolved against the config file's directory (env.base_dir)."""
+    p = Path(configured)
+    return p if p.is_absolute() else env.base_dir / p
+
+
+class SimReplicator(Replicator):
+    """One replica of `volume` on `node`.
+
+    `state_dir` defaults to `<env.base_dir>/.drorch-state`. A volume seen for the first
+    time starts connected and UpToDate on both sides, primary on `primary_node` (or on
+    neither when it is None)."""
+
+    def __init__(
+        self,
+        volume: Volume,
+        node: Node,
+        env: Environment,
+        *,
+        state_dir: Path | None = None,
+        primary_node: str | None = None,
+    ) -> None:
+        if node.name not in volume.paths:
+            raise ReplicationError(f"volume {volume.name} has no replica on node {node.name}")
+        peers = [n for n in volume.paths if n != node.name]
+        if len(peers) != 1:
+            raise ReplicationError(f"volume {volume.name} needs exactly two replicas")
+        self.name = volume.name
+        self.volume = volume
+        self.node = node.name
+        self.peer = peers[0]
+        self._primary_node = primary_node
+        directory = state_dir or resolve_state_dir(env, DEFAULT_STATE_DIR)
+        self.path = directory / "replication" / f"{volume.name}.json"
+
+    # -- persistence -------------------------------------------------------------------
+
+    def _initial(self) -> State:
+        def replica(name: str) -> State:
+            role = Role.PRIMARY if name == self._primary_node else Role.SECONDARY
+            return {"role": role.value, "up": True, "want_connect": True,
+                    "disk": DiskState.UP_TO_DATE.value, "gen": 1}  # fmt: skip
+
+        return {
+            "volume": self.name,
+            "base": 1,
+            "next_gen": 2,
+            "epoch": 0,
+            "out_of_sync_bytes": 0,
+            "replicas": {self.node: replica(self.node), self.peer: replica(self.peer)},
+        }
+
+    @contextmanager
+    def _state(self, *, write: bool) -> Iterator[State]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+            try:
+                state = json.loads(self.path.read_text()) if self.path.exists() else None
+            except (OSError, ValueError) as exc:
+                raise ReplicationError(f"sim state {self.path} is unreadable: {exc}") from exc
+            if state is None:
+                state = self._initial()
+            try:
+                yield state
+            except SplitBrain:
+                self._save(state)  # the volume stays StandAlone: that is the new state
+                raise
+            if write:
+                self._save(state)
+
+    def _save(self, state: State) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    # -- derived views -----------------------------------------------------------------
+
+    @staticmethod
+    def _connected(state: State) -> bool:
+        return all(r["up"] and r["want_connect"] for r in state["replicas"].values())
+
+    def _conn(self, state: State) -> ConnState:
+        me = state["replicas"][self.node]
+        if self._connected(state):
+            return ConnState.CONNECTED
+        return ConnState.CONNECTING if me["up"] and me["want_connect"] else ConnState.STANDALONE
+
+    def status(self) -> ReplicationStatus:
+        with self._state(write=False) as state:
+            me, peer = state["replicas"][self.node], state["replicas"][self.peer]
+            connected = self._connected(state)
+            oos = 0 if connected else int(state["out_of_sync_bytes"])
+            return ReplicationStatus(
+                name=self.name,
+                role=Role(me["role"]) if me["up"] else Role.UNKNOWN,
+                disk=DiskState(me["disk"]) if me["up"] else DiskState.DISKLESS,
+                connection=self._conn(state),
+                mode=self.volume.mode.value,
+                peer_disk=DiskState(peer["disk"]) if connected else DiskState.UNKNOWN,
+                peer_role=Role(peer["role"]) if connected else Role.UNKNOWN,
+                out_of_sync_bytes=oos,
+                percent_in_sync=100.0 * (1 - oos / self.volume.size) if self.volume.size else 0,
+                epoch=int(state["epoch"]),
+                generation={"current": me["gen"], "base": state["base"]},
+                extra={"driver": "sim", "node": self.node, "peer": self.peer},
+            )
+
+    # -- state changes -----------------------------------------------------------------
+
+    def _diverge(self, state: State, me: State) -> None:
+        """This replica changes while disconnected: start a new generation once."""
+        if me["gen"] == state["base"]:
+            me["gen"] = state["next_gen"]
+            state["next_gen"] += 1
+
+    def up(self) -> None:
+        with self._state(write=True) as state:
+            me = state["replicas"][self.node]
+            if not me["up"]:
+                me["up"], me["want_connect"] = True, True
+                self._maybe_resync(state)
+
+    def down(self) -> None:
+        with self._state(write=True) as state:
+            me = state["replicas"][self.node]
+            if me["role"] == Role.PRIMARY.value:
+                raise ReplicationError(
+                    f"{self.name}: refusing to take down a primary; demote first"
+                )
+            me["up"] = False
+
+    def promote(
+        self, epoch: int | None = None, *, force: bool = False, accept_data_loss: bool = False
+    ) -> None:
+        with self._state(write=True) as state:
+            me, peer = state["replicas"][self.node], state["replicas"][self.peer]
+            if not me["up"]:
+                raise ReplicationError(f"{self.name}: cannot promote on {self.node}: it is down")
+            if epoch is not None and epoch < state["epoch"]:
+                raise StaleEpoch(
+                    f"{self.name}: epoch {epoch} is older than epoch {state['epoch']} already seen"
+                )
+            if self._connected(state) and peer["role"] == Role.PRIMARY.value:
+                raise ReplicationError(
+                    f"{self.name}: peer {self.peer} is primary; demote it before promoting"
+                    f" {self.node}"
+                )
+            if me["disk"] != DiskState.UP_TO_DATE.value:
+                if not (force and accept_data_loss):
+                    raise UnsafeOperation(
+                        f"{self.name}: local disk on {self.node} is {me['disk']}, not UpToDate;"
+                        " promoting would serve stale or partial data (force with"
+                        " accept_data_loss to override)"
+                    )
+                me["disk"] = DiskState.UP_TO_DATE.value
+                self._diverge(state, me)
+            if not self._connected(state):
+                self._diverge(state, me)
+            me["role"] = Role.PRIMARY.value
+            if epoch is not None:
+                state["epoch"] = epoch
+
+    def demote(self) -> None:
+        with self._state(write=True) as state:
+            state["replicas"][self.node]["role"] = Role.SECONDARY.value
+
+    def connect(self) -> None:
+        with self._state(write=True) as state:
+            me = state["replicas"][self.node]
+            if not me["up"]:
+                raise ReplicationError(f"{self.name}: {self.node} is down; run up first")
+            me["want_connect"] = True
+            self._maybe_resync(state)
+
+    def _maybe_resync(self, state: State) -> None:
+        """Called when both sides may now be connected: resync or detect split brain."""
+        if not self._connected(state):
+            return
+        me, peer = state["replicas"][self.node], state["replicas"][self.peer]
+        me_changed, peer_changed = me["gen"] != state["base"], peer["gen"] != state["base"]
+        if me_changed and peer_changed and me["gen"] != peer["gen"]:
+            me["want_connect"] = False
+            raise SplitBrain(
+                f"{self.name}: split brain: both {self.node} and {self.peer} changed while"
+                " disconnected; discard one side with resolve_discard_local",
+                {"current": me["gen"], "base": state["base"]},
+                {"current": peer["gen"], "base": state["base"]},
+            )
+        source, target = (me, peer) if me_changed else (peer, me)
+        target["gen"] = source["gen"]
+        target["disk"] = source["disk"]
+        state["base"] = source["gen"]
+        state["out_of_sync_bytes"] = 0
+
+    def disconnect(self) -> None:
+        with self._state(write=True) as state:
+            state["replicas"][self.node]["want_connect"] = False
+
+    def verify(self) -> VerifyResult:
+        with self._state(write=False) as state:
+            if not self._connected(state):
+                raise ReplicationError(f"{self.name}: verify needs a connection to {self.peer}")
+        region = self.volume.pyrepl.region_size
+        return VerifyResult(-(-self.volume.size // region), (), region)
+
+    def resolve_discard_local(self) -> None:
+        with self._state(write=True) as state:
+            me, peer = state["replicas"][self.node], state["replicas"][self.peer]
+            if me["role"] == Role.PRIMARY.value:
+                raise ReplicationError(
+                    f"{self.name}: {self.node} is primary; demote it before discarding its data"
+                )
+            state["base"] = peer["gen"]
+            me["gen"] = peer["gen"]
+            me["want_connect"] = True
+            self._maybe_resync(state)
+
+    # -- simulation hooks (not part of the Replicator seam) ----------------------------
+
+    def write(self, nbytes: int) -> None:
+        """Simulate the primary writing `nbytes`. While disconnected the peer falls behind:
+        its disk becomes Outdated and the bytes count as out of sync."""
+        with self._state(write=True) as state:
+            me, peer = state["replicas"][self.node], state["replicas"][self.peer]
+            if me["role"] != Role.PRIMARY.value:
+                raise ReplicationError(f"{self.name}: only the primary writes")
+            if not self._connected(state):
+                self._diverge(state, me)
+                peer["disk"] = DiskState.OUTDATED.value
+                state["out_of_sync_bytes"] = min(
+                    self.volume.size, int(state["out_of_sync_bytes"]) + nbytes
+                )
