@@ -37,7 +37,12 @@ HYPERVISOR_DRIVERS = ("sim", "libvirt")
 def parse_node(loc: Located, path: Path, ctx: Context) -> Node | None:
     f = Fields(loc, path, ctx, "node")
     name = f.name()
-    node = Node(name, f.text("address", "local"), f.text("libvirt_uri", None))
+    node = Node(
+        name,
+        f.text("address", "local"),
+        f.text("libvirt_uri", None),
+        f.text("migration_uri", None),
+    )
     f.done()
     return None if name is MISSING else node
 

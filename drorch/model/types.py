@@ -52,11 +52,16 @@ class DrillKind(StrEnum):
 
 @dataclass(frozen=True)
 class Node:
-    """A machine at a site. `address` is `local` or an ssh target `user@host:port`."""
+    """A machine at a site. `address` is `local` or an ssh target `user@host:port`.
+
+    `libvirt_uri` is how drorch reaches this node's libvirtd; `migration_uri` is how the
+    other site's libvirtd reaches it for peer-to-peer live migration (default: derived
+    from a network `libvirt_uri`, e.g. qemu+tls://host/system)."""
 
     name: str
     address: str = "local"
     libvirt_uri: str | None = None
+    migration_uri: str | None = None
     # Where block replication (DRBD) listens on this node, when not the ssh host
     # (e.g. a dedicated replication network). None: derived, see replication/drbd/render.py.
     replication_address: str | None = None
