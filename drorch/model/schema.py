@@ -41,7 +41,7 @@ def parse_node(loc: Located, path: Path, ctx: Context) -> Node | None:
         name,
         f.text("address", "local"),
         f.text("libvirt_uri", None),
-        f.text("migration_uri", None),
+        migration_uri=f.text("migration_uri", None),
     )
     f.done()
     return None if name is MISSING else node

@@ -61,10 +61,10 @@ class Node:
     name: str
     address: str = "local"
     libvirt_uri: str | None = None
-    migration_uri: str | None = None
     # Where block replication (DRBD) listens on this node, when not the ssh host
     # (e.g. a dedicated replication network). None: derived, see replication/drbd/render.py.
     replication_address: str | None = None
+    migration_uri: str | None = None
 
     @property
     def is_local(self) -> bool:
