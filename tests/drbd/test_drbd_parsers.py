@@ -171,7 +171,7 @@ def test_events2_stream_folds_changes_and_keeps_bad_lines() -> None:
         state = st.state("r0")
         if st.initial_done and state is not None:
             seen.append(to_status(state, "sync").connection)
-    assert st.errors == ["token 'line' is not key:value in 'this line is garbage'"]
+    assert st.errors == ["token 'is' is not key:value in 'this line is garbage'"]
     final = to_status(st.state("r0"), "sync")  # type: ignore[arg-type]
     assert (final.role, final.connection, final.peer_disk) == (P, CD, UTD)
     assert final.out_of_sync_bytes == 0

@@ -27,7 +27,9 @@ _VERIFIED = re.compile(r"verified:\s*([\d.]+)%")
 _FINISH = re.compile(r"finish:\s*(\d+):(\d\d):(\d\d)")
 _SPEED = re.compile(r"speed:\s*([\d,]+)")
 _VERSION = re.compile(r"^version:\s*(\S+)")
-COUNTERS = frozenset({"ns", "nr", "dw", "dr", "al", "bm", "lo", "pe", "ua", "ap", "ep", "wo", "oos"})
+COUNTERS = frozenset(
+    {"ns", "nr", "dw", "dr", "al", "bm", "lo", "pe", "ua", "ap", "ep", "wo", "oos"}
+)
 STATE_KEYS = frozenset({"cs", "ro", "ds"})
 
 

@@ -1,0 +1,235 @@
+"""Render a DRBD 9 resource file for one `driver: drbd` volume.
+
+Decisions an operator should know (also in the README):
+
+- Node ids follow the cluster file: the nodes that have a backing disk in `paths`, in
+  site order then node order, get ids 0, 1, ...
+- Replication address: `Node.replication_address` when set; otherwise the host of an ssh
+  `address` (`user@host:port` -> host); otherwise, for `address: local`, 127.0.0.(id+1).
+  All nodes of a resource must use the same address family.
+- `mode: sync` -> protocol C, `mode: async` -> protocol A. `on-congestion pull-ahead` or
+  `disconnect` need protocol A and get a `congestion-fill` (DRBD ignores them without it).
+- `ping-timeout` and `timeout` are written in DRBD's unit, tenths of a second.
+- `fencing resource-only` with drorch's fence-peer handler (`drorch drbd fence-peer`),
+  which asks the quorum daemon before it outdates the peer.
+
+Render is pure: it returns text or raises `RenderError` listing every problem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from drorch.model.types import Cluster, Driver, Node, ReplicationMode, Volume
+
+AFTER_SB_0PRI = frozenset(
+    {
+        "disconnect",
+        "discard-younger-primary",
+        "discard-older-primary",
+        "discard-zero-changes",
+        "discard-least-changes",
+        "discard-local",
+        "discard-remote",
+    }
+)
+AFTER_SB_1PRI = frozenset(
+    {"disconnect", "consensus", "violently-as0p", "discard-secondary", "call-pri-lost-after-sb"}
+)
+AFTER_SB_2PRI = frozenset({"disconnect", "violently-as0p", "call-pri-lost-after-sb"})
+ON_CONGESTION = frozenset({"block", "pull-ahead", "disconnect"})
+QUORUM = frozenset({"off", "majority", "all"})
+ON_NO_QUORUM = frozenset({"suspend-io", "io-error"})
+# How much unacknowledged data protocol A may queue before pull-ahead kicks in.
+PULL_AHEAD_FILL = "64M"
+DEFAULT_CONFIG_PATH = "/etc/drorch/cluster.yaml"
+_TOKEN = re.compile(r"^[A-Za-z0-9_.()-]+$")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+class RenderError(ValueError):
+    """The volume cannot be rendered; `problems` says every reason."""
+
+    def __init__(self, volume: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"volume {volume}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class DrbdPeer:
+    node: str
+    node_id: int
+    disk: str
+    address: str  # host part, no port
+    family: str  # ipv4 | ipv6
+
+
+def replication_host(node: Node, node_id: int) -> str:
+    """Where DRBD listens on `node` (see the module docstring)."""
+    if node.replication_address:
+        return node.replication_address
+    if node.is_local:
+        return f"127.0.0.{node_id + 1}"
+    host = node.address.rpartition("@")[2]
+    if host.startswith("["):
+        return host[1 : host.index("]")]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host
+
+
+def peers(cluster: Cluster, volume: Volume) -> list[DrbdPeer]:
+    """The nodes that hold a replica of `volume`, with their DRBD node ids."""
+    out: list[DrbdPeer] = []
+    for site in cluster.sites:
+        for node in site.nodes:
+            if node.name in volume.paths:
+                node_id = len(out)
+                host = replication_host(node, node_id)
+                family = "ipv4" if _IPV4.match(host) else "ipv6" if ":" in host else "ipv4"
+                out.append(DrbdPeer(node.name, node_id, volume.paths[node.name], host, family))
+    return out
+
+
+def peer_for(cluster: Cluster, volume: Volume, node: str) -> DrbdPeer:
+    for p in peers(cluster, volume):
+        if p.node == node:
+            return p
+    raise KeyError(f"node {node} holds no replica of volume {volume.name}")
+
+
+def _tenths(seconds: float) -> int:
+    return max(1, round(seconds * 10))
+
+
+def check(cluster: Cluster, volume: Volume) -> list[str]:
+    """Every reason the volume cannot become a DRBD resource (empty when it can)."""
+    o = volume.drbd
+    problems: list[str] = []
+    if volume.driver is not Driver.DRBD:
+        problems.append(f"driver is {volume.driver.value}, not drbd")
+    nodes = peers(cluster, volume)
+    known = {n.name for s in cluster.sites for n in s.nodes}
+    for name in volume.paths:
+        if name not in known:
+            problems.append(f"paths names unknown node {name!r}")
+    if len(nodes) < 2:
+        problems.append(f"needs a backing disk on at least two nodes, has {len(nodes)}")
+    sites_with_disk = {s.name for s in cluster.sites for n in s.nodes if n.name in volume.paths}
+    if len(nodes) >= 2 and len(sites_with_disk) < 2:
+        problems.append("all replicas are at one site; a DR volume needs one at each site")
+    if len({p.family for p in nodes}) > 1:
+        problems.append("nodes mix IPv4 and IPv6 replication addresses")
+    if not 1 <= volume.port <= 65535:
+        problems.append(f"port {volume.port} is not a TCP port")
+    for label, value, allowed in (
+        ("after_sb_0pri", o.after_sb_0pri, AFTER_SB_0PRI),
+        ("after_sb_1pri", o.after_sb_1pri, AFTER_SB_1PRI),
+        ("after_sb_2pri", o.after_sb_2pri, AFTER_SB_2PRI),
+        ("on_congestion", o.on_congestion, ON_CONGESTION),
+        ("quorum", o.quorum, QUORUM),
+        ("on_no_quorum", o.on_no_quorum, ON_NO_QUORUM),
+    ):
+        if value not in allowed:
+            problems.append(f"{label} {value!r} is not one of {', '.join(sorted(allowed))}")
+    if o.on_congestion != "block" and volume.mode is not ReplicationMode.ASYNC:
+        problems.append(f"on_congestion {o.on_congestion} needs mode async (DRBD protocol A)")
+    for label, alg in (("verify_alg", o.verify_alg), ("csums_alg", o.csums_alg)):
+        if not _TOKEN.match(alg):
+            problems.append(f"{label} {alg!r} is not a kernel crypto algorithm name")
+    if not o.device.startswith("/dev/drbd"):
+        problems.append(f"device {o.device!r} is not a /dev/drbdN device")
+    if not 0.1 <= o.ping_timeout <= 30:
+        problems.append(f"ping_timeout {o.ping_timeout}s is outside DRBD's 0.1s..30s")
+    if not 0.1 <= o.timeout <= 60:
+        problems.append(f"timeout {o.timeout}s is outside DRBD's 0.1s..60s")
+    if not 0 <= o.ko_count <= 200:
+        problems.append(f"ko_count {o.ko_count} is outside DRBD's 0..200")
+    for p in nodes:
+        if p.family == "ipv4" and not _IPV4.match(p.address):
+            problems.append(
+                f"{p.node}: DRBD needs an IP address, not the host name {p.address!r};"
+                " set replication_address"
+            )
+        if not p.disk.startswith("/"):
+            problems.append(f"backing disk {p.disk!r} of {p.node} is not an absolute path")
+    return problems
+
+
+def minor(volume: Volume) -> int:
+    """The minor number of `/dev/drbdN`."""
+    digits = volume.drbd.device.removeprefix("/dev/drbd")
+    return int(digits) if digits.isdigit() else 0
+
+
+def render(
+    cluster: Cluster,
+    volume: Volume,
+    *,
+    config_path: str = DEFAULT_CONFIG_PATH,
+    handler: str | None = None,
+) -> str:
+    """The resource file text. `config_path` is where the cluster file lives on the nodes
+    (the fence-peer handler reads it); `handler` overrides the whole handler command."""
+    problems = check(cluster, volume)
+    if problems:
+        raise RenderError(volume.name, problems)
+    o = volume.drbd
+    protocol = "C" if volume.mode is ReplicationMode.SYNC else "A"
+    fence_cmd = handler or f"drorch drbd fence-peer -c {config_path}"
+    if '"' in fence_cmd:
+        raise RenderError(volume.name, ["the fence-peer handler command contains a quote"])
+    nodes = peers(cluster, volume)
+    lines = [
+        f"# drorch: volume {volume.name} of cluster {cluster.name} ({volume.mode.value}).",
+        f"# Generated by `drorch drbd render -c CONFIG {volume.name}`; edit the cluster file.",
+        f"resource {volume.name} {{",
+    ]
+    if o.quorum != "off":
+        lines += [
+            "    options {",
+            f"        quorum {o.quorum};",
+            f"        on-no-quorum {o.on_no_quorum};",
+            "    }",
+        ]
+    lines += [
+        "    net {",
+        f"        protocol {protocol};",
+        f"        ping-timeout {_tenths(o.ping_timeout)};  # tenths of a second",
+        f"        timeout {_tenths(o.timeout)};  # tenths of a second",
+        f"        ko-count {o.ko_count};",
+        f"        verify-alg {o.verify_alg};",
+        f"        csums-alg {o.csums_alg};",
+        f"        on-congestion {o.on_congestion};",
+    ]
+    if o.on_congestion != "block":
+        lines.append(f"        congestion-fill {PULL_AHEAD_FILL};")
+    lines += [
+        f"        after-sb-0pri {o.after_sb_0pri};",
+        f"        after-sb-1pri {o.after_sb_1pri};",
+        f"        after-sb-2pri {o.after_sb_2pri};",
+        "        fencing resource-only;",
+        "    }",
+        "    handlers {",
+        f'        fence-peer "{fence_cmd}";',
+        "    }",
+    ]
+    for p in nodes:
+        host = f"[{p.address}]" if p.family == "ipv6" else p.address
+        lines += [
+            f"    on {p.node} {{",
+            f"        node-id {p.node_id};",
+            f"        device {o.device};",
+            f"        disk {p.disk};",
+            f"        address {p.family} {host}:{volume.port};",
+            "        meta-disk internal;",
+            "    }",
+        ]
+    lines += [
+        "    connection-mesh {",
+        f"        hosts {' '.join(p.node for p in nodes)};",
+        "    }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,214 @@
+"""Rendered resource files must pass the real `drbdadm dump` and give a usable plan."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from drorch.model.types import DrbdOptions, Node, ReplicationMode
+from drorch.replication.drbd.render import RenderError, peers, render
+from tests.drbd.clusters import two_site_cluster
+
+A, S = ReplicationMode.ASYNC, ReplicationMode.SYNC
+
+
+def drbdadm(res_file: Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run drbdadm as if on `host` (DRBD matches `on HOST` against the hostname)."""
+    script = 'hostname "$1" && shift && exec drbdadm "$@"'
+    proc = subprocess.run(
+        ["unshare", "-u", "sh", "-c", script, "sh", host, "-c", str(res_file), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # this machine has no modinfo/modprobe; drbdadm mentions it and carries on
+    proc.stderr = "\n".join(ln for ln in proc.stderr.splitlines() if "modinfo: not found" not in ln)
+    return proc
+
+
+COMBINATIONS = {
+    "sync-defaults": (S, DrbdOptions(), None, None),
+    "async-pull-ahead": (A, DrbdOptions(on_congestion="pull-ahead"), None, None),
+    "async-disconnect-on-congestion": (A, DrbdOptions(on_congestion="disconnect"), None, None),
+    "async-block": (A, DrbdOptions(), None, None),
+    "quorum-suspend-io": (S, DrbdOptions(quorum="majority"), None, None),
+    "quorum-io-error": (S, DrbdOptions(quorum="majority", on_no_quorum="io-error"), None, None),
+    "after-sb-automatic": (
+        S,
+        DrbdOptions(
+            after_sb_0pri="discard-zero-changes",
+            after_sb_1pri="discard-secondary",
+            after_sb_2pri="call-pri-lost-after-sb",
+        ),
+        None,
+        None,
+    ),
+    "after-sb-discard-local": (S, DrbdOptions(after_sb_0pri="discard-local"), None, None),
+    "tuned-timeouts-algs": (
+        S,
+        DrbdOptions(
+            device="/dev/drbd7",
+            ping_timeout=1.5,
+            timeout=3.0,
+            ko_count=0,
+            verify_alg="crc32c",
+            csums_alg="md5",
+        ),
+        None,
+        None,
+    ),
+    "ssh-nodes": (S, DrbdOptions(), Node("a1", "root@10.1.0.1:22"), Node("b1", "root@10.2.0.1")),
+    "replication-network-ipv6": (
+        S,
+        DrbdOptions(),
+        Node("a1", replication_address="fd00::1"),
+        Node("b1", replication_address="fd00::2"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMBINATIONS))
+def test_render_passes_real_drbdadm_dump(case: str, tmp_path: Path) -> None:
+    mode, opts, a1, b1 = COMBINATIONS[case]
+    cluster = two_site_cluster(mode=mode, drbd=opts, a1=a1, b1=b1)
+    text = render(cluster, cluster.volumes[0])
+    res = tmp_path / "r0.res"
+    res.write_text(text)
+    for host in ("a1", "b1"):
+        dump = drbdadm(res, host, "dump", "r0")
+        assert dump.returncode == 0, dump.stderr
+        assert "resource r0" in dump.stdout
+    plan = drbdadm(res, "a1", "-d", "up", "r0")
+    assert plan.returncode == 0, plan.stderr
+    expected = [
+        f"--protocol={'C' if mode is S else 'A'}",
+        "--fencing=resource-only",
+        f"--after-sb-0pri={opts.after_sb_0pri}",
+        f"--after-sb-1pri={opts.after_sb_1pri}",
+        f"--after-sb-2pri={opts.after_sb_2pri}",
+        f"--ping-timeout={round(opts.ping_timeout * 10)}",
+        f"--timeout={round(opts.timeout * 10)}",
+        f"--verify-alg={opts.verify_alg}",
+        f"--csums-alg={opts.csums_alg}",
+    ]
+    if opts.ko_count != 7:
+        expected.append(f"--ko-count={opts.ko_count}")
+    if opts.on_congestion != "block":
+        expected += [f"--on-congestion={opts.on_congestion}", "--congestion-fill=64M"]
+    if opts.quorum != "off":
+        expected += [f"--quorum={opts.quorum}", f"--on-no-quorum={opts.on_no_quorum}"]
+    for flag in expected:
+        assert flag in plan.stdout, f"{flag} missing from plan:\n{plan.stdout}"
+    minor = opts.device.removeprefix("/dev/drbd")
+    assert f"drbdsetup new-minor r0 {minor} 0" in plan.stdout
+    assert "drbdsetup attach" in plan.stdout and "/dev/vg0/r0" in plan.stdout
+    assert "drbdsetup connect r0 1" in plan.stdout
+
+
+def test_render_contents_sync_defaults() -> None:
+    cluster = two_site_cluster()
+    text = render(cluster, cluster.volumes[0], config_path="/etc/drorch/c1.yaml")
+    for line in (
+        "resource r0 {",
+        "protocol C;",
+        "ping-timeout 5;",
+        "timeout 60;",
+        "ko-count 7;",
+        "after-sb-0pri disconnect;",
+        "after-sb-1pri disconnect;",
+        "after-sb-2pri disconnect;",
+        "fencing resource-only;",
+        'fence-peer "drorch drbd fence-peer -c /etc/drorch/c1.yaml";',
+        "on a1 {",
+        "node-id 0;",
+        "address ipv4 127.0.0.1:7789;",
+        "on b1 {",
+        "node-id 1;",
+        "address ipv4 127.0.0.2:7789;",
+        "meta-disk internal;",
+        "hosts a1 b1;",
+    ):
+        assert line in text, line
+    assert "quorum" not in text.split("net {")[0]
+
+
+def test_peers_and_addresses() -> None:
+    cluster = two_site_cluster(a1=Node("a1", "ops@[fd00::9]:2222"), b1=Node("b1", "db.b:22"))
+    got = [(p.node, p.node_id, p.address, p.family) for p in peers(cluster, cluster.volumes[0])]
+    assert got == [("a1", 0, "fd00::9", "ipv6"), ("b1", 1, "db.b", "ipv4")]
+
+
+def test_host_names_are_refused_because_drbd_needs_ip_addresses() -> None:
+    cluster = two_site_cluster(b1=Node("b1", "root@site-b:22"))
+    with pytest.raises(RenderError) as err:
+        render(cluster, cluster.volumes[0])
+    assert err.value.problems == [
+        "b1: DRBD needs an IP address, not the host name 'site-b'; set replication_address"
+    ]
+
+
+BAD = {
+    "sync-pull-ahead": (
+        S,
+        DrbdOptions(on_congestion="pull-ahead"),
+        "on_congestion pull-ahead needs mode async (DRBD protocol A)",
+    ),
+    "bad-after-sb": (
+        S,
+        DrbdOptions(after_sb_2pri="discard-secondary"),
+        "after_sb_2pri 'discard-secondary' is not one of",
+    ),
+    "bad-quorum": (S, DrbdOptions(quorum="most"), "quorum 'most' is not one of"),
+    "bad-on-no-quorum": (S, DrbdOptions(on_no_quorum="panic"), "on_no_quorum 'panic'"),
+    "bad-device": (S, DrbdOptions(device="/dev/sdb"), "is not a /dev/drbdN device"),
+    "bad-timeout": (S, DrbdOptions(timeout=120.0), "timeout 120.0s is outside"),
+    "bad-alg": (S, DrbdOptions(verify_alg="sha256; evil"), "is not a kernel crypto"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_render_refuses_bad_options_with_reason(case: str) -> None:
+    mode, opts, reason = BAD[case]
+    cluster = two_site_cluster(mode=mode, drbd=opts)
+    with pytest.raises(RenderError) as err:
+        render(cluster, cluster.volumes[0])
+    assert any(reason in p for p in err.value.problems), err.value.problems
+
+
+def test_render_refuses_one_sided_and_mixed_family() -> None:
+    cluster = two_site_cluster(paths={"a1": "/dev/vg0/r0"})
+    with pytest.raises(RenderError, match="at least two nodes, has 1"):
+        render(cluster, cluster.volumes[0])
+    cluster = two_site_cluster(b1=Node("b1", replication_address="fd00::2"))
+    with pytest.raises(RenderError, match="mix IPv4 and IPv6"):
+        render(cluster, cluster.volumes[0])
+    cluster = two_site_cluster(paths={"a1": "/dev/x", "b1": "rel/path", "zz": "/dev/y"})
+    with pytest.raises(RenderError) as err:
+        render(cluster, cluster.volumes[0])
+    assert err.value.problems == [
+        "paths names unknown node 'zz'",
+        "backing disk 'rel/path' of b1 is not an absolute path",
+    ]
+
+
+def test_drbdadm_rejects_a_broken_file(tmp_path: Path) -> None:
+    """The dump check can fail: a corrupted rendering is caught by real drbdadm."""
+    cluster = two_site_cluster()
+    text = render(cluster, cluster.volumes[0]).replace("resource-only", "resource-onlyy")
+    res = tmp_path / "r0.res"
+    res.write_text(text)
+    dump = drbdadm(res, "a1", "dump", "r0")
+    assert dump.returncode != 0
+    assert "resource-onlyy" in dump.stderr
+
+
+def test_pyrepl_volume_is_not_rendered() -> None:
+    from drorch.model.types import Driver
+
+    cluster = two_site_cluster()
+    vol = replace(cluster.volumes[0], driver=Driver.PYREPL)
+    with pytest.raises(RenderError, match="driver is pyrepl, not drbd"):
+        render(cluster, vol)
