@@ -22,7 +22,6 @@ import re
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -38,10 +37,7 @@ class PinError(Exception):
     """The peer's certificate is not the pinned one (or there is no certificate at all)."""
 
 
-class PeerWithCertificate(Protocol):
-    """Anything with `getpeercert(binary_form=True)`: ssl.SSLSocket, ssl.SSLObject."""
-
-    def getpeercert(self, binary_form: bool = ...) -> object: ...
+PeerWithCertificate = ssl.SSLSocket | ssl.SSLObject
 
 
 def _der_from_bytes(data: bytes) -> bytes:

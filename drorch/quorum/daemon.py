@@ -1,0 +1,143 @@
+"""Start-up and shutdown of `drorch quorumd`, in the order the rules demand:
+
+1. validate the whole config, TLS material included (exit 2, `FILE:LINE:COL: message`);
+2. read the state (exit 1 when missing/unreadable), or with `--init` create a fresh one
+   (exit 1 when one exists);
+3. raise the recorded maxima of lease and switch delay to the configured values, persist;
+4. restart grace = recorded max lease + max switch delay, timed from when the state was
+   read (none after `--init`: nobody can hold a lease from a daemon that never ran);
+5. serve until SIGTERM/SIGINT, persist, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from drorch.clock import Clock, SystemClock
+from drorch.model.reports import ConfigError, Position, ReportItem
+from drorch.quorum.config import QuorumdConfig, load_config
+from drorch.quorum.grants import GrantBook
+from drorch.quorum.server import PersistFailed, QuorumServer
+from drorch.quorum.state import QuorumState, StateError, create_state, read_state, write_state
+from drorch.quorum.tls import server_context
+
+log = logging.getLogger("drorch.quorumd")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def load_validated(config_path: Path) -> tuple[QuorumdConfig, ssl.SSLContext]:
+    """The config and its TLS context; ConfigError for any problem."""
+    config = load_config(config_path)
+    try:
+        context = server_context(config.cert, config.key, config.trusted_cert_files())
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        where = Position(str(config_path), 1, 1)
+        raise ConfigError(
+            [ReportItem("tls", f"cannot build the TLS context: {exc}", where)]
+        ) from exc
+    return config, context
+
+
+def open_state(config: QuorumdConfig, init: bool, clock: Clock) -> tuple[QuorumState, GrantBook]:
+    """Read or create the state and derive the restart grace.
+
+    Raises StateError (missing/unreadable state) or FileExistsError (`--init` on an existing
+    state); both mean exit 1."""
+    if init:
+        state = create_state(config.state_file, config.lease_ms, config.switch_delay_ms)
+    else:
+        state = read_state(config.state_file)
+    read_at = clock.monotonic()
+    raised = False
+    if config.lease_ms > state.max_lease_ms:
+        state.max_lease_ms, raised = config.lease_ms, True
+    if config.switch_delay_ms > state.max_switch_delay_ms:
+        state.max_switch_delay_ms, raised = config.switch_delay_ms, True
+    if raised:
+        write_state(config.state_file, state)
+    grace_until = None
+    if not init:
+        grace = (state.max_lease_ms + state.max_switch_delay_ms) / 1000
+        grace_until = read_at + grace
+        log.info(
+            "restart grace: no new grants for %.3fs (max lease %d ms + max switch delay %d ms)",
+            grace,
+            state.max_lease_ms,
+            state.max_switch_delay_ms,
+        )
+    grants = GrantBook(
+        config.lease_ms / 1000,
+        config.switch_delay_ms / 1000,
+        durable=state.clusters,
+        grace_until=grace_until,
+    )
+    return state, grants
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (one fd per client); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+async def _serve(server: QuorumServer) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.serve(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def run(config_path: Path, init: bool, err: TextIO = sys.stderr, clock: Clock | None = None) -> int:
+    """The whole daemon; returns the exit code."""
+    clock = clock or SystemClock()
+    try:
+        config, context = load_validated(config_path)
+    except ConfigError as exc:
+        for report in exc.reports:
+            print(report, file=err)
+        return EXIT_CONFIG
+    try:
+        state, grants = open_state(config, init, clock)
+    except (StateError, FileExistsError) as exc:
+        print(f"quorumd: {exc}", file=err)
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"quorumd: cannot write the state file {config.state_file}: {exc}", file=err)
+        return EXIT_FAILURE
+    fds = raise_fd_limit()
+    server = QuorumServer(config, context, grants, state, clock)
+    try:
+        host, port = server.bind()
+    except OSError as exc:
+        print(f"quorumd: cannot listen on {config.host}:{config.port}: {exc}", file=err)
+        return EXIT_FAILURE
+    log.info("listening on %s:%d (file descriptor limit %d)", host, port, fds)
+    try:
+        asyncio.run(_serve(server))
+    except PersistFailed as exc:
+        print(f"quorumd: stopped, the state could not be persisted: {exc}", file=err)
+        return EXIT_FAILURE
+    log.info("stopped; state persisted to %s", config.state_file)
+    return EXIT_OK

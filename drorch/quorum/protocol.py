@@ -1,0 +1,360 @@
+"""The quorum wire protocol, sans-I/O (see docs/quorum-protocol.md).
+
+A frame is a 4-byte unsigned big-endian length N (1 ≤ N ≤ 65536) followed by N bytes of
+UTF-8 JSON that must be an object with a string field `type`.
+
+`ServerProtocol` and `ClientProtocol` know nothing about sockets: feed them the bytes that
+arrived and they return events (parsed messages, or one `ProtocolViolation` after which the
+connection must be closed). `encode()` turns a message into a frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+VERSION = 1
+MAX_FRAME = 65536
+HEADER = struct.Struct(">I")
+
+# error codes on the wire
+BAD_FRAME = "bad_frame"
+VERSION_MISMATCH = "version"
+UNAUTHORIZED = "unauthorized"
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    cluster: str
+    site: str
+    node: str
+    version: int = VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    seq: int
+    want: bool
+    nodes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    heartbeat_ms: int
+    lease_ms: int
+    version: int = VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """The server's answer to a heartbeat (or, with seq 0, to a release)."""
+
+    seq: int
+    granted: bool
+    epoch: int
+    holder: str | None
+    lease_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """The peer broke the protocol; send `error` with `code` (server side) and close."""
+
+    code: str
+    message: str
+
+
+ClientMessage = Hello | Heartbeat | Release
+ServerMessage = Welcome | Vote | ErrorMessage
+Message = ClientMessage | ServerMessage
+
+
+class FrameError(ValueError):
+    """A frame or message is malformed; `code` is the wire error code to answer with."""
+
+    def __init__(self, message: str, code: str = BAD_FRAME) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _to_wire(msg: Message) -> dict[str, Any]:
+    if isinstance(msg, Hello):
+        return {
+            "type": "hello",
+            "version": msg.version,
+            "cluster": msg.cluster,
+            "site": msg.site,
+            "node": msg.node,
+        }
+    if isinstance(msg, Heartbeat):
+        return {"type": "heartbeat", "seq": msg.seq, "want": msg.want, "nodes": msg.nodes}
+    if isinstance(msg, Release):
+        return {"type": "release"}
+    if isinstance(msg, Welcome):
+        return {
+            "type": "welcome",
+            "version": msg.version,
+            "heartbeat_ms": msg.heartbeat_ms,
+            "lease_ms": msg.lease_ms,
+        }
+    if isinstance(msg, Vote):
+        return {
+            "type": "vote",
+            "seq": msg.seq,
+            "granted": msg.granted,
+            "epoch": msg.epoch,
+            "holder": msg.holder,
+            "lease_ms": msg.lease_ms,
+        }
+    return {"type": "error", "code": msg.code, "message": msg.message}
+
+
+def encode_object(obj: dict[str, Any]) -> bytes:
+    """Frame an arbitrary JSON object (tests use it to build hostile frames)."""
+    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if not 1 <= len(body) <= MAX_FRAME:
+        raise FrameError(f"frame body of {len(body)} bytes is outside 1..{MAX_FRAME}")
+    return HEADER.pack(len(body)) + body
+
+
+def encode(msg: Message) -> bytes:
+    """The frame for one message."""
+    return encode_object(_to_wire(msg))
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise FrameError(f"{name} is not valid JSON")
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """Decode one frame body into a JSON object with a string `type`, or raise FrameError."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrameError(f"frame is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise FrameError(f"frame is not valid JSON ({exc.msg} at char {exc.pos})") from exc
+    except RecursionError as exc:
+        raise FrameError("frame JSON is nested too deeply") from exc
+    if not isinstance(obj, dict):
+        raise FrameError(f"frame must be a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise FrameError("frame has no string field 'type'")
+    return obj
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in obj:
+        raise FrameError(f"{obj['type']}: missing field {name!r}")
+    value = obj[name]
+    # bool is a subclass of int in Python, never in the protocol
+    is_bool = isinstance(value, bool)
+    wants_bool = kind is bool or (isinstance(kind, tuple) and bool in kind)
+    if not isinstance(value, kind) or (is_bool and not wants_bool):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise FrameError(
+            f"{obj['type']}: field {name!r} must be {names}, got {type(value).__name__}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):  # pragma: no cover - rejected above
+        raise FrameError(f"{obj['type']}: field {name!r} is not finite")
+    return value
+
+
+def _name(obj: dict[str, Any], name: str) -> str:
+    value: str = _field(obj, name, str)
+    if not value or len(value) > 255:
+        raise FrameError(f"{obj['type']}: field {name!r} must be 1..255 characters")
+    return value
+
+
+def _non_negative(obj: dict[str, Any], name: str) -> int:
+    value: int = _field(obj, name, int)
+    if value < 0:
+        raise FrameError(f"{obj['type']}: field {name!r} must be >= 0, got {value}")
+    return value
+
+
+def client_message(obj: dict[str, Any]) -> ClientMessage:
+    """Validate a parsed object as a client → server message."""
+    kind = obj["type"]
+    if kind == "hello":
+        version = _field(obj, "version", int)
+        if version != VERSION:
+            raise FrameError(
+                f"protocol version {version} is not supported (this server speaks {VERSION})",
+                VERSION_MISMATCH,
+            )
+        return Hello(_name(obj, "cluster"), _name(obj, "site"), _name(obj, "node"), version)
+    if kind == "heartbeat":
+        return Heartbeat(
+            _field(obj, "seq", int), _field(obj, "want", bool), _non_negative(obj, "nodes")
+        )
+    if kind == "release":
+        return Release()
+    raise FrameError(f"unknown message type {kind!r}")
+
+
+def server_message(obj: dict[str, Any]) -> ServerMessage:
+    """Validate a parsed object as a server → client message."""
+    kind = obj["type"]
+    if kind == "welcome":
+        return Welcome(
+            _non_negative(obj, "heartbeat_ms"),
+            _non_negative(obj, "lease_ms"),
+            _field(obj, "version", int),
+        )
+    if kind == "vote":
+        holder = obj.get("holder", ...)
+        if holder is ...:
+            raise FrameError("vote: missing field 'holder'")
+        if holder is not None and not isinstance(holder, str):
+            raise FrameError("vote: field 'holder' must be a string or null")
+        return Vote(
+            _field(obj, "seq", int),
+            _field(obj, "granted", bool),
+            _non_negative(obj, "epoch"),
+            holder,
+            _non_negative(obj, "lease_ms"),
+        )
+    if kind == "error":
+        return ErrorMessage(_field(obj, "code", str), _field(obj, "message", str))
+    raise FrameError(f"unknown message type {kind!r}")
+
+
+class FrameDecoder:
+    """Splits a byte stream into frame bodies. After an error it stays broken."""
+
+    __slots__ = ("_buf", "broken")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.broken = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Append bytes; return the complete frame bodies. Raises FrameError on a bad
+        length, as soon as the 4 length bytes are in (no need to wait for the body)."""
+        if self.broken:
+            return []
+        self._buf += data
+        bodies: list[bytes] = []
+        buf = self._buf
+        offset = 0
+        while len(buf) - offset >= 4:
+            (length,) = HEADER.unpack_from(buf, offset)
+            if not 1 <= length <= MAX_FRAME:
+                self.broken = True
+                raise FrameError(f"frame length {length} is outside 1..{MAX_FRAME}")
+            end = offset + 4 + length
+            if len(buf) < end:
+                break
+            bodies.append(bytes(buf[offset + 4 : end]))
+            offset = end
+        if offset:
+            del buf[:offset]
+        return bodies
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+class Phase(Enum):
+    AWAITING_HELLO = "awaiting-hello"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+class ServerProtocol:
+    """The server's view of one connection: bytes in → client messages out.
+
+    The first frame must be `hello`; a second `hello` is a violation. On any violation the
+    result ends with a `ProtocolViolation`, the phase becomes CLOSED, and later input is
+    ignored: the caller sends `error_frame(violation)` and closes the connection."""
+
+    __slots__ = ("_decoder", "phase")
+
+    def __init__(self) -> None:
+        self._decoder = FrameDecoder()
+        self.phase = Phase.AWAITING_HELLO
+
+    def receive(self, data: bytes) -> list[ClientMessage | ProtocolViolation]:
+        if self.phase is Phase.CLOSED:
+            return []
+        events: list[ClientMessage | ProtocolViolation] = []
+        try:
+            for body in self._decoder.feed(data):
+                msg = client_message(parse_body(body))
+                if isinstance(msg, Hello):
+                    if self.phase is Phase.ESTABLISHED:
+                        raise FrameError("a second hello on one connection")
+                    self.phase = Phase.ESTABLISHED
+                elif self.phase is Phase.AWAITING_HELLO:
+                    raise FrameError(f"the first frame must be hello, not {_kind(msg)}")
+                events.append(msg)
+        except FrameError as exc:
+            self.phase = Phase.CLOSED
+            events.append(ProtocolViolation(exc.code, str(exc)))
+        return events
+
+
+class ClientProtocol:
+    """The client's view: bytes in → server messages out (welcome first)."""
+
+    __slots__ = ("_decoder", "phase")
+
+    def __init__(self) -> None:
+        self._decoder = FrameDecoder()
+        self.phase = Phase.AWAITING_HELLO  # awaiting the server's welcome
+
+    def receive(self, data: bytes) -> list[ServerMessage | ProtocolViolation]:
+        if self.phase is Phase.CLOSED:
+            return []
+        events: list[ServerMessage | ProtocolViolation] = []
+        try:
+            for body in self._decoder.feed(data):
+                msg = server_message(parse_body(body))
+                if isinstance(msg, ErrorMessage):
+                    self.phase = Phase.CLOSED
+                    events.append(msg)
+                    break
+                if isinstance(msg, Welcome):
+                    if self.phase is Phase.ESTABLISHED:
+                        raise FrameError("a second welcome on one connection")
+                    self.phase = Phase.ESTABLISHED
+                elif self.phase is Phase.AWAITING_HELLO:
+                    raise FrameError(f"the first frame must be welcome, not {_kind(msg)}")
+                events.append(msg)
+        except FrameError as exc:
+            self.phase = Phase.CLOSED
+            events.append(ProtocolViolation(exc.code, str(exc)))
+        return events
+
+
+def _kind(msg: Message) -> str:
+    return str(_to_wire(msg)["type"])
+
+
+def error_frame(code: str, message: str) -> bytes:
+    """The `error` frame to send before closing (message cut to fit one frame)."""
+    return encode(ErrorMessage(code, message[:1000]))

@@ -1,0 +1,348 @@
+"""The quorum daemon: one asyncio event loop, non-blocking TLS sockets, no thread per client.
+
+It accepts connections (capping those that have not sent `hello`, in total and per source
+address), authorizes each `hello` against the pins of that cluster's site, answers heartbeats
+from the pure `GrantBook`, and persists every grant change *before* the vote that announces
+it leaves (group commit: votes wait for the durable version they depend on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable
+
+from drorch.clock import Clock
+from drorch.quorum.config import QuorumdConfig
+from drorch.quorum.grants import GrantBook
+from drorch.quorum.protocol import (
+    UNAUTHORIZED,
+    ClientMessage,
+    Heartbeat,
+    Hello,
+    Vote,
+    Welcome,
+    encode,
+)
+from drorch.quorum.session import Session, Stage
+from drorch.quorum.state import QuorumState, write_state
+
+log = logging.getLogger("drorch.quorumd")
+
+HANDSHAKE_DEADLINE = 5.0  # seconds from accept to a completed TLS handshake and `hello`
+ACCEPTS_PER_WAKEUP = 128
+ACCEPT_PAUSE_ON_EMFILE = 0.1
+
+
+class PersistFailed(Exception):
+    """The state could not be made durable: the daemon must stop granting."""
+
+
+class Persister:
+    """Group commit of the grant state. `version` counts grant changes in memory; votes
+    wait until `durable` catches up with the version they were decided at."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, write: Callable[[], None]) -> None:
+        self._loop = loop
+        self._write = write
+        self.version = 0
+        self.durable = 0
+        self._writing = False
+        self._waiters: list[tuple[int, Session, bytes]] = []
+        self.failed: BaseException | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def changed(self) -> None:
+        self.version += 1
+        self._start()
+
+    def send_when_durable(self, session: Session, frame: bytes) -> None:
+        if self.durable >= self.version:
+            session.send(frame)
+        elif self.failed is None:
+            self._waiters.append((self.version, session, frame))
+
+    def _start(self) -> None:
+        if self._writing or self.failed is not None or self.durable >= self.version:
+            return
+        self._writing = True
+        self.idle.clear()
+        target = self.version
+        future = self._loop.run_in_executor(None, self._write)
+        future.add_done_callback(lambda f: self._done(f, target))
+
+    def _done(self, future: asyncio.Future[None], target: int) -> None:
+        self._writing = False
+        exc = future.exception()
+        if exc is not None:
+            self.failed = exc
+            self._waiters.clear()
+            self.idle.set()
+            log.critical("cannot persist the quorum state, granting stops: %s", exc)
+            return
+        self.durable = target
+        ready = [w for w in self._waiters if w[0] <= target]
+        self._waiters = [w for w in self._waiters if w[0] > target]
+        for _, session, frame in ready:
+            session.send(frame)
+        if self.durable < self.version:
+            self._start()
+        else:
+            self.idle.set()
+
+
+class QuorumServer:
+    def __init__(
+        self,
+        config: QuorumdConfig,
+        context: ssl.SSLContext,
+        grants: GrantBook,
+        state: QuorumState,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.context = context
+        self.grants = grants
+        self.state = state
+        self.clock = clock
+        self.pins = config.pins_by_fingerprint()
+        self.sessions: dict[int, Session] = {}
+        self.unauthenticated: OrderedDict[int, Session] = OrderedDict()  # oldest first
+        self.unauth_by_address: dict[str, int] = {}
+        self.refused = 0
+        self.evicted = 0
+        self._listener: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._persister: Persister | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.address: tuple[str, int] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def persist_now(self) -> None:
+        """Write the state synchronously (start-up and shutdown)."""
+        self.state.clusters = self.grants.durable()
+        write_state(self.config.state_file, self.state)
+
+    def bind(self) -> tuple[str, int]:
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.config.host, self.config.port))
+            listener.listen(4096)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        host, port = listener.getsockname()[:2]
+        self.address = (host, port)
+        return host, port
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then persist and close everything."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        if self._listener is None:
+            self.bind()
+        assert self._listener is not None
+        self._persister = Persister(loop, self.persist_now)
+        loop.add_reader(self._listener.fileno(), self._accept)
+        self._schedule_sweep()
+        host, port = self.address or ("?", 0)
+        log.info(
+            "serving %d cluster(s) on %s:%d (heartbeat %d ms, lease %d ms, switch delay %d ms)",
+            len(self.config.clusters),
+            host,
+            port,
+            self.config.heartbeat_ms,
+            self.config.lease_ms,
+            self.config.switch_delay_ms,
+        )
+        try:
+            stop_task = asyncio.ensure_future(stop.wait())
+            fail_task = asyncio.ensure_future(self._watch_persistence())
+            done, pending = await asyncio.wait(
+                {stop_task, fail_task}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+            if fail_task in done:
+                fail_task.result()
+        finally:
+            self._shutdown()
+            await self._persister.idle.wait()
+            if self._persister.failed is None:
+                self.persist_now()
+
+    async def _watch_persistence(self) -> None:
+        assert self._persister is not None
+        while self._persister.failed is None:
+            await asyncio.sleep(0.2)
+        raise PersistFailed(str(self._persister.failed))
+
+    def _shutdown(self) -> None:
+        assert self._loop is not None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._listener is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        for session in list(self.sessions.values()):
+            session.close("daemon stopping")
+
+    # --- accepting ---------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._listener is not None and self._loop is not None
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                raw, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE/ENFILE: stop accepting briefly, keep serving
+                log.warning(
+                    "accept failed (%s); pausing accepts for %.1fs", exc, ACCEPT_PAUSE_ON_EMFILE
+                )
+                self._loop.remove_reader(self._listener.fileno())
+                self._loop.call_later(ACCEPT_PAUSE_ON_EMFILE, self._resume_accept)
+                return
+            self._admit(raw, str(peer[0]))
+
+    def _resume_accept(self) -> None:
+        if self._listener is not None and self._loop is not None:
+            self._loop.add_reader(self._listener.fileno(), self._accept)
+
+    def _admit(self, raw: socket.socket, address: str) -> None:
+        assert self._loop is not None
+        cfg = self.config
+        if self.unauth_by_address.get(address, 0) >= cfg.max_unauthenticated_per_address:
+            self.refused += 1
+            log.debug(
+                "refusing %s: %d connections without hello",
+                address,
+                cfg.max_unauthenticated_per_address,
+            )
+            raw.close()
+            return
+        if len(self.unauthenticated) >= cfg.max_unauthenticated:
+            _, oldest = next(iter(self.unauthenticated.items()))
+            self.evicted += 1
+            oldest.close("evicted: too many connections without hello")
+        raw.setblocking(False)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        except OSError as exc:
+            raw.close()
+            log.debug("cannot start TLS with %s: %s", address, exc)
+            return
+        session = Session(self._loop, sock, address, self.clock, self._on_message, self._on_closed)
+        self.sessions[session.fd] = session
+        self.unauthenticated[session.fd] = session
+        self.unauth_by_address[address] = self.unauth_by_address.get(address, 0) + 1
+        session.start()
+
+    def _forget_unauthenticated(self, session: Session) -> None:
+        if self.unauthenticated.pop(session.fd, None) is None:
+            return
+        left = self.unauth_by_address.get(session.address, 1) - 1
+        if left > 0:
+            self.unauth_by_address[session.address] = left
+        else:
+            self.unauth_by_address.pop(session.address, None)
+
+    def _on_closed(self, session: Session, why: str) -> None:
+        if self.unauthenticated.get(session.fd) is session:
+            self._forget_unauthenticated(session)
+        if self.sessions.get(session.fd) is session:
+            del self.sessions[session.fd]
+        if session.cluster:
+            log.info("session %s ended: %s", session.describe(), why)
+        else:
+            log.debug("connection %s ended: %s", session.describe(), why)
+
+    # --- messages ----------------------------------------------------------------------
+
+    def _on_message(self, session: Session, msg: ClientMessage) -> None:
+        assert self._persister is not None
+        if isinstance(msg, Hello):
+            self._hello(session, msg)
+            return
+        now = self.clock.monotonic()
+        if isinstance(msg, Heartbeat):
+            if msg.nodes != session.nodes:
+                log.info(
+                    "%s/%s: node %s sees %d node(s) in its partition",
+                    session.cluster,
+                    session.site,
+                    session.node,
+                    msg.nodes,
+                )
+                session.nodes = msg.nodes
+            decision = self.grants.heartbeat(session.cluster, session.site, msg.want, now)
+            seq = msg.seq
+        else:
+            decision = self.grants.release(session.cluster, session.site, now)
+            seq = 0
+            log.info(
+                "%s/%s: release from %s: %s",
+                session.cluster,
+                session.site,
+                session.node,
+                decision.reason,
+            )
+        if decision.persist:
+            log.info("cluster %s: %s", session.cluster, decision.reason)
+            self._persister.changed()
+        vote = Vote(seq, decision.granted, decision.epoch, decision.holder, self.config.lease_ms)
+        self._persister.send_when_durable(session, encode(vote))
+
+    def _hello(self, session: Session, hello: Hello) -> None:
+        allowed = self.pins.get(session.fingerprint, frozenset())
+        if (hello.cluster, hello.site) not in allowed:
+            why = (
+                f"certificate {session.fingerprint} is not pinned for site {hello.site!r} "
+                f"of cluster {hello.cluster!r}"
+            )
+            log.warning(
+                "unauthorized hello from %s (node %s): %s", session.address, hello.node, why
+            )
+            session.fail(UNAUTHORIZED, why)
+            return
+        self._forget_unauthenticated(session)
+        session.stage = Stage.ESTABLISHED
+        session.cluster, session.site, session.node = hello.cluster, hello.site, hello.node
+        log.info("session %s authenticated", session.describe())
+        session.send(encode(Welcome(self.config.heartbeat_ms, self.config.lease_ms)))
+
+    # --- deadlines ---------------------------------------------------------------------
+
+    def _schedule_sweep(self) -> None:
+        assert self._loop is not None
+        idle = self.config.idle_deadline_ms / 1000
+        self._sweeper = self._loop.call_later(min(0.5, idle / 4), self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.clock.monotonic()
+        for session in list(self.unauthenticated.values()):
+            if now - session.accepted_at < HANDSHAKE_DEADLINE:
+                break  # oldest first: the rest are younger
+            session.close(f"no TLS handshake and hello within {HANDSHAKE_DEADLINE:g}s")
+        idle = self.config.idle_deadline_ms / 1000
+        for session in list(self.sessions.values()):
+            if session.stage is Stage.ESTABLISHED and now - session.last_heard >= idle:
+                session.close(f"idle for {idle:g}s")
+            elif (
+                session.stage is Stage.CLOSING
+                and session.close_at is not None
+                and now >= session.close_at
+            ):
+                session.close("closed after an error")
+        self._schedule_sweep()

@@ -1,0 +1,123 @@
+"""The quorum daemon's durable state: per-cluster epoch and holder, and the maxima of the
+lease and switch delay ever served (restart grace is derived from them).
+
+Writes are atomic and durable: a temporary file in the same folder, fsync, rename over the
+state file, fsync the folder. A missing or unreadable state file is an error, never "start
+fresh": a lost state would let epochs go backwards (`--init` creates a fresh one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drorch.quorum.grants import DurableLease
+
+FORMAT = 1
+
+
+class StateError(Exception):
+    """The state file is missing, unreadable, or not a drorch quorum state."""
+
+
+@dataclass
+class QuorumState:
+    max_lease_ms: int
+    max_switch_delay_ms: int
+    clusters: dict[str, DurableLease] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "max_lease_ms": self.max_lease_ms,
+            "max_switch_delay_ms": self.max_switch_delay_ms,
+            "clusters": {
+                name: {"epoch": d.epoch, "holder": d.holder}
+                for name, d in sorted(self.clusters.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> QuorumState:
+        def bad(why: str) -> StateError:
+            return StateError(f"{where}: not a valid quorum state: {why}")
+
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise bad(f"expected an object with format {FORMAT}")
+        lease, delay = data.get("max_lease_ms"), data.get("max_switch_delay_ms")
+        for key, value in (("max_lease_ms", lease), ("max_switch_delay_ms", delay)):
+            if type(value) is not int or value < 0:
+                raise bad(f"{key} must be a non-negative integer")
+        raw = data.get("clusters")
+        if not isinstance(raw, dict):
+            raise bad("clusters must be an object")
+        clusters: dict[str, DurableLease] = {}
+        for name, entry in raw.items():
+            if not isinstance(entry, dict):
+                raise bad(f"cluster {name!r} must be an object")
+            epoch, holder = entry.get("epoch"), entry.get("holder")
+            if type(epoch) is not int or epoch < 0:
+                raise bad(f"cluster {name!r}: epoch must be a non-negative integer")
+            if holder is not None and not isinstance(holder, str):
+                raise bad(f"cluster {name!r}: holder must be a string or null")
+            clusters[name] = DurableLease(epoch, holder)
+        assert isinstance(lease, int) and isinstance(delay, int)
+        return cls(lease, delay, clusters)
+
+
+def read_state(path: Path) -> QuorumState:
+    """Load the state; StateError when it is missing, unreadable or malformed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise StateError(
+            f"{path}: state file does not exist; start once with --init to create a fresh "
+            "state (only for a witness that never served: a lost state lets epochs go back)"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateError(f"{path}: cannot read the state file: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(f"{path}: state file is not valid JSON: {exc}") from exc
+    return QuorumState.from_json(data, str(path))
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_state(path: Path, state: QuorumState) -> None:
+    """Atomically and durably replace the state file (tmp, fsync, rename, fsync folder)."""
+    folder = path.parent
+    tmp = folder / f".{path.name}.tmp"
+    data = (json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(folder)
+
+
+def create_state(path: Path, lease_ms: int, switch_delay_ms: int) -> QuorumState:
+    """`--init`: write a fresh state; FileExistsError if one is already there."""
+    if path.exists() or path.is_symlink():
+        raise FileExistsError(
+            f"{path}: a state file already exists; refusing --init (it would reset epochs)"
+        )
+    state = QuorumState(lease_ms, switch_delay_ms, {})
+    write_state(path, state)
+    return state
