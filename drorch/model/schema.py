@@ -190,7 +190,7 @@ def parse_cluster(root: Located, ctx: Context) -> Cluster | None:
             "site-count",
             f"a cluster has exactly two data sites, found {len(sites)}"
             " (the quorum witness is configured under `witness:`)",
-            sites_loc.position,
+            f.key_pos("sites"),
         )
     witness_loc = f.node("witness")
     witness = parse_witness(witness_loc, ctx) if witness_loc is not None else None

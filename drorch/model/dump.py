@@ -1,0 +1,169 @@
+"""The normalised config: a `Cluster` as plain data in the config file's own schema.
+
+`cluster_to_dict()` is what `drorch config show --format yaml|json` prints; feeding that
+YAML back to the loader gives an equal `Cluster`. Every default is written out, durations
+and sizes in human units where that is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from drorch.model.types import VM, Cluster, Monitor, Service, Volume
+from drorch.model.units import format_duration, format_size, parse_duration
+
+
+def duration(seconds: float) -> str | float:
+    """`500ms`, `10s`, `2m` when that reads back exactly; the plain number otherwise."""
+    text = format_duration(seconds)
+    return text if parse_duration(text) == seconds else seconds
+
+
+def size(nbytes: int) -> str | int:
+    return format_size(nbytes) if nbytes >= 1024 else nbytes
+
+
+def _monitor(m: Monitor) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": m.name,
+        "type": m.type.value,
+        "target": m.target,
+        "interval": duration(m.interval),
+        "timeout": duration(m.timeout),
+        "level": m.level,
+    }
+    if m.expect is not None:
+        out["expect"] = m.expect
+    return out
+
+
+def _volume(v: Volume) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": v.name,
+        "driver": v.driver.value,
+        "mode": v.mode.value,
+        "size": size(v.size),
+        "port": v.port,
+        "paths": dict(v.paths),
+    }
+    if v.driver.value == "drbd":
+        d = v.drbd
+        out["drbd"] = {
+            "device": d.device,
+            "ping_timeout": duration(d.ping_timeout),
+            "timeout": duration(d.timeout),
+            "ko_count": d.ko_count,
+            "verify_alg": d.verify_alg,
+            "csums_alg": d.csums_alg,
+            "on_congestion": d.on_congestion,
+            "after_sb_0pri": d.after_sb_0pri,
+            "after_sb_1pri": d.after_sb_1pri,
+            "after_sb_2pri": d.after_sb_2pri,
+            "quorum": d.quorum,
+            "on_no_quorum": d.on_no_quorum,
+        }
+    else:
+        p = v.pyrepl
+        out["pyrepl"] = {
+            "region_size": size(p.region_size),
+            "max_lag": size(p.max_lag_bytes),
+            "on_congestion": p.on_congestion,
+            "tls": p.tls,
+        }
+        if p.nbd_port is not None:
+            out["pyrepl"]["nbd_port"] = p.nbd_port
+    return out
+
+
+def _vm(vm: VM) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": vm.name, "domain": vm.domain}
+    if vm.xml is not None:
+        out["xml"] = vm.xml
+    out.update(
+        volumes=list(vm.volumes),
+        migratable=vm.migratable,
+        depends_on=list(vm.depends_on),
+        memory=size(vm.memory_mib * 2**20),
+        dirty_rate_mibps=vm.dirty_rate_mibps,
+        monitors=[_monitor(m) for m in vm.monitors],
+    )
+    return out
+
+
+def _service(s: Service) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "start": s.start,
+        "stop": s.stop,
+        "migratable": s.migratable,
+        "depends_on": list(s.depends_on),
+        "placement": dict(s.placement),
+        "monitors": [_monitor(m) for m in s.monitors],
+    }
+
+
+def cluster_to_dict(c: Cluster) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "cluster": c.name,
+        "primary_site": c.primary_site,
+        "sites": {
+            s.name: {
+                "nodes": [
+                    {"name": n.name, "address": n.address}
+                    | ({"libvirt_uri": n.libvirt_uri} if n.libvirt_uri else {})
+                    for n in s.nodes
+                ]
+            }
+            for s in c.sites
+        },
+    }
+    if c.distance_km is not None:
+        out["distance_km"] = c.distance_km
+    out["write_latency_budget"] = duration(c.write_latency_budget)
+    if c.witness is not None:
+        w = c.witness
+        out["witness"] = {"address": w.address, "fingerprint": w.fingerprint}
+        out["witness"].update({k: v for k, v in (("cert", w.cert), ("key", w.key)) if v})
+    out["volumes"] = [_volume(v) for v in c.volumes]
+    out["vms"] = [_vm(vm) for vm in c.vms]
+    out["services"] = [_service(s) for s in c.services]
+    f, q, m, h = c.fencing, c.quorum, c.migration, c.hypervisor
+    out["fencing"] = {
+        "watchdog": f.watchdog.value,
+        "device": f.device,
+        "watchdog_timeout": duration(f.watchdog_timeout),
+        "margin": duration(f.margin),
+        "self_fence": f.self_fence.value,
+    }
+    out["quorum"] = {
+        "heartbeat": duration(q.heartbeat),
+        "lease_timeout": duration(q.lease_timeout),
+        "switch_delay": duration(q.switch_delay),
+        "takeover_wait": duration(q.takeover_wait),
+    }
+    out["migration"] = {
+        "max_downtime": duration(m.max_downtime),
+        "downtime_ceiling": duration(m.downtime_ceiling),
+        "downtime_steps": m.downtime_steps,
+        "stall_iterations": m.stall_iterations,
+        "auto_converge": m.auto_converge,
+        "allow_postcopy": m.allow_postcopy,
+        "bandwidth_mibps": m.bandwidth_mibps,
+        "deadline": duration(m.deadline),
+    }
+    out["hypervisor"] = {
+        "driver": h.driver,
+        "state_dir": h.state_dir,
+        "bandwidth_mibps": h.bandwidth_mibps,
+    }
+    out["drills"] = [
+        {"name": d.name, "kind": d.kind.value, "schedule": d.schedule, "target": d.target}
+        for d in c.drills
+    ]
+    return out
+
+
+def cluster_to_yaml(c: Cluster) -> str:
+    return yaml.safe_dump(cluster_to_dict(c), sort_keys=False, default_flow_style=False)
