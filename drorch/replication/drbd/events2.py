@@ -13,7 +13,7 @@ runs the command through a `CommandRunner` and yields a fresh status on every ch
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -311,7 +311,7 @@ def events2_argv(resource: str | None, *, now: bool) -> list[str]:
 
 def follow(
     runner: CommandRunner, resource: str, mode: str, *, timeout: float | None = None
-) -> Iterator[ReplicationStatus]:
+) -> Generator[ReplicationStatus, None, None]:
     """Yield the resource's status once the initial dump is complete, then again after
     every change that concerns it (no polling). Closing the generator stops drbdsetup.
     Statistics-only updates that leave the status unchanged are not repeated."""
