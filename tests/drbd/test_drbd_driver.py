@@ -31,6 +31,8 @@ from tests.drbd.conftest import fixture_text
 
 STATUS = ["drbdsetup", "status", "r0", "--json"]
 EVENTS = ["drbdsetup", "events2", "--statistics", "r0"]
+PD = "change peer-device name:r0 peer-node-id:1 conn-name:b1 volume:0 "
+CONN = "change connection name:r0 peer-node-id:1 conn-name:b1 "
 
 
 def status(case: str) -> Expect:
@@ -209,8 +211,10 @@ def test_disconnect_and_connect_idempotent() -> None:
 
 def test_connect_waits_on_events2_until_connected() -> None:
     stream = fixture_text("events2-connecting.txt") + (
-        "change connection name:r0 peer-node-id:1 conn-name:b1 connection:Connected role:Secondary\n"
-        "change peer-device name:r0 peer-node-id:1 conn-name:b1 volume:0 replication:Established peer-disk:UpToDate\n"
+        CONN
+        + "connection:Connected role:Secondary\n"
+        + PD
+        + "replication:Established peer-disk:UpToDate\n"
     )
     drv, runner = make(
         status("standalone"), drbdadm("connect", "r0"), Expect(EVENTS, stdout=stream)
@@ -221,9 +225,11 @@ def test_connect_waits_on_events2_until_connected() -> None:
 
 def test_connect_detects_split_brain_from_the_helper_call() -> None:
     stream = fixture_text("events2-connecting.txt") + (
-        "change connection name:r0 peer-node-id:1 conn-name:b1 connection:Connected role:Primary\n"
-        "call helper name:r0 peer-node-id:1 conn-name:b1 volume:0 helper:initial-split-brain\n"
-        "change connection name:r0 peer-node-id:1 conn-name:b1 connection:StandAlone role:Unknown\n"
+        CONN
+        + "connection:Connected role:Primary\n"
+        + "call helper name:r0 peer-node-id:1 conn-name:b1 volume:0 helper:initial-split-brain\n"
+        + CONN
+        + "connection:StandAlone role:Unknown\n"
     )
     drv, _ = make(status("split-brain-a"), drbdadm("connect", "r0"), Expect(EVENTS, stdout=stream))
     with pytest.raises(SplitBrain, match="split brain detected") as err:
@@ -239,9 +245,12 @@ def test_connect_still_connecting_when_the_wait_ends_is_fine() -> None:
 
 def test_resolve_discard_local_on_a_split_brain_victim() -> None:
     stream = fixture_text("events2-standalone.txt") + (
-        "change connection name:r0 peer-node-id:1 conn-name:b1 connection:Connecting\n"
-        "change connection name:r0 peer-node-id:1 conn-name:b1 connection:Connected role:Primary\n"
-        "change peer-device name:r0 peer-node-id:1 conn-name:b1 volume:0 replication:SyncTarget peer-disk:UpToDate out-of-sync:8192 done:0.00\n"
+        CONN
+        + "connection:Connecting\n"
+        + CONN
+        + "connection:Connected role:Primary\n"
+        + PD
+        + "replication:SyncTarget peer-disk:UpToDate out-of-sync:8192 done:0.00\n"
     )
     sb_secondary = fixture_text("status-split-brain-b.json").replace('"Primary"', '"Secondary"')
     drv, runner = make(
@@ -263,8 +272,7 @@ def test_resolve_refused_while_primary() -> None:
 
 def test_verify_reports_out_of_sync_blocks_from_the_kernel_log() -> None:
     stream = fixture_text("events2-connected-secondary.txt") + (
-        "change peer-device name:r0 peer-node-id:1 conn-name:b1 volume:0 replication:VerifyS\n"
-        "change peer-device name:r0 peer-node-id:1 conn-name:b1 volume:0 replication:Established out-of-sync:16\n"
+        PD + "replication:VerifyS\n" + PD + "replication:Established out-of-sync:16\n"
     )
     drv, runner = make(
         status("connected-secondary"),
@@ -283,8 +291,7 @@ def test_verify_reports_out_of_sync_blocks_from_the_kernel_log() -> None:
 
 def test_verify_in_sync() -> None:
     stream = fixture_text("events2-connected-secondary.txt") + (
-        "change peer-device name:r0 peer-node-id:1 conn-name:b1 volume:0 replication:VerifyT\n"
-        "change peer-device name:r0 peer-node-id:1 conn-name:b1 volume:0 replication:Established\n"
+        PD + "replication:VerifyT\n" + PD + "replication:Established\n"
     )
     drv, runner = make(
         status("connected-secondary"), drbdadm("verify", "r0"), Expect(EVENTS, stdout=stream)
