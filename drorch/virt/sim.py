@@ -41,7 +41,7 @@ from drorch.virt.base import (
     domain_name,
 )
 from drorch.virt.precopy import LinkModel, PrecopyAborted, PrecopySimulation
-from drorch.virt.sim_store import Records, SimStateStore, update_both
+from drorch.virt.sim_store import Records, SimStateError, SimStateStore, update_both
 
 SIM_NS = "urn:drorch:sim"
 MIB = 1024 * 1024
@@ -180,7 +180,10 @@ class SimHypervisor(Hypervisor):
         if self.state(vm) == VMState.UNDEFINED:
             raise NoSuchVM(f"{vm} is not defined at site {self.site}")
         for peer in self._peer_stores():
-            record = peer.read().get(vm)
+            try:
+                record = peer.read().get(vm)
+            except SimStateError:
+                continue  # a site we cannot read we cannot see (cold_start reports it)
             if record and record["state"] in (VMState.RUNNING, VMState.PAUSED):
                 raise VMRunningElsewhere(
                     f"refusing to start {vm} at site {self.site}: it is {record['state']} "

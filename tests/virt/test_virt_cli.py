@@ -1,0 +1,192 @@
+"""`drorch vm` end to end on the simulated hypervisor (real YAML loading, real state files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from drorch.cli.main import cli
+
+CONFIG = """\
+cluster: t
+primary_site: A
+sites:
+  A:
+    nodes: [{name: a1}]
+  B:
+    nodes: [{name: b1}]
+vms:
+  - name: web
+    memory: 128MiB
+  - name: hot                 # dirties memory faster than the 1000 MiB/s link
+    domain: hot-dom
+    memory: 4GiB
+    dirty_rate_mibps: 3000
+  - name: db
+    migratable: false
+migration:
+  deadline: 10m
+hypervisor:
+  driver: sim
+  state_dir: state
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def drorch(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
+
+
+def states(config: Path) -> dict[str, dict[str, Any]]:
+    result = drorch("vm", "list", "-c", str(config), "--format", "json")
+    assert result.exit_code == 0, result.output
+    return {row["vm"]: row for row in json.loads(result.stdout)}
+
+
+def test_virt_cli_list_formats(config: Path) -> None:
+    table = drorch("vm", "list", "-c", str(config))
+    assert table.exit_code == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["VM", "DOMAIN", "A", "B", "RUNNING_AT", "MIGRATABLE", "MEMORY_MIB"]
+    assert lines[2].split() == ["hot", "hot-dom", "running", "undefined", "A", "yes", "4096"]
+    rows = states(config)
+    assert rows["db"]["migratable"] is False and rows["web"]["running_at"] == "A"
+    as_yaml = drorch("vm", "list", "-c", str(config), "--format", "yaml")
+    assert "domain: hot-dom" in as_yaml.stdout
+
+
+def test_virt_cli_migrate_with_progress_and_report(config: Path) -> None:
+    result = drorch("vm", "migrate", "web", "--to", "B", "-c", str(config), "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["result"] == "migrated" and report["converged"] is True
+    assert report["from"] == "A" and report["running_at"] == "B"
+    assert report["downtime_ms"] <= 300
+    assert report["reason"].startswith("converged after 1 iteration")
+    assert "migrate web → B [" in result.stderr and "downtime" in result.stderr
+    assert states(config)["web"]["running_at"] == "B"
+
+
+def test_virt_cli_migrate_that_cannot_converge_keeps_vm_at_source(config: Path) -> None:
+    args = ["vm", "migrate", "hot", "--to", "B", "-c", str(config), "--format", "json"]
+    result = drorch(*args, "--deadline", "6s", "--no-adaptive")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["result"] == "failed" and report["running_at"] == "A"
+    assert report["reason"].startswith("migration did not converge before the 6s deadline")
+    assert "aborted" in result.stderr and "100.0%" not in result.stderr
+    row = states(config)["hot"]
+    assert (row["A"], row["B"]) == ("running", "undefined")
+
+
+def test_virt_cli_migrate_postcopy_before_deadline(config: Path) -> None:
+    args = ["vm", "migrate", "hot", "--to", "B", "-c", str(config), "--format", "json"]
+    result = drorch(*args, "--deadline", "6s", "--allow-postcopy")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["postcopy"] is True and report["converged"] is False
+    assert "switching to post-copy" in report["reason"]
+    assert "post-copy" in result.stderr
+    assert states(config)["hot"]["running_at"] == "B"
+
+
+def test_virt_cli_migrate_dry_run_shows_effective_options(config: Path) -> None:
+    result = drorch(
+        "vm", "migrate", "web", "--to", "B", "-c", str(config), "--dry-run",
+        "--max-downtime", "500ms", "--bandwidth", "200", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["from"] == "A" and plan["max_downtime_ms"] == 500
+    assert plan["bandwidth_mibps"] == 200 and plan["deadline_seconds"] == 600
+    assert states(config)["web"]["running_at"] == "A"  # nothing moved
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["db", "--to", "B"], "db is not migratable (pinned to its site)"),
+        (["web", "--to", "A"], "web already runs at site A"),
+        (["web", "--to", "Q"], "no site 'Q' (sites: A, B)"),
+        (["nope", "--to", "B"], "no VM 'nope' in cluster t (web, hot, db)"),
+    ],
+)
+def test_virt_cli_migrate_refusals(config: Path, args: list[str], message: str) -> None:
+    result = drorch("vm", "migrate", *args, "-c", str(config))
+    assert result.exit_code == 1
+    assert message in result.stderr
+
+
+def test_virt_cli_bad_config_is_reported_with_position(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONFIG.replace("memory: 128MiB", "memory: [oops"))
+    result = drorch("vm", "list", "-c", str(bad))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{bad}:")
+    assert not (tmp_path / "state").exists()
+
+
+def test_virt_cli_bad_duration(config: Path) -> None:
+    result = drorch("vm", "migrate", "web", "--to", "B", "-c", str(config), "--deadline", "soon")
+    assert result.exit_code == 2
+    assert "Invalid value for '--deadline'" in result.stderr
+
+
+def test_virt_cli_cold_failover(config: Path, tmp_path: Path) -> None:
+    c = str(config)
+    busy = drorch("vm", "failover-start", "db", "--to", "B", "-c", c)
+    assert busy.exit_code == 1
+    assert "refusing to start db at site B: it is running at site A" in busy.stderr
+    down = drorch("vm", "shutdown", "db", "--site", "A", "-c", c)
+    assert down.stdout.strip() == "db: shut down gracefully at site A (1.0 s)"
+    result = drorch("vm", "failover-start", "db", "--to", "B", "-c", c, "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["checked_sites"] == ["A"] and report["unreachable_sites"] == []
+    assert report["xml_from"] == "site A"
+    row = states(config)["db"]
+    assert (row["A"], row["B"]) == ("shutoff", "running")
+    again = drorch("vm", "start", "db", "--site", "A", "-c", c)
+    assert again.exit_code == 1 and "db is running at site B" in again.stderr
+
+
+def test_virt_cli_cold_failover_with_site_a_unreadable(config: Path, tmp_path: Path) -> None:
+    c = str(config)
+    xml = tmp_path / "db.xml"
+    xml.write_text("<domain type='qemu'><name>db</name><memory unit='MiB'>64</memory></domain>")
+    assert drorch("vm", "list", "-c", c).exit_code == 0
+    (tmp_path / "state" / "sim-A.json").write_text("{torn")  # site A cannot be asked
+    refused = drorch("vm", "failover-start", "db", "--to", "B", "-c", c, "--xml", str(xml))
+    assert refused.exit_code == 1
+    assert "cannot confirm db is stopped at A (unreachable)" in refused.stderr
+    forced = drorch(
+        "vm", "failover-start", "db", "--to", "B", "-c", c, "--xml", str(xml), "--force",
+        "--format", "json",
+    )  # fmt: skip
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["xml_from"] == str(xml)
+    listing = json.loads(drorch("vm", "list", "-c", c, "--format", "json").stdout)
+    db = next(r for r in listing if r["vm"] == "db")
+    assert db["A"].startswith("unreachable:") and db["B"] == "running"
+
+
+def test_virt_cli_destroy_asks_first(config: Path) -> None:
+    c = str(config)
+    declined = drorch("vm", "destroy", "web", "--site", "A", "-c", c, stdin="n\n")
+    assert declined.exit_code == 1
+    assert states(config)["web"]["A"] == "running"
+    done = drorch("vm", "destroy", "web", "--site", "A", "-c", c, "--yes")
+    assert done.exit_code == 0 and done.stdout.strip() == "web: powered off at site A"
+    assert states(config)["web"]["A"] == "shutoff"
+    started = drorch("vm", "start", "web", "--site", "A", "-c", c)
+    assert started.stdout.strip() == "web: running at site A"
