@@ -1,0 +1,112 @@
+"""The fence-peer handler: pure decisions, and once against a real quorum daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from drorch.model.types import Witness
+from drorch.quorum.tls import generate_self_signed
+from drorch.replication.drbd.fence_peer import (
+    PEER_IS_PRIMARY,
+    PEER_OUTDATED,
+    UNDECIDED,
+    FenceContext,
+    FenceSetupError,
+    decide_fence_peer,
+    fence_context,
+    run_fence_peer,
+)
+from tests.drbd.clusters import two_site_cluster
+
+CTX = FenceContext("r0", "a1", "A", "b1", "B")
+
+
+@dataclass(frozen=True)
+class V:
+    granted: bool
+    epoch: int
+    holder: str | None
+
+
+@pytest.mark.parametrize(
+    ("vote", "error", "code", "reason"),
+    [
+        (V(True, 7, "A"), None, PEER_OUTDATED, "site A holds quorum (epoch 7)"),
+        (V(False, 8, "B"), None, PEER_IS_PRIMARY, "site B holds quorum (epoch 8)"),
+        (V(False, 3, "A"), None, UNDECIDED, "recorded holder but its lease is not live"),
+        (V(False, 0, None), None, UNDECIDED, "no site holds quorum (epoch 0)"),
+        (None, "QuorumUnavailable: refused", UNDECIDED, "cannot ask the witness"),
+    ],
+)
+def test_decisions(vote: V | None, error: str | None, code: int, reason: str) -> None:
+    decision = decide_fence_peer(CTX, vote, error)
+    assert decision.exit_code == code
+    assert reason in decision.reason
+    assert decision.reason.startswith("r0: a1 (site A) lost b1")
+
+
+def test_context_from_drbd_environment() -> None:
+    cluster = two_site_cluster()
+    ctx = fence_context(cluster, {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "0"}, "b1")
+    assert ctx == FenceContext("r0", "b1", "B", "a1", "A")
+    with pytest.raises(FenceSetupError, match="DRBD_RESOURCE is not set"):
+        fence_context(cluster, {}, "a1")
+    with pytest.raises(FenceSetupError, match="not a volume"):
+        fence_context(cluster, {"DRBD_RESOURCE": "r9"}, "a1")
+    with pytest.raises(FenceSetupError, match=r"this node \(zz\) holds no replica"):
+        fence_context(cluster, {"DRBD_RESOURCE": "r0"}, "zz")
+
+
+def test_no_witness_configured_outdates_nobody() -> None:
+    decision = run_fence_peer(two_site_cluster(), {"DRBD_RESOURCE": "r0"}, node="a1")
+    assert decision.exit_code == UNDECIDED
+    assert "no witness is configured" in decision.reason
+
+
+def test_witness_that_cannot_be_reached(tmp_path: Path) -> None:
+    cert, key, fp = generate_self_signed("c1-a", tmp_path)
+    witness = Witness("127.0.0.1:1", fp, str(cert), str(key))
+    cluster = replace(two_site_cluster(), witness=witness)
+    decision = run_fence_peer(cluster, {"DRBD_RESOURCE": "r0"}, node="a1")
+    assert decision.exit_code == UNDECIDED
+    assert "QuorumUnavailable" in decision.reason
+
+
+def test_against_a_real_quorum_daemon(tmp_path: Path) -> None:
+    from tests.quorum.conftest import InProcessWitness, Pki, config_text, free_port
+
+    pki = Pki(tmp_path)
+    for name in ("server", "c1-a", "c1-b", "c2-a", "c2-b"):
+        pki.fingerprints[name] = generate_self_signed(name, tmp_path)[2]
+    port = free_port()
+    config = tmp_path / "quorumd.yaml"
+    config.write_text(config_text(pki, port, lease_ms=5000))
+    daemon = InProcessWitness(pki, port, config, init=True)
+    try:
+        env = {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "1"}
+
+        def cluster_for(site: str) -> object:
+            w = Witness(
+                f"127.0.0.1:{port}",
+                pki.fingerprints["server"],
+                str(pki.cert(f"c1-{site}")),
+                str(pki.key(f"c1-{site}")),
+            )
+            return replace(two_site_cluster(), witness=w)
+
+        first = run_fence_peer(cluster_for("a"), env, node="a1")  # type: ignore[arg-type]
+        assert first.exit_code == UNDECIDED and "no site holds quorum" in first.reason
+        with daemon.connect(site="A") as holder:
+            assert holder.heartbeat(1, want=True, nodes=1).granted
+            a = run_fence_peer(cluster_for("a"), env, node="a1")  # type: ignore[arg-type]
+            assert a.exit_code == PEER_OUTDATED, a.reason
+            assert "site A holds quorum (epoch 1)" in a.reason
+            b = run_fence_peer(  # type: ignore[arg-type]
+                cluster_for("b"), {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "0"}, node="b1"
+            )
+            assert b.exit_code == PEER_IS_PRIMARY, b.reason
+    finally:
+        daemon.stop()
