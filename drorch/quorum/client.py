@@ -91,7 +91,8 @@ class QuorumConnection:
         self.welcome: Welcome | None = None
 
     def __enter__(self) -> QuorumConnection:
-        self.connect()
+        if self._sock is None:
+            self.connect()
         return self
 
     def __exit__(
@@ -117,8 +118,13 @@ class QuorumConnection:
         except (PinError, ValueError) as exc:
             self.close()
             raise QuorumUnavailable(str(exc)) from exc
-        self._send(encode(self.hello))
-        msg = self._next(deadline)
+        try:
+            self._send(encode(self.hello))
+            msg = self._next(deadline)
+        except QuorumUnavailable as exc:
+            raise QuorumUnavailable(
+                f"{exc} (before welcome: is this node's certificate pinned on the witness?)"
+            ) from exc
         if not isinstance(msg, Welcome):
             self.close()
             raise QuorumUnavailable(f"expected welcome, got {type(msg).__name__}")

@@ -245,16 +245,17 @@ def server_message(obj: dict[str, Any]) -> ServerMessage:
 class FrameDecoder:
     """Splits a byte stream into frame bodies. After an error it stays broken."""
 
-    __slots__ = ("_buf", "broken")
+    __slots__ = ("_buf", "error")
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self.broken = False
+        self.error: FrameError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Append bytes; return the complete frame bodies. Raises FrameError on a bad
-        length, as soon as the 4 length bytes are in (no need to wait for the body)."""
-        if self.broken:
+        """Append bytes; return the complete frame bodies. A bad length is found as soon as
+        its 4 bytes are in (no need to wait for the body): the bodies before it are still
+        returned, and `error` is set (the caller raises it after handling them)."""
+        if self.error is not None:
             return []
         self._buf += data
         bodies: list[bytes] = []
@@ -263,8 +264,8 @@ class FrameDecoder:
         while len(buf) - offset >= 4:
             (length,) = HEADER.unpack_from(buf, offset)
             if not 1 <= length <= MAX_FRAME:
-                self.broken = True
-                raise FrameError(f"frame length {length} is outside 1..{MAX_FRAME}")
+                self.error = FrameError(f"frame length {length} is outside 1..{MAX_FRAME}")
+                break
             end = offset + 4 + length
             if len(buf) < end:
                 break
@@ -304,14 +305,17 @@ class ServerProtocol:
         events: list[ClientMessage | ProtocolViolation] = []
         try:
             for body in self._decoder.feed(data):
-                msg = client_message(parse_body(body))
+                obj = parse_body(body)
+                if obj["type"] == "hello" and self.phase is Phase.ESTABLISHED:
+                    raise FrameError("a second hello on one connection")
+                msg = client_message(obj)
                 if isinstance(msg, Hello):
-                    if self.phase is Phase.ESTABLISHED:
-                        raise FrameError("a second hello on one connection")
                     self.phase = Phase.ESTABLISHED
                 elif self.phase is Phase.AWAITING_HELLO:
                     raise FrameError(f"the first frame must be hello, not {_kind(msg)}")
                 events.append(msg)
+            if self._decoder.error is not None:
+                raise self._decoder.error
         except FrameError as exc:
             self.phase = Phase.CLOSED
             events.append(ProtocolViolation(exc.code, str(exc)))
@@ -345,6 +349,9 @@ class ClientProtocol:
                 elif self.phase is Phase.AWAITING_HELLO:
                     raise FrameError(f"the first frame must be welcome, not {_kind(msg)}")
                 events.append(msg)
+            else:
+                if self._decoder.error is not None:
+                    raise self._decoder.error
         except FrameError as exc:
             self.phase = Phase.CLOSED
             events.append(ProtocolViolation(exc.code, str(exc)))
