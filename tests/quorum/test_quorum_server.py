@@ -101,7 +101,7 @@ def test_tls12_is_refused(witness: InProcessWitness) -> None:
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(witness.pki.cert("c1-a"), witness.pki.key("c1-a"))
     raw = socket.create_connection(("127.0.0.1", witness.port), timeout=5)
-    with pytest.raises(ssl.SSLError, match="VERSION|version"):
+    with pytest.raises(ssl.SSLError, match=r"(?i)version"):
         ctx.wrap_socket(raw)
     raw.close()
 
