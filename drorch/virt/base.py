@@ -147,7 +147,9 @@ class Hypervisor(ABC):
 
     @abstractmethod
     def define(self, xml: str) -> str:
-        """Define (or redefine) a persistent VM from domain XML; return its name."""
+        """Define (or redefine) a persistent VM from domain XML; return its name.
+        Redefining keeps the VM's state. HypervisorError (nothing defined) if the XML
+        is invalid."""
 
     @abstractmethod
     def start(self, vm: str) -> None:
@@ -170,9 +172,15 @@ class Hypervisor(ABC):
         options: MigrationOptions,
         progress: ProgressCallback | None = None,
     ) -> MigrationResult:
-        """Live-migrate a running VM to `dest`. On success the VM runs (and is defined)
-        only at dest. On failure MigrationFailed is raised and the VM still runs at the
-        source, defined once. Never blocks past options.deadline plus a short abort."""
+        """Live-migrate a running VM to `dest`, reporting each progress sample to
+        `progress` and applying `drorch.virt.convergence.ConvergencePolicy`.
+
+        On success the VM runs (and is defined) only at dest, and the result says how it
+        finished (pre-copy converged, or post-copy) and the downtime. On failure
+        MigrationFailed is raised (with `result` when a job ran) and the VM still runs at
+        the source, defined once: a VM that is not running, a destination that already
+        runs it, an abort at the deadline, a lost link. NoSuchVM for an unknown VM.
+        Never blocks past options.deadline plus a short abort."""
 
     @abstractmethod
     def export_xml(self, vm: str) -> str:
