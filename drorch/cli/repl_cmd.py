@@ -1,0 +1,321 @@
+"""`drorch repl`: the low-level pyrepl commands (serve, status, promote, demote, connect,
+disconnect, verify, resolve). Each parses, asks the daemon over its control socket,
+and renders through the one output helper.
+
+Exit codes: 0 done; 1 failed (daemon unreachable, refused); 3 unsafe operation refused
+(promote of a disk that is not UpToDate); 4 split brain; 5 stale fencing epoch;
+verify exits 1 when any region is out of sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from drorch.cli.output import format_option, render
+from drorch.replication.base import ReplicationError, SplitBrain, StaleEpoch, UnsafeOperation
+
+EXIT_FAILED, EXIT_UNSAFE, EXIT_SPLIT_BRAIN, EXIT_STALE_EPOCH = 1, 3, 4, 5
+STATUS_COLUMNS = [
+    "name",
+    "role",
+    "disk",
+    "connection",
+    "mode",
+    "out_of_sync_bytes",
+    "lag_bytes",
+    "epoch",
+    "nbd",
+]
+
+
+def _fail(exc: ReplicationError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    if isinstance(exc, SplitBrain):
+        click.echo(f"  local generation: {exc.local}", err=True)
+        click.echo(f"  peer generation:  {exc.peer}", err=True)
+        sys.exit(EXIT_SPLIT_BRAIN)
+    if isinstance(exc, UnsafeOperation):
+        sys.exit(EXIT_UNSAFE)
+    if isinstance(exc, StaleEpoch):
+        sys.exit(EXIT_STALE_EPOCH)
+    sys.exit(EXIT_FAILED)
+
+
+def _call(control: Path, op: str, **args: Any) -> Any:
+    from drorch.replication.pyrepl.control import ControlClient
+
+    try:
+        return ControlClient(control).call(op, **args)
+    except ReplicationError as exc:
+        _fail(exc)
+
+
+control_option = click.option(
+    "--control",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The daemon's control socket (as given to `repl serve --control`).",
+)
+
+
+@click.group()
+def repl() -> None:
+    """pyrepl: drorch's own block replicator (sync/async) with an NBD export."""
+
+
+def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from drorch.replication.pyrepl.daemon import parse_address
+
+    if value is None:
+        return None
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from drorch.model.units import UnitError, parse_size
+
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except UnitError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@repl.command()
+@click.option("--name", required=True, help="Volume name (also the NBD export name).")
+@click.option(
+    "--backing",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Backing file (created or extended to SIZE) or block device.",
+)
+@click.option("--size", required=True, callback=_size, help="Volume size, e.g. 1GiB.")
+@click.option("--role", required=True, type=click.Choice(["primary", "secondary"]))
+@click.option("--mode", required=True, type=click.Choice(["sync", "async"]))
+@click.option("--listen", required=True, callback=_address, help="Replication HOST:PORT.")
+@click.option("--peer", callback=_address, help="The peer's replication HOST:PORT (dialled).")
+@click.option("--nbd", callback=_address, help="Serve the NBD export on HOST:PORT.")
+@click.option("--nbd-unix", type=click.Path(path_type=Path), help="Also serve NBD here.")
+@control_option
+@click.option("--meta", type=click.Path(path_type=Path), help="Metadata sidecar path.")
+@click.option("--region-size", default="64KiB", callback=_size, show_default=True)
+@click.option(
+    "--max-lag",
+    default="64MiB",
+    callback=_size,
+    show_default=True,
+    help="async: bound of the send queue (max_lag_bytes).",
+)
+@click.option(
+    "--on-congestion",
+    type=click.Choice(["block", "pull-ahead"]),
+    default="block",
+    show_default=True,
+    help="async: what a full send queue does.",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--peer-cert",
+    type=click.Path(exists=True, path_type=Path),
+    help="TLS: the peer's certificate, pinned (with --tls-cert/--tls-key).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def serve(**opts: Any) -> None:
+    """Run one volume's replicator in the foreground until SIGTERM (then flush, exit 0)."""
+    from drorch.replication.base import Role
+    from drorch.replication.pyrepl.daemon import ServeOptions
+    from drorch.replication.pyrepl.daemon import serve as run
+    from drorch.replication.pyrepl.engine import EngineConfig
+    from drorch.replication.pyrepl.tls import link_tls
+
+    logging.basicConfig(
+        level=logging.DEBUG if opts["verbose"] else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        tls = link_tls(opts["tls_cert"], opts["tls_key"], opts["peer_cert"])
+        config = EngineConfig(
+            name=opts["name"],
+            backing=opts["backing"],
+            size=opts["size"],
+            mode=opts["mode"],
+            role=Role(opts["role"]),
+            meta_path=opts["meta"],
+            region_size=opts["region_size"],
+            max_lag_bytes=opts["max_lag"],
+            on_congestion=opts["on_congestion"],
+        )
+        options = ServeOptions(
+            engine=config,
+            control=opts["control"],
+            listen=opts["listen"],
+            peer=opts["peer"],
+            nbd=opts["nbd"],
+            nbd_unix=opts["nbd_unix"],
+            tls=tls,
+        )
+        sys.exit(run(options))
+    except ReplicationError as exc:
+        _fail(exc)
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@repl.command()
+@click.option("--control", type=click.Path(path_type=Path), help="One daemon's control socket.")
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    help="Cluster config: report every volume on --node, whatever its driver.",
+)
+@click.option("--node", help="Node name (with -c).")
+@format_option()
+def status(control: Path | None, config: Path | None, node: str | None, fmt: str) -> None:
+    """Show replication state: role, disk, connection, out-of-sync and lag bytes, epoch."""
+    if control is not None and config is None:
+        render(_call(control, "status"), fmt)
+        return
+    if config is None or node is None or control is not None:
+        raise click.UsageError("give either --control SOCKET, or -c CONFIG --node NODE")
+    from drorch.replication.node_status import volume_statuses
+
+    try:
+        rows = volume_statuses(config, node)
+    except ReplicationError as exc:
+        _fail(exc)
+    render(rows, fmt, None if fmt != "table" else STATUS_COLUMNS)
+
+
+def _role_options(f: Any) -> Any:
+    f = click.option(
+        "--accept-data-loss", is_flag=True, help="Acknowledge that forcing may lose data."
+    )(f)
+    f = click.option("--force", is_flag=True, help="Override a data-safety refusal.")(f)
+    f = click.option("--epoch", type=click.IntRange(min=0), help="Quorum fencing epoch.")(f)
+    return control_option(format_option()(f))
+
+
+def _unused(op: str, epoch: int | None, force: bool, accept_data_loss: bool) -> None:
+    if epoch is not None or force or accept_data_loss:
+        click.echo(f"note: --epoch/--force/--accept-data-loss have no effect on {op}", err=True)
+
+
+def _wait_for_resync(control: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """connect/resolve: follow a resync that started, with a progress bar."""
+    from drorch.cli.progress import ProgressBar
+    from drorch.clock import SystemClock
+
+    if result.get("connection") not in ("SyncSource", "SyncTarget"):
+        return result
+    clock = SystemClock()
+    bar: ProgressBar | None = None
+    deadline = clock.monotonic() + 24 * 3600.0
+    while clock.monotonic() < deadline:
+        st = _call(control, "status")
+        resync = (st.get("extra") or {}).get("resync") or {}
+        if bar is None and resync:
+            bar = ProgressBar(f"resync {st['name']}", int(resync.get("total_bytes") or 1))
+        if st["connection"] not in ("SyncSource", "SyncTarget"):
+            if bar is not None:
+                bar.finish(f"{st['connection']}, disk {st['disk']}")
+            return {**result, "connection": st["connection"], "disk": st["disk"]}
+        if bar is not None:
+            eta = resync.get("eta_seconds")
+            detail = f"{resync.get('done_bytes', 0)}/{resync.get('total_bytes', 0)} B"
+            bar.update(
+                int(resync.get("done_bytes") or 0),
+                detail + (f", ETA {eta:.0f}s" if eta is not None else ""),
+            )
+        clock.sleep(0.5)
+    return result
+
+
+@repl.command()
+@_role_options
+def promote(
+    control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool
+) -> None:
+    """Become primary at fencing EPOCH; refuses a disk that is not UpToDate unless forced."""
+    if force != accept_data_loss:
+        raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
+    render(
+        _call(control, "promote", epoch=epoch, force=force, accept_data_loss=accept_data_loss), fmt
+    )
+
+
+@repl.command()
+@_role_options
+def demote(control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool) -> None:
+    """Become secondary (the NBD export turns read-only)."""
+    _unused("demote", epoch, force, accept_data_loss)
+    render(_call(control, "demote"), fmt)
+
+
+@repl.command()
+@_role_options
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Follow a resync to its end with a progress bar.",
+)
+def connect(
+    control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool, wait: bool
+) -> None:
+    """Connect to the peer; resync if needed. Split brain exits 4 and stays StandAlone."""
+    _unused("connect", epoch, force, accept_data_loss)
+    result = _call(control, "connect")
+    render(_wait_for_resync(control, result) if wait else result, fmt)
+
+
+@repl.command()
+@_role_options
+def disconnect(
+    control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool
+) -> None:
+    """Go StandAlone on purpose (the primary keeps a dirty bitmap meanwhile)."""
+    _unused("disconnect", epoch, force, accept_data_loss)
+    render(_call(control, "disconnect"), fmt)
+
+
+@repl.command()
+@_role_options
+def verify(control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool) -> None:
+    """Compare region checksums with the peer; exit 1 if any region differs."""
+    _unused("verify", epoch, force, accept_data_loss)
+    result = _call(control, "verify")
+    render(result, fmt)
+    if result["out_of_sync"]:
+        sys.exit(EXIT_FAILED)
+
+
+@repl.command()
+@control_option
+@click.option(
+    "--discard-local",
+    is_flag=True,
+    required=True,
+    help="Throw away this side's changes and resync it from the peer.",
+)
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@format_option()
+def resolve(control: Path, discard_local: bool, wait: bool, fmt: str) -> None:
+    """Resolve split brain by discarding this side's changes (it must be secondary)."""
+    if not discard_local:
+        raise click.UsageError("resolve needs --discard-local on the side whose data goes")
+    result = _call(control, "resolve", discard_local=True)
+    render(_wait_for_resync(control, result) if wait else result, fmt)

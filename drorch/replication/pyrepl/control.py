@@ -1,0 +1,146 @@
+"""The control socket: one JSON object per line over a unix socket, both directions.
+
+Request:  {"op": "promote", "epoch": 7, "force": false, "accept_data_loss": false}
+Reply:    {"ok": true, "result": ...}
+      or  {"ok": false, "error": {"type": "UnsafeOperation", "message": "...", ...}}
+
+Errors travel by type name so the client re-raises the same `ReplicationError`
+subclass the engine raised (SplitBrain keeps both sides' generation ids).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from drorch.replication.base import ReplicationError, SplitBrain, StaleEpoch, UnsafeOperation
+
+log = logging.getLogger("drorch.pyrepl.control")
+
+MAX_REQUEST = 64 * 1024
+Handler = Callable[[str, dict[str, Any]], Any]
+_ERRORS: dict[str, type[ReplicationError]] = {
+    "UnsafeOperation": UnsafeOperation,
+    "StaleEpoch": StaleEpoch,
+    "ReplicationError": ReplicationError,
+}
+
+
+class ControlUnreachable(ReplicationError):
+    """No daemon answers on the control socket."""
+
+
+def error_body(exc: Exception) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, SplitBrain):
+        body |= {"local": exc.local, "peer": exc.peer}
+    return body
+
+
+def raise_error(body: dict[str, Any]) -> None:
+    kind, message = str(body.get("type")), str(body.get("message"))
+    if kind == "SplitBrain":
+        raise SplitBrain(message, body.get("local") or {}, body.get("peer") or {})
+    raise _ERRORS.get(kind, ReplicationError)(message)
+
+
+class ControlServer:
+    def __init__(self, path: Path, handler: Handler, stop: threading.Event) -> None:
+        self.path = path
+        self.handler = handler
+        self.stop = stop
+        self._server: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        srv.listen(8)
+        srv.settimeout(0.5)
+        self._server = srv
+        self._thread = threading.Thread(target=self._accept_loop, name="pyrepl-ctl", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _accept_loop(self) -> None:
+        assert self._server is not None
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as stream:
+            while True:
+                line = stream.readline(MAX_REQUEST + 1)
+                if not line:
+                    return
+                reply = self._answer(line)
+                stream.write(json.dumps(reply, default=str).encode() + b"\n")
+                stream.flush()
+
+    def _answer(self, line: bytes) -> dict[str, Any]:
+        if len(line) > MAX_REQUEST:
+            return {"ok": False, "error": {"type": "ReplicationError", "message": "too long"}}
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+                raise ValueError("a request is a JSON object with an 'op' string")
+        except ValueError as exc:
+            return {"ok": False, "error": {"type": "ReplicationError", "message": str(exc)}}
+        op = request.pop("op")
+        try:
+            return {"ok": True, "result": self.handler(op, request)}
+        except (ReplicationError, ValueError, OSError) as exc:
+            return {"ok": False, "error": error_body(exc)}
+
+
+class ControlClient:
+    """Talk to one daemon. Each call opens a fresh connection (daemons restart)."""
+
+    def __init__(self, path: Path | str, timeout: float = 120.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+
+    def call(self, op: str, **args: Any) -> Any:
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:  # pragma: no cover - out of descriptors
+            raise ControlUnreachable(str(exc)) from exc
+        with sock:
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(str(self.path))
+                sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+                with sock.makefile("rb") as stream:
+                    line = stream.readline()
+            except OSError as exc:
+                raise ControlUnreachable(f"no pyrepl daemon answers on {self.path}: {exc}") from exc
+        if not line:
+            raise ControlUnreachable(f"the pyrepl daemon on {self.path} closed the connection")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise_error(reply.get("error") or {})
+        return reply.get("result")

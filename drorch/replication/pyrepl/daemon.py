@@ -1,0 +1,201 @@
+"""`drorch repl serve`: one volume's engine, replication link, NBD export and control socket.
+
+`Daemon` wires the parts and answers control requests; `serve()` runs it in the
+foreground until SIGTERM/SIGINT, then flushes everything and returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from drorch.clock import Clock, SystemClock
+from drorch.replication.base import ConnState, ReplicationError, SplitBrain, StaleEpoch
+from drorch.replication.pyrepl.control import ControlServer
+from drorch.replication.pyrepl.engine import Engine, EngineConfig
+from drorch.replication.pyrepl.link import Address, Link
+from drorch.replication.pyrepl.nbd_server import NbdServer
+from drorch.replication.pyrepl.tls import LinkTls
+
+log = logging.getLogger("drorch.pyrepl")
+
+HOUSEKEEPING_INTERVAL = 1.0
+DEFAULT_CONNECT_WAIT = 10.0
+
+
+def parse_address(text: str) -> Address:
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError with the reason."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def format_address(addr: Address | None) -> str | None:
+    if addr is None:
+        return None
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    engine: EngineConfig
+    control: Path
+    listen: Address | None = None
+    peer: Address | None = None
+    nbd: Address | None = None
+    nbd_unix: Path | None = None
+    tls: LinkTls | None = None
+
+
+class Daemon:
+    def __init__(self, options: ServeOptions, clock: Clock | None = None) -> None:
+        self.options = options
+        self.clock = clock or SystemClock()
+        self.engine = Engine(options.engine, self.clock)
+        self.link = Link(
+            self.engine,
+            options.listen,
+            options.peer,
+            threading.Event(),
+            tls=options.tls,
+        )
+        self.nbd: NbdServer | None = None
+        if options.nbd is not None or options.nbd_unix is not None:
+            self.nbd = NbdServer(self.engine, options.nbd, options.nbd_unix, threading.Event())
+        self.control = ControlServer(options.control, self.handle, threading.Event())
+        self._stop = threading.Event()
+        self._housekeeper = threading.Thread(target=self._housekeep, daemon=True)
+
+    def start(self) -> None:
+        try:
+            self.link.start()
+            if self.nbd is not None:
+                self.nbd.start()
+                self.engine.nbd_uri = self.nbd.uri
+            self.control.start()
+        except BaseException:
+            self.close()
+            raise
+        self._housekeeper.start()
+        log.info(
+            "%s: serving as %s (%s mode); replication on %s, peer %s, NBD %s, control %s",
+            self.engine.meta.name,
+            self.engine.role.value,
+            self.engine.mode,
+            format_address(self.link.bound),
+            format_address(self.options.peer),
+            self.engine.nbd_uri,
+            self.options.control,
+        )
+
+    def _housekeep(self) -> None:
+        while not self._stop.wait(HOUSEKEEPING_INTERVAL):
+            self.engine.housekeeping()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.control.close()
+        if self.nbd is not None:
+            self.nbd.close()
+        self.link.close()
+        session = self.engine.session
+        if session is not None:
+            session.close("daemon shutting down")
+            session.join()
+        if self._housekeeper.is_alive():
+            self._housekeeper.join(5.0)
+        self.engine.close()
+
+    # ------------------------------------------------------------------ control ops
+    def handle(self, op: str, args: dict[str, Any]) -> Any:
+        eng = self.engine
+        if op == "status":
+            data = eng.status().as_dict()
+            data["listen"] = format_address(self.link.bound)
+            data["peer"] = format_address(self.options.peer)
+            data["control"] = str(self.options.control)
+            return data
+        if op == "promote":
+            epoch = args.get("epoch")
+            return {
+                "message": eng.promote(
+                    None if epoch is None else int(epoch),
+                    force=bool(args.get("force")),
+                    accept_data_loss=bool(args.get("accept_data_loss")),
+                )
+            }
+        if op == "demote":
+            return {"message": eng.demote()}
+        if op == "disconnect":
+            return {"message": eng.disconnect()}
+        if op == "connect":
+            eng.connect()
+            return {"connection": self.await_outcome(args).value}
+        if op == "resolve":
+            if not args.get("discard_local"):
+                raise ReplicationError("resolve needs discard_local: name the side to discard")
+            message = eng.resolve_discard_local()
+            return {"message": message, "connection": self.await_outcome(args).value}
+        if op == "verify":
+            result = eng.verifier.verify()
+            return {
+                "regions_checked": result.regions_checked,
+                "region_size": result.region_size,
+                "out_of_sync": list(result.out_of_sync),
+                "out_of_sync_bytes": len(result.out_of_sync) * result.region_size,
+            }
+        if op == "flush":
+            eng.flush_local()
+            return {"message": "flushed"}
+        raise ReplicationError(f"unknown control operation {op!r}")
+
+    def await_outcome(self, args: dict[str, Any]) -> ConnState:
+        """Wait (bounded) until a connection attempt connected, or was refused."""
+        eng = self.engine
+        deadline = self.clock.monotonic() + float(args.get("wait", DEFAULT_CONNECT_WAIT))
+        with eng.cond:
+            while True:
+                state = eng.connection()
+                if state not in (ConnState.CONNECTING, ConnState.STANDALONE):
+                    return state
+                if eng.split_brain is not None:
+                    sb = eng.split_brain
+                    raise SplitBrain(f"split brain: {sb['reason']}", sb["local"], sb["peer"])
+                if not eng.want_connect:
+                    message = eng.last_error or "StandAlone"
+                    if message.startswith("stale-epoch"):
+                        raise StaleEpoch(message)
+                    raise ReplicationError(message)
+                left = deadline - self.clock.monotonic()
+                if left <= 0:
+                    return state
+                eng.cond.wait(min(left, 0.2))
+
+
+def serve(options: ServeOptions) -> int:
+    """Run in the foreground until SIGTERM or SIGINT; flush and return 0."""
+    daemon = Daemon(options)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: flushing and stopping", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon.start()
+        while not stop.wait(1.0):
+            pass
+    finally:
+        daemon.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("%s: stopped cleanly", options.engine.name)
+    return 0

@@ -1,0 +1,464 @@
+"""The replication engine of one volume on one node: role, disk state, the write path.
+
+One condition variable (`cond`) guards all state. The NBD server calls read/write/
+flush/zero; the control server calls the role operations; the link (session.py) feeds
+peer frames in. Writes are applied locally and queued to the peer under the lock, so
+the local order and the shipping order are the same order: the secondary, applying
+frames in sequence, always holds a prefix of the primary's history.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drorch.clock import Clock
+from drorch.replication.base import (
+    ConnState,
+    DiskState,
+    ReplicationError,
+    ReplicationStatus,
+    Role,
+    StaleEpoch,
+    UnsafeOperation,
+)
+from drorch.replication.pyrepl import resync
+from drorch.replication.pyrepl.bitmap import DirtyBitmap
+from drorch.replication.pyrepl.handshake import Action, SideView, SyncDecision, decide_sync
+from drorch.replication.pyrepl.meta import fresh_meta, load_meta, save_meta
+from drorch.replication.pyrepl.progress import ResyncProgress
+from drorch.replication.pyrepl.session import PeerSession
+from drorch.replication.pyrepl.storage import Backing
+from drorch.replication.pyrepl.verify import Verifier
+
+if TYPE_CHECKING:
+    import socket
+
+log = logging.getLogger("drorch.pyrepl")
+
+MODES = ("sync", "async")
+CONGESTION = ("block", "pull-ahead")
+
+
+class ReadOnly(ReplicationError):
+    """A write reached a side that is not primary (answered with NBD EPERM)."""
+
+
+class NotReadable(ReplicationError):
+    """A read reached a disk whose contents are not consistent (answered with EIO)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str
+    backing: Path
+    size: int
+    mode: str = "sync"
+    role: Role = Role.SECONDARY
+    meta_path: Path | None = None
+    region_size: int = 64 * 1024
+    max_lag_bytes: int = 64 * 1024 * 1024
+    on_congestion: str = "block"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.meta_path or self.backing.with_name(self.backing.name + ".pyrepl-meta")
+
+    @property
+    def bitmap_file(self) -> Path:
+        return self.meta_file.with_name(self.meta_file.name + ".bitmap")
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, clock: Clock) -> None:
+        if config.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+        if config.on_congestion not in CONGESTION:
+            raise ValueError(f"on_congestion must be one of {CONGESTION}")
+        self.config = config
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        self.mode = config.mode
+        meta_file = config.meta_file
+        if meta_file.exists():
+            meta = load_meta(meta_file)
+            if (meta.name, meta.region_size) != (config.name, config.region_size):
+                raise ReplicationError(
+                    f"{meta_file}: metadata is for volume {meta.name!r} with "
+                    f"{meta.region_size}-byte regions, not {config.name!r}"
+                )
+            if meta.size != config.size:
+                raise ReplicationError(
+                    f"{meta_file}: volume size {meta.size} differs from --size {config.size}"
+                )
+        else:
+            meta = fresh_meta(
+                config.name, config.size, config.region_size, primary=config.role == Role.PRIMARY
+            )
+            save_meta(meta_file, meta)
+        if config.role == Role.PRIMARY and meta.disk != DiskState.UP_TO_DATE:
+            raise UnsafeOperation(
+                f"refusing to start as primary: local disk is {meta.disk.value}; start as "
+                "secondary and let it resync, or promote with --force --accept-data-loss"
+            )
+        self.meta = meta
+        self.backing = Backing(config.backing, config.size)
+        self.bitmap = DirtyBitmap(config.bitmap_file, config.size, config.region_size)
+        self.role = config.role
+        self.session: PeerSession | None = None
+        self.want_connect = True
+        self.last_error: str | None = None
+        self.split_brain: dict[str, Any] | None = None
+        self.nbd_uri: str | None = None
+        # connected-state bookkeeping (see session.py)
+        self.inflight: dict[int, int] = {}  # region -> frames in flight touching it
+        self.hot: set[int] = set()  # bits set only as activity log while shipping
+        self.todo: deque[int] = deque()  # regions still to resync
+        self.todo_set: set[int] = set()
+        self.progress: ResyncProgress | None = None
+        self.stats = {"bytes_sent": 0, "resync_bytes_sent": 0, "frames_received": 0, "writes": 0}
+        self.verifier = Verifier(self)
+
+    # ----------------------------------------------------------------- metadata
+    def save(self, **changes: Any) -> None:
+        """Persist a metadata change atomically (caller holds cond)."""
+        self.meta = replace(self.meta, **changes)
+        save_meta(self.config.meta_file, self.meta)
+
+    def view(self) -> SideView:
+        m = self.meta
+        return SideView(
+            name=m.name,
+            node_id=m.node_id,
+            size=m.size,
+            region_size=m.region_size,
+            role=self.role,
+            disk=m.disk,
+            generation=m.generation,
+            epoch=m.epoch,
+            discard_local=m.discard_local,
+            dirty_regions=self.bitmap.count - len(self.hot),
+        )
+
+    def _shipping(self) -> PeerSession | None:
+        s = self.session
+        if s is not None and s.alive and s.shipping and not s.ahead:
+            return s
+        return None
+
+    def _not_shipped(self, offset: int, length: int) -> bool:
+        """Record a write the peer will not see now: new generation, dirty bits."""
+        if self.meta.generation.bitmap == "0":
+            self.save(generation=self.meta.generation.diverge())
+            log.info(
+                "%s: peer not receiving, new data generation %s",
+                self.meta.name,
+                self.meta.generation.current,
+            )
+        regions = self.bitmap.span(offset, length)
+        self.hot.difference_update(regions)
+        new = self.bitmap.mark(offset, length)
+        s = self.session
+        if s is not None and s.ahead:
+            for r in regions:
+                if r not in self.todo_set:
+                    self.todo_set.add(r)
+                    self.todo.append(r)
+        return new
+
+    # ---------------------------------------------------------------- data path
+    def _check_write(self, offset: int, length: int) -> None:
+        if self.role != Role.PRIMARY:
+            raise ReadOnly(f"{self.meta.name} is secondary here; writes are refused")
+        if offset < 0 or offset + length > self.config.size:
+            raise ValueError(f"{offset}+{length} is beyond the end of the volume")
+
+    def writable(self) -> bool:
+        return self.role == Role.PRIMARY
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self.meta.disk == DiskState.INCONSISTENT:
+            raise NotReadable(f"{self.meta.name}: local disk is Inconsistent")
+        return self.backing.pread(offset, length)
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview, *, fua: bool) -> None:
+        length = len(data)
+        seq = 0
+        with self.cond:
+            self._check_write(offset, length)
+            session = self._await_room(length)
+            if session is not None:
+                new_bits = self._mark_shipped(offset, length)
+                seq = session.enqueue_data(offset, data, durable=self.mode == "sync")
+            else:
+                new_bits = self._not_shipped(offset, length)
+            self.backing.pwrite(offset, data)
+            self.stats["writes"] += 1
+        self._finish_write(new_bits, fua, session, seq)
+
+    def zero(self, offset: int, length: int, *, fua: bool) -> None:
+        """WRITE_ZEROES and TRIM: both sides end up reading zeroes."""
+        seq = 0
+        with self.cond:
+            self._check_write(offset, length)
+            session = self._await_room(0)
+            if session is not None:
+                new_bits = self._mark_shipped(offset, length)
+                seq = session.enqueue_zero(offset, length, durable=self.mode == "sync")
+            else:
+                new_bits = self._not_shipped(offset, length)
+            self.backing.zero(offset, length)
+        self._finish_write(new_bits, fua, session, seq)
+
+    def _mark_shipped(self, offset: int, length: int) -> bool:
+        new = False
+        for r in self.bitmap.span(offset, length):
+            if not self.bitmap.is_set(r):
+                self.hot.add(r)
+                new = True
+        if new:
+            self.bitmap.mark(offset, length)
+        return new
+
+    def _finish_write(
+        self, new_bits: bool, fua: bool, session: PeerSession | None, seq: int
+    ) -> None:
+        if self.mode == "sync" or fua:
+            if new_bits:
+                self.bitmap.sync()
+            self.backing.sync()
+        if session is not None and seq and self.mode == "sync":
+            session.wait_acked(seq)
+
+    def _await_room(self, length: int) -> PeerSession | None:
+        """Async mode: wait while the send queue is over max_lag_bytes (`block`), or stop
+        shipping and go ahead of the peer (`pull-ahead`). Caller holds cond."""
+        while True:
+            session = self._shipping()
+            if session is None or self.mode == "sync":
+                return session
+            if session.lag_bytes == 0 or session.lag_bytes + length <= self.config.max_lag_bytes:
+                return session
+            if self.config.on_congestion == "pull-ahead" and session.can_pull_ahead():
+                session.pull_ahead(
+                    f"send queue {session.lag_bytes} bytes exceeds max_lag_bytes "
+                    f"{self.config.max_lag_bytes}"
+                )
+                return None
+            self.cond.wait(0.5)
+
+    def flush(self) -> None:
+        with self.cond:
+            session = self._shipping()
+            seq = session.enqueue_flush() if session is not None else 0
+        self.bitmap.sync()
+        self.backing.sync()
+        if session is not None and seq and self.mode == "sync":
+            session.wait_acked(seq)
+
+    # ---------------------------------------------------------------- roles
+    def promote(self, epoch: int | None, *, force: bool, accept_data_loss: bool) -> str:
+        with self.cond:
+            if epoch is not None and epoch < self.meta.epoch:
+                raise StaleEpoch(
+                    f"epoch {epoch} is older than epoch {self.meta.epoch} already seen; "
+                    "a newer primary exists"
+                )
+            if self.role == Role.PRIMARY:
+                if epoch is not None and epoch > self.meta.epoch:
+                    self._set_epoch(epoch)
+                    return f"already primary; fencing epoch raised to {epoch}"
+                return "already primary"
+            s = self.session
+            if s is not None and s.alive and s.peer.role == Role.PRIMARY:
+                raise ReplicationError("the peer is primary; demote it first")
+            forced = force and accept_data_loss
+            if self.meta.disk != DiskState.UP_TO_DATE and not forced:
+                raise UnsafeOperation(
+                    f"local disk is {self.meta.disk.value}, not UpToDate: promoting would "
+                    "serve stale or half-synced data; use --force --accept-data-loss"
+                )
+            if s is not None and s.alive and s.state == ConnState.SYNC_TARGET:
+                s.close("forced promote during resync")
+            reason = "promoted"
+            if self.meta.disk != DiskState.UP_TO_DATE:
+                self.save(disk=DiskState.UP_TO_DATE, generation=self.meta.generation.diverge())
+                reason = "promoted by force: disk declared UpToDate (data loss accepted)"
+            if epoch is not None and epoch > self.meta.epoch:
+                self._set_epoch(epoch)
+            self.role = Role.PRIMARY
+            if self.session is not None and self.session.alive:
+                self.session.announce_role()
+            self.cond.notify_all()
+            return f"{reason} at epoch {self.meta.epoch}"
+
+    def _set_epoch(self, epoch: int) -> None:
+        self.save(epoch=epoch)
+        if self.session is not None and self.session.alive:
+            self.session.announce_epoch()
+
+    def demote(self) -> str:
+        with self.cond:
+            if self.role == Role.SECONDARY:
+                return "already secondary"
+            self.role = Role.SECONDARY
+            if self.session is not None and self.session.alive:
+                self.session.announce_role()
+            self.cond.notify_all()
+        self.flush_local()
+        return "demoted to secondary"
+
+    def flush_local(self) -> None:
+        with self.cond:
+            self.bitmap.writeback()
+        self.bitmap.sync()
+        self.backing.sync()
+
+    def disconnect(self) -> str:
+        with self.cond:
+            self.want_connect = False
+            if self.session is not None:
+                self.session.close("disconnected by the operator")
+            self.cond.notify_all()
+        return "StandAlone"
+
+    def connect(self) -> None:
+        with self.cond:
+            self.want_connect = True
+            self.split_brain = None
+            self.cond.notify_all()
+
+    def resolve_discard_local(self) -> str:
+        with self.cond:
+            if self.role == Role.PRIMARY:
+                raise ReplicationError("refusing to discard local data while primary; demote first")
+            self.save(discard_local=True)
+            self.want_connect = True
+            self.split_brain = None
+            self.last_error = None
+            self.cond.notify_all()
+        return "local changes will be discarded: resync from the peer on connect"
+
+    # ---------------------------------------------------------------- link
+    def attach(self, sock: socket.socket, peer: SideView, peer_bitmap: bytes) -> SyncDecision:
+        """Both handshakes done: decide and act (caller holds the lock)."""
+        decision = decide_sync(self.view(), peer)
+        log.info("%s: connect: %s (%s)", self.meta.name, decision.action.value, decision.reason)
+        if not decision.connects:
+            self.want_connect = False
+            self.last_error = f"{decision.action.value}: {decision.reason}"
+            if decision.action == Action.SPLIT_BRAIN:
+                self.split_brain = {
+                    "reason": decision.reason,
+                    "local": self.meta.generation.as_dict(),
+                    "peer": peer.generation.as_dict(),
+                }
+            sock.close()
+            self.cond.notify_all()
+            return decision
+        session = PeerSession(self, sock, peer, ConnState.CONNECTED)
+        self.session = session
+        self.last_error = None
+        self.split_brain = None
+        if decision.action == Action.SOURCE:
+            self.bitmap.merge(peer_bitmap)
+            resync.queue_regions(self, full=decision.full)
+            self.start_resync(session, decision.reason)
+        elif decision.action == Action.TARGET:
+            self.save(disk=DiskState.INCONSISTENT)
+            session.state = ConnState.SYNC_TARGET
+            self.progress = None
+        session.start()
+        self.cond.notify_all()
+        return decision
+
+    def start_resync(self, session: PeerSession, reason: str) -> None:
+        resync.start(self, session, reason)
+
+    def session_lost(self, session: PeerSession, reason: str) -> None:
+        """The link died (caller holds the lock): whatever was in flight is dirty."""
+        if self.session is not session:
+            return
+        self.session = None
+        for region in self.inflight:
+            self.bitmap.set_region(region)
+        for region in self.hot:
+            if not self.inflight.get(region):
+                self.bitmap.clear(region)
+        self.hot.clear()
+        self.inflight.clear()
+        self.todo.clear()
+        self.todo_set.clear()
+        self.bitmap.writeback()
+        if self.want_connect:
+            self.last_error = reason
+        self.cond.notify_all()
+
+    # ---------------------------------------------------------------- status
+    def connection(self) -> ConnState:
+        if self.session is not None and self.session.alive:
+            return self.session.state
+        return ConnState.CONNECTING if self.want_connect else ConnState.STANDALONE
+
+    def status(self) -> ReplicationStatus:
+        with self.cond:
+            now = self.clock.monotonic()
+            s = self.session if self.session is not None and self.session.alive else None
+            conn = self.connection()
+            oos = (self.bitmap.count - len(self.hot)) * self.config.region_size
+            if conn == ConnState.SYNC_TARGET and self.progress is not None:
+                oos = self.progress.remaining_bytes
+            pct = 100.0 - 100.0 * oos / self.config.size if self.config.size else 100.0
+            extra: dict[str, Any] = {
+                "last_error": self.last_error,
+                "split_brain": self.split_brain,
+                "stats": dict(self.stats),
+                "resync": self.progress.as_dict(now) if self.progress else None,
+                "region_size": self.config.region_size,
+                "size": self.config.size,
+                "ahead": bool(s and s.ahead),
+                "node_id": self.meta.node_id,
+            }
+            return ReplicationStatus(
+                name=self.meta.name,
+                role=self.role,
+                disk=self.meta.disk,
+                connection=conn,
+                mode=self.mode,
+                peer_disk=s.peer.disk if s else DiskState.UNKNOWN,
+                peer_role=s.peer.role if s else Role.UNKNOWN,
+                out_of_sync_bytes=max(oos, 0),
+                lag_bytes=s.lag_bytes if s else 0,
+                percent_in_sync=round(max(pct, 0.0), 2),
+                resync_eta_seconds=(
+                    self.progress.eta_seconds(now)
+                    if self.progress and self.progress.finished is None
+                    else None
+                ),
+                epoch=self.meta.epoch,
+                generation=self.meta.generation.as_dict(),
+                nbd=self.nbd_uri,
+                extra=extra,
+            )
+
+    def housekeeping(self) -> None:
+        """Clear activity-log bits whose writes the peer acknowledged; write back."""
+        with self.cond:
+            if self._shipping() is not None:
+                for r in [r for r in self.hot if not self.inflight.get(r)]:
+                    self.hot.discard(r)
+                    self.bitmap.clear(r)
+            self.bitmap.writeback()
+
+    def close(self) -> None:
+        with self.cond:
+            if self.session is not None:
+                self.session.close("shutting down")
+            self.bitmap.close()
+            self.backing.sync()
+            self.backing.close()

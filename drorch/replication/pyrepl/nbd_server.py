@@ -1,0 +1,207 @@
+"""The NBD export: TCP (and optionally a unix socket), one thread per client.
+
+The byte-level protocol lives in nbd_proto.py; this module moves bytes between sockets,
+the protocol objects and the engine. A client that breaks the protocol is disconnected
+alone; the server keeps serving the others. The export is advertised read-only, and
+writes are refused with EPERM, whenever this side is not primary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+
+from drorch.replication.base import ReplicationError
+from drorch.replication.pyrepl import nbd_proto as nbd
+from drorch.replication.pyrepl.engine import Engine, NotReadable, ReadOnly
+from drorch.replication.pyrepl.receiver import recv_exact
+from drorch.replication.pyrepl.session import send_buffers
+
+log = logging.getLogger("drorch.pyrepl.nbd")
+
+HANDSHAKE_TIMEOUT = 30.0
+Address = tuple[str, int]
+
+
+def nbd_uri(name: str, tcp: Address | None, unix: Path | None) -> str | None:
+    """The URI qemu, qemu-img, qemu-io and nbdinfo accept for this export."""
+    if tcp is not None:
+        host, port = tcp
+        host = f"[{host}]" if ":" in host else host
+        return f"nbd://{host}:{port}/{name}"
+    if unix is not None:
+        return f"nbd+unix:///{name}?socket={unix}"
+    return None
+
+
+class NbdServer:
+    def __init__(
+        self, engine: Engine, tcp: Address | None, unix: Path | None, stop: threading.Event
+    ) -> None:
+        self.engine = engine
+        self.tcp = tcp
+        self.unix = unix
+        self.stop = stop
+        self._listeners: list[socket.socket] = []
+        self._clients: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.clients_served = 0
+        self.protocol_errors = 0
+
+    @property
+    def uri(self) -> str | None:
+        return nbd_uri(self.engine.meta.name, self.bound_tcp, self.unix)
+
+    @property
+    def bound_tcp(self) -> Address | None:
+        for srv in self._listeners:
+            if srv.family in (socket.AF_INET, socket.AF_INET6):
+                host, port = srv.getsockname()[:2]
+                return str(host), int(port)
+        return None
+
+    def start(self) -> None:
+        if self.tcp is not None:
+            host, port = self.tcp
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            srv = socket.socket(family, socket.SOCK_STREAM)
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind((host, port))
+            self._listen(srv)
+        if self.unix is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix)
+            srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            srv.bind(str(self.unix))
+            self._listen(srv)
+
+    def _listen(self, srv: socket.socket) -> None:
+        srv.listen(16)
+        srv.settimeout(0.5)
+        self._listeners.append(srv)
+        t = threading.Thread(target=self._accept_loop, args=(srv,), daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(5.0)
+        for srv in self._listeners:
+            srv.close()
+        if self.unix is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix)
+        with self._lock:
+            for conn in list(self._clients):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+    def _accept_loop(self, srv: socket.socket) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._clients.add(conn)
+            self.clients_served += 1
+        try:
+            if conn.family != socket.AF_UNIX:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(HANDSHAKE_TIMEOUT)
+            export = self._handshake(conn)
+            if export is not None:
+                conn.settimeout(None)
+                self._transmission(conn, export)
+        except (OSError, EOFError) as exc:
+            log.debug("nbd client gone: %s", exc)
+        except nbd.ProtocolError as exc:
+            self.protocol_errors += 1
+            log.warning("nbd client dropped: %s", exc)
+        finally:
+            with self._lock:
+                self._clients.discard(conn)
+            conn.close()
+
+    def _handshake(self, conn: socket.socket) -> nbd.Export | None:
+        eng = self.engine
+        export = nbd.Export(
+            eng.meta.name,
+            eng.config.size,
+            read_only=not eng.writable(),
+            description=f"pyrepl volume {eng.meta.name} ({eng.role.value})",
+        )
+        hs = nbd.Handshake({export.name: export})
+        conn.sendall(nbd.greeting())
+        while not (hs.done or hs.closed):
+            data = conn.recv(65536)
+            if not data:
+                return None
+            reply = hs.receive(data)
+            if reply:
+                conn.sendall(reply)
+        if hs.closed:
+            if hs.reason != "client aborted the handshake":
+                self.protocol_errors += 1
+                log.warning("nbd handshake closed: %s", hs.reason)
+            return None
+        if hs.leftover:
+            raise nbd.ProtocolError("client sent requests before the handshake finished")
+        return hs.export
+
+    def _transmission(self, conn: socket.socket, export: nbd.Export) -> None:
+        eng = self.engine
+        while True:
+            req = nbd.parse_request(recv_exact(conn, nbd.REQUEST.size))
+            verdict = nbd.check_request(req, export, writable=not export.read_only)
+            payload = None
+            if req.has_payload and not verdict.close:
+                payload = recv_exact(conn, req.length)
+            if verdict.error:
+                log.info("nbd request refused: %s", verdict.reason)
+                conn.sendall(nbd.simple_reply(req.handle, verdict.error))
+                if verdict.close:
+                    return
+                continue
+            if req.type == nbd.Cmd.DISC:
+                return
+            if req.type == nbd.Cmd.READ:
+                try:
+                    data = eng.read(req.offset, req.length)
+                except (NotReadable, OSError) as exc:
+                    log.warning("nbd read failed: %s", exc)
+                    conn.sendall(nbd.simple_reply(req.handle, nbd.EIO))
+                    continue
+                send_buffers(conn, (nbd.simple_reply(req.handle), data))
+                continue
+            conn.sendall(nbd.simple_reply(req.handle, self._modify(req, payload)))
+
+    def _modify(self, req: nbd.Request, payload: bytearray | None) -> int:
+        eng = self.engine
+        try:
+            if req.type == nbd.Cmd.WRITE:
+                assert payload is not None
+                eng.write(req.offset, payload, fua=req.fua)
+            elif req.type in (nbd.Cmd.WRITE_ZEROES, nbd.Cmd.TRIM):
+                eng.zero(req.offset, req.length, fua=req.fua)
+            elif req.type == nbd.Cmd.FLUSH:
+                eng.flush()
+            return 0
+        except ReadOnly:
+            return nbd.EPERM
+        except ValueError:
+            return nbd.EINVAL
+        except (OSError, ReplicationError) as exc:
+            log.error("nbd %s failed: %s", nbd.Cmd(req.type).name, exc)
+            return nbd.EIO

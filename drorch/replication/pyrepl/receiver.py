@@ -1,0 +1,197 @@
+"""The receiving half of a peer session: read frames and apply them strictly in order.
+
+A secondary applies DATA/ZERO/RS_* frames in sequence and acknowledges each one after
+it is written (and made durable when the frame asks for it), so what it holds is always
+a prefix of what the primary wrote. Anything out of order or out of place drops the
+connection; nothing is applied from a frame that failed to parse.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from drorch.replication.base import ConnState, DiskState, Role
+from drorch.replication.pyrepl import wire
+from drorch.replication.pyrepl.meta import Generation
+from drorch.replication.pyrepl.progress import ResyncProgress
+from drorch.replication.pyrepl.wire import FrameType, Header, WireError
+
+if TYPE_CHECKING:
+    from drorch.replication.pyrepl.session import PeerSession
+
+log = logging.getLogger("drorch.pyrepl")
+
+PEER_SILENCE_TIMEOUT = 6.0
+SEQUENCED = frozenset(
+    {
+        FrameType.DATA,
+        FrameType.ZERO,
+        FrameType.FLUSH,
+        FrameType.RS_BEGIN,
+        FrameType.RS_DATA,
+        FrameType.RS_ZERO,
+        FrameType.RS_END,
+        FrameType.OUTDATE,
+    }
+)
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise EOFError("peer closed the connection")
+        got += k
+    return buf
+
+
+class Receiver:
+    def __init__(self, session: PeerSession) -> None:
+        self.session = session
+        self.engine = session.engine
+        self.last_seq = 0
+
+    def run(self) -> None:
+        s = self.session
+        reason = "receiver stopped"
+        try:
+            s.sock.settimeout(PEER_SILENCE_TIMEOUT)
+            while s.alive:
+                head = wire.parse_header(recv_exact(s.sock, wire.HEADER.size))
+                payload = recv_exact(s.sock, head.length) if head.length else bytearray()
+                self.engine.stats["frames_received"] += 1
+                self.dispatch(head, payload)
+        except TimeoutError:
+            reason = f"peer silent for {PEER_SILENCE_TIMEOUT:g} s"
+        except EOFError as exc:
+            reason = str(exc)
+        except WireError as exc:
+            reason = f"protocol error: {exc}"
+        except OSError as exc:
+            reason = f"link error: {exc}"
+        except Exception as exc:  # a bug must cost the link, not leave it half-dead
+            log.exception("receiver crashed")
+            reason = f"internal error in receiver: {exc!r}"
+        s.close(reason)
+        s.join()
+        s.sock.close()
+
+    def dispatch(self, head: Header, payload: bytearray) -> None:
+        s, eng = self.session, self.engine
+        if head.type in SEQUENCED:
+            if head.seq != self.last_seq + 1:
+                raise WireError(f"frame {head.seq} out of order after {self.last_seq}")
+            if eng.role == Role.PRIMARY and head.type != FrameType.FLUSH:
+                raise WireError(f"peer shipped {head.type.name} to a primary")
+            self.last_seq = head.seq
+            self._apply(head, payload)
+            s.send_now(wire.header(FrameType.ACK, seq=head.seq))
+            return
+        body = wire.decode_json(head, payload) if head.type in wire.JSON_FRAMES else {}
+        if head.type == FrameType.ACK:
+            s.on_ack(head.seq)
+        elif head.type in (FrameType.PING, FrameType.PONG):
+            return
+        elif head.type == FrameType.ROLE:
+            self._on_role(body)
+        elif head.type == FrameType.EPOCH:
+            self._on_epoch(body)
+        elif head.type in (FrameType.VERIFY_DIGESTS, FrameType.VERIFY_ASK):
+            eng.verifier.on_request(s, head.type, body)
+        elif head.type == FrameType.VERIFY_RESULT:
+            eng.verifier.on_result(s, body)
+        else:
+            raise WireError(f"{head.type.name} is not valid on an established link")
+
+    def _apply(self, head: Header, payload: bytearray) -> None:
+        eng = self.engine
+        if head.type == FrameType.DATA:
+            eng.backing.pwrite(head.offset, payload)
+            if head.flags & wire.FLAG_DURABLE:
+                eng.backing.sync()
+        elif head.type == FrameType.ZERO:
+            eng.backing.zero(head.offset, wire.zero_count(head, payload))
+            if head.flags & wire.FLAG_DURABLE:
+                eng.backing.sync()
+        elif head.type == FrameType.FLUSH:
+            eng.backing.sync()
+        elif head.type == FrameType.RS_DATA:
+            eng.backing.pwrite(head.offset, payload)
+            self._resync_done(len(payload), len(payload))
+        elif head.type == FrameType.RS_ZERO:
+            count = wire.zero_count(head, payload)
+            if not eng.backing.is_hole(head.offset, count):
+                eng.backing.zero(head.offset, count)
+            self._resync_done(count, 0)
+        elif head.type == FrameType.RS_BEGIN:
+            self._resync_begin(wire.decode_json(head, payload))
+        elif head.type == FrameType.RS_END:
+            self._resync_end(wire.decode_json(head, payload))
+        elif head.type == FrameType.OUTDATE:
+            with eng.lock:
+                eng.save(disk=DiskState.OUTDATED)
+                eng.last_error = str(wire.decode_json(head, payload).get("reason", "outdated"))
+
+    def _resync_begin(self, body: dict[str, Any]) -> None:
+        eng, s = self.engine, self.session
+        with eng.lock:
+            eng.save(disk=DiskState.INCONSISTENT)
+            eng.bitmap.clear_all()
+            eng.progress = ResyncProgress(int(body.get("total_bytes", 0)), eng.clock.monotonic())
+            s.state = ConnState.SYNC_TARGET
+            s.update_peer(disk=DiskState.UP_TO_DATE)
+            eng.cond.notify_all()
+
+    def _resync_done(self, count: int, sent: int) -> None:
+        eng = self.engine
+        with eng.lock:
+            if eng.progress is not None:
+                eng.progress.done_bytes += count
+                eng.progress.sent_bytes += sent
+                eng.progress.regions_sent += 1
+
+    def _resync_end(self, body: dict[str, Any]) -> None:
+        eng, s = self.engine, self.session
+        eng.backing.sync()
+        with eng.lock:
+            source = Generation.from_dict(body["generation"])
+            eng.save(
+                disk=DiskState.UP_TO_DATE,
+                generation=eng.meta.generation.adopt(source),
+                discard_local=False,
+            )
+            eng.bitmap.clear_all()
+            if eng.progress is not None:
+                eng.progress.done_bytes = eng.progress.total_bytes
+                eng.progress.finished = eng.clock.monotonic()
+            s.state = ConnState.CONNECTED
+            eng.last_error = None
+            eng.cond.notify_all()
+
+    def _on_role(self, body: dict[str, Any]) -> None:
+        eng, s = self.engine, self.session
+        role = Role(body["role"])
+        with eng.lock:
+            s.update_peer(role=role)
+            eng.cond.notify_all()
+        if role == Role.PRIMARY and eng.role == Role.PRIMARY:
+            raise WireError("the peer became primary while this side is primary")
+
+    def _on_epoch(self, body: dict[str, Any]) -> None:
+        eng, s = self.engine, self.session
+        epoch = int(body["epoch"])
+        with eng.lock:
+            s.update_peer(epoch=epoch)
+            if s.peer.role == Role.PRIMARY and epoch < eng.meta.epoch:
+                eng.last_error = (
+                    f"rejected the peer's stream: its fencing epoch {epoch} is older than "
+                    f"{eng.meta.epoch} seen here"
+                )
+                raise WireError(eng.last_error)
+            if epoch > eng.meta.epoch:
+                eng.save(epoch=epoch)

@@ -1,0 +1,101 @@
+"""The backing file or block device: positional I/O, zeroing, hole detection, digests."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_ZERO_CHUNK = bytes(1024 * 1024)
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_fallocate = _libc.fallocate
+_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_fallocate.restype = ctypes.c_int
+
+
+class Backing:
+    """Opens (creating or extending a regular file to `size`) and owns the descriptor."""
+
+    def __init__(self, path: Path, size: int, *, create: bool = True) -> None:
+        self.path = path
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        self.fd = os.open(path, flags, 0o600)
+        st = os.fstat(self.fd)
+        self.is_file = stat.S_ISREG(st.st_mode)
+        if self.is_file and st.st_size < size:
+            os.ftruncate(self.fd, size)
+        elif not self.is_file:
+            actual = os.lseek(self.fd, 0, os.SEEK_END)
+            if actual < size:
+                os.close(self.fd)
+                raise ValueError(f"{path}: device has {actual} bytes, volume needs {size}")
+        self.size = size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def pread(self, offset: int, length: int) -> bytes:
+        return os.pread(self.fd, length, offset)
+
+    def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    def zero(self, offset: int, length: int) -> None:
+        """Make [offset, offset+length) read as zeroes: punch a hole where the file
+        system can, write zeroes where it cannot."""
+        if length <= 0:
+            return
+        if self.is_file:
+            mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+            if _fallocate(self.fd, mode, offset, length) == 0:
+                return
+            err = ctypes.get_errno()
+            if err not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise OSError(err, os.strerror(err), str(self.path))
+        end = offset + length
+        while offset < end:
+            chunk = min(len(_ZERO_CHUNK), end - offset)
+            self.pwrite(offset, memoryview(_ZERO_CHUNK)[:chunk])
+            offset += chunk
+
+    def is_hole(self, offset: int, length: int) -> bool:
+        """True when the range holds no data extents (reads as zeroes) — only
+        answerable for regular files; a device always counts as data."""
+        if not self.is_file:
+            return False
+        try:
+            data_at = os.lseek(self.fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            return exc.errno == errno.ENXIO
+        return data_at >= offset + length
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def digest(self, offset: int, length: int) -> str:
+        length = min(length, self.size - offset)
+        if self.is_hole(offset, length):
+            return _zero_digest(length)
+        return hashlib.blake2b(self.pread(offset, length), digest_size=16).hexdigest()
+
+
+_ZERO_DIGESTS: dict[int, str] = {}
+
+
+def _zero_digest(length: int) -> str:
+    if length not in _ZERO_DIGESTS:
+        _ZERO_DIGESTS[length] = hashlib.blake2b(bytes(length), digest_size=16).hexdigest()
+    return _ZERO_DIGESTS[length]
