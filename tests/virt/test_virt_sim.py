@@ -263,3 +263,61 @@ def test_virt_sim_dest_xml_is_what_dest_defines(env: Environment, tmp_path: Path
     )
     a.migrate_live(name, b, MigrationOptions(dest_xml=remapped))
     assert "<description>B</description>" in b.export_xml(name)
+
+
+def test_virt_sim_concurrent_writers_lose_nothing(env: Environment) -> None:
+    import threading
+
+    cluster = two_site_cluster()
+    sites = [SimHypervisor(cluster, cluster.sites[0], env) for _ in range(2)]  # two "processes"
+
+    def define_many(hv: SimHypervisor, prefix: str) -> None:
+        for i in range(25):
+            hv.define(guest_xml(f"{prefix}{i:02d}", 64, 1))
+
+    threads = [
+        threading.Thread(target=define_many, args=(hv, p))
+        for hv, p in zip(sites, "xy", strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(sites[0].list()) == 50
+
+
+class MeddlingClock(FakeClock):
+    """Another operator destroys the VM at the source while the migration copies."""
+
+    def __init__(self, meddle: SimHypervisor, vm: str) -> None:
+        super().__init__()
+        self.meddle, self.vm, self.done = meddle, vm, False
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if not self.done:
+            self.done = True
+            self.meddle.destroy(self.vm)
+
+
+def test_virt_sim_vm_stopped_during_migration_is_not_moved(tmp_path: Path) -> None:
+    cluster = two_site_cluster()
+    setup_env = Environment(clock=FakeClock(), base_dir=tmp_path)
+    other_a, _ = sim_pair(cluster, setup_env)
+    other_a.define(guest_xml("web", 2048, 100))
+    other_a.start("web")
+    env = Environment(clock=MeddlingClock(other_a, "web"), base_dir=tmp_path)
+    a, b = sim_pair(cluster, env)
+    with pytest.raises(MigrationFailed, match="web stopped at site A during migration"):
+        a.migrate_live("web", b, MigrationOptions())
+    assert a.state("web") == VMState.SHUTOFF and b.state("web") == VMState.UNDEFINED
+
+
+def test_virt_sim_refuses_to_migrate_onto_a_running_copy(env: Environment) -> None:
+    a, b, name = running_pair(env, guest_xml("web", 128, 1))
+    b.store.create_if_missing({})
+    with b.store.update() as records:  # a split brain made by hand
+        records[name] = {"xml": a.export_xml(name), "state": "running"}
+    with pytest.raises(MigrationFailed, match="already running at site B"):
+        a.migrate_live(name, b, MigrationOptions())
+    assert a.state(name) == VMState.RUNNING
