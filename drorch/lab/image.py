@@ -25,7 +25,7 @@ APT_ARCHIVES = Path("/var/cache/apt/archives")
 BUSYBOX = Path("/bin/busybox")
 APPLETS = (
     *("sh", "echo", "sleep", "mount", "cat", "cut", "date", "uptime", "hostname", "ip"),
-    *("insmod", "dd", "head", "tr", "grep", "sync", "ls", "poweroff"),
+    *("insmod", "dd", "head", "tr", "grep", "sync", "ls", "poweroff", "awk"),
 )
 # Kernel modules the initramfs carries, relative to lib/modules/<version>/kernel/drivers.
 MODULES = (

@@ -33,7 +33,7 @@ HANG=$(arg hang)
 HB=$(arg hb); [ -n "$HB" ] || HB=1
 DIRTY=$(arg dirty)
 if [ -n "$DIRTY" ]; then
-  ( while true; do dd if=/dev/zero of=/tmp/dirty bs=1048576 count="$DIRTY" conv=notrunc 2>/dev/null; done ) &
+  ( awk -v mib="$DIRTY" 'BEGIN { n = mib * 1024 * 16; s = sprintf("%60s", ""); for (x = 0; ; x++) for (i = 0; i < n; i++) a[i] = s x }' ) &
   echo "DIRTYING ${DIRTY}MiB"
 fi
 echo "LABVM BOOTED uptime=$(cut -d' ' -f1 /proc/uptime) start_counter=$n"

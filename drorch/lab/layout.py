@@ -43,8 +43,9 @@ class LabLayout:
     subnet: str = "10.77.0"
     root: Path = field(default_factory=default_lab_root)
     migration_ports: tuple[int, int] = (49152, 49215)
-    #: keepalive of the source libvirtd's peer-to-peer connection (qemu.conf): a
-    #: partition is noticed after about interval * (count + 1) seconds.
+    #: keepalive (interval s, count) of the libvirtd connections between the sites, both
+    #: the source's peer-to-peer client (qemu.conf) and the server side (libvirtd.conf):
+    #: a partition is noticed after about interval * (count + 1) seconds.
     p2p_keepalive: tuple[int, int] = (2, 2)
 
     def __post_init__(self) -> None:

@@ -87,14 +87,21 @@ class LabNetwork:
         a, b = self.layout.sites
         for here, there in ((a, b), (b, a)):
             self._drop_table(here.netns)
-            rules = (
-                f"table inet {_NFT_TABLE} {{\n"
-                f"  chain out {{ type filter hook output priority 0; policy accept;\n"
-                f"    ip daddr {there.address} meta l4proto tcp {verdict}\n"
-                f"    ip daddr {there.address} drop }}\n"
-                f"  chain in {{ type filter hook input priority 0; policy accept;\n"
-                f"    ip saddr {there.address} drop }}\n"
-                f"}}\n"
+            rules = "\n".join(
+                [
+                    f"table inet {_NFT_TABLE} {{",
+                    "  chain out {",
+                    "    type filter hook output priority 0; policy accept;",
+                    f"    ip daddr {there.address} meta l4proto tcp {verdict}",
+                    f"    ip daddr {there.address} drop",
+                    "  }",
+                    "  chain in {",
+                    "    type filter hook input priority 0; policy accept;",
+                    f"    ip saddr {there.address} drop",
+                    "  }",
+                    "}",
+                    "",
+                ]
             )
             self.runner.run(
                 ["ip", "netns", "exec", here.netns, "nft", "-f", "-"], input=rules, check=True

@@ -22,9 +22,12 @@ class SiteError(Exception):
     """A site daemon could not be started or stopped."""
 
 
-def libvirtd_overrides(address: str) -> str:
+def libvirtd_overrides(address: str, layout: LabLayout) -> str:
+    interval, count = layout.p2p_keepalive
     return "\n".join(
         [
+            f"keepalive_interval = {interval}",
+            f"keepalive_count = {count}",
             "# --- drorch lab overrides ---",
             "listen_tls = 0",
             "listen_tcp = 1",
@@ -100,7 +103,7 @@ class LabSiteDaemons:
             d.mkdir(parents=True, exist_ok=True)
         address = self.site.address
         (etc / "libvirtd.conf").write_text(
-            (etc / "libvirtd.conf.pristine").read_text() + libvirtd_overrides(address)
+            (etc / "libvirtd.conf.pristine").read_text() + libvirtd_overrides(address, self.layout)
         )
         (etc / "qemu.conf").write_text(
             (etc / "qemu.conf.pristine").read_text() + qemu_overrides(address, self.layout)

@@ -1,0 +1,403 @@
+"""The libvirt hypervisor driver (needs the `[libvirt]` extra; imported lazily).
+
+One `LibvirtHypervisor` per site, talking to the libvirtd of the site's node:
+
+* `uri` - how drorch reaches it (node `libvirt_uri`, default qemu:///system);
+* `peer_uri` - how the *other* site's libvirtd reaches it for peer-to-peer migration
+  (node `migration_uri`, else a network `libvirt_uri`);
+* the memory stream goes to `tcp://<host of peer_uri>` unless `options.dest_uri` says
+  otherwise (VIR_MIGRATE_PARAM_URI).
+
+Disk paths are site-specific: a VM's volumes have one path per node (`Volume.paths`), so
+XML coming from the other site (a cold failover's saved XML, or the live domain during a
+migration) is rewritten to this site's paths by `localize` before it is defined.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from drorch.clock import Clock, SystemClock
+from drorch.environment import Environment
+from drorch.model.types import Cluster, Node, Site
+from drorch.virt.base import (
+    Hypervisor,
+    HypervisorError,
+    MigrationFailed,
+    MigrationOptions,
+    MigrationResult,
+    NoSuchVM,
+    ProgressCallback,
+    ShutdownResult,
+    VMRunningElsewhere,
+    VMState,
+)
+from drorch.virt.libvirt_conn import (
+    describe,
+    is_no_domain,
+    libvirt_module,
+    open_connection,
+    translate,
+)
+from drorch.virt.libvirt_migrate import (
+    LibvirtMigrationJob,
+    MigrationOutcome,
+    failed_result,
+    outcome_reason,
+    run_migration,
+)
+from drorch.virt.xmlmap import remap_disks, storage_plan
+
+DEFAULT_URI = "qemu:///system"
+
+
+def _site_node(site: Site) -> Node:
+    for node in site.nodes:
+        if node.libvirt_uri:
+            return node
+    return site.nodes[0]
+
+
+def derived_peer_uri(uri: str) -> str | None:
+    """A URI with a host (qemu+tls://h/system) is reachable from the peer as is."""
+    parts = urlsplit(uri)
+    return uri if parts.hostname and "+unix" not in parts.scheme else None
+
+
+class LibvirtHypervisor(Hypervisor):
+    def __init__(self, cluster: Cluster, site: Site, env: Environment) -> None:
+        node = _site_node(site)
+        uri = node.libvirt_uri or DEFAULT_URI
+        paths: dict[str, str] = {}
+        for volume in cluster.volumes:
+            mine = volume.paths.get(node.name)
+            if mine is None:
+                continue
+            for other, path in volume.paths.items():
+                if other != node.name:
+                    paths[path] = mine
+        self._setup(
+            site.name,
+            uri,
+            clock=env.clock,
+            peer_uri=node.migration_uri or derived_peer_uri(uri),
+            path_map=paths,
+        )
+
+    @classmethod
+    def connect(
+        cls,
+        uri: str,
+        site: str,
+        *,
+        clock: Clock | None = None,
+        peer_uri: str | None = None,
+        path_map: Mapping[str, str] | None = None,
+        connect_timeout: float = 10.0,
+        abort_grace: float = 15.0,
+        poll_interval: float = 0.2,
+    ) -> LibvirtHypervisor:
+        """A driver without a cluster model (the lab, the tests, scripts)."""
+        self = cls.__new__(cls)
+        self._setup(
+            site,
+            uri,
+            clock=clock or SystemClock(),
+            peer_uri=peer_uri if peer_uri is not None else derived_peer_uri(uri),
+            path_map=dict(path_map or {}),
+            connect_timeout=connect_timeout,
+            abort_grace=abort_grace,
+            poll_interval=poll_interval,
+        )
+        return self
+
+    def _setup(
+        self,
+        site: str,
+        uri: str,
+        *,
+        clock: Clock,
+        peer_uri: str | None,
+        path_map: Mapping[str, str],
+        connect_timeout: float = 10.0,
+        abort_grace: float = 15.0,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.site = site
+        self.uri = uri
+        self.peer_uri = peer_uri
+        self.path_map = dict(path_map)
+        self.clock = clock
+        self.connect_timeout = connect_timeout
+        self.abort_grace = abort_grace
+        self.poll_interval = poll_interval
+        self._lv = libvirt_module()
+        self._conn: Any = None
+
+    # --- connection ----------------------------------------------------------------
+    @property
+    def conn(self) -> Any:
+        if self._conn is not None:
+            try:
+                if self._conn.isAlive():
+                    return self._conn
+            except self._lv.libvirtError:
+                pass
+            self._close_quietly()
+        self._conn = open_connection(self.uri, self.clock, connect_timeout=self.connect_timeout)
+        return self._conn
+
+    def close(self) -> None:
+        """Drop the connection (reopened on next use). Idempotent."""
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(self._lv.libvirtError):
+                conn.close()
+
+    def __enter__(self) -> LibvirtHypervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self._lv.libvirtError as exc:
+            raise translate(exc, f"{self.site}: {what}") from None
+
+    def _domain(self, vm: str) -> Any:
+        return self._call(f"look up {vm}", self.conn.lookupByName, vm)
+
+    # --- the Hypervisor contract ---------------------------------------------------
+    def list(self) -> builtins.list[str]:
+        domains = self._call("list domains", self.conn.listAllDomains, 0)
+        return sorted(d.name() for d in domains)
+
+    def state(self, vm: str) -> VMState:
+        try:
+            dom = self.conn.lookupByName(vm)
+            code = dom.state()[0]
+        except self._lv.libvirtError as exc:
+            if is_no_domain(exc):
+                return VMState.UNDEFINED
+            raise translate(exc, f"{self.site}: state of {vm}") from None
+        lv = self._lv
+        return {
+            lv.VIR_DOMAIN_RUNNING: VMState.RUNNING,
+            lv.VIR_DOMAIN_BLOCKED: VMState.RUNNING,
+            lv.VIR_DOMAIN_SHUTDOWN: VMState.RUNNING,  # still running, shutting down
+            lv.VIR_DOMAIN_PAUSED: VMState.PAUSED,
+            lv.VIR_DOMAIN_PMSUSPENDED: VMState.PAUSED,
+            lv.VIR_DOMAIN_CRASHED: VMState.CRASHED,
+        }.get(code, VMState.SHUTOFF)
+
+    def localize(self, xml: str) -> tuple[str, builtins.list[str]]:
+        """XML from the other site with its disk paths rewritten to this site's."""
+        return remap_disks(xml, self.path_map)
+
+    def define(self, xml: str) -> str:
+        local, _ = self.localize(xml)
+        dom = self._call("define", self.conn.defineXML, local)
+        name: str = dom.name()
+        return name
+
+    def start(self, vm: str) -> None:
+        dom = self._domain(vm)
+        if self._call(f"is {vm} active", dom.isActive):
+            return
+        self._call(f"start {vm}", dom.create)
+
+    def destroy(self, vm: str) -> None:
+        dom = self._domain(vm)
+        if not self._call(f"is {vm} active", dom.isActive):
+            return
+        self._call(f"destroy {vm}", dom.destroy)
+
+    def shutdown(self, vm: str, timeout: float) -> ShutdownResult:
+        dom = self._domain(vm)
+        if not self._call(f"is {vm} active", dom.isActive):
+            return ShutdownResult(graceful=True, seconds=0.0)
+        start = self.clock.monotonic()
+        try:
+            dom.shutdown()
+        except self._lv.libvirtError as exc:
+            if not self._call(f"is {vm} active", dom.isActive):  # it went down meanwhile
+                return ShutdownResult(True, self.clock.monotonic() - start)
+            raise translate(exc, f"{self.site}: shut down {vm}") from None
+        while self.clock.monotonic() - start < timeout:
+            if not self._call(f"is {vm} active", dom.isActive):
+                return ShutdownResult(True, self.clock.monotonic() - start)
+            self.clock.sleep(min(0.2, timeout))
+        if self._call(f"is {vm} active", dom.isActive):
+            self._call(f"destroy {vm}", dom.destroy)
+            return ShutdownResult(False, self.clock.monotonic() - start)
+        return ShutdownResult(True, self.clock.monotonic() - start)
+
+    def export_xml(self, vm: str) -> str:
+        dom = self._domain(vm)
+        flags = self._lv.VIR_DOMAIN_XML_INACTIVE | self._lv.VIR_DOMAIN_XML_MIGRATABLE
+        xml: str = self._call(f"export {vm}", dom.XMLDesc, flags)
+        return xml
+
+    # --- live migration ------------------------------------------------------------
+    def migrate_live(
+        self,
+        vm: str,
+        dest: Hypervisor,
+        options: MigrationOptions,
+        progress: ProgressCallback | None = None,
+    ) -> MigrationResult:
+        if not isinstance(dest, LibvirtHypervisor):
+            raise HypervisorError(
+                f"cannot live-migrate from libvirt site {self.site} to a "
+                f"{type(dest).__name__} ({dest.site})"
+            )
+        lv = self._lv
+        dom = self._domain(vm)
+        if self.state(vm) != VMState.RUNNING:
+            raise HypervisorError(
+                f"{vm} is {self.state(vm)} at {self.site}: only a running VM live-migrates"
+            )
+        there = dest.state(vm)
+        if there in (VMState.RUNNING, VMState.PAUSED):
+            raise VMRunningElsewhere(f"{vm} is already {there} at {dest.site}; refusing")
+        if not dest.peer_uri:
+            raise HypervisorError(
+                f"site {dest.site} has no peer-to-peer URI: set migration_uri on its node "
+                "(e.g. qemu+tls://host/system)"
+            )
+        flags = (
+            lv.VIR_MIGRATE_LIVE
+            | lv.VIR_MIGRATE_PEER2PEER
+            | lv.VIR_MIGRATE_PERSIST_DEST
+            | lv.VIR_MIGRATE_UNDEFINE_SOURCE
+        )
+        live_xml = self._call(f"XML of {vm}", dom.XMLDesc, lv.VIR_DOMAIN_XML_MIGRATABLE)
+        plan = storage_plan(live_xml, options.shared_storage)
+        if plan.copy_storage:
+            flags |= lv.VIR_MIGRATE_NON_SHARED_DISK
+        if options.auto_converge:
+            flags |= lv.VIR_MIGRATE_AUTO_CONVERGE  # only settable at the start (see module)
+        if options.allow_postcopy:
+            flags |= lv.VIR_MIGRATE_POSTCOPY
+        params: dict[str, Any] = {
+            lv.VIR_MIGRATE_PARAM_URI: options.dest_uri or dest.migration_stream_uri()
+        }
+        if options.bandwidth_mibps > 0:
+            params[lv.VIR_MIGRATE_PARAM_BANDWIDTH] = options.bandwidth_mibps
+        dest_xml, changes = (
+            (options.dest_xml, ["dest XML given"])
+            if options.dest_xml
+            else (dest.localize(live_xml))
+        )
+        if changes:
+            params[lv.VIR_MIGRATE_PARAM_DEST_XML] = dest_xml
+            persistent = self._call(
+                f"XML of {vm}",
+                dom.XMLDesc,
+                lv.VIR_DOMAIN_XML_INACTIVE | lv.VIR_DOMAIN_XML_MIGRATABLE,
+            )
+            params[lv.VIR_MIGRATE_PARAM_PERSIST_XML] = dest.localize(persistent)[0]
+        job = LibvirtMigrationJob(dom, dest.peer_uri, params, flags)
+        outcome = run_migration(
+            job,
+            options,
+            self.clock,
+            progress,
+            poll_interval=self.poll_interval,
+            abort_grace=self.abort_grace,
+        )
+        if outcome.failed is None and outcome.finished:
+            return self._succeeded(vm, dest, outcome, plan.reason)
+        raise MigrationFailed(self._after_failure(vm, dest, outcome), failed_result(outcome))
+
+    def migration_stream_uri(self) -> str:
+        """Where the memory stream of a migration *to* this site goes."""
+        host = urlsplit(self.peer_uri or "").hostname
+        if not host:
+            raise HypervisorError(f"site {self.site}: no host in peer URI {self.peer_uri!r}")
+        return f"tcp://{host}"
+
+    def _succeeded(
+        self, vm: str, dest: LibvirtHypervisor, outcome: MigrationOutcome, storage: str
+    ) -> MigrationResult:
+        lv = self._lv
+        stats: dict[str, int] = {}
+        # statistics are a courtesy; the migration itself succeeded
+        with contextlib.suppress(lv.libvirtError):
+            stats = dest.conn.lookupByName(vm).jobStats(lv.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        problems = []
+        if dest.state(vm) != VMState.RUNNING:
+            problems.append(f"{vm} is {dest.state(vm)} at {dest.site}")
+        if self.state(vm) != VMState.UNDEFINED:
+            problems.append(f"{vm} is still defined at {self.site} ({self.state(vm)})")
+        if problems:
+            raise MigrationFailed(
+                "libvirt reported success but " + "; ".join(problems), failed_result(outcome)
+            )
+        last = outcome.last
+        return MigrationResult(
+            converged=not outcome.postcopy,
+            postcopy=outcome.postcopy,
+            total_seconds=outcome.elapsed,
+            downtime_ms=stats.get("downtime"),
+            final_max_downtime_ms=round(outcome.max_downtime * 1000),
+            iterations=stats.get("memory_iteration", last.iteration if last else 0),
+            data_transferred=stats.get("data_processed", last.data_processed if last else 0),
+            reason=f"{outcome_reason(outcome)}; {storage}",
+        )
+
+    def _after_failure(self, vm: str, dest: LibvirtHypervisor, outcome: MigrationOutcome) -> str:
+        """Confirm where the VM is after a failed or aborted migration, remove a stale
+        inactive copy at dest so it is defined once, and say all of it."""
+        lines = [outcome_reason(outcome)]
+        here = self.state(vm)
+        try:
+            there = dest.state(vm)
+        except HypervisorError as exc:
+            there = None
+            lines.append(f"could not check {dest.site}: {exc}")
+        if here == VMState.RUNNING:
+            lines.append(f"{vm} still runs at {self.site}")
+        else:
+            lines.append(f"WARNING: {vm} is {here} at {self.site}")
+        if there in (VMState.SHUTOFF, VMState.CRASHED) and here == VMState.RUNNING:
+            try:
+                dest._call(f"undefine stale {vm}", dest._domain(vm).undefine)
+                lines.append(f"removed the inactive copy of {vm} left at {dest.site}")
+            except HypervisorError as exc:
+                lines.append(f"{vm} is also defined at {dest.site} and could not be removed: {exc}")
+        elif there == VMState.PAUSED and here == VMState.RUNNING and dest.is_incoming(vm):
+            # the destination's half of the migration never ran the guest: discard it
+            try:
+                dest.destroy(vm)
+                lines.append(f"discarded the incoming copy of {vm} at {dest.site}")
+            except HypervisorError as exc:
+                lines.append(f"the incoming copy at {dest.site} could not be discarded: {exc}")
+        elif there in (VMState.RUNNING, VMState.PAUSED):
+            lines.append(f"WARNING: {vm} is {there} at {dest.site} too")
+        return "; ".join(lines)
+
+    def is_incoming(self, vm: str) -> bool:
+        """Paused because an incoming migration has not finished (the guest never ran
+        here): safe to discard when the source still runs it."""
+        try:
+            state, reason = self.conn.lookupByName(vm).state()
+        except self._lv.libvirtError:
+            return False
+        return bool(
+            state == self._lv.VIR_DOMAIN_PAUSED
+            and reason
+            in (self._lv.VIR_DOMAIN_PAUSED_MIGRATION, self._lv.VIR_DOMAIN_PAUSED_STARTING_UP)
+        )
+
+
+__all__ = ["DEFAULT_URI", "LibvirtHypervisor", "NoSuchVM", "describe"]
