@@ -31,8 +31,7 @@ from drorch.replication.base import (
 from drorch.replication.drbd import policy
 from drorch.replication.drbd.events2 import follow
 from drorch.replication.drbd.ops import Op, Outcome, classify, drbdadm_argv
-from drorch.replication.drbd.state import down_status, to_status
-from drorch.replication.drbd.status_json import StatusParseError, find_resource
+from drorch.replication.drbd.status_sources import DrbdUnreachable, read_status
 
 if TYPE_CHECKING:
     from drorch.environment import Environment
@@ -41,11 +40,6 @@ if TYPE_CHECKING:
 BLOCK = 4096  # DRBD's bitmap granularity: one bit per 4 KiB
 SPLIT_BRAIN_HELPERS = frozenset({"initial-split-brain", "split-brain"})
 _OUT_OF_SYNC = re.compile(r"Out of sync: start=(\d+), size=(\d+) \(sectors\)")
-NOT_UP = ("No such resource", "Unknown resource")
-
-
-class DrbdUnreachable(ReplicationError):
-    """The node could not be asked (ssh down, command timed out)."""
 
 
 class DrbdReplicator(Replicator):
@@ -76,26 +70,7 @@ class DrbdReplicator(Replicator):
     # -- observing -------------------------------------------------------------------
 
     def status(self) -> ReplicationStatus:
-        argv = ["drbdsetup", "status", self.name, "--json"]
-        try:
-            result = self.runner.run(argv, timeout=15.0)
-        except RunnerError as exc:
-            raise DrbdUnreachable(f"{self.node.name}: cannot ask DRBD: {exc}") from exc
-        if not result.ok:
-            text = f"{result.stderr}\n{result.stdout}"
-            if any(marker in text for marker in NOT_UP):
-                return self._with_epoch(down_status(self.name, self.mode, "not up on this node"))
-            classify(Op.STATUS, result)  # raises the typed error (module missing, ...)
-        try:
-            state = find_resource(result.stdout, self.name)
-        except StatusParseError as exc:
-            raise ReplicationError(f"{self.node.name}: {exc}") from exc
-        if state is None:
-            return self._with_epoch(down_status(self.name, self.mode, "not up on this node"))
-        return self._with_epoch(to_status(state, self.mode))
-
-    def _with_epoch(self, st: ReplicationStatus) -> ReplicationStatus:
-        return replace(st, epoch=self.epoch)
+        return replace(read_status(self.runner, self.volume, "json"), epoch=self.epoch)
 
     # -- acting ----------------------------------------------------------------------
 
@@ -235,13 +210,17 @@ class DrbdReplicator(Replicator):
             return
         recent = last.extra.get("details", {}).get("recent", [])
         split = any(r.get("helper") in SPLIT_BRAIN_HELPERS for r in recent)
-        if split or last.connection is ConnState.STANDALONE:
+        if split or (last.connection is ConnState.STANDALONE and seen_connecting):
             raise SplitBrain(
                 f"{self.name}: DRBD refused the connection and went StandAlone "
                 f"({'split brain detected' if split else 'handshake failed'}); "
                 "resolve it with resolve --discard-local on the side whose changes are lost",
                 local={"node": self.node.name, "role": last.role.value, "oos": last.lag_bytes},
                 peer={"disk": last.peer_disk.value},
+            )
+        if last.connection is ConnState.STANDALONE:
+            raise ReplicationError(
+                f"{self.name}: still StandAlone after drbdadm connect (see the kernel log)"
             )
 
     def verify(self) -> VerifyResult:

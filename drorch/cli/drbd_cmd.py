@@ -1,0 +1,357 @@
+"""`drorch drbd ...`: render DRBD resource files and drive DRBD on a node.
+
+Read commands take `--format table|json|yaml`. Commands that can lose data (`primary
+--force`, `invalidate`, `resolve --discard-local`, `create-md --force`) need
+`--accept-data-loss`. The node defaults to this host's short name (DRBD's own rule).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from drorch.cli.output import format_option, render
+from drorch.model.types import Cluster, Driver, Volume
+from drorch.remote.base import CommandTimeout
+from drorch.replication.base import ReplicationError
+
+STATUS_COLUMNS = [
+    "name",
+    "node",
+    "role",
+    "peer_role",
+    "disk",
+    "peer_disk",
+    "connection",
+    "out_of_sync_bytes",
+    "percent_in_sync",
+    "resync_eta_seconds",
+    "suspended",
+    "quorum",
+]
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Cluster config file.",
+)
+node_option = click.option("--node", help="Node to act on (default: this host's name).")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"drorch drbd: {message}", err=True)
+    sys.exit(code)
+
+
+def load(config: Path) -> Cluster:
+    from drorch.model.loader import load_cluster
+    from drorch.model.reports import ConfigError
+
+    try:
+        return load_cluster(config)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    except OSError as exc:
+        fail(f"{config}: {exc.strerror or exc}", 2)
+
+
+def drbd_volume(cluster: Cluster, name: str) -> Volume:
+    try:
+        volume = cluster.volume(name)
+    except KeyError:
+        known = ", ".join(v.name for v in cluster.volumes if v.driver is Driver.DRBD)
+        fail(f"no volume {name!r} in {cluster.name} (DRBD volumes: {known or 'none'})", 2)
+    if volume.driver is not Driver.DRBD:
+        fail(f"volume {name} uses driver {volume.driver.value}, not drbd", 2)
+    return volume
+
+
+def pick_node(cluster: Cluster, volume: Volume | None, node: str | None) -> str:
+    name = node or socket.gethostname().split(".")[0]
+    try:
+        cluster.node(name)
+    except KeyError:
+        hint = "" if node else " (use --node)"
+        fail(f"node {name!r} is not in cluster {cluster.name}{hint}", 2)
+    if volume is not None and name not in volume.paths:
+        fail(f"node {name} holds no replica of {volume.name}", 2)
+    return name
+
+
+@contextmanager
+def replicator(config: Path, volume_name: str, node: str | None) -> Iterator[Any]:
+    """The DrbdReplicator for VOLUME on the node; typed DRBD errors become exit 1."""
+    from drorch.replication.drbd.driver import DrbdReplicator
+    from drorch.replication.node_status import node_environment
+
+    cluster = load(config)
+    volume = drbd_volume(cluster, volume_name)
+    name = pick_node(cluster, volume, node)
+    env = node_environment(cluster, cluster.node(name)[1], config.resolve().parent)
+    try:
+        yield DrbdReplicator(volume, cluster.node(name)[1], env)
+    except ReplicationError as exc:
+        fail(str(exc))
+    finally:
+        env.close()
+
+
+@click.group()
+def drbd() -> None:
+    """DRBD volumes: render resource files, operate DRBD on a node, read its status."""
+
+
+@drbd.command("render")
+@config_option
+@click.argument("volume")
+@click.option(
+    "--config-path",
+    default="/etc/drorch/cluster.yaml",
+    show_default=True,
+    help="Where the cluster file lives on the nodes (for the fence-peer handler).",
+)
+@click.option(
+    "--drorch-bin",
+    default="drorch",
+    show_default=True,
+    help="How DRBD's handler finds drorch on the nodes (an absolute path is safest).",
+)
+def render_cmd(config: Path, volume: str, config_path: str, drorch_bin: str) -> None:
+    """Print the DRBD 9 resource file of VOLUME (for /etc/drbd.d/VOLUME.res)."""
+    from drorch.replication.drbd.render import RenderError
+    from drorch.replication.drbd.render import render as render_resource
+
+    cluster = load(config)
+    vol = drbd_volume(cluster, volume)
+    try:
+        handler = f"{drorch_bin} drbd fence-peer -c {config_path}"
+        click.echo(render_resource(cluster, vol, handler=handler), nl=False)
+    except RenderError as exc:
+        for problem in exc.problems:
+            click.echo(f"{config}: volume {volume}: {problem}", err=True)
+        sys.exit(2)
+
+
+@drbd.command("status")
+@config_option
+@node_option
+@click.argument("volume", required=False)
+@click.option(
+    "--source",
+    type=click.Choice(["json", "events2", "proc"]),
+    default="json",
+    show_default=True,
+    help="drbdsetup status --json, drbdsetup events2 --now, or DRBD 8.4's /proc/drbd.",
+)
+@format_option()
+def status_cmd(config: Path, node: str | None, volume: str | None, source: str, fmt: str) -> None:
+    """Replication status of the DRBD volumes on a node."""
+    from drorch.replication.drbd.status_sources import read_status
+    from drorch.replication.node_status import node_environment
+
+    cluster = load(config)
+    vols = [drbd_volume(cluster, volume)] if volume else None
+    name = pick_node(cluster, vols[0] if vols else None, node)
+    if vols is None:
+        vols = [v for v in cluster.volumes if v.driver is Driver.DRBD and name in v.paths]
+    env = node_environment(cluster, cluster.node(name)[1], config.resolve().parent)
+    try:
+        rows = []
+        for vol in vols:
+            row = read_status(env.runners[name], vol, source).as_dict()
+            row["node"] = name
+            rows.append(row)
+    except ReplicationError as exc:
+        fail(str(exc))
+    finally:
+        env.close()
+    render(rows, fmt, STATUS_COLUMNS)
+
+
+def _simple(op: str, doc: str, act: Callable[[Any], None]) -> None:
+    @drbd.command(op, help=doc)
+    @config_option
+    @node_option
+    @click.argument("volume")
+    def command(config: Path, node: str | None, volume: str) -> None:
+        with replicator(config, volume, node) as drv:
+            act(drv)
+            click.echo("; ".join(drv.log) or "done")
+
+
+_simple("up", "Attach the disk and start connecting (drbdadm up). Idempotent.", lambda d: d.up())
+_simple("down", "Disconnect and detach (drbdadm down); refused while Primary.", lambda d: d.down())
+_simple("secondary", "Become Secondary (drbdadm secondary).", lambda d: d.demote())
+_simple(
+    "connect", "Connect to the peer; fails on split brain (drbdadm connect).", lambda d: d.connect()
+)
+_simple("disconnect", "Go StandAlone on purpose (drbdadm disconnect).", lambda d: d.disconnect())
+_simple("adjust", "Apply the resource file to the running resource.", lambda d: d.adjust())
+
+
+@drbd.command("primary")
+@config_option
+@node_option
+@click.argument("volume")
+@click.option("--epoch", type=int, help="Quorum epoch this promotion is based on.")
+@click.option("--force", is_flag=True, help="Promote a disk that is not UpToDate.")
+@click.option("--accept-data-loss", is_flag=True, help="Acknowledge that --force may lose data.")
+def primary_cmd(
+    config: Path,
+    node: str | None,
+    volume: str,
+    epoch: int | None,
+    force: bool,
+    accept_data_loss: bool,
+) -> None:
+    """Become Primary (drbdadm primary); refused while the peer is Primary or the local
+    disk is not UpToDate, unless --force --accept-data-loss."""
+    with replicator(config, volume, node) as drv:
+        drv.promote(epoch, force=force, accept_data_loss=accept_data_loss)
+        click.echo("; ".join(drv.log))
+
+
+def _data_loss(flag: bool, what: str) -> None:
+    if not flag:
+        fail(f"{what} discards data on this node; repeat with --accept-data-loss", 2)
+
+
+@drbd.command("invalidate")
+@config_option
+@node_option
+@click.argument("volume")
+@click.option("--accept-data-loss", is_flag=True, help="Acknowledge losing this node's data.")
+def invalidate_cmd(config: Path, node: str | None, volume: str, accept_data_loss: bool) -> None:
+    """Discard this node's copy and resync it fully from the connected peer."""
+    _data_loss(accept_data_loss, "invalidate")
+    with replicator(config, volume, node) as drv:
+        drv.invalidate()
+        click.echo("; ".join(drv.log))
+
+
+@drbd.command("resolve")
+@config_option
+@node_option
+@click.argument("volume")
+@click.option("--discard-local", is_flag=True, required=True, help="This node is the victim.")
+@click.option("--accept-data-loss", is_flag=True, help="Acknowledge losing this node's changes.")
+def resolve_cmd(
+    config: Path, node: str | None, volume: str, discard_local: bool, accept_data_loss: bool
+) -> None:
+    """Resolve a split brain: throw away this node's changes and resync from the peer."""
+    _data_loss(accept_data_loss, "resolve --discard-local")
+    with replicator(config, volume, node) as drv:
+        drv.resolve_discard_local()
+        click.echo("; ".join(drv.log))
+
+
+@drbd.command("create-md")
+@config_option
+@node_option
+@click.argument("volume")
+@click.option("--force", is_flag=True, help="Overwrite existing metadata.")
+@click.option("--accept-data-loss", is_flag=True, help="Acknowledge that --force loses data.")
+def create_md_cmd(
+    config: Path, node: str | None, volume: str, force: bool, accept_data_loss: bool
+) -> None:
+    """Write DRBD metadata on the backing disk; existing metadata is kept unless forced."""
+    with replicator(config, volume, node) as drv:
+        drv.create_md(force=force, accept_data_loss=accept_data_loss)
+        click.echo("; ".join(drv.log))
+
+
+@drbd.command("verify")
+@config_option
+@node_option
+@click.argument("volume")
+@format_option()
+def verify_cmd(config: Path, node: str | None, volume: str, fmt: str) -> None:
+    """Online verify: compare checksums with the peer and list out-of-sync blocks."""
+    with replicator(config, volume, node) as drv:
+        click.echo(f"verifying {volume} (follow progress with drorch drbd watch)", err=True)
+        result = drv.verify()
+    render(
+        {
+            "volume": volume,
+            "blocks_checked": result.regions_checked,
+            "block_size": result.region_size,
+            "out_of_sync_blocks": len(result.out_of_sync),
+            "out_of_sync_offsets": list(result.out_of_sync),
+        },
+        fmt,
+    )
+
+
+@drbd.command("watch")
+@config_option
+@node_option
+@click.argument("volume")
+@click.option("--until-synced", is_flag=True, help="Stop when the resync is finished.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--count", type=int, default=None, help="Stop after this many changes.")
+@format_option()
+def watch_cmd(
+    config: Path,
+    node: str | None,
+    volume: str,
+    until_synced: bool,
+    timeout: float | None,
+    count: int | None,
+    fmt: str,
+) -> None:
+    """Follow drbdsetup events2: one status per change; a progress bar while resyncing."""
+    from drorch.cli.progress import ProgressBar
+    from drorch.replication.drbd.events2 import follow
+
+    with replicator(config, volume, node) as drv:
+        bar: ProgressBar | None = None
+        seen = 0
+        try:
+            for st in follow(drv.runner, volume, drv.mode, timeout=timeout):
+                seen += 1
+                syncing = st.connection.value in ("SyncSource", "SyncTarget")
+                if syncing and fmt == "table":
+                    bar = bar or ProgressBar(f"resync {volume}", 1000)
+                    eta = st.resync_eta_seconds
+                    bar.update(int(st.percent_in_sync * 10), f"eta {eta:.0f}s" if eta else "")
+                else:
+                    if bar is not None:
+                        bar.finish("in sync" if not syncing else "")
+                        bar = None
+                    render(st.as_dict() if fmt != "table" else [st.as_dict()], fmt, None)
+                if until_synced and not syncing and st.out_of_sync_bytes == 0 and seen > 1:
+                    break
+                if count is not None and seen >= count:
+                    break
+        except CommandTimeout:
+            pass  # --timeout ends a bounded watch
+
+
+@drbd.command("fence-peer")
+@config_option
+@node_option
+def fence_peer_cmd(config: Path, node: str | None) -> None:
+    """DRBD's fence-peer handler (set by `render`): ask the witness, exit 3-7 or 1."""
+    from drorch.replication.drbd.fence_peer import UNDECIDED, FenceSetupError, run_fence_peer
+
+    cluster = load(config)
+    try:
+        decision = run_fence_peer(
+            cluster, dict(os.environ), node=node, base_dir=config.resolve().parent
+        )
+    except FenceSetupError as exc:
+        click.echo(f"drorch fence-peer: {exc}", err=True)
+        sys.exit(UNDECIDED)
+    click.echo(f"drorch fence-peer: {decision.reason} -> exit {decision.exit_code}", err=True)
+    sys.exit(decision.exit_code)

@@ -1,0 +1,212 @@
+"""`drorch drbd ...` end to end: real config loading, a LocalRunner for `address: local`
+nodes, and fake drbdadm/drbdsetup scripts on PATH printing recorded-format fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from drorch.cli.main import cli
+from drorch.replication.drbd.fence_peer import UNDECIDED
+from drorch.replication.node_status import UnknownNode, volume_statuses
+from tests.drbd.fakebin import install_fake_drbd
+from tests.drbd.test_drbd_render import drbdadm
+
+LAB = Path(__file__).resolve().parents[2] / "lab" / "drbd.yaml"
+
+
+@pytest.fixture
+def fake_env(tmp_path: Path) -> dict[str, str]:
+    bin_dir = install_fake_drbd(tmp_path / "bin")
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "DRBD_FAKE_LOG": str(tmp_path / "calls.log"),
+        "DRBD_FAKE_STATE": "connected-secondary",
+    }
+
+
+def invoke(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def calls(env: dict[str, str]) -> list[str]:
+    path = Path(env["DRBD_FAKE_LOG"])
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_render_lab_example_passes_real_drbdadm(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["drbd", "render", "-c", str(LAB), "r0"])
+    assert result.exit_code == 0, result.output
+    res = tmp_path / "r0.res"
+    res.write_text(result.stdout)
+    for host in ("a1", "b1"):
+        dump = drbdadm(res, host, "dump", "r0")
+        assert dump.returncode == 0, dump.stderr
+    assert "protocol C;" in result.stdout
+    assert 'fence-peer "drorch drbd fence-peer -c /etc/drorch/cluster.yaml";' in result.stdout
+
+
+def test_render_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(LAB.read_text().replace("mode: sync", "mode: sideways"))
+    result = CliRunner().invoke(cli, ["drbd", "render", "-c", str(bad), "r0"])
+    assert result.exit_code == 2
+    assert f"{bad}:" in result.stderr and "sideways" in result.stderr
+    result = CliRunner().invoke(cli, ["drbd", "render", "-c", str(LAB), "nope"])
+    assert result.exit_code == 2
+    assert "no volume 'nope' in drbd-lab (DRBD volumes: r0)" in result.stderr
+
+
+def test_repl_status_keys_for_every_volume_on_the_node(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "sync-target"
+    old = dict(os.environ)
+    os.environ.update(fake_env)
+    try:
+        rows = volume_statuses(LAB, "b1")
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert len(rows) == 1
+    row = rows[0]
+    for key in (
+        "name",
+        "role",
+        "disk",
+        "connection",
+        "mode",
+        "out_of_sync_bytes",
+        "lag_bytes",
+        "generation",
+        "epoch",
+        "nbd",
+    ):
+        assert key in row, key
+    assert (row["name"], row["driver"], row["node"]) == ("r0", "drbd", "b1")
+    assert (row["role"], row["disk"], row["connection"]) == (
+        "secondary",
+        "Inconsistent",
+        "SyncTarget",
+    )
+    assert row["resync_eta_seconds"] == 12.0
+    assert calls(fake_env) == ["drbdsetup status r0 --json"]
+    with pytest.raises(UnknownNode):
+        volume_statuses(LAB, "zz")
+
+
+def test_repl_status_cli_when_available(fake_env: dict[str, str]) -> None:
+    """`drorch repl status -c CONFIG --node NODE --format json` (the pyrepl helper's
+    command, which calls volume_statuses)."""
+    result = invoke(fake_env, "repl", "status", "-c", str(LAB), "--node", "a1", "--format", "json")
+    if result.exit_code == 2 and "No such option: -c" in result.stderr:
+        pytest.fail("drorch repl status has no -c/--node form yet")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    rows = rows if isinstance(rows, list) else rows.get("volumes", rows)
+    assert rows[0]["name"] == "r0" and rows[0]["connection"] == "Connected"
+
+
+def test_drbd_status_all_sources(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "primary-connected"
+    for source in ("json", "events2"):
+        result = invoke(
+            fake_env,
+            "drbd",
+            "status",
+            "-c",
+            str(LAB),
+            "--node",
+            "a1",
+            "--source",
+            source,
+            "--format",
+            "json",
+        )
+        assert result.exit_code == 0, result.output
+        row = json.loads(result.stdout)[0]
+        assert (row["role"], row["peer_disk"], row["node"]) == ("primary", "UpToDate", "a1")
+    table = invoke(fake_env, "drbd", "status", "-c", str(LAB), "--node", "a1")
+    assert "NAME" in table.stdout and "primary" in table.stdout
+
+
+def test_drbd_status_missing_module(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "no-module"
+    result = invoke(fake_env, "drbd", "status", "-c", str(LAB), "--node", "a1")
+    assert result.exit_code == 1
+    assert "the drbd kernel module is not loaded" in result.stderr
+
+
+def test_operations_run_drbdadm_through_the_local_runner(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "standalone"
+    fake_env["DRBD_FAKE_EVENTS"] = "connecting"  # after drbdadm connect: peer not up yet
+    result = invoke(fake_env, "drbd", "connect", "-c", str(LAB), "r0", "--node", "a1")
+    assert result.exit_code == 0, result.output
+    assert "drbdadm connect r0" in calls(fake_env)
+    fake_env["DRBD_FAKE_STATE"] = "down"
+    result = invoke(fake_env, "drbd", "up", "-c", str(LAB), "r0", "--node", "b1")
+    assert result.exit_code == 0, result.output
+    assert calls(fake_env)[-1] == "drbdadm up r0"
+
+
+def test_primary_error_paths_exit_1_with_drbd_message(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_FAIL"] = "drbdadm-primary-peer-primary.stderr"
+    result = invoke(fake_env, "drbd", "primary", "-c", str(LAB), "r0", "--node", "a1")
+    assert result.exit_code == 1
+    assert "the peer is still Primary; demote it first" in result.stderr
+    assert "Multiple primaries not allowed by config" in result.stderr
+    del fake_env["DRBD_FAKE_FAIL"]
+    fake_env["DRBD_FAKE_STATE"] = "outdated-local"
+    result = invoke(fake_env, "drbd", "primary", "-c", str(LAB), "r0", "--node", "a1", "--force")
+    assert result.exit_code == 1
+    assert "--force also needs --accept-data-loss" in result.stderr
+    assert [c for c in calls(fake_env) if c.startswith("drbdadm primary")] == [
+        "drbdadm primary r0"  # only the first attempt reached drbdadm
+    ]
+
+
+def test_destructive_commands_need_the_acknowledgement(fake_env: dict[str, str]) -> None:
+    for args in (["invalidate"], ["resolve", "--discard-local"]):
+        result = invoke(fake_env, "drbd", *args, "-c", str(LAB), "r0", "--node", "b1")
+        assert result.exit_code == 2
+        assert "repeat with --accept-data-loss" in result.stderr
+    assert calls(fake_env) == []
+
+
+def test_watch_follows_events2(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "stream"
+    result = invoke(
+        fake_env,
+        "drbd",
+        "watch",
+        "-c",
+        str(LAB),
+        "r0",
+        "--node",
+        "a1",
+        "--format",
+        "json",
+        "--count",
+        "3",
+    )
+    assert result.exit_code == 0, result.output
+    assert calls(fake_env) == ["drbdsetup events2 --statistics r0"]
+    assert result.stdout.count('"name": "r0",\n  "role"') == 3
+
+
+def test_fence_peer_handler_without_witness_is_undecided(tmp_path: Path) -> None:
+    """Run exactly as DRBD would: a subprocess with DRBD's environment."""
+    env = dict(os.environ, DRBD_RESOURCE="r0", DRBD_PEER_NODE_ID="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "drorch", "drbd", "fence-peer", "-c", str(LAB), "--node", "a1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == UNDECIDED
+    assert "cannot ask the witness" in proc.stderr
