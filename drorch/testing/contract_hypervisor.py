@@ -167,6 +167,21 @@ class HypervisorContract:
         assert f"started {name} at site {pair.dest.site}" in result.reason
         assert pair.dest.state(name) == VMState.RUNNING
 
+    def test_contract_cold_start_redefines_a_stopped_copy(self, pair: HypervisorPair) -> None:
+        name = self._running(pair, "ct-cold-again")
+        xml = pair.source.export_xml(name)
+        pair.dest.define(xml)  # an old definition left at the DR site
+        pair.source.destroy(name)
+        pair.dest.cold_start(xml, [pair.source])
+        assert pair.dest.state(name) == VMState.RUNNING
+        assert pair.dest.list().count(name) == 1
+
+    def test_contract_cold_start_rejects_bad_xml(self, pair: HypervisorPair) -> None:
+        before = pair.dest.list()
+        with pytest.raises(HypervisorError):
+            pair.dest.cold_start("<domain><name>", [pair.source])
+        assert pair.dest.list() == before
+
     # -- live migration ---------------------------------------------------------------
 
     def test_contract_migrate_moves_the_vm(self, pair: HypervisorPair) -> None:

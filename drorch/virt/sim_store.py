@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from drorch.virt.base import HypervisorError
+from drorch.virt.base import HypervisorError, VMState
 
 FORMAT = 1
+STATES = frozenset(s.value for s in VMState if s is not VMState.UNDEFINED)
 
 Records = dict[str, dict[str, str]]
 
@@ -55,9 +56,7 @@ class SimStateStore:
             raise SimStateError(f"{self.path}: not a drorch sim state file (format {FORMAT})")
         vms = data.get("vms")
         if not isinstance(vms, dict) or not all(
-            isinstance(r, dict)
-            and isinstance(r.get("xml"), str)
-            and isinstance(r.get("state"), str)
+            isinstance(r, dict) and isinstance(r.get("xml"), str) and r.get("state") in STATES
             for r in vms.values()
         ):
             raise SimStateError(f"{self.path}: malformed 'vms' table")

@@ -77,6 +77,7 @@ def test_virt_sim_initial_xml_from_file(env: Environment) -> None:
         ("{not json", "not valid JSON"),
         ('{"format": 99, "vms": {}}', "not a drorch sim state file"),
         ('{"format": 1, "vms": {"x": {"state": "running"}}}', "malformed 'vms' table"),
+        ('{"format": 1, "vms": {"x": {"xml": "", "state": "zombie"}}}', "malformed 'vms'"),
     ],
 )
 def test_virt_sim_rejects_a_bad_state_file(env: Environment, content: str, message: str) -> None:
