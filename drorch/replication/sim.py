@@ -99,13 +99,14 @@ class SimReplicator(Replicator):
     def _state(self, *, write: bool) -> Iterator[State]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # short critical sections; readers may initialise
             try:
                 state = json.loads(self.path.read_text()) if self.path.exists() else None
             except (OSError, ValueError) as exc:
                 raise ReplicationError(f"sim state {self.path} is unreadable: {exc}") from exc
             if state is None:
                 state = self._initial()
+                write = True  # the first observer fixes the initial state for everyone
             try:
                 yield state
             except SplitBrain:
