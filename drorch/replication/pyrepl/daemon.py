@@ -71,6 +71,7 @@ class Daemon:
             self.nbd = NbdServer(self.engine, options.nbd, options.nbd_unix, threading.Event())
         self.control = ControlServer(options.control, self.handle, threading.Event())
         self._stop = threading.Event()
+        self.shutdown_requested = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeep, daemon=True)
 
     def start(self) -> None:
@@ -151,6 +152,11 @@ class Daemon:
                 "out_of_sync": list(result.out_of_sync),
                 "out_of_sync_bytes": len(result.out_of_sync) * result.region_size,
             }
+        if op == "shutdown":
+            if eng.role.value == "primary":
+                raise ReplicationError("refusing to stop a primary; demote it first")
+            self.shutdown_requested.set()
+            return {"message": "stopping"}
         if op == "flush":
             eng.flush_local()
             return {"message": "flushed"}
@@ -191,7 +197,7 @@ def serve(options: ServeOptions) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         daemon.start()
-        while not stop.wait(1.0):
+        while not (stop.wait(0.5) or daemon.shutdown_requested.is_set()):
             pass
     finally:
         daemon.close()

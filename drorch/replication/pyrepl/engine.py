@@ -263,53 +263,70 @@ class Engine:
 
     # ---------------------------------------------------------------- roles
     def promote(self, epoch: int | None, *, force: bool, accept_data_loss: bool) -> str:
+        """Become primary; returns once the connected peer (if any) has acknowledged."""
         with self.cond:
-            if epoch is not None and epoch < self.meta.epoch:
-                raise StaleEpoch(
-                    f"epoch {epoch} is older than epoch {self.meta.epoch} already seen; "
-                    "a newer primary exists"
-                )
-            if self.role == Role.PRIMARY:
-                if epoch is not None and epoch > self.meta.epoch:
-                    self._set_epoch(epoch)
-                    return f"already primary; fencing epoch raised to {epoch}"
-                return "already primary"
-            s = self.session
-            if s is not None and s.alive and s.peer.role == Role.PRIMARY:
-                raise ReplicationError("the peer is primary; demote it first")
-            forced = force and accept_data_loss
-            if self.meta.disk != DiskState.UP_TO_DATE and not forced:
-                raise UnsafeOperation(
-                    f"local disk is {self.meta.disk.value}, not UpToDate: promoting would "
-                    "serve stale or half-synced data; use --force --accept-data-loss"
-                )
-            if s is not None and s.alive and s.state == ConnState.SYNC_TARGET:
-                s.close("forced promote during resync")
-            reason = "promoted"
-            if self.meta.disk != DiskState.UP_TO_DATE:
-                self.save(disk=DiskState.UP_TO_DATE, generation=self.meta.generation.diverge())
-                reason = "promoted by force: disk declared UpToDate (data loss accepted)"
-            if epoch is not None and epoch > self.meta.epoch:
-                self._set_epoch(epoch)
-            self.role = Role.PRIMARY
-            if self.session is not None and self.session.alive:
-                self.session.announce_role()
-            self.cond.notify_all()
-            return f"{reason} at epoch {self.meta.epoch}"
+            message = self._promote(epoch, force=force, accept_data_loss=accept_data_loss)
+            pending = self._announce(role=True, epoch=epoch is not None)
+        self._await_peer(pending)
+        return message
 
-    def _set_epoch(self, epoch: int) -> None:
-        self.save(epoch=epoch)
-        if self.session is not None and self.session.alive:
-            self.session.announce_epoch()
+    def _promote(self, epoch: int | None, *, force: bool, accept_data_loss: bool) -> str:
+        if epoch is not None and epoch < self.meta.epoch:
+            raise StaleEpoch(
+                f"epoch {epoch} is older than epoch {self.meta.epoch} already seen; "
+                "a newer primary exists"
+            )
+        if self.role == Role.PRIMARY:
+            if epoch is not None and epoch > self.meta.epoch:
+                self.save(epoch=epoch)
+                return f"already primary; fencing epoch raised to {epoch}"
+            return "already primary"
+        s = self.session
+        if s is not None and s.alive and s.peer.role == Role.PRIMARY:
+            raise ReplicationError("the peer is primary; demote it first")
+        forced = force and accept_data_loss
+        if self.meta.disk != DiskState.UP_TO_DATE and not forced:
+            raise UnsafeOperation(
+                f"local disk is {self.meta.disk.value}, not UpToDate: promoting would "
+                "serve stale or half-synced data; use --force --accept-data-loss"
+            )
+        if s is not None and s.alive and s.state == ConnState.SYNC_TARGET:
+            s.close("forced promote during resync")
+        reason = "promoted"
+        if self.meta.disk != DiskState.UP_TO_DATE:
+            self.save(disk=DiskState.UP_TO_DATE, generation=self.meta.generation.diverge())
+            reason = "promoted by force: disk declared UpToDate (data loss accepted)"
+        if epoch is not None and epoch > self.meta.epoch:
+            self.save(epoch=epoch)
+        self.role = Role.PRIMARY
+        self.cond.notify_all()
+        return f"{reason} at epoch {self.meta.epoch}"
+
+    def _announce(self, *, role: bool, epoch: bool) -> tuple[PeerSession, int] | None:
+        """Queue ROLE/EPOCH for a connected peer (caller holds the lock)."""
+        s = self.session
+        if s is None or not s.alive:
+            return None
+        seq = 0
+        if epoch and self.meta.epoch != s.peer_epoch_seen:
+            seq = s.announce_epoch()
+        if role:
+            seq = s.announce_role()
+        return (s, seq) if seq else None
+
+    @staticmethod
+    def _await_peer(pending: tuple[PeerSession, int] | None) -> None:
+        if pending is not None:
+            pending[0].wait_acked(pending[1])
 
     def demote(self) -> str:
         with self.cond:
             if self.role == Role.SECONDARY:
                 return "already secondary"
             self.role = Role.SECONDARY
-            if self.session is not None and self.session.alive:
-                self.session.announce_role()
+            pending = self._announce(role=True, epoch=False)
             self.cond.notify_all()
+        self._await_peer(pending)
         self.flush_local()
         return "demoted to secondary"
 

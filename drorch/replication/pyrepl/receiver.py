@@ -34,8 +34,11 @@ SEQUENCED = frozenset(
         FrameType.RS_ZERO,
         FrameType.RS_END,
         FrameType.OUTDATE,
+        FrameType.ROLE,
+        FrameType.EPOCH,
     }
 )
+ROLE_FRAMES = frozenset({FrameType.FLUSH, FrameType.ROLE, FrameType.EPOCH})
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytearray:
@@ -86,7 +89,7 @@ class Receiver:
         if head.type in SEQUENCED:
             if head.seq != self.last_seq + 1:
                 raise WireError(f"frame {head.seq} out of order after {self.last_seq}")
-            if eng.role == Role.PRIMARY and head.type != FrameType.FLUSH:
+            if eng.role == Role.PRIMARY and head.type not in ROLE_FRAMES:
                 raise WireError(f"peer shipped {head.type.name} to a primary")
             self.last_seq = head.seq
             self._apply(head, payload)
@@ -97,10 +100,6 @@ class Receiver:
             s.on_ack(head.seq)
         elif head.type in (FrameType.PING, FrameType.PONG):
             return
-        elif head.type == FrameType.ROLE:
-            self._on_role(body)
-        elif head.type == FrameType.EPOCH:
-            self._on_epoch(body)
         elif head.type in (FrameType.VERIFY_DIGESTS, FrameType.VERIFY_ASK):
             eng.verifier.on_request(s, head.type, body)
         elif head.type == FrameType.VERIFY_RESULT:
@@ -132,6 +131,10 @@ class Receiver:
             self._resync_begin(wire.decode_json(head, payload))
         elif head.type == FrameType.RS_END:
             self._resync_end(wire.decode_json(head, payload))
+        elif head.type == FrameType.ROLE:
+            self._on_role(wire.decode_json(head, payload))
+        elif head.type == FrameType.EPOCH:
+            self._on_epoch(wire.decode_json(head, payload))
         elif head.type == FrameType.OUTDATE:
             with eng.lock:
                 eng.save(disk=DiskState.OUTDATED)

@@ -83,7 +83,7 @@ class PeerSession:
         self.acked = 0
         self.lag_bytes = 0
         self.resync_inflight = 0
-        self.verify_waiters: dict[int, list[int] | None] = {}
+        self.peer_epoch_seen = engine.meta.epoch  # the epoch the peer heard from us
         self.receiver = Receiver(self)
         self._threads: list[threading.Thread] = []
 
@@ -176,13 +176,13 @@ class PeerSession:
         with self.send_lock:
             self.sock.sendall(frame)
 
-    def announce_role(self) -> None:
-        self.out.append((wire.json_frame(FrameType.ROLE, {"role": self.engine.role.value}),))
-        self.send_cond.notify()
+    def announce_role(self) -> int:
+        """Tell the peer our role, in stream order; wait_acked(seq) to know it knows."""
+        return self.enqueue_control(FrameType.ROLE, {"role": self.engine.role.value})
 
-    def announce_epoch(self) -> None:
-        self.out.append((wire.json_frame(FrameType.EPOCH, {"epoch": self.engine.meta.epoch}),))
-        self.send_cond.notify()
+    def announce_epoch(self) -> int:
+        self.peer_epoch_seen = self.engine.meta.epoch
+        return self.enqueue_control(FrameType.EPOCH, {"epoch": self.engine.meta.epoch})
 
     def wait_acked(self, seq: int) -> None:
         """Sync writers: block until the peer made `seq` durable or the link died."""

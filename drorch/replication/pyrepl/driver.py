@@ -1,0 +1,199 @@
+"""`PyreplReplicator`: the `Replicator` seam for config-driven pyrepl volumes.
+
+Each (volume, node) pair runs one `drorch repl serve` daemon, the same engine as the
+low-level CLI. The driver talks to it over its control socket: directly when the node
+is local, or through the node's CommandRunner (`drorch repl ... --format json`) when it
+is reached over SSH. `up()` starts the daemon when none answers.
+
+Layout under `<config dir>/.drorch-state/pyrepl/`: `<volume>@<node>.ctl` (control
+socket), `.meta` (metadata sidecar), `.log` (daemon log). Replication addresses: a
+local node listens on 127.0.0.1:`port + i` (i = the node's index in `paths`); a remote
+node listens on its SSH host at `port`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drorch.replication.base import (
+    ConnState,
+    DiskState,
+    ReplicationError,
+    ReplicationStatus,
+    Replicator,
+    Role,
+    VerifyResult,
+)
+from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable, raise_error
+
+if TYPE_CHECKING:
+    from drorch.environment import Environment
+    from drorch.model.types import Node, Volume
+
+STATE_SUBDIR = Path(".drorch-state") / "pyrepl"
+UP_WAIT = 15.0
+
+
+def _host_of(node: Node) -> str:
+    target = node.address.rpartition("@")[2]
+    return target.rsplit(":", 1)[0] if target.count(":") == 1 else target
+
+
+def status_from_dict(data: dict[str, Any]) -> ReplicationStatus:
+    return ReplicationStatus(
+        name=str(data["name"]),
+        role=Role(data["role"]),
+        disk=DiskState(data["disk"]),
+        connection=ConnState(data["connection"]),
+        mode=str(data["mode"]),
+        peer_disk=DiskState(data.get("peer_disk", DiskState.UNKNOWN.value)),
+        peer_role=Role(data.get("peer_role", Role.UNKNOWN.value)),
+        out_of_sync_bytes=int(data.get("out_of_sync_bytes", 0)),
+        lag_bytes=int(data.get("lag_bytes", 0)),
+        percent_in_sync=float(data.get("percent_in_sync", 100.0)),
+        resync_eta_seconds=data.get("resync_eta_seconds"),
+        epoch=int(data.get("epoch", 0)),
+        generation=dict(data.get("generation") or {}),
+        nbd=data.get("nbd"),
+        extra=dict(data.get("extra") or {}),
+    )
+
+
+class PyreplReplicator(Replicator):
+    def __init__(
+        self, volume: Volume, node: Node, env: Environment, *, control: Path | None = None
+    ) -> None:
+        if node.name not in volume.paths:
+            raise ReplicationError(f"volume {volume.name} has no replica on node {node.name}")
+        if len(volume.paths) != 2:
+            raise ReplicationError(f"volume {volume.name} needs exactly two replicas")
+        self.name = volume.name
+        self.volume = volume
+        self.node = node
+        self.env = env
+        self.state_dir = env.base_dir / STATE_SUBDIR
+        self.control = control or self.state_dir / f"{volume.name}@{node.name}.ctl"
+        self._client = ControlClient(self.control)
+
+    # ------------------------------------------------------------------ transport
+    def _call(self, op: str, **args: Any) -> Any:
+        if self.node.is_local or self.node.name not in self.env.runners:
+            return self._client.call(op, **args)
+        return self._remote(op, args)
+
+    def _remote(self, op: str, args: dict[str, Any]) -> Any:
+        argv = ["drorch", "repl", op, "--control", str(self.control), "--format", "json"]
+        if op == "promote":
+            if args.get("epoch") is not None:
+                argv += ["--epoch", str(args["epoch"])]
+            if args.get("force"):
+                argv += ["--force", "--accept-data-loss"]
+        if op in ("connect", "resolve"):
+            argv.append("--no-wait")
+        if op == "resolve":
+            argv.append("--discard-local")
+        result = self.env.runner(self.node.name).run(argv, timeout=120.0)
+        if result.returncode != 0 and not result.stdout.strip().startswith("{"):
+            kind = {3: "UnsafeOperation", 4: "SplitBrain", 5: "StaleEpoch"}
+            raise_error(
+                {"type": kind.get(result.returncode, "ReplicationError"),
+                 "message": result.stderr.strip() or f"exit {result.returncode}"}
+            )  # fmt: skip
+        return json.loads(result.stdout)
+
+    # ------------------------------------------------------------------ seam
+    def status(self) -> ReplicationStatus:
+        return status_from_dict(self._call("status"))
+
+    def _serve_argv(self) -> list[str]:
+        names = list(self.volume.paths)
+        index = names.index(self.node.name)
+        peer_node = names[1 - index]
+        if self.node.is_local:
+            listen = f"127.0.0.1:{self.volume.port + index}"
+            peer = f"127.0.0.1:{self.volume.port + 1 - index}"
+        else:
+            listen = f"{_host_of(self.node)}:{self.volume.port}"
+            peer = f"{peer_node}:{self.volume.port}"
+        opts = self.volume.pyrepl
+        argv = [
+            sys.executable, "-m", "drorch", "repl", "serve",
+            "--name", self.volume.name,
+            "--backing", self.volume.paths[self.node.name],
+            "--size", str(self.volume.size),
+            "--role", "secondary",
+            "--mode", self.volume.mode.value,
+            "--listen", listen, "--peer", peer,
+            "--control", str(self.control),
+            "--meta", str(self.state_dir / f"{self.volume.name}@{self.node.name}.meta"),
+            "--region-size", str(opts.region_size),
+            "--max-lag", str(opts.max_lag_bytes),
+            "--on-congestion", opts.on_congestion,
+        ]  # fmt: skip
+        if opts.nbd_port is not None:
+            argv += ["--nbd", f"{listen.rpartition(':')[0]}:{opts.nbd_port + index}"]
+        return argv
+
+    def up(self) -> None:
+        try:
+            self._call("status")
+            return
+        except ControlUnreachable:
+            pass
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.state_dir / f"{self.volume.name}@{self.node.name}.log"
+        with open(log_path, "ab") as log_file:
+            subprocess.Popen(
+                self._serve_argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+                cwd=self.env.base_dir,
+            )
+        deadline = self.env.clock.monotonic() + UP_WAIT
+        while self.env.clock.monotonic() < deadline:
+            try:
+                self._call("status")
+                return
+            except ControlUnreachable:
+                self.env.clock.sleep(0.1)
+        raise ReplicationError(f"pyrepl daemon for {self.name} did not start; see {log_path}")
+
+    def down(self) -> None:
+        try:
+            st = self.status()
+        except ControlUnreachable:
+            return
+        if st.role == Role.PRIMARY:
+            raise ReplicationError(f"{self.name} is primary on {self.node.name}; demote first")
+        self._call("shutdown")
+
+    def promote(
+        self, epoch: int | None = None, *, force: bool = False, accept_data_loss: bool = False
+    ) -> None:
+        self._call("promote", epoch=epoch, force=force, accept_data_loss=accept_data_loss)
+
+    def demote(self) -> None:
+        self._call("demote")
+
+    def connect(self) -> None:
+        self._call("connect")
+
+    def disconnect(self) -> None:
+        self._call("disconnect")
+
+    def verify(self) -> VerifyResult:
+        data = self._call("verify")
+        return VerifyResult(
+            regions_checked=int(data["regions_checked"]),
+            out_of_sync=tuple(int(o) for o in data["out_of_sync"]),
+            region_size=int(data["region_size"]),
+        )
+
+    def resolve_discard_local(self) -> None:
+        self._call("resolve", discard_local=True)
