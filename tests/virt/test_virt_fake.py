@@ -11,7 +11,13 @@ from drorch.testing.fake_hypervisor import (
     SiteUnreachable,
     fake_domain_xml,
 )
-from drorch.virt.base import MigrationFailed, MigrationOptions, MigrationProgress, VMState
+from drorch.virt.base import (
+    ColdStartResult,
+    MigrationFailed,
+    MigrationOptions,
+    MigrationProgress,
+    VMState,
+)
 
 
 def running(site: str = "A", **kwargs: object) -> FakeHypervisor:
@@ -58,11 +64,9 @@ def test_virt_fake_unreachable_site() -> None:
     assert "could not check A (unreachable)" in result.reason
 
 
-def b_site_cold_start(lost: FakeHypervisor) -> object:
-    from drorch.virt.base import ColdStartResult
-
+def b_site_cold_start(lost: FakeHypervisor) -> ColdStartResult:
     dest = FakeHypervisor("B")
-    result: ColdStartResult = dest.cold_start(fake_domain_xml("web"), [lost])
+    result = dest.cold_start(fake_domain_xml("web"), [lost])
     assert dest.state("web") == VMState.RUNNING
     return result
 

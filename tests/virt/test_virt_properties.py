@@ -89,8 +89,8 @@ def test_virt_precopy_invariants(
         assert result.downtime_ms is None
         assert result.total_seconds <= options.deadline
     else:
+        assert simulation.result is not None
         result = simulation.result
-        assert result is not None
         assert result.converged != result.postcopy
         assert result.downtime_ms is not None
         if result.converged:
