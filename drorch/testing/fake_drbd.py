@@ -1,0 +1,346 @@
+"""A two-node DRBD 9 resource emulated behind two `CommandRunner`s (no kernel module).
+
+`FakeDrbdPair(volume, ("a1", "b1"))` gives `runners["a1"]`, `runners["b1"]` that answer
+`drbdadm up|down|primary|secondary|connect|disconnect|verify|invalidate|create-md|adjust`,
+`drbdsetup status RES --json`, `drbdsetup events2 [--now] --statistics RES` and `dmesg`
+the way DRBD does on a node: the same output formats (see tests/drbd/fixtures), the same
+error messages and exit codes. Any other command fails the test (UnexpectedCommand).
+
+The emulation is deliberately small: resyncs complete instantly, and data generations are
+counters (a promoted node that is not connected starts a new generation, like DRBD's new
+current UUID). Both sides with a new generation since they last agreed is split brain:
+connect then goes StandAlone after calling DRBD's `initial-split-brain` helper.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from drorch.model.types import Volume
+from drorch.remote.base import CommandFailed, CommandResult, CommandRunner
+from drorch.testing.runner import UnexpectedCommand
+
+EXIT_STATE = 11
+EXIT_NO_UP_TO_DATE = 17
+
+
+@dataclass
+class FakeDrbdNode:
+    name: str
+    node_id: int
+    up: bool = False
+    role: str = "Secondary"
+    disk: str = "UpToDate"
+    wants_connection: bool = False
+    discard_my_data: bool = False
+    generation: int = 1
+    history: set[int] = field(default_factory=set)
+    split_brain: bool = False  # the last handshake detected split brain
+    verifying: bool = False
+    held_open: bool = False
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+
+class FakeDrbdPair:
+    """The shared state of both nodes; `runners` maps node name -> its CommandRunner."""
+
+    def __init__(self, volume: Volume, nodes: Sequence[str] = ("a1", "b1")) -> None:
+        self.resource = volume.name
+        self.size_kib = volume.size // 1024
+        self.nodes = {n: FakeDrbdNode(n, i) for i, n in enumerate(nodes)}
+        self.runners: dict[str, CommandRunner] = {n: FakeDrbdRunner(self, n) for n in nodes}
+        self.module_loaded = True
+
+    def peer(self, name: str) -> FakeDrbdNode:
+        return next(n for n in self.nodes.values() if n.name != name)
+
+    def connected(self) -> bool:
+        a, b = self.nodes.values()
+        return (
+            a.up
+            and b.up
+            and a.wants_connection
+            and b.wants_connection
+            and not (a.split_brain or b.split_brain)
+        )
+
+    def handshake(self) -> None:
+        """Called when both sides want a connection: resync or detect split brain."""
+        a, b = self.nodes.values()
+        if not (a.up and b.up and a.wants_connection and b.wants_connection):
+            return
+        for victim, other in ((a, b), (b, a)):
+            if victim.discard_my_data:
+                victim.generation, victim.history = other.generation, set(other.history)
+                victim.disk = other.disk
+                victim.discard_my_data = False
+                victim.split_brain = other.split_brain = False
+                return
+        if a.generation == b.generation:
+            a.split_brain = b.split_brain = False
+            return
+        if a.generation in b.history:  # b moved on: a resyncs from b
+            a.generation, a.history, a.disk = b.generation, set(b.history), "UpToDate"
+        elif b.generation in a.history:
+            b.generation, b.history, b.disk = a.generation, set(a.history), "UpToDate"
+        else:
+            a.split_brain = b.split_brain = True
+            a.wants_connection = b.wants_connection = False
+
+    def lose_connection(self, was_connected: bool) -> None:
+        """A Primary that loses its peer starts a new generation (DRBD: "Creating new
+        current UUID"), so its writes while apart are told apart from the peer's."""
+        if was_connected and not self.connected():
+            for node in self.nodes.values():
+                if node.role == "Primary":
+                    self.new_generation(node)
+
+    def new_generation(self, node: FakeDrbdNode) -> None:
+        node.history.add(node.generation)
+        node.generation = max(n.generation for n in self.nodes.values()) + 1
+        if self.connected():  # both sides share the new generation
+            peer = self.peer(node.name)
+            peer.history.add(peer.generation)
+            peer.generation = node.generation
+
+    # -- output in DRBD's formats -----------------------------------------------------
+
+    def status_json(self, me: FakeDrbdNode) -> str:
+        peer = self.peer(me.name)
+        connected = self.connected()
+        conn = "Connected" if connected else ("Connecting" if me.wants_connection else "StandAlone")
+        replication = "Established" if connected else "Off"
+        if connected and (me.verifying or peer.verifying):
+            replication = "VerifyS" if me.verifying else "VerifyT"
+        out_of_sync = 0 if connected else (4 if me.generation != peer.generation else 0)
+        data: list[dict[str, Any]] = [
+            {
+                "name": self.resource,
+                "node-id": me.node_id,
+                "role": me.role,
+                "suspended": False,
+                "write-ordering": "flush",
+                "devices": [
+                    {
+                        "volume": 0,
+                        "minor": 0,
+                        "disk-state": me.disk,
+                        "client": False,
+                        "quorum": True,
+                        "size": self.size_kib,
+                    }
+                ],
+                "connections": [
+                    {
+                        "peer-node-id": peer.node_id,
+                        "name": peer.name,
+                        "connection-state": conn,
+                        "congested": False,
+                        "peer-role": peer.role if connected else "Unknown",
+                        "peer_devices": [
+                            {
+                                "volume": 0,
+                                "replication-state": replication,
+                                "peer-disk-state": peer.disk if connected else "DUnknown",
+                                "peer-client": False,
+                                "resync-suspended": "no",
+                                "out-of-sync": out_of_sync,
+                                "has-sync-details": False,
+                                "has-online-verify-details": False,
+                                "percent-in-sync": 100.0 if not out_of_sync else 99.99,
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+        return json.dumps(data, indent=2)
+
+    def events2_dump(self, me: FakeDrbdNode, *, connecting: bool = False) -> list[str]:
+        st = json.loads(self.status_json(me))[0]
+        conn = st["connections"][0]
+        pd = conn["peer_devices"][0]
+        state = "Connecting" if connecting else conn["connection-state"]
+        res, peer_id, pname = self.resource, conn["peer-node-id"], conn["name"]
+        return [
+            f"exists resource name:{res} role:{st['role']} suspended:no write-ordering:flush",
+            f"exists connection name:{res} peer-node-id:{peer_id} conn-name:{pname} "
+            f"connection:{state} role:{conn['peer-role']}",
+            f"exists device name:{res} volume:0 minor:0 disk:{me.disk} client:no quorum:yes "
+            f"size:{self.size_kib}",
+            f"exists peer-device name:{res} peer-node-id:{peer_id} conn-name:{pname} volume:0 "
+            f"replication:{'Off' if connecting else pd['replication-state']} "
+            f"peer-disk:{pd['peer-disk-state']} out-of-sync:{pd['out-of-sync']}",
+            "exists -",
+        ]
+
+
+class FakeDrbdRunner(CommandRunner):
+    """One node's view of a FakeDrbdPair."""
+
+    def __init__(self, pair: FakeDrbdPair, node: str) -> None:
+        self.pair = pair
+        self.me = pair.nodes[node]
+
+    def _result(
+        self, argv: Sequence[str], rc: int = 0, out: str = "", err: str = ""
+    ) -> CommandResult:
+        return CommandResult(tuple(argv), rc, out, err)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 30.0,
+        input: str | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        self.me.calls.append(tuple(argv))
+        result = self._dispatch(list(argv))
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def _no_module(self, argv: Sequence[str]) -> CommandResult:
+        return self._result(argv, 20, err="Could not connect to 'drbd' generic netlink family\n")
+
+    def _dispatch(self, argv: list[str]) -> CommandResult:
+        res = self.pair.resource
+        if argv == ["drbdsetup", "status", res, "--json"]:
+            if not self.pair.module_loaded:
+                return self._no_module(argv)
+            if not self.me.up:
+                return self._result(argv, 10, err=f"{res}: No such resource\n")
+            return self._result(argv, out=self.pair.status_json(self.me))
+        if argv == ["dmesg"]:
+            return self._result(argv, out="")
+        if argv[:1] == ["drbdadm"] and argv[-1] == res:
+            if not self.pair.module_loaded:
+                return self._result(
+                    argv,
+                    20,
+                    err="Failed to modprobe drbd (No such file or directory)\n"
+                    f"Command 'drbdsetup new-resource {res} {self.me.node_id}' terminated "
+                    "with exit code 20\n",
+                )
+            return self._drbdadm(argv, argv[1], argv[2:-1])
+        raise UnexpectedCommand(f"fake DRBD on {self.me.name} cannot run {argv}")
+
+    def _fail(self, argv: Sequence[str], code: int, rc: int, text: str, cmd: str) -> CommandResult:
+        return self._result(
+            argv,
+            rc,
+            err=f"{self.pair.resource}: State change failed: ({code}) {text}\n"
+            f"Command '{cmd}' terminated with exit code {rc}\n",
+        )
+
+    def _drbdadm(self, argv: list[str], op: str, opts: list[str]) -> CommandResult:
+        pair = self.pair
+        was_connected = pair.connected()
+        result = self._drbdadm_op(argv, op, opts)
+        pair.lose_connection(was_connected)
+        return result
+
+    def _drbdadm_op(self, argv: list[str], op: str, opts: list[str]) -> CommandResult:
+        me, pair, res = self.me, self.pair, self.pair.resource
+        peer = pair.peer(me.name)
+        if op == "up":
+            if me.up:
+                return self._result(
+                    argv,
+                    10,
+                    err=f"{res}: Failure: (161) Minor or volume exists already (delete it first)\n",
+                )
+            me.up, me.wants_connection = True, True
+            pair.handshake()
+        elif op == "down":
+            if me.held_open:
+                return self._fail(
+                    argv, -12, EXIT_STATE, "Device is held open by someone", f"drbdsetup down {res}"
+                )
+            me.up, me.wants_connection, me.role = False, False, "Secondary"
+        elif op == "primary":
+            if pair.connected() and peer.role == "Primary":
+                return self._fail(
+                    argv,
+                    -1,
+                    EXIT_STATE,
+                    "Multiple primaries not allowed by config",
+                    f"drbdsetup primary {res}",
+                )
+            if me.disk != "UpToDate" and "--force" not in opts:
+                return self._fail(
+                    argv,
+                    -2,
+                    EXIT_NO_UP_TO_DATE,
+                    "Need access to UpToDate data",
+                    f"drbdsetup primary {res}",
+                )
+            if me.role != "Primary":
+                me.role, me.disk = "Primary", "UpToDate"
+                if not pair.connected():
+                    pair.new_generation(me)
+        elif op == "secondary":
+            if me.held_open:
+                return self._fail(
+                    argv,
+                    -12,
+                    EXIT_STATE,
+                    "Device is held open by someone",
+                    f"drbdsetup secondary {res}",
+                )
+            me.role = "Secondary"
+        elif op == "connect":
+            me.wants_connection, me.split_brain = True, False
+            me.discard_my_data = "--discard-my-data" in opts
+            pair.handshake()
+        elif op == "disconnect":
+            me.wants_connection = False
+        elif op == "verify":
+            if not pair.connected():
+                return self._fail(
+                    argv,
+                    -15,
+                    EXIT_STATE,
+                    "Need a connection to start verify or resync",
+                    f"drbdsetup verify {res} {peer.node_id} 0",
+                )
+            me.verifying = True
+        elif op == "invalidate":
+            me.generation, me.history = peer.generation, set(peer.history)
+        elif op in ("create-md", "adjust"):
+            pass
+        else:
+            raise UnexpectedCommand(f"fake drbdadm cannot {op}")
+        return self._result(argv)
+
+    def stream(self, argv: Sequence[str], *, timeout: float | None = None) -> Iterator[str]:
+        self.me.calls.append(tuple(argv))
+        res, me, pair = self.pair.resource, self.me, self.pair
+        if list(argv[:2]) != ["drbdsetup", "events2"] or argv[-1] != res:
+            raise UnexpectedCommand(f"fake DRBD on {me.name} cannot stream {list(argv)}")
+        if not me.up:
+            yield "exists -"
+            return
+        peer = pair.peer(me.name)
+        if me.split_brain:
+            yield from pair.events2_dump(me, connecting=True)
+            yield (
+                f"call helper name:{res} peer-node-id:{peer.node_id} conn-name:{peer.name} "
+                "volume:0 helper:initial-split-brain"
+            )
+            yield (
+                f"change connection name:{res} peer-node-id:{peer.node_id} conn-name:{peer.name} "
+                "connection:StandAlone role:Unknown"
+            )
+            return
+        yield from pair.events2_dump(me)
+        if me.verifying:
+            me.verifying = False
+            yield (
+                f"change peer-device name:{res} peer-node-id:{peer.node_id} "
+                f"conn-name:{peer.name} volume:0 replication:Established out-of-sync:0"
+            )
