@@ -109,8 +109,11 @@ async def _serve(server: QuorumServer) -> None:
             loop.remove_signal_handler(sig)
 
 
-def run(config_path: Path, init: bool, err: TextIO = sys.stderr, clock: Clock | None = None) -> int:
+def run(
+    config_path: Path, init: bool, err: TextIO | None = None, clock: Clock | None = None
+) -> int:
     """The whole daemon; returns the exit code."""
+    err = err or sys.stderr
     clock = clock or SystemClock()
     try:
         config, context = load_validated(config_path)

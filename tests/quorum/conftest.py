@@ -196,6 +196,7 @@ class DaemonProcess(Witness):
         if init:
             args.append("--init")
         self._log_fh = self.log.open("wb")
+        self.started_at = time.monotonic()  # the daemon reads its state after this
         self.proc = subprocess.Popen(args, stderr=self._log_fh, stdout=subprocess.DEVNULL)
 
     def wait_listening(self, timeout: float = 15.0) -> None:
