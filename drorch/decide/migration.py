@@ -1,0 +1,184 @@
+"""The planned migration (hurricane warning): move everything to the other site with the
+least downtime, while both sites are healthy.
+
+Order: stop what cannot move live (dependents first) -> wait until every volume is in
+sync -> switch the volumes (demote at the source, promote at the target with a new quorum
+epoch) -> live-migrate the migratable VMs -> start the others at the target (dependencies
+first) -> start the services -> verify every monitor.
+"""
+
+from __future__ import annotations
+
+from drorch.decide.order import dependents, resources, stop_order
+from drorch.decide.snapshot import RUNNING, Snapshot, active_site, replica_node
+from drorch.decide.startup import (
+    service_node,
+    start_service_steps,
+    start_vm_steps,
+    verify_steps,
+)
+from drorch.decide.steps import Action, Plan, Step, fmt_bytes, fmt_seconds
+from drorch.model.types import VM, Cluster, ReplicationMode, Service
+
+
+def _stop_reason(c: Cluster, res: VM | Service, moving_cold: set[str], src: str) -> str:
+    reason = f"{res.name} is not migratable: stop it at {src} before the volumes switch"
+    waiting = [d for d in dependents(c, res.name) if d in moving_cold]
+    if waiting:
+        verb = "depends" if len(waiting) == 1 else "depend"
+        reason += f" (after {', '.join(waiting)}, which {verb} on it)"
+    return reason
+
+
+def _stop_steps(c: Cluster, snapshot: Snapshot, src: str) -> tuple[list[Step], set[str]]:
+    cold = {r.name for r in resources(c) if not r.migratable}
+    steps: list[Step] = []
+    for res in stop_order(c, cold):
+        if isinstance(res, VM):
+            if snapshot.vm_state(res.domain, src) != RUNNING:
+                continue
+            steps.append(
+                Step(Action.SHUTDOWN_VM, res.name, _stop_reason(c, res, cold, src), site=src)
+            )
+        else:
+            node = service_node(c, res, src)
+            steps.append(
+                Step(
+                    Action.STOP_SERVICE,
+                    res.name,
+                    _stop_reason(c, res, cold, src),
+                    site=src,
+                    node=node,
+                )
+            )
+    return steps, cold
+
+
+def _volume_steps(
+    snapshot: Snapshot, src: str, dst: str, blockers: list[str]
+) -> tuple[list[Step], list[Step]]:
+    c = snapshot.cluster
+    waits: list[Step] = []
+    switches: list[Step] = []
+    epoch = snapshot.epoch + 1
+    for vol in c.volumes:
+        src_node, dst_node = replica_node(c, vol, src), replica_node(c, vol, dst)
+        here, there = snapshot.replica(vol.name, src), snapshot.replica(vol.name, dst)
+        if there is None or here is None:
+            blockers.append(
+                f"{vol.name}: replication state at {src if here is None else dst} is unknown;"
+                " a planned migration needs both replicas observed"
+            )
+        elif there.disk in ("Inconsistent", "Diskless") or here.connection == "StandAlone":
+            blockers.append(
+                f"{vol.name}: the replica at {dst} is {there.disk} and the link is"
+                f" {here.connection}; it cannot catch up, so a planned migration would lose"
+                " data (reconnect it first, or use `plan failover` if the source is lost)"
+            )
+        behind = "" if here is None else _behind(here.out_of_sync_bytes, here.lag_bytes)
+        mode = "sync" if vol.mode is ReplicationMode.SYNC else "async"
+        waits.append(
+            Step(
+                Action.WAIT_IN_SYNC,
+                vol.name,
+                f"{vol.name} ({mode}) must be UpToDate at {dst} before it switches{behind}",
+                site=dst,
+                node=dst_node,
+            )
+        )
+        switches.append(
+            Step(
+                Action.DEMOTE,
+                vol.name,
+                f"switch {vol.name}: demote it at {src} so only one site can write",
+                site=src,
+                node=src_node,
+            )
+        )
+        switches.append(
+            Step(
+                Action.PROMOTE,
+                vol.name,
+                f"switch {vol.name}: promote it at {dst} with quorum epoch {epoch}; the new"
+                f" epoch fences any late write from {src}",
+                site=dst,
+                node=dst_node,
+            )
+        )
+    return waits, switches
+
+
+def _behind(out_of_sync: int, lag: int) -> str:
+    if out_of_sync or lag:
+        return f" (now {fmt_bytes(max(out_of_sync, lag))} behind)"
+    return " (in sync now)"
+
+
+def _live_steps(snapshot: Snapshot, src: str, dst: str) -> list[Step]:
+    c = snapshot.cluster
+    steps: list[Step] = []
+    budget = fmt_seconds(c.migration.max_downtime)
+    for vm in c.vms:
+        if not vm.migratable or snapshot.vm_state(vm.domain, src) != RUNNING:
+            continue
+        disks = (
+            f"; its disks ({', '.join(vm.volumes)}) are primary at {dst} now" if vm.volumes else ""
+        )
+        steps.append(
+            Step(
+                Action.MIGRATE_LIVE,
+                vm.name,
+                f"{vm.name} is migratable: live-migrate it to {dst} (pause budget {budget}){disks}",
+                site=dst,
+            )
+        )
+    for svc in c.services:
+        if svc.migratable:
+            steps.append(
+                Step(
+                    Action.RELOCATE_SERVICE,
+                    svc.name,
+                    f"{svc.name} is migratable: move it from {service_node(c, svc, src)} to"
+                    f" {service_node(c, svc, dst)} without stopping what depends on it",
+                    site=dst,
+                    node=service_node(c, svc, dst),
+                )
+            )
+    return steps
+
+
+def plan_migration(snapshot: Snapshot, to_site: str) -> Plan:
+    """The ordered steps of a planned migration to `to_site`, or blockers saying why not."""
+    c = snapshot.cluster
+    names = [s.name for s in c.sites]
+    if to_site not in names:
+        return Plan(
+            "migration", "?", to_site, (), (f"{to_site!r} is not a site ({', '.join(names)})",)
+        )
+    src, why_src = active_site(snapshot)
+    dst = to_site
+    notes = [f"the cluster runs at {src}: {why_src}", *snapshot.unobserved]
+    if src == dst:
+        return Plan(
+            "migration",
+            src,
+            dst,
+            (),
+            (f"nothing to do: the cluster already runs at {dst}",),
+            tuple(notes),
+        )
+    blockers: list[str] = []
+    for site in (src, dst):
+        if not snapshot.is_reachable(site):
+            blockers.append(
+                f"site {site} is unreachable: a planned migration needs both sites"
+                + (" (use `plan failover` for a lost source)" if site == src else "")
+            )
+    stops, cold = _stop_steps(c, snapshot, src)
+    waits, switches = _volume_steps(snapshot, src, dst, blockers)
+    lives = _live_steps(snapshot, src, dst)
+    cold_vms = [vm.name for vm in c.vms if vm.name in cold]
+    starts = start_vm_steps(snapshot, cold_vms, src, dst, "{name} is not migratable")
+    services = start_service_steps(snapshot, [s.name for s in c.services if not s.migratable], dst)
+    steps = [*stops, *waits, *switches, *lives, *starts, *services, *verify_steps(c, dst)]
+    return Plan("migration", src, dst, tuple(steps), tuple(blockers), tuple(notes))

@@ -1,0 +1,99 @@
+"""The frozen picture decisions are made from: the model plus what was observed.
+
+Built by `drorch.observe` (which does the I/O); tests build them directly. States are
+plain strings with DRBD's and libvirt's spelling ("UpToDate", "Connected", "running"), so
+this module needs nothing but the model and the standard library.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from drorch.model.types import Cluster, Volume
+
+UP_TO_DATE = "UpToDate"
+CONNECTED = "Connected"
+PRIMARY = "primary"
+RUNNING = "running"
+UNDEFINED = "undefined"
+
+
+def _empty() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    """One replica of a volume as its node sees it."""
+
+    volume: str
+    node: str
+    site: str
+    role: str  # primary | secondary | unknown
+    disk: str  # UpToDate | Outdated | Inconsistent | Consistent | Diskless | DUnknown
+    connection: str  # Connected | Connecting | StandAlone | SyncSource | SyncTarget
+    out_of_sync_bytes: int = 0
+    lag_bytes: int = 0
+    epoch: int = 0
+
+    @property
+    def in_sync(self) -> bool:
+        return (
+            self.disk == UP_TO_DATE
+            and self.connection == CONNECTED
+            and self.out_of_sync_bytes == 0
+            and self.lag_bytes == 0
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """`replicas` by (volume, site); `vm_states` by (vm name, site) in libvirt's words;
+    `reachable`/`fenced` by site; `epoch` is the highest quorum epoch seen (a new primary
+    takes epoch + 1); `unobserved` lists what could not be observed, for the operator."""
+
+    cluster: Cluster
+    now: float = 0.0
+    replicas: Mapping[tuple[str, str], ReplicaView] = field(default_factory=dict)
+    vm_states: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    reachable: Mapping[str, bool] = field(default_factory=dict)
+    fenced: Mapping[str, bool] = field(default_factory=dict)
+    fenced_reason: Mapping[str, str] = field(default_factory=_empty)
+    epoch: int = 0
+    unobserved: tuple[str, ...] = ()
+
+    def replica(self, volume: str, site: str) -> ReplicaView | None:
+        return self.replicas.get((volume, site))
+
+    def vm_state(self, vm: str, site: str) -> str:
+        return self.vm_states.get((vm, site), UNDEFINED)
+
+    def is_reachable(self, site: str) -> bool:
+        return self.reachable.get(site, True)
+
+
+def replica_node(cluster: Cluster, volume: Volume, site: str) -> str | None:
+    """The node of `site` that holds a replica of `volume` (validation ensures one)."""
+    nodes = {n.name for n in cluster.site(site).nodes}
+    for node in volume.paths:
+        if node in nodes:
+            return node
+    return None
+
+
+def active_site(snapshot: Snapshot) -> tuple[str, str]:
+    """Where the cluster runs now, and why: the site holding the primary replicas, else
+    the site where most VMs run, else the configured primary site."""
+    primaries = Counter(r.site for r in snapshot.replicas.values() if r.role == PRIMARY)
+    if primaries:
+        site, count = primaries.most_common(1)[0]
+        return site, f"{count} volume(s) are primary at {site}"
+    running = Counter(s for (_, s), state in snapshot.vm_states.items() if state == RUNNING)
+    if running:
+        site, count = running.most_common(1)[0]
+        return site, f"no volume is primary; {count} VM(s) run at {site}"
+    c = snapshot.cluster
+    return c.primary_site, f"nothing observed running; {c.primary_site} is the configured primary"

@@ -1,0 +1,96 @@
+"""Steps shared by migration and failover: bring resources up at the target, verify them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from drorch.decide.order import start_order
+from drorch.decide.snapshot import RUNNING, UNDEFINED, Snapshot
+from drorch.decide.steps import Action, Step
+from drorch.model.types import VM, Cluster, Service
+
+
+def service_node(cluster: Cluster, service: Service, site: str) -> str:
+    """Where `service` runs at `site`: its placement there, else the site's first node."""
+    return service.placement.get(site) or cluster.site(site).nodes[0].name
+
+
+def _after(res: VM | Service) -> str:
+    if not res.depends_on:
+        return ""
+    return f" after {', '.join(res.depends_on)} (its dependencies)"
+
+
+def define_step(vm: VM, snapshot: Snapshot, from_site: str, to_site: str) -> Step | None:
+    if snapshot.vm_state(vm.domain, to_site) != UNDEFINED:
+        return None
+    source = f"its domain XML {vm.xml}" if vm.xml else f"the XML saved from {from_site}"
+    return Step(
+        Action.DEFINE_VM,
+        vm.name,
+        f"{vm.name} is not defined at {to_site}: define it from {source}",
+        site=to_site,
+    )
+
+
+def start_vm_steps(
+    snapshot: Snapshot, names: Iterable[str], from_site: str, to_site: str, why: str
+) -> list[Step]:
+    """Define (if needed) and start each VM at `to_site`, dependencies first."""
+    c = snapshot.cluster
+    steps: list[Step] = []
+    for res in start_order(c, names):
+        if not isinstance(res, VM):
+            continue
+        if snapshot.vm_state(res.domain, to_site) == RUNNING:
+            continue
+        define = define_step(res, snapshot, from_site, to_site)
+        if define:
+            steps.append(define)
+        disks = f" from its replicated disks ({', '.join(res.volumes)})" if res.volumes else ""
+        steps.append(
+            Step(
+                Action.START_VM,
+                res.name,
+                f"{why.format(name=res.name)}: start it at {to_site}{disks}{_after(res)}",
+                site=to_site,
+            )
+        )
+    return steps
+
+
+def start_service_steps(snapshot: Snapshot, names: Iterable[str], to_site: str) -> list[Step]:
+    c = snapshot.cluster
+    steps: list[Step] = []
+    for res in start_order(c, names):
+        if not isinstance(res, Service):
+            continue
+        node = service_node(c, res, to_site)
+        steps.append(
+            Step(
+                Action.START_SERVICE,
+                res.name,
+                f"start {res.name} on {node}{_after(res) or ' (it depends on nothing)'}",
+                site=to_site,
+                node=node,
+            )
+        )
+    return steps
+
+
+def verify_steps(cluster: Cluster, to_site: str) -> list[Step]:
+    steps: list[Step] = []
+    for res in start_order(cluster):
+        for m in res.monitors:
+            node = service_node(cluster, res, to_site) if isinstance(res, Service) else None
+            steps.append(
+                Step(
+                    Action.VERIFY_MONITOR,
+                    f"{res.name}/{m.name}",
+                    f"confirm {res.name} works at {to_site}: {m.type.value} check"
+                    f" {m.target!r} (level {m.level}) must pass within {m.timeout:g}s",
+                    site=to_site,
+                    node=node,
+                )
+            )
+    return steps
