@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from drorch.environment import Environment
@@ -19,6 +21,7 @@ from drorch.replication.base import (
 from drorch.replication.drbd.driver import DrbdReplicator
 from drorch.replication.drbd.ops import DrbdDeviceInUse, DrbdModuleMissing
 from drorch.testing.clock import FakeClock
+from drorch.testing.contract_replicator import ReplicatorContract, ReplicatorPair
 from drorch.testing.fake_drbd import FakeDrbdPair
 from tests.drbd.clusters import two_site_cluster
 
@@ -156,3 +159,21 @@ def test_missing_module(pair) -> None:  # type: ignore[no-untyped-def]
     fake.module_loaded = False
     with pytest.raises(DrbdModuleMissing):
         a.status()
+
+
+class TestDrbdContractOverEmulatedDrbd(ReplicatorContract):
+    """The shared Replicator contract; both nodes' commands go to the DRBD emulation."""
+
+    supports_split_brain_cycle = True
+
+    @pytest.fixture
+    def pair(self) -> Iterator[ReplicatorPair]:
+        volume = two_site_cluster().volumes[0]
+        fake = FakeDrbdPair(volume)
+        env = Environment(clock=FakeClock(), runners=dict(fake.runners))
+        a = DrbdReplicator(volume, Node("a1"), env)
+        b = DrbdReplicator(volume, Node("b1"), env)
+        a.up()
+        b.up()
+        a.promote(1)
+        yield ReplicatorPair(primary=a, secondary=b, settle_timeout=2.0)
