@@ -318,3 +318,53 @@ def destroy_cmd(name: str, site: str, config: Path, yes: bool) -> None:
     with cluster_vms(config) as vms:
         vms.destroy(name, site)
         click.echo(f"{name}: powered off at site {site}")
+
+
+@vm.command("heartbeat")
+@click.argument("name")
+@config_option
+@click.option("--monitor", "monitor_name", help="Which heartbeat monitor (default: the first).")
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    help="The last counter seen before a live migration: the guest must continue above it.",
+)
+@click.option("--timeout", default="30s", show_default=True, callback=_duration)
+@format_option()
+def heartbeat_cmd(
+    name: str, config: Path, monitor_name: str | None, after: int | None, timeout: float, fmt: str
+) -> None:
+    """Is VM NAME's application still beating? Follows its type-3 heartbeat monitor's
+    serial log until the counter is seen rising, or --timeout. Exit 1 if not."""
+    from drorch.model.types import MonitorType
+    from drorch.monitor.heartbeat import policy_for
+    from drorch.monitor.serial_log import HeartbeatMonitor
+
+    with cluster_vms(config) as vms:
+        model = vms.vm(name)
+        monitors = [m for m in model.monitors if m.type is MonitorType.HEARTBEAT]
+        if monitor_name is not None:
+            monitors = [m for m in monitors if m.name == monitor_name]
+        if not monitors:
+            raise VMOperationRefused(f"{model.name} has no heartbeat monitor {monitor_name or ''}")
+        monitor = monitors[0]
+        log = Path(vms.env.base_dir) / monitor.target
+        policy = policy_for(monitor.interval)
+        with HeartbeatMonitor(
+            log, vms.env.clock, policy, baseline=after, expect_continuation=after is not None
+        ) as watcher:
+            verdict = watcher.wait_until_rising(timeout, interval=min(0.5, policy.window / 4))
+        render(
+            {
+                "vm": model.name,
+                "monitor": monitor.name,
+                "log": str(log),
+                "status": verdict.status.value,
+                "last_n": verdict.last_n,
+                "beats_in_window": verdict.beats_in_window,
+                "reason": verdict.reason,
+            },
+            fmt,
+        )
+        if not verdict.healthy:
+            sys.exit(1)

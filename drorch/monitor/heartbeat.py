@@ -72,6 +72,14 @@ class HeartbeatPolicy:
             raise ValueError("need min_beats >= 1, window > 0 and startup_grace >= 0")
 
 
+def policy_for(interval: float, *, min_beats: int = 3) -> HeartbeatPolicy:
+    """The policy for a configured `type: heartbeat` monitor checked every `interval`:
+    `min_beats` rising beats within twice the interval (at least 10 s), and a start-up
+    grace of three windows."""
+    window = max(2.0 * interval, 10.0)
+    return HeartbeatPolicy(min_beats=min_beats, window=window, startup_grace=3.0 * window)
+
+
 @dataclass(frozen=True)
 class HeartbeatVerdict:
     status: HeartbeatStatus

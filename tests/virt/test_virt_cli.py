@@ -190,3 +190,72 @@ def test_virt_cli_destroy_asks_first(config: Path) -> None:
     assert states(config)["web"]["A"] == "shutoff"
     started = drorch("vm", "start", "web", "--site", "A", "-c", c)
     assert started.stdout.strip() == "web: running at site A"
+
+
+HEARTBEAT_CONFIG = CONFIG.replace(
+    "  - name: web\n    memory: 128MiB\n",
+    "  - name: web\n    memory: 128MiB\n    monitors:\n"
+    "      - {name: web-beat, type: heartbeat, target: web-serial.log, interval: 5s,"
+    " timeout: 2s, level: 3}\n",
+)
+
+
+class BeatingGuest:
+    """Appends `HEARTBEAT n` to a log every 50 ms from a thread, like a console would."""
+
+    def __init__(self, log: Path, first: int) -> None:
+        import threading
+
+        self.log, self.n = log, first
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        for _ in range(400):  # at most 20 s
+            if self.stop.wait(0.05):
+                return
+            with open(self.log, "a") as out:
+                out.write(f"HEARTBEAT {self.n} uptime={self.n}.00\n")
+            self.n += 1
+
+    def __enter__(self) -> BeatingGuest:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("first", "after", "code", "status", "reason"),
+    [
+        (1, None, 0, "healthy", "beats in the last 10 s, n "),
+        (101, 100, 0, "healthy", "heartbeat rising"),
+        (1, 100, 1, "failed", "heartbeat went back from 100 to 1"),
+    ],
+)
+def test_virt_cli_heartbeat(
+    tmp_path: Path, first: int, after: int | None, code: int, status: str, reason: str
+) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text(HEARTBEAT_CONFIG)
+    args = ["vm", "heartbeat", "web", "-c", str(config), "--timeout", "5s", "--format", "json"]
+    if after is not None:
+        args += ["--after", str(after)]
+    with BeatingGuest(tmp_path / "web-serial.log", first):
+        result = drorch(*args)
+    assert result.exit_code == code, result.output
+    verdict = json.loads(result.stdout)
+    assert verdict["status"] == status and reason in verdict["reason"]
+    assert verdict["monitor"] == "web-beat"
+
+
+def test_virt_cli_heartbeat_silent_guest_and_missing_monitor(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text(HEARTBEAT_CONFIG)
+    silent = drorch("vm", "heartbeat", "web", "-c", str(config), "--timeout", "1s")
+    assert silent.exit_code == 1
+    assert "waiting for heartbeats: 0 of 3" in silent.stdout
+    none = drorch("vm", "heartbeat", "hot", "-c", str(config))
+    assert none.exit_code == 1 and "hot has no heartbeat monitor" in none.stderr
