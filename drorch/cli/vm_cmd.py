@@ -122,6 +122,7 @@ class MigrationBar:
     def __call__(self, p: MigrationProgress) -> None:
         if self.bar is None:
             self.bar = ProgressBar(self.label, p.data_total, min_interval=0.5)
+        self.bar.total = max(p.data_total, 1)  # libvirt may report 0 before the job sizes up
         # A change of strategy is always shown, even when lines are rate-limited.
         mode = (p.max_downtime_ms, p.auto_converge, p.postcopy)
         changed = self.samples > 0 and mode != self.mode

@@ -230,7 +230,11 @@ class SimHypervisor(Hypervisor):
             raise MigrationFailed(f"{vm}: source and destination are both site {self.site}")
         if record["state"] != VMState.RUNNING:
             raise MigrationFailed(f"{vm} is {record['state']} at site {self.site}, not running")
-        if dest.state(vm) in (VMState.RUNNING, VMState.PAUSED):
+        try:
+            there = dest.state(vm)
+        except SimStateError as exc:
+            raise MigrationFailed(f"cannot use site {dest.site}: {exc}") from None
+        if there in (VMState.RUNNING, VMState.PAUSED):
             raise MigrationFailed(f"{vm} is already running at site {dest.site}")
         dest_xml = options.dest_xml or record["xml"]
         if domain_name(dest_xml) != vm:
@@ -249,7 +253,10 @@ class SimHypervisor(Hypervisor):
         result = simulation.result
         if result is None:  # pragma: no cover - run() always sets it or raises
             raise MigrationFailed(f"{vm}: the simulation ended without a result")
-        self._hand_over(vm, dest, dest_xml)
+        try:
+            self._hand_over(vm, dest, dest_xml)
+        except SimStateError as exc:  # nothing was written: the VM stays at the source
+            raise MigrationFailed(f"hand-over to site {dest.site} failed: {exc}") from None
         return result
 
     def _hand_over(self, vm: str, dest: SimHypervisor, dest_xml: str) -> None:

@@ -322,3 +322,11 @@ def test_virt_sim_refuses_to_migrate_onto_a_running_copy(env: Environment) -> No
     with pytest.raises(MigrationFailed, match="already running at site B"):
         a.migrate_live(name, b, MigrationOptions())
     assert a.state(name) == VMState.RUNNING
+
+
+def test_virt_sim_unreadable_destination_fails_the_migration(env: Environment) -> None:
+    a, b, name = running_pair(env, guest_xml("web", 128, 1))
+    b.store.path.write_text("{torn")
+    with pytest.raises(MigrationFailed, match=r"cannot use site B: .*not valid JSON"):
+        a.migrate_live(name, b, MigrationOptions())
+    assert a.state(name) == VMState.RUNNING
