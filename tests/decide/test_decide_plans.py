@@ -1,0 +1,189 @@
+"""Plan tables: given a snapshot and a target site, the exact ordered steps and reasons."""
+
+from __future__ import annotations
+
+from drorch.decide.plan import Plan, plan_failover, plan_migration
+from tests.decide.conftest import healthy_at_a, replica
+
+Row = tuple[str, str, str | None, str | None, str]
+
+
+def rows(plan: Plan) -> list[Row]:
+    return [(s.action.value, s.target, s.site, s.node, s.reason) for s in plan.steps]
+
+
+MIGRATION_A_TO_B: list[Row] = [
+    ("stop-service", "frontend", "A", "a1",
+     "frontend is not migratable: stop it at A before the volumes switch"),
+    ("stop-service", "proxy", "A", "a2",
+     "proxy is not migratable: stop it at A before the volumes switch"
+     " (after frontend, which depends on it)"),
+    ("shutdown-vm", "db", "A", None,
+     "db is not migratable: stop it at A before the volumes switch"
+     " (after proxy, which depends on it)"),
+    ("wait-in-sync", "dbdata", "B", "b1",
+     "dbdata (sync) must be UpToDate at B before it switches (in sync now)"),
+    ("wait-in-sync", "webdata", "B", "b1",
+     "webdata (async) must be UpToDate at B before it switches (now 3.0 MiB behind)"),
+    ("demote", "dbdata", "A", "a1", "switch dbdata: demote it at A so only one site can write"),
+    ("promote", "dbdata", "B", "b1",
+     "switch dbdata: promote it at B with quorum epoch 5; the new epoch fences any late"
+     " write from A"),
+    ("demote", "webdata", "A", "a2", "switch webdata: demote it at A so only one site can write"),
+    ("promote", "webdata", "B", "b1",
+     "switch webdata: promote it at B with quorum epoch 5; the new epoch fences any late"
+     " write from A"),
+    ("migrate-live", "web", "B", None,
+     "web is migratable: live-migrate it to B (pause budget 300ms); its disks (webdata) are"
+     " primary at B now"),
+    ("define-vm", "db", "B", None, "db is not defined at B: define it from the XML saved from A"),
+    ("start-vm", "db", "B", None,
+     "db is not migratable: start it at B from its replicated disks (dbdata)"),
+    ("start-service", "proxy", "B", "b1", "start proxy on b1 after db (its dependencies)"),
+    ("start-service", "frontend", "B", "b1",
+     "start frontend on b1 after web, proxy (its dependencies)"),
+    ("verify-monitor", "web/alive", "B", None,
+     "confirm web works at B: process check 'qemu' (level 1) must pass within 2s"),
+    ("verify-monitor", "proxy/port", "B", "b1",
+     "confirm proxy works at B: tcp check '127.0.0.1:6432' (level 2) must pass within 3s"),
+]  # fmt: skip
+
+
+def test_hurricane_migration_a_to_b() -> None:
+    snap = healthy_at_a()
+    lagging = dict(snap.replicas)
+    lagging[("webdata", "A")] = replica("webdata", "A", "primary", behind=3 * 2**20)
+    plan = plan_migration(healthy_at_a(replicas=lagging), "B")
+    assert plan.runnable, plan.blockers
+    assert (plan.from_site, plan.to_site, plan.kind) == ("A", "B", "migration")
+    assert rows(plan) == MIGRATION_A_TO_B
+    assert not plan.needs_data_loss_ack
+    assert plan.notes == ("the cluster runs at A: 2 volume(s) are primary at A",)
+
+
+def test_migration_skips_what_is_already_in_place() -> None:
+    states = {("db-vm", "A"): "shutoff", ("web", "A"): "running",
+              ("db-vm", "B"): "running", ("web", "B"): "undefined"}  # fmt: skip
+    plan = plan_migration(healthy_at_a(vm_states=states), "B")
+    actions = [(a, t) for a, t, *_ in rows(plan)]
+    assert ("shutdown-vm", "db") not in actions  # not running at A
+    assert ("define-vm", "db") not in actions and ("start-vm", "db") not in actions
+
+
+BLOCKED_MIGRATIONS = [
+    ("to the site it already runs at", {}, "A",
+     "nothing to do: the cluster already runs at A"),
+    ("to an unknown site", {}, "C", "'C' is not a site (A, B)"),
+    ("with the target unreachable", {"reachable": {"A": True, "B": False}}, "B",
+     "site B is unreachable: a planned migration needs both sites"),
+    ("with the source unreachable", {"reachable": {"A": False, "B": True}}, "B",
+     "site A is unreachable: a planned migration needs both sites (use `plan failover` for"
+     " a lost source)"),
+]  # fmt: skip
+
+
+def test_blocked_migrations_say_why() -> None:
+    for why, overrides, to, blocker in BLOCKED_MIGRATIONS:
+        plan = plan_migration(healthy_at_a(**overrides), to)
+        assert not plan.runnable, why
+        assert blocker in plan.blockers, (why, plan.blockers)
+
+
+def test_migration_refused_when_replica_cannot_catch_up() -> None:
+    snap = healthy_at_a()
+    broken = dict(snap.replicas)
+    broken[("dbdata", "A")] = replica("dbdata", "A", "primary", conn="StandAlone", behind=4096)
+    broken[("dbdata", "B")] = replica(
+        "dbdata", "B", "secondary", disk="Outdated", conn="StandAlone"
+    )
+    plan = plan_migration(healthy_at_a(replicas=broken), "B")
+    assert plan.blockers == (
+        "dbdata: the replica at B is Outdated and the link is StandAlone; it cannot catch"
+        " up, so a planned migration would lose data (reconnect it first, or use `plan"
+        " failover` if the source is lost)",
+    )
+
+
+def site_a_lost(**overrides: object) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "reachable": {"A": False, "B": True},
+        "replicas": {
+            ("dbdata", "B"): replica("dbdata", "B", "secondary"),
+            ("webdata", "B"): replica("webdata", "B", "secondary", disk="Outdated"),
+        },
+        "vm_states": {("db-vm", "B"): "undefined", ("web", "B"): "shutoff"},
+    }
+    fields.update(overrides)
+    return fields
+
+
+FAILOVER_TO_B: list[Row] = [
+    ("confirm-fenced", "A", "A", None,
+     "A is not confirmed fenced: check that its lease at the witness has expired"),
+    ("wait-takeover", "A", "A", None,
+     "wait takeover_wait 15s (lease_timeout 10s + switch_delay 5s) so A's watchdog has"
+     " surely fired before anything is promoted"),
+    ("promote", "dbdata", "B", "b1",
+     "promote dbdata at B with quorum epoch 5: its disk is UpToDate, so no acknowledged"
+     " write is lost"),
+    ("promote", "webdata", "B", "b1",
+     "promote webdata at B with quorum epoch 5: DATA-LOSS RISK: its disk is Outdated, so"
+     " writes made at A after replication stopped are lost; needs force with a data-loss"
+     " acknowledgement"),
+    ("define-vm", "db", "B", None, "db is not defined at B: define it from the XML saved from A"),
+    ("start-vm", "db", "B", None,
+     "db was lost with A: start it at B from its replicated disks (dbdata)"),
+    ("start-vm", "web", "B", None,
+     "web was lost with A: start it at B from its replicated disks (webdata)"),
+    ("start-service", "proxy", "B", "b1", "start proxy on b1 after db (its dependencies)"),
+    ("start-service", "frontend", "B", "b1",
+     "start frontend on b1 after web, proxy (its dependencies)"),
+    ("verify-monitor", "web/alive", "B", None,
+     "confirm web works at B: process check 'qemu' (level 1) must pass within 2s"),
+    ("verify-monitor", "proxy/port", "B", "b1",
+     "confirm proxy works at B: tcp check '127.0.0.1:6432' (level 2) must pass within 3s"),
+]  # fmt: skip
+
+
+def test_failover_to_b_after_losing_a() -> None:
+    plan = plan_failover(healthy_at_a(**site_a_lost()), "B")
+    assert plan.runnable, plan.blockers
+    assert (plan.from_site, plan.to_site, plan.kind) == ("A", "B", "failover")
+    assert rows(plan) == FAILOVER_TO_B
+    assert plan.needs_data_loss_ack
+    assert [s.target for s in plan.steps if s.data_loss] == ["webdata"]
+
+
+def test_failover_with_confirmed_fencing_does_not_wait() -> None:
+    fenced = site_a_lost(fenced={"A": True}, fenced_reason={"A": "lease expired at the witness"})
+    snap = healthy_at_a(**fenced)
+    plan = plan_failover(snap, "B")
+    assert rows(plan)[0] == (
+        "confirm-fenced", "A", "A", None,
+        "A is confirmed fenced (lease expired at the witness): it can no longer write",
+    )  # fmt: skip
+    assert "wait-takeover" not in [a for a, *_ in rows(plan)]
+
+
+def test_failover_refused_while_the_source_is_reachable() -> None:
+    plan = plan_failover(healthy_at_a(), "B")
+    assert plan.blockers == (
+        "A is still reachable and not fenced: taking over now risks split brain; use"
+        " `plan migrate --to B` while both sites are up",
+    )
+
+
+def test_failover_refused_from_an_inconsistent_replica() -> None:
+    lost = site_a_lost()
+    lost["replicas"] = {
+        ("dbdata", "B"): replica("dbdata", "B", "secondary", disk="Inconsistent"),
+        ("webdata", "B"): replica("webdata", "B", "secondary"),
+    }
+    plan = plan_failover(healthy_at_a(**lost), "B")
+    assert plan.blockers == (
+        "dbdata: the replica at B is Inconsistent; it holds no usable copy, so nothing can"
+        " start from it",
+    )
+    promote = next(s for s in plan.steps if s.target == "dbdata")
+    assert promote.data_loss
+    assert promote.reason.endswith("impossible, disk is Inconsistent")
