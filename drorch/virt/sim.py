@@ -16,6 +16,10 @@ Knobs not in the XML come from the cluster's VM of that domain name (`memory_mib
 `ConvergencePolicy` as the libvirt driver. Simulated time runs `speedup` times faster
 than `env.clock` (20× by default, so a demo on the real clock stays short; tests pass
 `speedup=1` with a FakeClock). Every time and downtime reported is simulated seconds.
+
+`power_loss()` simulates losing a site (a `sim-<site>.down` marker every process sees):
+its VMs stop, every call to it raises SimSiteDown, and a migration from or to it fails
+at the next progress sample; `power_restore()` brings it back with its VMs off.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ _UNIT_BYTES = {
 }  # fmt: skip
 DEFAULT_SHUTDOWN_SECONDS = 1.0
 DEFAULT_SPEEDUP = 20.0
+
+
+class SimSiteDown(HypervisorError):
+    """The simulated site is lost (see `SimHypervisor.power_loss`)."""
 
 
 @dataclass(frozen=True)
@@ -143,10 +151,29 @@ class SimHypervisor(Hypervisor):
         return next((v for v in self.cluster.vms if v.domain == name), None)
 
     def _record(self, vm: str) -> dict[str, str]:
+        self._reach()
         record = self.store.read().get(vm)
         if record is None:
             raise NoSuchVM(f"{vm} is not defined at site {self.site}")
         return record
+
+    def _reach(self) -> None:
+        if self.store.is_down:
+            raise SimSiteDown(f"site {self.site} is down (simulated power loss)")
+
+    def power_loss(self) -> builtins.list[str]:
+        """Simulate losing the whole site: every VM there stops at once and the site
+        answers nothing until `power_restore()`. Returns the VMs that were running."""
+        with self.store.update() as records:
+            stopped = sorted(n for n, r in records.items() if r["state"] != VMState.SHUTOFF)
+            for name in stopped:
+                records[name]["state"] = VMState.SHUTOFF.value
+        self.store.set_down(True)
+        return stopped
+
+    def power_restore(self) -> None:
+        """The site is back; its VMs stay off (no autostart), as after a real outage."""
+        self.store.set_down(False)
 
     def _sleep(self, simulated_seconds: float) -> None:
         self.env.clock.sleep(simulated_seconds / self.speedup)
@@ -162,13 +189,16 @@ class SimHypervisor(Hypervisor):
     # -- Hypervisor -------------------------------------------------------------------
 
     def list(self) -> builtins.list[str]:
+        self._reach()
         return sorted(self.store.read())
 
     def state(self, vm: str) -> VMState:
+        self._reach()
         record = self.store.read().get(vm)
         return VMState.UNDEFINED if record is None else VMState(record["state"])
 
     def define(self, xml: str) -> str:
+        self._reach()
         guest = SimGuest.from_xml(xml, None)  # validates before anything is written
         with self.store.update() as records:
             previous = records.get(guest.name)
@@ -180,6 +210,8 @@ class SimHypervisor(Hypervisor):
         if self.state(vm) == VMState.UNDEFINED:
             raise NoSuchVM(f"{vm} is not defined at site {self.site}")
         for peer in self._peer_stores():
+            if peer.is_down:
+                continue  # a lost site runs nothing
             try:
                 record = peer.read().get(vm)
             except SimStateError:
@@ -208,6 +240,7 @@ class SimHypervisor(Hypervisor):
         return ShutdownResult(graceful=graceful, seconds=seconds)
 
     def destroy(self, vm: str) -> None:
+        self._reach()
         with self.store.update() as records:
             if vm not in records:
                 raise NoSuchVM(f"{vm} is not defined at site {self.site}")
@@ -232,7 +265,7 @@ class SimHypervisor(Hypervisor):
             raise MigrationFailed(f"{vm} is {record['state']} at site {self.site}, not running")
         try:
             there = dest.state(vm)
-        except SimStateError as exc:
+        except (SimStateError, SimSiteDown) as exc:
             raise MigrationFailed(f"cannot use site {dest.site}: {exc}") from None
         if there in (VMState.RUNNING, VMState.PAUSED):
             raise MigrationFailed(f"{vm} is already running at site {dest.site}")
@@ -248,6 +281,7 @@ class SimHypervisor(Hypervisor):
                 self._sleep(sample.step)
                 if progress is not None:
                     progress(sample.progress)
+                self._check_link(vm, dest, sample.progress.elapsed)
         except PrecopyAborted as aborted:
             raise MigrationFailed(aborted.result.reason, aborted.result) from None
         result = simulation.result
@@ -258,6 +292,17 @@ class SimHypervisor(Hypervisor):
         except SimStateError as exc:  # nothing was written: the VM stays at the source
             raise MigrationFailed(f"hand-over to site {dest.site} failed: {exc}") from None
         return result
+
+    def _check_link(self, vm: str, dest: SimHypervisor, elapsed: float) -> None:
+        if self.store.is_down:
+            raise MigrationFailed(
+                f"site {self.site} was lost {elapsed:.1f}s into the migration: {vm} is down"
+            )
+        if dest.store.is_down:
+            raise MigrationFailed(
+                f"lost site {dest.site} {elapsed:.1f}s into the migration: {vm} keeps "
+                f"running at {self.site}"
+            )
 
     def _hand_over(self, vm: str, dest: SimHypervisor, dest_xml: str) -> None:
         """PERSIST_DEST | UNDEFINE_SOURCE: running and defined at dest only."""

@@ -38,10 +38,23 @@ class SimStateStore:
         self.site = site
         self.path = state_dir / f"sim-{site}.json"
         self.lock_path = state_dir / f"sim-{site}.lock"
+        self.down_path = state_dir / f"sim-{site}.down"
 
     @property
     def exists(self) -> bool:
         return self.path.exists()
+
+    @property
+    def is_down(self) -> bool:
+        """The site is simulated as lost (a marker file, so every process sees it)."""
+        return self.down_path.exists()
+
+    def set_down(self, down: bool) -> None:
+        if down:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.down_path.touch()
+        else:
+            self.down_path.unlink(missing_ok=True)
 
     def _load(self) -> Records:
         try:

@@ -19,7 +19,7 @@ from drorch.virt.base import (
     VMRunningElsewhere,
     VMState,
 )
-from drorch.virt.sim import SIM_NS, SimGuest, SimHypervisor
+from drorch.virt.sim import SIM_NS, SimGuest, SimHypervisor, SimSiteDown
 from drorch.virt.sim_store import SimStateError
 
 from .conftest import sim_pair, two_site_cluster
@@ -330,3 +330,53 @@ def test_virt_sim_unreadable_destination_fails_the_migration(env: Environment) -
     with pytest.raises(MigrationFailed, match=r"cannot use site B: .*not valid JSON"):
         a.migrate_live(name, b, MigrationOptions())
     assert a.state(name) == VMState.RUNNING
+
+
+def test_virt_sim_power_loss_and_cold_failover(env: Environment) -> None:
+    a, b, name = running_pair(env, guest_xml("db", 128, 1))
+    xml = a.export_xml(name)
+    assert a.power_loss() == [name]
+    for call in (a.list, lambda: a.state(name), lambda: a.start(name)):
+        with pytest.raises(SimSiteDown, match="site A is down"):
+            call()
+    result = b.cold_start(xml, [a])
+    assert result.unreachable_sites == ("A",) and b.state(name) == VMState.RUNNING
+    a.power_restore()
+    assert a.state(name) == VMState.SHUTOFF  # back, but nothing autostarts
+    with pytest.raises(VMRunningElsewhere, match="running at site B"):
+        a.start(name)
+
+
+class PartitionClock(FakeClock):
+    """Loses a site at the first pause of the copy loop."""
+
+    def __init__(self, lose: SimHypervisor) -> None:
+        super().__init__()
+        self.lose = lose
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if not self.lose.store.is_down:
+            self.lose.power_loss()
+
+
+@pytest.mark.parametrize(
+    ("lost", "message", "source_state"),
+    [
+        ("B", "lost site B .* into the migration: web keeps running at A", VMState.RUNNING),
+        ("A", "site A was lost .* into the migration: web is down", VMState.SHUTOFF),
+    ],
+)
+def test_virt_sim_site_lost_during_migration(
+    tmp_path: Path, lost: str, message: str, source_state: VMState
+) -> None:
+    cluster = two_site_cluster()
+    setup_a, setup_b = sim_pair(cluster, Environment(clock=FakeClock(), base_dir=tmp_path))
+    setup_a.define(guest_xml("web", 4096, 100))
+    setup_a.start("web")
+    victim = setup_a if lost == "A" else setup_b
+    a, b = sim_pair(cluster, Environment(clock=PartitionClock(victim), base_dir=tmp_path))
+    with pytest.raises(MigrationFailed, match=message):
+        a.migrate_live("web", b, MigrationOptions())
+    victim.power_restore()
+    assert a.state("web") == source_state and b.state("web") == VMState.UNDEFINED
