@@ -1,0 +1,74 @@
+"""`drorch plan migrate|failover --to SITE`: show the ordered steps before anything moves.
+
+Exit 0 when the plan is runnable, 1 when something blocks it (the blockers say what)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drorch.cli.loading import cluster_environment, config_option
+from drorch.cli.output import format_option, render
+
+
+@click.group()
+def plan() -> None:
+    """Plan a migration or failover (read only: nothing is changed)."""
+
+
+def _show(config: Path, to_site: str, fmt: str, kind: str) -> None:
+    from drorch.decide.plan import plan_failover, plan_migration
+    from drorch.observe import observe
+
+    with cluster_environment(config) as loaded:
+        snapshot = observe(loaded.cluster, loaded.env).snapshot
+    planner = plan_migration if kind == "migrate" else plan_failover
+    result = planner(snapshot, to_site)
+    data: dict[str, Any] = result.as_dict()
+    data["notes"] = [*data["notes"], *loaded.problems]
+    if fmt == "table":
+        title = "planned migration" if result.kind == "migration" else "failover"
+        head = f"{title} {result.from_site} -> {result.to_site}"
+        verdict = "runnable" if result.runnable else "BLOCKED"
+        if result.needs_data_loss_ack:
+            verdict += ", needs a data-loss acknowledgement"
+        lines = [f"{head}: {len(result.steps)} steps, {verdict}"]
+        lines += [f"note: {n}" for n in data["notes"]]
+        lines += [f"blocked: {b}" for b in result.blockers]
+        click.echo("\n".join(lines) + "\n")
+        rows = [
+            {
+                "#": i,
+                "action": s.action.value,
+                "target": s.target,
+                "where": s.node or s.site,
+                "reason": ("[DATA LOSS] " if s.data_loss else "") + s.reason,
+            }
+            for i, s in enumerate(result.steps, start=1)
+        ]
+        render(rows, fmt)
+    else:
+        render(data, fmt)
+    if not result.runnable:
+        sys.exit(1)
+
+
+@plan.command()
+@click.option("--to", "to_site", required=True, help="The site to move to.")
+@config_option
+@format_option()
+def migrate(to_site: str, config: Path, fmt: str) -> None:
+    """Planned migration (both sites up): live-migrate what can move, cold-move the rest."""
+    _show(config, to_site, fmt, "migrate")
+
+
+@plan.command()
+@click.option("--to", "to_site", required=True, help="The surviving site to take over at.")
+@config_option
+@format_option()
+def failover(to_site: str, config: Path, fmt: str) -> None:
+    """Failover after losing a site: fence-safe wait, promote, start everything."""
+    _show(config, to_site, fmt, "failover")
