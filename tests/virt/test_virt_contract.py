@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from drorch.environment import Environment
-from drorch.testing.contract_hypervisor import HypervisorContract, HypervisorPair
+from drorch.testing.contract_hypervisor import HypervisorPair
+from drorch.testing.contracts import HypervisorContract
 from drorch.testing.fake_hypervisor import FakeHypervisor, ScriptedMigration, fake_domain_xml
 from drorch.virt.base import MigrationOptions
 from drorch.virt.sim import SIM_NS
