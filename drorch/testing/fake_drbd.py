@@ -108,6 +108,13 @@ class FakeDrbdPair:
 
     # -- output in DRBD's formats -----------------------------------------------------
 
+    def gi(self, me: FakeDrbdNode) -> str:
+        """`drbdsetup get-gi`: current, bitmap, two history UUIDs, then flags."""
+        history = [*sorted(me.history, reverse=True), 0, 0]
+        bitmap = 0 if self.connected() else me.generation
+        uuids = [me.generation, bitmap, history[0], history[1]]
+        return ":".join(f"{u:016X}" for u in uuids) + ":1:1:0:1:0:0:0:0:0:0:0:0:0:0\n"
+
     def status_json(self, me: FakeDrbdNode) -> str:
         peer = self.peer(me.name)
         connected = self.connected()
@@ -215,6 +222,10 @@ class FakeDrbdRunner(CommandRunner):
             if not self.me.up:
                 return self._result(argv, 10, err=f"{res}: No such resource\n")
             return self._result(argv, out=self.pair.status_json(self.me))
+        if argv[:3] == ["drbdsetup", "get-gi", res] and len(argv) == 5:
+            if not self.me.up:
+                return self._result(argv, 10, err=f"{res}: No such resource\n")
+            return self._result(argv, out=self.pair.gi(self.me))
         if argv == ["dmesg"]:
             return self._result(argv, out="")
         if argv[:1] == ["drbdadm"] and argv[-1] == res:

@@ -19,6 +19,8 @@ case "$1" in
       cat "$FIXTURES/drbdsetup-status-no-module.stderr" >&2; exit 20
     fi
     cat "$FIXTURES/status-$state.json" ;;
+  get-gi)
+    cat "$FIXTURES/get-gi.txt" ;;
   events2)
     cat "$FIXTURES/events2-${DRBD_FAKE_EVENTS:-$state}.txt" ;;
   *) echo "fake drbdsetup: unsupported $*" >&2; exit 1 ;;

@@ -94,7 +94,8 @@ def test_repl_status_keys_for_every_volume_on_the_node(fake_env: dict[str, str])
         "SyncTarget",
     )
     assert row["resync_eta_seconds"] == 12.0
-    assert calls(fake_env) == ["drbdsetup status r0 --json"]
+    assert row["generation"]["current"] == "F3A1D1F7F5ECF34A"
+    assert calls(fake_env) == ["drbdsetup status r0 --json", "drbdsetup get-gi r0 1 0"]
     with pytest.raises(UnknownNode):
         volume_statuses(LAB, "zz")
 

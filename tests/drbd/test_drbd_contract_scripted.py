@@ -16,9 +16,10 @@ from drorch.model.types import Node
 from drorch.replication.drbd.driver import DrbdReplicator
 from drorch.testing.clock import FakeClock
 from drorch.testing.contract_replicator import ReplicatorContract, ReplicatorPair
-from drorch.testing.runner import Expect, ScriptedRunner
+from drorch.testing.runner import Expect
 from tests.drbd.clusters import two_site_cluster
 from tests.drbd.conftest import fixture_text
+from tests.drbd.runners import GiScriptedRunner
 
 STATUS = ["drbdsetup", "status", "r0", "--json"]
 EVENTS = ["drbdsetup", "events2", "--statistics", "r0"]
@@ -111,7 +112,10 @@ class TestDrbdContractScripted(ReplicatorContract):
         name = request.node.originalname
         assert name in SCRIPTS, f"no scripted replay for contract test {name}"
         primary_script, secondary_script = SCRIPTS[name]
-        runners = {"a1": ScriptedRunner(primary_script), "b1": ScriptedRunner(secondary_script)}
+        runners = {
+            "a1": GiScriptedRunner(primary_script),
+            "b1": GiScriptedRunner(secondary_script),
+        }
         volume = two_site_cluster().volumes[0]
         env = Environment(clock=FakeClock(), runners=dict(runners))
         a = DrbdReplicator(volume, Node("a1"), env)

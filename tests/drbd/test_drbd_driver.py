@@ -28,6 +28,7 @@ from drorch.testing.clock import FakeClock
 from drorch.testing.runner import Expect, ScriptedRunner
 from tests.drbd.clusters import two_site_cluster
 from tests.drbd.conftest import fixture_text
+from tests.drbd.runners import GiScriptedRunner
 
 STATUS = ["drbdsetup", "status", "r0", "--json"]
 EVENTS = ["drbdsetup", "events2", "--statistics", "r0"]
@@ -44,8 +45,8 @@ def drbdadm(*args: str, fixture: str | None = None, rc: int = 0, stdout: str = "
     return Expect(["drbdadm", *args], stdout=stdout, stderr=stderr, returncode=rc)
 
 
-def make(*script: Expect) -> tuple[DrbdReplicator, ScriptedRunner]:
-    runner = ScriptedRunner(script)
+def make(*script: Expect) -> tuple[DrbdReplicator, GiScriptedRunner]:
+    runner = GiScriptedRunner(script)
     cluster = two_site_cluster()
     env = Environment(clock=FakeClock(), runners={"a1": runner})
     return DrbdReplicator(cluster.volumes[0], Node("a1"), env, connect_wait=5.0), runner
@@ -343,7 +344,7 @@ def test_invalidate_needs_connected_uptodate_peer() -> None:
 
 
 def test_ssh_failure_during_an_operation_is_a_replication_error() -> None:
-    class Down(ScriptedRunner):
+    class Down(GiScriptedRunner):
         def run(self, argv, *, timeout=30.0, input=None, check=False):  # type: ignore[no-untyped-def]
             if argv[0] == "drbdadm":
                 raise RunnerConnectionError("ssh: connect to host b1 port 22: Connection refused")
@@ -355,3 +356,39 @@ def test_ssh_failure_during_an_operation_is_a_replication_error() -> None:
     with pytest.raises(DrbdUnreachable, match="Connection refused"):
         drv.promote(1)
     assert not isinstance(CommandTimeout("x"), ReplicationError)
+
+
+def test_status_reads_drbd_generation_identifiers() -> None:
+    runner = ScriptedRunner(
+        [
+            status("primary-connected"),
+            Expect(["drbdsetup", "get-gi", "r0", "1", "0"], stdout=fixture_text("get-gi.txt")),
+            status("primary-connected"),
+            Expect(
+                ["drbdsetup", "get-gi", "r0", "1", "0"], stderr="r0: No such peer", returncode=10
+            ),
+        ]
+    )
+    cluster = two_site_cluster()
+    drv = DrbdReplicator(cluster.volumes[0], Node("a1"), Environment(runners={"a1": runner}))
+    st = drv.status()
+    assert st.generation == {
+        "current": "F3A1D1F7F5ECF34A",
+        "bitmap": "0000000000000000",
+        "history": ["E15E4A8B0A0F2D3C", "0000000000000004"],
+        "flags": "11010000000000",
+    }
+    st = drv.status()
+    assert st.generation == {}
+    assert st.extra["generation_error"].endswith("exited 10: r0: No such peer")
+    runner.assert_done()
+
+
+def test_split_brain_carries_the_local_generation() -> None:
+    stream = fixture_text("events2-connecting.txt") + (
+        "call helper name:r0 peer-node-id:1 conn-name:b1 volume:0 helper:initial-split-brain\n"
+    )
+    drv, _ = make(status("split-brain-a"), drbdadm("connect", "r0"), Expect(EVENTS, stdout=stream))
+    with pytest.raises(SplitBrain) as err:
+        drv.connect()
+    assert err.value.local["generation"]["current"] == "F3A1D1F7F5ECF34A"

@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from drorch.remote.base import CommandTimeout, RunnerError
 from drorch.replication.base import (
@@ -30,7 +31,8 @@ from drorch.replication.base import (
 )
 from drorch.replication.drbd import policy
 from drorch.replication.drbd.events2 import follow
-from drorch.replication.drbd.ops import Op, Outcome, classify, drbdadm_argv
+from drorch.replication.drbd.ops import Op, Outcome, classify, drbd_message, drbdadm_argv
+from drorch.replication.drbd.state import parse_gi
 from drorch.replication.drbd.status_sources import DrbdUnreachable, read_status
 
 if TYPE_CHECKING:
@@ -70,7 +72,28 @@ class DrbdReplicator(Replicator):
     # -- observing -------------------------------------------------------------------
 
     def status(self) -> ReplicationStatus:
-        return replace(read_status(self.runner, self.volume, "json"), epoch=self.epoch)
+        st = replace(read_status(self.runner, self.volume, "json"), epoch=self.epoch)
+        if not policy.is_up(st):
+            return st
+        generation, problem = self._generation(st)
+        if problem:
+            return replace(st, extra=MappingProxyType({**st.extra, "generation_error": problem}))
+        return replace(st, generation=MappingProxyType(generation))
+
+    def _generation(self, st: ReplicationStatus) -> tuple[dict[str, Any], str | None]:
+        """DRBD's data generation identifiers (UUIDs) towards the peer."""
+        peer_id = st.extra.get("details", {}).get("connection.peer-node-id")
+        if peer_id is None:
+            return {}, None
+        argv = ["drbdsetup", "get-gi", self.name, str(peer_id), "0"]
+        try:
+            result = self.runner.run(argv, timeout=15.0)
+        except RunnerError as exc:
+            return {}, f"{' '.join(argv)}: {exc}"
+        generation = parse_gi(result.stdout) if result.ok else {}
+        if not generation:
+            return {}, f"{' '.join(argv)} exited {result.returncode}: {drbd_message(result)}"
+        return generation, None
 
     # -- acting ----------------------------------------------------------------------
 
@@ -211,12 +234,18 @@ class DrbdReplicator(Replicator):
         recent = last.extra.get("details", {}).get("recent", [])
         split = any(r.get("helper") in SPLIT_BRAIN_HELPERS for r in recent)
         if split or (last.connection is ConnState.STANDALONE and seen_connecting):
+            generation, _problem = self._generation(last)
             raise SplitBrain(
                 f"{self.name}: DRBD refused the connection and went StandAlone "
                 f"({'split brain detected' if split else 'handshake failed'}); "
                 "resolve it with resolve --discard-local on the side whose changes are lost",
-                local={"node": self.node.name, "role": last.role.value, "oos": last.lag_bytes},
-                peer={"disk": last.peer_disk.value},
+                local={
+                    "node": self.node.name,
+                    "role": last.role.value,
+                    "generation": generation,
+                    "out_of_sync_bytes": last.out_of_sync_bytes,
+                },
+                peer={"disk": last.peer_disk.value, "role": last.peer_role.value},
             )
         if last.connection is ConnState.STANDALONE:
             raise ReplicationError(

@@ -228,3 +228,21 @@ def suspension_reasons(value: str) -> tuple[str, ...]:
     if low in ("yes", "true"):
         return ("yes",)
     return tuple(p for p in low.split(",") if p)
+
+
+def parse_gi(text: str) -> dict[str, Any]:
+    """`drbdsetup get-gi RES PEER VOL`: `CURRENT:BITMAP:HISTORY1:HISTORY2:flags...`.
+    Returns {} when the text is not in that shape."""
+    fields = text.strip().split(":")
+    if len(fields) < 4 or not all(_is_hex(f) for f in fields[:4]):
+        return {}
+    return {
+        "current": fields[0],
+        "bitmap": fields[1],
+        "history": [fields[2], fields[3]],
+        "flags": "".join(fields[4:]),
+    }
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 16 and all(c in "0123456789ABCDEFabcdef" for c in text)
