@@ -35,6 +35,7 @@ from drorch.virt.base import (
     ShutdownResult,
     VMRunningElsewhere,
     VMState,
+    domain_name,
 )
 from drorch.virt.libvirt_conn import (
     describe,
@@ -50,7 +51,7 @@ from drorch.virt.libvirt_migrate import (
     outcome_reason,
     run_migration,
 )
-from drorch.virt.xmlmap import remap_disks, storage_plan
+from drorch.virt.xmlmap import remap_disks, storage_plan, with_uuid
 
 DEFAULT_URI = "qemu:///system"
 
@@ -205,6 +206,11 @@ class LibvirtHypervisor(Hypervisor):
 
     def define(self, xml: str) -> str:
         local, _ = self.localize(xml)
+        try:
+            existing = self.conn.lookupByName(domain_name(local))
+            local = with_uuid(local, existing.UUIDString())
+        except self._lv.libvirtError:
+            pass  # a new domain
         dom = self._call("define", self.conn.defineXML, local)
         name: str = dom.name()
         return name
@@ -241,6 +247,13 @@ class LibvirtHypervisor(Hypervisor):
             return ShutdownResult(False, self.clock.monotonic() - start)
         return ShutdownResult(True, self.clock.monotonic() - start)
 
+    def undefine(self, vm: str) -> None:
+        """Remove the persistent definition (a running VM keeps running, transient).
+        NoSuchVM if undefined."""
+        dom = self._domain(vm)
+        if self._call(f"is {vm} persistent", dom.isPersistent):
+            self._call(f"undefine {vm}", dom.undefine)
+
     def export_xml(self, vm: str) -> str:
         dom = self._domain(vm)
         flags = self._lv.VIR_DOMAIN_XML_INACTIVE | self._lv.VIR_DOMAIN_XML_MIGRATABLE
@@ -263,8 +276,9 @@ class LibvirtHypervisor(Hypervisor):
         lv = self._lv
         dom = self._domain(vm)
         if self.state(vm) != VMState.RUNNING:
-            raise HypervisorError(
+            raise MigrationFailed(
                 f"{vm} is {self.state(vm)} at {self.site}: only a running VM live-migrates"
+                " (use cold failover for a stopped one)"
             )
         there = dest.state(vm)
         if there in (VMState.RUNNING, VMState.PAUSED):
@@ -371,7 +385,7 @@ class LibvirtHypervisor(Hypervisor):
             lines.append(f"WARNING: {vm} is {here} at {self.site}")
         if there in (VMState.SHUTOFF, VMState.CRASHED) and here == VMState.RUNNING:
             try:
-                dest._call(f"undefine stale {vm}", dest._domain(vm).undefine)
+                dest.undefine(vm)
                 lines.append(f"removed the inactive copy of {vm} left at {dest.site}")
             except HypervisorError as exc:
                 lines.append(f"{vm} is also defined at {dest.site} and could not be removed: {exc}")

@@ -111,6 +111,19 @@ def remap_disks(xml: str, path_map: Mapping[str, str]) -> tuple[str, list[str]]:
     return ET.tostring(root, encoding="unicode"), changes
 
 
+def with_uuid(xml: str, uuid: str) -> str:
+    """`xml` with `<uuid>` set when it has none (redefining a domain by name keeps its
+    identity; libvirt refuses a second UUID for an existing name)."""
+    root = _parse(xml)
+    if root.find("uuid") is not None:
+        return xml
+    element = ET.Element("uuid")
+    element.text = uuid
+    name_at = [i for i, child in enumerate(root) if child.tag == "name"]
+    root.insert(name_at[0] + 1 if name_at else 0, element)
+    return ET.tostring(root, encoding="unicode")
+
+
 def nbd_disk_xml(export: str, host: str, port: int, target: str = "vda") -> str:
     """A <disk> element for an NBD export (e.g. `drorch repl serve`), raw format."""
     disk = ET.Element("disk", type="network", device="disk")

@@ -1,0 +1,107 @@
+"""The test suite's own two-site lab: real network namespaces, one libvirtd per site,
+real QEMU (TCG) guests. Brought up once per session and torn down by PID afterwards,
+also when a test fails. It runs beside an operator's lab: its own name, namespace prefix
+and subnet; the guest image cache is shared ($DRORCH_LAB_DIR, default .cache/lab).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from drorch.clock import SystemClock
+from drorch.lab.guest import GuestSpec, domain_xml, wait_heartbeat
+from drorch.lab.image import GuestImage
+from drorch.lab.lab import Lab
+from drorch.lab.layout import LabLayout
+from drorch.remote.local import LocalRunner
+from drorch.virt.base import VMState
+from drorch.virt.libvirt import LibvirtHypervisor
+
+TEST_LAYOUT = LabLayout(name="pytest", prefix="dt", subnet="10.77.61")
+
+
+@dataclass
+class RunningLab:
+    lab: Lab
+    image: GuestImage
+    a: LibvirtHypervisor
+    b: LibvirtHypervisor
+
+    @property
+    def layout(self) -> LabLayout:
+        return self.lab.layout
+
+
+@pytest.fixture(scope="session")
+def running_lab() -> Iterator[RunningLab]:
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root (network namespaces, libvirtd)")
+    lab = Lab(TEST_LAYOUT, LocalRunner())
+    try:
+        image = lab.up()
+        hyps = [
+            LibvirtHypervisor.connect(
+                TEST_LAYOUT.local_uri(site),
+                site,
+                peer_uri=TEST_LAYOUT.peer_uri(site),
+                abort_grace=15.0,
+            )
+            for site in TEST_LAYOUT.site_names
+        ]
+        yield RunningLab(lab, image, hyps[0], hyps[1])
+        for hyp in hyps:
+            hyp.close()
+    finally:
+        lab.down()
+
+
+@dataclass
+class Guest:
+    name: str
+    serial_log: Path
+    xml: str
+
+    def wait_heartbeat(self, above: int = 0, timeout: float = 30.0) -> int:
+        return wait_heartbeat(self.serial_log, SystemClock(), above=above, timeout=timeout)
+
+
+_counter = itertools.count(1)
+GuestFactory = Callable[..., Guest]
+
+
+@pytest.fixture
+def guest(running_lab: RunningLab, request: pytest.FixtureRequest) -> Iterator[GuestFactory]:
+    """`guest(cmdline="", disk_xml=None, start=True)` defines a heartbeat guest at site A,
+    starts it and waits for its first heartbeat. Every guest is destroyed and undefined
+    at both sites afterwards."""
+    made: list[str] = []
+
+    def make(*, cmdline: str = "", disk_xml: str | None = None, start: bool = True) -> Guest:
+        test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-24:].strip("-")
+        name = f"dt{next(_counter)}-{test}"
+        log = running_lab.layout.guest_dir / f"{name}.serial.log"
+        log.unlink(missing_ok=True)
+        xml = domain_xml(
+            GuestSpec(name, cmdline=cmdline, disk_xml=disk_xml), running_lab.image, log
+        )
+        made.append(name)
+        running_lab.a.define(xml)
+        g = Guest(name, log, xml)
+        if start:
+            running_lab.a.start(name)
+            g.wait_heartbeat()
+        return g
+
+    yield make
+    for name in made:
+        for hyp in (running_lab.a, running_lab.b):
+            if hyp.state(name) != VMState.UNDEFINED:
+                hyp.destroy(name)
+                hyp.undefine(name)

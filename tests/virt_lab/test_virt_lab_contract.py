@@ -1,0 +1,92 @@
+"""The hypervisor contract on libvirt's test driver: real libvirt-python, no daemon.
+
+Site A is `test:///default`; site B is a second, independent test-driver instance
+(`test:///<file>` with an empty node), so defining at one site never shows at the other.
+The test driver cannot migrate (`supports_migration = False`) and its guests always
+accept a graceful shutdown (no unresponsive guest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drorch.testing.contract_hypervisor import HypervisorContract, HypervisorPair
+from drorch.virt.base import HypervisorError, NoSuchVM, VMState
+from drorch.virt.libvirt import LibvirtHypervisor
+
+EMPTY_NODE = "<node><cpu><mhz>2000</mhz></cpu><memory>4194304</memory></node>\n"
+
+
+def domain_xml_for(name: str) -> str:
+    return (
+        f"<domain type='test'><name>{name}</name><memory unit='MiB'>128</memory>"
+        "<os><type>hvm</type></os>"
+        "<devices><disk type='file' device='disk'>"
+        f"<source file='/srv/site-a/{name}.img'/><target dev='vda' bus='virtio'/></disk>"
+        "</devices></domain>"
+    )
+
+
+def _cleanup(hyp: LibvirtHypervisor) -> None:
+    for name in hyp.list():
+        if name.startswith("ct-"):
+            hyp.destroy(name)
+            hyp.undefine(name)
+
+
+@pytest.fixture
+def test_driver_pair(tmp_path: Path) -> Iterator[tuple[LibvirtHypervisor, LibvirtHypervisor]]:
+    node = tmp_path / "site-b-node.xml"
+    node.write_text(EMPTY_NODE)
+    a = LibvirtHypervisor.connect("test:///default", "A")
+    b = LibvirtHypervisor.connect(
+        f"test://{node}", "B", path_map={"/srv/site-a/ct-export.img": "/srv/site-b/x.img"}
+    )
+    try:
+        yield a, b
+    finally:
+        for hyp in (a, b):
+            _cleanup(hyp)
+            hyp.close()
+
+
+class TestLibvirtTestDriverContract(HypervisorContract):
+    supports_migration = False  # libvirt's test driver has no migration
+
+    @pytest.fixture
+    def pair(
+        self, test_driver_pair: tuple[LibvirtHypervisor, LibvirtHypervisor]
+    ) -> Iterator[HypervisorPair]:
+        a, b = test_driver_pair
+        yield HypervisorPair(source=a, dest=b, vm_xml=domain_xml_for)
+
+
+def test_define_at_the_other_site_remaps_disk_paths(
+    test_driver_pair: tuple[LibvirtHypervisor, LibvirtHypervisor],
+) -> None:
+    a, b = test_driver_pair
+    a.define(domain_xml_for("ct-export"))
+    b.define(a.export_xml("ct-export"))
+    assert "/srv/site-b/x.img" in b.export_xml("ct-export")
+    assert "/srv/site-a/ct-export.img" in a.export_xml("ct-export")
+
+
+def test_the_default_test_domain_is_seen_running(
+    test_driver_pair: tuple[LibvirtHypervisor, LibvirtHypervisor],
+) -> None:
+    a, _ = test_driver_pair
+    assert a.state("test") == VMState.RUNNING  # test:///default ships one running guest
+    with pytest.raises(NoSuchVM, match="A: look up ct-nothing"):
+        a.start("ct-nothing")
+
+
+def test_unreachable_daemon_is_a_clear_error(tmp_path: Path) -> None:
+    socket = tmp_path / "no-such-sock"
+    hyp = LibvirtHypervisor.connect(
+        f"qemu+unix:///system?socket={socket}", "A", connect_timeout=5.0
+    )
+    with pytest.raises(HypervisorError, match=f"could not connect to qemu\\+unix.*{socket}"):
+        hyp.list()

@@ -1,0 +1,175 @@
+"""Live migration between two real libvirtd sites (QEMU/TCG guests in network namespaces).
+
+Each test boots its own 128 MiB heartbeat guest at site A; the lab is shared (session).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from drorch.clock import SystemClock
+from drorch.lab.processes import live_pid
+from drorch.monitor.heartbeat import HeartbeatPolicy
+from drorch.monitor.serial_log import HeartbeatMonitor
+from drorch.remote.local import LocalRunner
+from drorch.virt.base import MigrationFailed, MigrationOptions, MigrationProgress, VMState
+from drorch.virt.libvirt import LibvirtHypervisor
+from tests.virt_lab.conftest import Guest, GuestFactory, RunningLab
+
+pytestmark = pytest.mark.lab
+
+# the guest beats once a second: two new beats within 6 s means it is alive
+BEATING = HeartbeatPolicy(min_beats=2, window=6.0, startup_grace=12.0)
+
+
+def assert_heartbeat_continues(g: Guest, after: int) -> None:
+    with HeartbeatMonitor(
+        g.serial_log, SystemClock(), BEATING, baseline=after, expect_continuation=True
+    ) as monitor:
+        verdict = monitor.wait_until_rising(timeout=15.0, interval=0.25)
+    assert verdict.healthy, verdict.reason
+    assert verdict.last_n is not None and verdict.last_n > after
+
+
+def qemu_pid(lab: RunningLab, site: str, vm: str) -> int | None:
+    return live_pid(lab.layout.run_dir(site) / "qemu" / f"{vm}.pid", "qemu-system")
+
+
+def test_live_migration_reports_progress_and_the_guest_keeps_beating_at_b(
+    running_lab: RunningLab, guest: GuestFactory
+) -> None:
+    a, b = running_lab.a, running_lab.b
+    g = guest()
+    samples: list[MigrationProgress] = []
+    result = a.migrate_live(g.name, b, MigrationOptions(deadline=60.0), samples.append)
+
+    assert result.converged and not result.postcopy
+    assert "pre-copy converged" in result.reason
+    assert result.downtime_ms is not None and 0 < result.downtime_ms < 2000
+    assert result.data_transferred > 16 * 2**20  # a 128 MiB guest's touched memory moved
+    assert samples, "progress was reported"
+    assert samples[-1].data_total >= 128 * 2**20
+    assert max(s.data_processed for s in samples) > 0
+    assert all(s.max_downtime_ms == 300 for s in samples)  # the configured default
+
+    assert b.state(g.name) == VMState.RUNNING
+    assert a.state(g.name) == VMState.UNDEFINED  # UNDEFINE_SOURCE
+    assert g.name in b.list() and g.name not in a.list()
+    assert qemu_pid(running_lab, "siteB", g.name) is not None
+    assert qemu_pid(running_lab, "siteA", g.name) is None
+    before = g.wait_heartbeat()
+    assert_heartbeat_continues(g, before)
+
+    back = b.migrate_live(g.name, a, MigrationOptions(deadline=60.0))  # and home again
+    assert back.converged
+    assert a.state(g.name) == VMState.RUNNING and b.state(g.name) == VMState.UNDEFINED
+    assert_heartbeat_continues(g, g.wait_heartbeat())
+
+
+@pytest.fixture
+def loop_device(running_lab: RunningLab) -> Iterator[str]:
+    """A 1 MiB block device (a loop device over a file), detached afterwards."""
+    backing = running_lab.layout.guest_dir / "remap.img"
+    backing.write_bytes(b"\0" * 2**20)
+    runner = LocalRunner()
+    device = runner.run(["losetup", "-f", "--show", str(backing)], check=True).stdout.strip()
+    try:
+        yield device
+    finally:
+        runner.run(["losetup", "-d", device], check=True)
+
+
+def test_live_migration_remaps_the_disk_path_for_the_dr_site(
+    running_lab: RunningLab, guest: GuestFactory, loop_device: str
+) -> None:
+    """The replicated block device has another name at the DR site (as /dev/drbd0 on one
+    node may be /dev/drbd1 on the other; a symlink here). The destination's definition
+    names its own path, and the guest keeps writing its disk after the move."""
+    dr_name = running_lab.layout.guest_dir / "remap-dr-device"
+    dr_name.unlink(missing_ok=True)
+    dr_name.symlink_to(loop_device)
+    b = LibvirtHypervisor.connect(
+        running_lab.layout.local_uri("siteB"),
+        "siteB",
+        peer_uri=running_lab.layout.peer_uri("siteB"),
+        path_map={loop_device: str(dr_name)},
+    )
+    try:
+        g = guest(
+            cmdline="disk=1",
+            disk_xml="<disk type='block' device='disk'>"
+            "<driver name='qemu' type='raw' cache='none'/>"
+            f"<source dev='{loop_device}'/><target dev='vda' bus='virtio'/></disk>",
+        )
+        result = running_lab.a.migrate_live(g.name, b, MigrationOptions(deadline=60.0))
+        assert result.converged
+        assert "shared or replicated storage" in result.reason
+        assert f'<source dev="{dr_name}"' in b.export_xml(g.name).replace("'", '"')
+        assert loop_device not in b.export_xml(g.name)
+        before = g.wait_heartbeat()
+        assert_heartbeat_continues(g, before)
+        with open(loop_device, "rb") as disk:
+            counter = disk.read(40).rstrip(b"\0").decode()
+        assert counter.startswith("DISKCOUNTER ") and int(counter.split()[1]) >= before
+    finally:
+        b.close()
+
+
+def test_abort_in_the_middle_leaves_the_vm_running_at_the_source_defined_once(
+    running_lab: RunningLab, guest: GuestFactory
+) -> None:
+    a, b = running_lab.a, running_lab.b
+    g = guest()
+    samples: list[MigrationProgress] = []
+    # 4 MiB/s cannot move ~80 MiB before a 4 s deadline: the policy aborts mid-flight
+    options = MigrationOptions(bandwidth_mibps=4, deadline=4.0)
+    started = time.monotonic()
+    with pytest.raises(MigrationFailed) as failure:
+        a.migrate_live(g.name, b, options, samples.append)
+    took = time.monotonic() - started
+
+    message = str(failure.value)
+    assert "did not converge before the 4s deadline" in message
+    assert f"{g.name} still runs at siteA" in message
+    assert took < options.deadline + a.abort_grace
+    assert samples and 0 < samples[-1].data_processed < samples[-1].data_total
+    assert failure.value.result is not None and not failure.value.result.converged
+    assert a.state(g.name) == VMState.RUNNING
+    assert b.state(g.name) == VMState.UNDEFINED
+    assert a.list().count(g.name) == 1 and g.name not in b.list()
+    assert_heartbeat_continues(g, g.wait_heartbeat())
+
+
+@pytest.mark.parametrize("mode", ["link", "reject"])
+def test_partition_in_the_middle_fails_within_the_deadline(
+    running_lab: RunningLab, guest: GuestFactory, mode: str
+) -> None:
+    """`link`: the sites' ports on the WAN bridge go down (silent, like a cut fibre);
+    `reject`: a firewall answers with TCP resets."""
+    a, b = running_lab.a, running_lab.b
+    g = guest()
+    cut: list[float] = []
+
+    def partition_after_8_mib(p: MigrationProgress) -> None:
+        if p.data_processed > 8 * 2**20 and not cut:
+            running_lab.lab.partition(mode)  # type: ignore[arg-type]
+            cut.append(p.elapsed)
+
+    options = MigrationOptions(bandwidth_mibps=8, deadline=10.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(MigrationFailed) as failure:
+            a.migrate_live(g.name, b, options, partition_after_8_mib)
+        took = time.monotonic() - started
+    finally:
+        running_lab.lab.heal()
+    assert cut, "the partition happened in the middle of the migration"
+    assert took < options.deadline + a.abort_grace, f"blocked {took:.1f} s"
+    assert f"{g.name} still runs at siteA" in str(failure.value)
+    assert a.state(g.name) == VMState.RUNNING
+    assert a.list().count(g.name) == 1
+    assert b.state(g.name) == VMState.UNDEFINED
+    assert_heartbeat_continues(g, g.wait_heartbeat())
