@@ -226,7 +226,7 @@ class SimReplicator(Replicator):
         me, peer = state["replicas"][self.node], state["replicas"][self.peer]
         me_changed, peer_changed = me["gen"] != state["base"], peer["gen"] != state["base"]
         if me_changed and peer_changed and me["gen"] != peer["gen"]:
-            me["want_connect"] = False
+            me["want_connect"] = peer["want_connect"] = False  # both drop to StandAlone
             raise SplitBrain(
                 f"{self.name}: split brain: both {self.node} and {self.peer} changed while"
                 " disconnected; discard one side with resolve_discard_local",
@@ -265,15 +265,24 @@ class SimReplicator(Replicator):
     # -- simulation hooks (not part of the Replicator seam) ----------------------------
 
     def write(self, nbytes: int) -> None:
-        """Simulate the primary writing `nbytes`. While disconnected the peer falls behind:
-        its disk becomes Outdated and the bytes count as out of sync."""
+        """Simulate the primary writing `nbytes`. While disconnected the peer falls behind
+        without knowing it (its own disk still reads UpToDate, as in DRBD without a fence
+        handler); the bytes count as out of sync and the histories diverge."""
         with self._state(write=True) as state:
-            me, peer = state["replicas"][self.node], state["replicas"][self.peer]
+            me = state["replicas"][self.node]
             if me["role"] != Role.PRIMARY.value:
                 raise ReplicationError(f"{self.name}: only the primary writes")
             if not self._connected(state):
                 self._diverge(state, me)
-                peer["disk"] = DiskState.OUTDATED.value
                 state["out_of_sync_bytes"] = min(
                     self.volume.size, int(state["out_of_sync_bytes"]) + nbytes
                 )
+
+    def outdate(self) -> None:
+        """Mark this replica Outdated, as `drbdadm outdate` or a fence-peer handler does
+        when the primary continues without it. Refused while primary."""
+        with self._state(write=True) as state:
+            me = state["replicas"][self.node]
+            if me["role"] == Role.PRIMARY.value:
+                raise ReplicationError(f"{self.name}: cannot outdate the primary {self.node}")
+            me["disk"] = DiskState.OUTDATED.value

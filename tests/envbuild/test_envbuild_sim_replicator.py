@@ -62,6 +62,7 @@ def test_promoting_an_outdated_replica_needs_force_and_data_loss_ack(tmp_path: P
     a, b = pair(tmp_path)
     a.disconnect()
     a.write(4096)  # primary keeps writing while B is cut off
+    b.outdate()  # the fence-peer handler marks B behind
     assert b.status().connection is ConnState.CONNECTING
     assert a.status().out_of_sync_bytes == 4096
     a.demote()
@@ -77,15 +78,18 @@ def test_both_sides_changing_while_apart_is_split_brain(tmp_path: Path) -> None:
     a, b = pair(tmp_path)
     a.disconnect()
     a.write(1)
-    b.promote(epoch=5, force=True, accept_data_loss=True)  # b's disk is Outdated
+    b.promote(epoch=5)  # b does not know it missed a write
     with pytest.raises(SplitBrain) as info:
         a.connect()
     assert info.value.local["current"] != info.value.peer["current"]
     assert a.status().connection is ConnState.STANDALONE  # persisted, not lost
+    assert b.status().connection is ConnState.STANDALONE
     with pytest.raises(ReplicationError, match="a1 is primary"):
         a.resolve_discard_local()
     a.demote()
     a.resolve_discard_local()
+    assert a.status().connection is ConnState.CONNECTING  # b is still StandAlone
+    b.connect()
     s = a.status()
     assert (s.connection, s.disk, s.peer_role) == (
         ConnState.CONNECTED, DiskState.UP_TO_DATE, Role.PRIMARY,
@@ -96,9 +100,12 @@ def test_reconnect_after_one_sided_change_resyncs(tmp_path: Path) -> None:
     a, b = pair(tmp_path)
     a.disconnect()
     a.write(8192)
+    b.outdate()
     a.connect()
     assert b.status().disk is DiskState.UP_TO_DATE
     assert a.status().out_of_sync_bytes == 0
+    with pytest.raises(ReplicationError, match="cannot outdate the primary a1"):
+        a.outdate()
 
 
 def test_down_is_refused_while_primary_and_up_is_idempotent(tmp_path: Path) -> None:
