@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,38 @@ def test_virt_cli_heartbeat_silent_guest_and_missing_monitor(tmp_path: Path) -> 
     assert "waiting for heartbeats: 0 of 3" in silent.stdout
     none = drorch("vm", "heartbeat", "hot", "-c", str(config))
     assert none.exit_code == 1 and "hot has no heartbeat monitor" in none.stderr
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_virt_cli_progress_bar_on_a_terminal() -> None:
+    from drorch.cli.vm_cmd import MigrationBar
+    from drorch.virt.base import MigrationProgress
+
+    screen = Terminal()
+    bar = MigrationBar("migrate hot → B")
+
+    def sample(remaining: int, max_ms: int, auto: bool = False) -> MigrationProgress:
+        return MigrationProgress(1.0, 100, remaining, 400, 30 * 2**20, 2, 900, max_ms, auto)
+
+    import sys as _sys
+
+    saved, _sys.stderr = _sys.stderr, screen
+    try:
+        bar(sample(300, 300))
+        bar(sample(200, 725))
+        bar(sample(200, 725, auto=True))
+        bar.finish(False, "did not converge after 60.0 s")
+    finally:
+        _sys.stderr = saved
+    frames = screen.getvalue().split("\r")[1:]
+    assert len(frames) == 4  # every sample redraws the one line on a terminal
+    assert "25.0%" in frames[0] and "downtime 900/300 ms" in frames[0]
+    assert "auto-converge" in frames[2] and "dirty 30 MiB/s" in frames[2]
+    assert frames[3] == (
+        "migrate hot → B [###############---------------]  50.0% aborted: did not converge "
+        "after 60.0 s\n"
+    )
