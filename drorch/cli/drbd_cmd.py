@@ -143,6 +143,43 @@ def render_cmd(config: Path, volume: str, config_path: str, drorch_bin: str) -> 
         sys.exit(2)
 
 
+@drbd.command("install")
+@config_option
+@node_option
+@click.argument("volume")
+@click.option("--path", help="Resource file on the node (default /etc/drbd.d/VOLUME.res).")
+@click.option("--config-path", default="/etc/drorch/cluster.yaml", show_default=True)
+@click.option("--drorch-bin", default="drorch", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+def install_cmd(
+    config: Path,
+    node: str | None,
+    volume: str,
+    path: str | None,
+    config_path: str,
+    drorch_bin: str,
+    dry_run: bool,
+) -> None:
+    """Render VOLUME and install it on the node (checked by the node's drbdadm first)."""
+    from drorch.replication.drbd.install import default_path, install_resource
+    from drorch.replication.drbd.render import RenderError
+    from drorch.replication.drbd.render import render as render_resource
+
+    cluster = load(config)
+    vol = drbd_volume(cluster, volume)
+    try:
+        text = render_resource(
+            cluster, vol, handler=f"{drorch_bin} drbd fence-peer -c {config_path}"
+        )
+    except RenderError as exc:
+        fail(str(exc), 2)
+    with replicator(config, volume, node) as drv:
+        result = install_resource(
+            drv.runner, volume, text, path or default_path(volume), dry_run=dry_run
+        )
+        click.echo(result.reason)
+
+
 @drbd.command("status")
 @config_option
 @node_option
