@@ -267,7 +267,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_virt_cli_progress_bar_on_a_terminal() -> None:
+def test_virt_cli_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     from drorch.cli.vm_cmd import MigrationBar
     from drorch.virt.base import MigrationProgress
 
@@ -277,16 +277,11 @@ def test_virt_cli_progress_bar_on_a_terminal() -> None:
     def sample(remaining: int, max_ms: int, auto: bool = False) -> MigrationProgress:
         return MigrationProgress(1.0, 100, remaining, 400, 30 * 2**20, 2, 900, max_ms, auto)
 
-    import sys as _sys
-
-    saved, _sys.stderr = _sys.stderr, screen
-    try:
-        bar(sample(300, 300))
-        bar(sample(200, 725))
-        bar(sample(200, 725, auto=True))
-        bar.finish(False, "did not converge after 60.0 s")
-    finally:
-        _sys.stderr = saved
+    monkeypatch.setattr("sys.stderr", screen)
+    bar(sample(300, 300))
+    bar(sample(200, 725))
+    bar(sample(200, 725, auto=True))
+    bar.finish(False, "did not converge after 60.0 s")
     frames = screen.getvalue().split("\r")[1:]
     assert len(frames) == 4  # every sample redraws the one line on a terminal
     assert "25.0%" in frames[0] and "downtime 900/300 ms" in frames[0]
