@@ -315,9 +315,19 @@ def create_md_cmd(
 @format_option()
 def verify_cmd(config: Path, node: str | None, volume: str, fmt: str) -> None:
     """Online verify: compare checksums with the peer and list out-of-sync blocks."""
+    from drorch.cli.progress import ProgressBar
+
+    bar = ProgressBar(f"verify {volume}", 1000)
+
+    def progress(st: Any) -> None:
+        done = st.extra.get("resync_done_percent")
+        if st.extra.get("drbd", {}).get("replication") in ("VerifyS", "VerifyT"):
+            bar.update(int((done or 0.0) * 10), "comparing checksums with the peer")
+
     with replicator(config, volume, node) as drv:
-        click.echo(f"verifying {volume} (follow progress with drorch drbd watch)", err=True)
+        drv.on_progress = progress
         result = drv.verify()
+        bar.finish(f"{len(result.out_of_sync)} blocks out of sync")
     render(
         {
             "volume": volume,

@@ -211,3 +211,35 @@ def test_fence_peer_handler_without_witness_is_undecided(tmp_path: Path) -> None
     )
     assert proc.returncode == UNDECIDED
     assert "cannot ask the witness" in proc.stderr
+
+
+def test_verify_cli_shows_progress_and_result(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_EVENTS"] = "verify"
+    result = invoke(
+        fake_env, "drbd", "verify", "-c", str(LAB), "r0", "--node", "a1", "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["out_of_sync_blocks"] == 0
+    assert "comparing checksums with the peer" in result.stderr  # non-tty: throttled bar
+    assert "0 blocks out of sync" in result.stderr
+    assert "drbdadm verify r0" in calls(fake_env)
+
+
+def test_status_from_proc_drbd_on_a_node_without_drbd(fake_env: dict[str, str]) -> None:
+    """The real `cat /proc/drbd` runs; this machine has no DRBD module, so no file."""
+    result = invoke(
+        fake_env,
+        "drbd",
+        "status",
+        "-c",
+        str(LAB),
+        "--node",
+        "a1",
+        "--source",
+        "proc",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)[0]
+    assert row["extra"] == {"up": False, "reason": "/proc/drbd is missing: no DRBD module"}

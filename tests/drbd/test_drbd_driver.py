@@ -392,3 +392,26 @@ def test_split_brain_carries_the_local_generation() -> None:
     with pytest.raises(SplitBrain) as err:
         drv.connect()
     assert err.value.local["generation"]["current"] == "F3A1D1F7F5ECF34A"
+
+
+def test_status_garbage_from_drbdsetup_is_a_replication_error() -> None:
+    drv, _ = make(Expect(STATUS, stdout="Segmentation fault"))
+    with pytest.raises(ReplicationError, match="not JSON"):
+        drv.status()
+
+
+def test_operation_timeout_is_unreachable() -> None:
+    drv, _ = make(status("connected-secondary"), Expect(["drbdadm", "primary", "r0"], timeout=True))
+    with pytest.raises(DrbdUnreachable, match="drbdadm primary"):
+        drv.promote(1)
+
+
+def test_status_from_proc_drbd_84() -> None:
+    from drorch.replication.drbd.status_sources import read_status
+
+    runner = ScriptedRunner(
+        [Expect(["cat", "/proc/drbd"], stdout=fixture_text("proc-drbd-84.txt"))]
+    )
+    st = read_status(runner, two_site_cluster().volumes[0], "proc")
+    assert (st.name, st.role, st.connection) == ("r0", Role.PRIMARY, ConnState.CONNECTED)
+    assert st.extra["protocol"] == "C"

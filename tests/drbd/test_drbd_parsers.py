@@ -75,7 +75,7 @@ def test_status_json_fixture(case: str) -> None:
 EVENTS2_CASES = sorted(
     p.stem.removeprefix("events2-")
     for p in FIXTURES.glob("events2-*.txt")
-    if p.stem not in ("events2-stream", "events2-unknown-fields")
+    if p.stem not in ("events2-stream", "events2-unknown-fields", "events2-verify")
 )
 
 
@@ -251,3 +251,15 @@ def test_proc_drbd_garbage_is_reported_not_raised() -> None:
     assert proc.errors[0].startswith("line outside any device")
     assert "minor 0: no cs: field" in proc.errors
     assert proc.minors[0].unknown_fields["lines"] == ["what is this"]
+
+
+def test_follow_reports_a_resource_taken_down() -> None:
+    from drorch.replication.drbd.events2 import follow
+    from drorch.testing.runner import Expect, ScriptedRunner
+
+    text = fixture_text("events2-primary-connected.txt") + "destroy resource name:r0\n"
+    runner = ScriptedRunner([Expect(["drbdsetup", "events2", "--statistics", "r0"], stdout=text)])
+    seen = list(follow(runner, "r0", "sync"))
+    assert [s.role for s in seen] == [P, S]
+    assert seen[-1].extra["up"] is False
+    assert seen[-1].extra["reason"] == "the resource was taken down"

@@ -68,6 +68,8 @@ class DrbdReplicator(Replicator):
         self.verify_wait = verify_wait or max(60.0, volume.size / (20 * 1024 * 1024))
         self.epoch = 0
         self.log: list[str] = []  # every decision taken, with its reason
+        # called with each status seen while waiting (resync/verify progress for a CLI bar)
+        self.on_progress: Callable[[ReplicationStatus], None] | None = None
 
     # -- observing -------------------------------------------------------------------
 
@@ -194,6 +196,8 @@ class DrbdReplicator(Replicator):
         try:
             for st in stream:
                 last = st
+                if self.on_progress is not None:
+                    self.on_progress(st)
                 if done(st):
                     break
         except CommandTimeout:

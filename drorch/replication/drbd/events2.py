@@ -21,6 +21,7 @@ from drorch.remote.base import CommandRunner
 from drorch.replication.base import ReplicationStatus
 from drorch.replication.drbd.state import (
     DrbdResourceState,
+    down_status,
     parse_flag,
     suspension_reasons,
     to_status,
@@ -327,8 +328,11 @@ def follow(
                 continue
             state = st.state(resource)
             if state is None:
-                continue
-            status = to_status(state, mode)
+                if last is None or last.extra.get("up") is False:
+                    continue
+                status = down_status(resource, mode, "the resource was taken down")
+            else:
+                status = to_status(state, mode)
             if status != last:
                 last = status
                 yield status
