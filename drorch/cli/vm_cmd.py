@@ -314,9 +314,13 @@ def shutdown_cmd(name: str, site: str, config: Path, timeout: float) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask: power the VM off at once.")
 def destroy_cmd(name: str, site: str, config: Path, yes: bool) -> None:
     """Power VM NAME off at once at --site (like pulling the plug)."""
-    if not yes and not click.confirm(f"Power off {name} at site {site} without shutdown?"):
-        raise click.ClickException("not confirmed; nothing done")
     with cluster_vms(config) as vms:
+        state = vms.states(vms.vm(name).domain).get(site)
+        if state is None:
+            raise VMOperationRefused(f"no site {site!r}")
+        question = f"Power off {name} at site {site} ({state}) without shutdown?"
+        if not yes and not click.confirm(question):
+            raise click.ClickException("not confirmed; nothing done")
         vms.destroy(name, site)
         click.echo(f"{name}: powered off at site {site}")
 

@@ -28,6 +28,7 @@ import builtins
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from drorch.environment import Environment
 from drorch.model.types import VM, Cluster, Site
@@ -103,7 +104,7 @@ class SimGuest:
 def sim_domain_xml(vm: VM) -> str:
     """A minimal domain XML for a cluster VM (what the sim defines on first use)."""
     return (
-        f"<domain type='qemu'>\n  <name>{vm.domain}</name>\n"
+        f"<domain type='qemu'>\n  <name>{escape(vm.domain)}</name>\n"
         f"  <memory unit='MiB'>{vm.memory_mib}</memory>\n  <vcpu>1</vcpu>\n"
         f"  <features><acpi/></features>\n"
         f"  <metadata><sim:guest xmlns:sim='{SIM_NS}' "
