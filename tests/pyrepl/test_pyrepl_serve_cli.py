@@ -1,0 +1,157 @@
+"""`drorch repl serve` as real processes: the CLI, SIGTERM, and kill -9 of a primary."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from tests.pyrepl.conftest import ServeProcess, wait_until
+from tests.pyrepl.nbd_client import NbdClient
+
+Start = Callable[..., ServeProcess]
+STATUS_KEYS = {"name", "role", "disk", "connection", "mode", "out_of_sync_bytes", "lag_bytes",
+               "generation", "epoch", "nbd"}  # fmt: skip
+
+
+def block(i: int) -> bytes:
+    return i.to_bytes(4, "big") * 1024
+
+
+def pair(processes: Start, mode: str) -> tuple[ServeProcess, ServeProcess]:
+    b = processes("b", "secondary", mode)
+    a = processes("a", "primary", mode, peer=b.listen)
+    wait_until("connected", lambda: b.status()["connection"] == "Connected"
+               and b.status()["disk"] == "UpToDate" and a.status()["connection"] == "Connected")  # fmt: skip
+    return a, b
+
+
+def test_status_json_and_table(processes: Start) -> None:
+    a = processes("a", "primary", "async")
+    data = a.status_json()
+    assert set(data) >= STATUS_KEYS
+    assert (data["name"], data["role"], data["disk"], data["mode"]) == (
+        "vol", "primary", "UpToDate", "async",
+    )  # fmt: skip
+    assert data["connection"] == "Connecting"
+    assert data["nbd"].startswith("nbd://127.0.0.1:") and data["nbd"].endswith("/vol")
+    assert isinstance(data["generation"], dict) and data["generation"]["current"] != "0"
+    table = a.cli("status", "--control", str(a.control), "--format", "table")
+    assert table.returncode == 0 and "UpToDate" in table.stdout
+    yaml_out = a.cli("status", "--control", str(a.control), "--format", "yaml")
+    assert "role: primary" in yaml_out.stdout
+
+
+def test_sigterm_flushes_and_exits_zero(processes: Start) -> None:
+    a = processes("a", "primary", "async")
+    with NbdClient(*a.nbd, "vol") as c:
+        c.write(4096, b"kept" * 1024)
+    assert a.terminate() == 0
+    assert "stopped cleanly" in a.log.read_text()
+    assert a.backing.read_bytes()[4096 : 4096 + 4096] == b"kept" * 1024
+    assert a.backing.stat().st_size == 4 * 1024 * 1024
+
+
+def test_promote_of_inconsistent_secondary_exits_3(processes: Start) -> None:
+    b = processes("b", "secondary", "sync")
+    out = b.cli("promote", "--control", str(b.control), "--epoch", "4")
+    assert out.returncode == 3
+    assert "Inconsistent" in out.stderr and "--force --accept-data-loss" in out.stderr
+    out = b.cli("promote", "--control", str(b.control), "--force")
+    assert out.returncode == 2  # usage: --force needs --accept-data-loss
+    out = b.cli("promote", "--control", str(b.control), "--epoch", "4", "--force",
+                "--accept-data-loss", "--format", "json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert b.status_json()["role"] == "primary"
+
+
+def test_cli_errors(processes: Start, tmp_path: os.PathLike[str]) -> None:
+    b = processes("b", "secondary", "sync")
+    out = b.cli("status", "--control", f"{tmp_path}/nothing.ctl")
+    assert out.returncode == 1 and "no pyrepl daemon answers" in out.stderr
+    out = b.cli("serve", "--name", "v", "--backing", "x", "--size", "1MiB", "--role",
+                "primary", "--mode", "sync", "--listen", "nonsense", "--control", "c")  # fmt: skip
+    assert out.returncode == 2 and "HOST:PORT" in out.stderr
+    out = b.cli("status")
+    assert out.returncode == 2
+    out = b.cli("verify", "--control", str(b.control))
+    assert out.returncode == 1 and "needs a connected peer" in out.stderr
+
+
+def test_kill_9_primary_mid_writes_then_promote_loses_no_acked_write(processes: Start) -> None:
+    a, b = pair(processes, "sync")
+    acked: list[int] = []
+    failed = threading.Event()
+
+    def writer() -> None:
+        try:
+            with NbdClient(*a.nbd, "vol") as c:
+                for i in range(1, 1024):
+                    c.write(i * 4096, block(i))
+                    acked.append(i)
+        except (OSError, EOFError, AssertionError):
+            failed.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    wait_until("some writes acknowledged", lambda: len(acked) >= 50 or not t.is_alive())
+    a.kill9()
+    t.join(30)
+    assert failed.is_set(), "the writer saw the primary die mid-stream"
+    assert 50 <= len(acked) < 1023
+    out = b.cli("promote", "--control", str(b.control), "--epoch", "2", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["message"].startswith("promoted")
+    data = b.backing.read_bytes()
+    lost = [i for i in acked if data[i * 4096 : (i + 1) * 4096] != block(i)]
+    assert lost == [], f"acknowledged writes lost: {lost[:5]}"
+    with NbdClient(*b.nbd, "vol") as c:  # and the new primary serves them, writable
+        assert not c.read_only
+        assert c.read(acked[-1] * 4096, 4096) == block(acked[-1])
+
+
+def test_kill_9_async_primary_leaves_a_prefix(processes: Start) -> None:
+    a, b = pair(processes, "async")
+    acked: list[int] = []
+
+    def writer() -> None:
+        try:
+            with NbdClient(*a.nbd, "vol") as c:
+                for i in range(1, 1024):
+                    c.write(i * 4096, block(i))
+                    acked.append(i)
+        except (OSError, EOFError, AssertionError):
+            pass
+
+    t = threading.Thread(target=writer)
+    t.start()
+    wait_until("writes flowing", lambda: len(acked) >= 200 or not t.is_alive())
+    a.kill9()
+    t.join(30)
+    data = b.backing.read_bytes()
+    present = [data[i * 4096 : (i + 1) * 4096] == block(i) for i in range(1, 1024)]
+    applied = present.index(False) if False in present else len(present)
+    assert not any(present[applied:]), "the replica is a prefix of the primary's writes"
+    assert applied > 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_restarted_old_primary_resyncs_from_the_promoted_side(
+    processes: Start, mode: str
+) -> None:
+    a, b = pair(processes, mode)
+    with NbdClient(*a.nbd, "vol") as c:
+        c.write(0, b"1" * 65536)
+    a.kill9()
+    out = b.cli("promote", "--control", str(b.control), "--epoch", "1")
+    assert out.returncode == 0, out.stderr
+    with NbdClient(*b.nbd, "vol") as c:
+        c.write(65536, b"2" * 65536)
+    # the old primary comes back (same backing file and metadata) as secondary
+    a2 = processes("a", "secondary", mode, peer=b.listen)
+    wait_until("resync", lambda: a2.status()["disk"] == "UpToDate"
+               and a2.status()["connection"] == "Connected", timeout=30)  # fmt: skip
+    assert a2.backing.read_bytes() == b.backing.read_bytes()
