@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from drorch.cli.loading import config_option, load_or_exit
 from drorch.cli.output import format_option, render
 from drorch.cli.progress import ProgressBar
 from drorch.virt.base import HypervisorError, MigrationProgress
@@ -26,17 +27,6 @@ from drorch.virt.cluster_vms import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 MIB = 2**20
-
-
-def config_option(func: F) -> F:
-    return click.option(
-        "-c",
-        "--config",
-        "config",
-        required=True,
-        type=click.Path(dir_okay=False, exists=True, path_type=Path),
-        help="The cluster YAML file.",
-    )(func)
 
 
 def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -57,15 +47,8 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 def cluster_vms(config: Path) -> Iterator[ClusterVMs]:
     """Load the model and build the environment; config errors exit 2."""
     from drorch.envbuild import build_environment_report
-    from drorch.model.loader import load_cluster
-    from drorch.model.reports import ConfigError
 
-    try:
-        cluster = load_cluster(config)
-    except ConfigError as exc:
-        for report in exc.reports:
-            click.echo(str(report), err=True)
-        sys.exit(2)
+    cluster = load_or_exit(config)
     env, problems = build_environment_report(cluster, config.resolve().parent)
     unavailable = {
         p.what.removeprefix("hypervisor "): p.message
