@@ -7,10 +7,9 @@ Exit status: 0 done; 1 the operation failed or was refused (nothing unsafe was d
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
@@ -25,7 +24,6 @@ from drorch.virt.cluster_vms import (
     migration_options,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
 MIB = 2**20
 
 
