@@ -11,6 +11,13 @@ trap cleanup EXIT
 cp "$here/sim.yaml" "$work/sim.yaml"
 cfg="$work/sim.yaml"
 
+# The venv's drorch when there is one (`make demo` builds it), else whatever is on PATH.
+if [[ -x "$here/../.venv/bin/drorch" ]]; then
+    drorch() { "$here/../.venv/bin/drorch" "$@"; }
+elif ! command -v drorch >/dev/null; then
+    drorch() { python3 -m drorch "$@"; }
+fi
+
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "1. Validate the cluster description (every problem at once, FILE:LINE:COL: CODE)"
