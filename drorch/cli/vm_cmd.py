@@ -283,6 +283,7 @@ def start_cmd(name: str, site: str, config: Path) -> None:
 def shutdown_cmd(name: str, site: str, config: Path, timeout: float) -> None:
     """Shut VM NAME down gracefully at --site; destroy it after --timeout."""
     with cluster_vms(config) as vms:
+        click.echo(f"shutting {name} down at site {site} (destroyed after {timeout:g} s)", err=True)
         result = vms.shutdown(name, site, timeout)
         how = "shut down gracefully" if result.graceful else "destroyed after the timeout"
         click.echo(f"{name}: {how} at site {site} ({result.seconds:.1f} s)")
@@ -336,6 +337,11 @@ def heartbeat_cmd(
         monitor = monitors[0]
         log = Path(vms.env.base_dir) / monitor.target
         policy = policy_for(monitor.interval)
+        click.echo(
+            f"following {log} for up to {timeout:g} s: {policy.min_beats} rising beats "
+            f"within {policy.window:g} s",
+            err=True,
+        )
         with HeartbeatMonitor(
             log, vms.env.clock, policy, baseline=after, expect_continuation=after is not None
         ) as watcher:
