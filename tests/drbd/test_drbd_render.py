@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -212,3 +213,63 @@ def test_pyrepl_volume_is_not_rendered() -> None:
     vol = replace(cluster.volumes[0], driver=Driver.PYREPL)
     with pytest.raises(RenderError, match="driver is pyrepl, not drbd"):
         render(cluster, vol)
+
+
+def _every_supported_combination() -> list[tuple[ReplicationMode, DrbdOptions]]:
+    from drorch.replication.drbd.render import AFTER_SB_0PRI, AFTER_SB_1PRI, AFTER_SB_2PRI
+
+    transport = [(S, "block"), (A, "block"), (A, "pull-ahead"), (A, "disconnect")]
+    quorum = [("off", "suspend-io")] + [
+        (q, n) for q in ("majority", "all") for n in ("suspend-io", "io-error")
+    ]
+    out = []
+    for mode, congestion in transport:
+        for q, on_no_quorum in quorum:
+            for sb0 in sorted(AFTER_SB_0PRI):
+                for sb1 in sorted(AFTER_SB_1PRI):
+                    for sb2 in sorted(AFTER_SB_2PRI):
+                        opts = DrbdOptions(
+                            device=f"/dev/drbd{len(out)}",
+                            on_congestion=congestion,
+                            quorum=q,
+                            on_no_quorum=on_no_quorum,
+                            after_sb_0pri=sb0,
+                            after_sb_1pri=sb1,
+                            after_sb_2pri=sb2,
+                        )
+                        out.append((mode, opts))
+    return out
+
+
+def test_every_option_combination_passes_drbdadm_dump(tmp_path: Path) -> None:
+    """The full product of every supported mode/congestion/quorum/split-brain setting,
+    one resource each, in one file that real drbdadm parses in one go."""
+    combos = _every_supported_combination()
+    assert len(combos) == 4 * 5 * 7 * 5 * 3
+    texts = []
+    for i, (mode, opts) in enumerate(combos):
+        cluster = two_site_cluster(mode=mode, drbd=opts, port=10000 + i)
+        vol = replace(cluster.volumes[0], name=f"r{i}")
+        texts.append(render(cluster, vol))
+    res = tmp_path / "all.res"
+    res.write_text("".join(texts))
+    dump = drbdadm(res, "a1", "dump", "all")
+    assert dump.returncode == 0, dump.stderr[:2000]
+    assert dump.stdout.count("\nresource r") == len(combos)
+    # drbdadm read what was meant, not just something that parses
+    protocols = re.findall(r"\n\s+protocol\s+([AC]);", dump.stdout)
+    assert protocols == ["A" if mode is A else "C" for mode, _ in combos]
+    fills = re.findall(r"\n\s+congestion-fill\s+64M;", dump.stdout)
+    assert len(fills) == sum(1 for _, o in combos if o.on_congestion != "block")
+    last_mode, last = combos[-1]
+    tail = dump.stdout[dump.stdout.rindex(f"resource r{len(combos) - 1} ") :]
+    for key, value in (
+        ("protocol", "A" if last_mode is A else "C"),
+        ("on-congestion", last.on_congestion),
+        ("after-sb-0pri", last.after_sb_0pri),
+        ("after-sb-1pri", last.after_sb_1pri),
+        ("after-sb-2pri", last.after_sb_2pri),
+        ("quorum", last.quorum),
+        ("on-no-quorum", last.on_no_quorum),
+    ):
+        assert re.search(rf"\n\s+{key}\s+{re.escape(value)};", tail), (key, value)
