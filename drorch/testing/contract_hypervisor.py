@@ -103,6 +103,11 @@ class HypervisorContract:
         assert pair.source.state("ct-a") == VMState.SHUTOFF
         assert "ct-a" not in pair.dest.list()
 
+    def test_contract_redefine_keeps_a_running_vm_running(self, pair: HypervisorPair) -> None:
+        name = self._running(pair, "ct-redefine")
+        assert pair.source.define(pair.source.export_xml(name)) == name
+        assert pair.source.state(name) == VMState.RUNNING
+
     def test_contract_start_is_idempotent(self, pair: HypervisorPair) -> None:
         name = self._running(pair, "ct-start")
         pair.source.start(name)
@@ -196,6 +201,16 @@ class HypervisorContract:
         assert pair.dest.list().count(name) == 1
         assert pair.source.state(name) == VMState.UNDEFINED  # UNDEFINE_SOURCE
         assert name not in pair.source.list()
+
+    def test_contract_migrate_round_trip(self, pair: HypervisorPair) -> None:
+        """The weekly drill: over to dest and back, without a progress callback."""
+        self._need_migration()
+        name = self._running(pair, "ct-round-trip")
+        pair.source.migrate_live(name, pair.dest, pair.migration_options)
+        back = pair.dest.migrate_live(name, pair.source, pair.migration_options)
+        assert back.converged or back.postcopy
+        assert pair.source.state(name) == VMState.RUNNING
+        assert pair.dest.state(name) == VMState.UNDEFINED
 
     def test_contract_failed_migration_leaves_vm_at_source(self, pair: HypervisorPair) -> None:
         self._need_migration()
