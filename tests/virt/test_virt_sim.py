@@ -380,3 +380,37 @@ def test_virt_sim_site_lost_during_migration(
         a.migrate_live("web", b, MigrationOptions())
     victim.power_restore()
     assert a.state("web") == source_state and b.state("web") == VMState.UNDEFINED
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from drorch.environment import Environment
+from drorch.model.types import Cluster, Hypervisors, Node, Site
+from drorch.virt.sim import SimHypervisor
+cluster = Cluster("lab", (Site("A", (Node("a1"),)), Site("B", (Node("b1"),))), "A",
+                  hypervisor=Hypervisors(state_dir="state"))
+hv = SimHypervisor(cluster, cluster.sites[0], Environment(base_dir=Path(sys.argv[1])))
+for i in range(30):
+    hv.define(f"<domain><name>{sys.argv[2]}{i:02d}</name><memory>65536</memory></domain>")
+"""
+
+
+def test_virt_sim_two_processes_share_a_site(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), prefix])
+        for prefix in ("p", "q")
+    ]
+    try:
+        codes = [p.wait(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert codes == [0, 0]
+    a, _ = sim_pair(two_site_cluster(), Environment(clock=FakeClock(), base_dir=tmp_path))
+    assert len(a.list()) == 60
