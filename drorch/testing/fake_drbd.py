@@ -2,7 +2,8 @@
 
 `FakeDrbdPair(volume, ("a1", "b1"))` gives `runners["a1"]`, `runners["b1"]` that answer
 `drbdadm up|down|primary|secondary|connect|disconnect|verify|invalidate|create-md|adjust`,
-`drbdsetup status RES --json`, `drbdsetup events2 [--now] --statistics RES` and `dmesg`
+`drbdsetup status RES --json`, `drbdsetup events2 [--now] --statistics RES`,
+`drbdsetup get-gi`, `dmesg`, and drorch's epoch file (`cat`/atomic `sh -c` write)
 the way DRBD does on a node: the same output formats (see tests/drbd/fixtures), the same
 error messages and exit codes. Any other command fails the test (UnexpectedCommand).
 
@@ -42,6 +43,7 @@ class FakeDrbdNode:
     verifying: bool = False
     held_open: bool = False
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # the node's small state files
 
 
 class FakeDrbdPair:
@@ -226,6 +228,13 @@ class FakeDrbdRunner(CommandRunner):
             if not self.me.up:
                 return self._result(argv, 10, err=f"{res}: No such resource\n")
             return self._result(argv, out=self.pair.gi(self.me))
+        if len(argv) == 2 and argv[0] == "cat" and argv[1].endswith(".epoch"):
+            if argv[1] in self.me.files:
+                return self._result(argv, out=self.me.files[argv[1]])
+            return self._result(argv, 1, err=f"cat: {argv[1]}: No such file or directory\n")
+        if argv[:2] == ["sh", "-c"] and len(argv) == 7 and argv[5].endswith(".epoch"):
+            self.me.files[argv[5]] = f"{argv[6]}\n"  # drorch's epoch file (epoch_store)
+            return self._result(argv)
         if argv == ["dmesg"]:
             return self._result(argv, out="")
         if argv[:1] == ["drbdadm"] and argv[-1] == res:

@@ -28,6 +28,7 @@ def fake_env(tmp_path: Path) -> dict[str, str]:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "DRBD_FAKE_LOG": str(tmp_path / "calls.log"),
         "DRBD_FAKE_STATE": "connected-secondary",
+        "DRORCH_DRBD_STATE_DIR": str(tmp_path / "state"),
     }
 
 

@@ -19,7 +19,7 @@ from drorch.testing.contract_replicator import ReplicatorContract, ReplicatorPai
 from drorch.testing.runner import Expect
 from tests.drbd.clusters import two_site_cluster
 from tests.drbd.conftest import fixture_text
-from tests.drbd.runners import GiScriptedRunner
+from tests.drbd.runners import NodeScriptedRunner
 
 STATUS = ["drbdsetup", "status", "r0", "--json"]
 EVENTS = ["drbdsetup", "events2", "--statistics", "r0"]
@@ -113,14 +113,14 @@ class TestDrbdContractScripted(ReplicatorContract):
         assert name in SCRIPTS, f"no scripted replay for contract test {name}"
         primary_script, secondary_script = SCRIPTS[name]
         runners = {
-            "a1": GiScriptedRunner(primary_script),
-            "b1": GiScriptedRunner(secondary_script),
+            "a1": NodeScriptedRunner(primary_script),
+            "b1": NodeScriptedRunner(secondary_script),
         }
         volume = two_site_cluster().volumes[0]
         env = Environment(clock=FakeClock(), runners=dict(runners))
-        a = DrbdReplicator(volume, Node("a1"), env)
-        b = DrbdReplicator(volume, Node("b1"), env)
-        a.epoch = 1  # the pair's primary was promoted with epoch 1
+        a = DrbdReplicator(volume, Node("a1"), env, state_dir="/var/lib/drorch/drbd")
+        b = DrbdReplicator(volume, Node("b1"), env, state_dir="/var/lib/drorch/drbd")
+        runners["a1"].files["/var/lib/drorch/drbd/r0.epoch"] = "1\n"  # promoted with epoch 1
         yield ReplicatorPair(primary=a, secondary=b, settle_timeout=1.0)
         for runner in runners.values():
             runner.assert_done()

@@ -15,6 +15,7 @@ from drorch.replication.base import (
     StaleEpoch,
     UnsafeOperation,
 )
+from drorch.replication.drbd import epoch_store
 from drorch.replication.drbd.driver import DrbdReplicator, DrbdUnreachable
 from drorch.replication.drbd.ops import (
     DrbdDeviceInUse,
@@ -28,10 +29,12 @@ from drorch.testing.clock import FakeClock
 from drorch.testing.runner import Expect, ScriptedRunner
 from tests.drbd.clusters import two_site_cluster
 from tests.drbd.conftest import fixture_text
-from tests.drbd.runners import GiScriptedRunner
+from tests.drbd.runners import NodeScriptedRunner
 
 STATUS = ["drbdsetup", "status", "r0", "--json"]
 EVENTS = ["drbdsetup", "events2", "--statistics", "r0"]
+STATE = "/var/lib/drorch/drbd"
+EPOCH = f"{STATE}/r0.epoch"
 PD = "change peer-device name:r0 peer-node-id:1 conn-name:b1 volume:0 "
 CONN = "change connection name:r0 peer-node-id:1 conn-name:b1 "
 
@@ -45,11 +48,12 @@ def drbdadm(*args: str, fixture: str | None = None, rc: int = 0, stdout: str = "
     return Expect(["drbdadm", *args], stdout=stdout, stderr=stderr, returncode=rc)
 
 
-def make(*script: Expect) -> tuple[DrbdReplicator, GiScriptedRunner]:
-    runner = GiScriptedRunner(script)
+def make(*script: Expect) -> tuple[DrbdReplicator, NodeScriptedRunner]:
+    runner = NodeScriptedRunner(script)
     cluster = two_site_cluster()
     env = Environment(clock=FakeClock(), runners={"a1": runner})
-    return DrbdReplicator(cluster.volumes[0], Node("a1"), env, connect_wait=5.0), runner
+    drv = DrbdReplicator(cluster.volumes[0], Node("a1"), env, state_dir=STATE, connect_wait=5.0)
+    return drv, runner
 
 
 def test_status_maps_json() -> None:
@@ -344,7 +348,7 @@ def test_invalidate_needs_connected_uptodate_peer() -> None:
 
 
 def test_ssh_failure_during_an_operation_is_a_replication_error() -> None:
-    class Down(GiScriptedRunner):
+    class Down(NodeScriptedRunner):
         def run(self, argv, *, timeout=30.0, input=None, check=False):  # type: ignore[no-untyped-def]
             if argv[0] == "drbdadm":
                 raise RunnerConnectionError("ssh: connect to host b1 port 22: Connection refused")
@@ -362,16 +366,20 @@ def test_status_reads_drbd_generation_identifiers() -> None:
     runner = ScriptedRunner(
         [
             status("primary-connected"),
+            Expect(["cat", EPOCH], stdout="3\n"),
             Expect(["drbdsetup", "get-gi", "r0", "1", "0"], stdout=fixture_text("get-gi.txt")),
             status("primary-connected"),
+            Expect(["cat", EPOCH], stdout="3\n"),
             Expect(
                 ["drbdsetup", "get-gi", "r0", "1", "0"], stderr="r0: No such peer", returncode=10
             ),
         ]
     )
     cluster = two_site_cluster()
-    drv = DrbdReplicator(cluster.volumes[0], Node("a1"), Environment(runners={"a1": runner}))
+    env = Environment(runners={"a1": runner})
+    drv = DrbdReplicator(cluster.volumes[0], Node("a1"), env, state_dir=STATE)
     st = drv.status()
+    assert st.epoch == 3
     assert st.generation == {
         "current": "F3A1D1F7F5ECF34A",
         "bitmap": "0000000000000000",
@@ -415,3 +423,34 @@ def test_status_from_proc_drbd_84() -> None:
     st = read_status(runner, two_site_cluster().volumes[0], "proc")
     assert (st.name, st.role, st.connection) == ("r0", Role.PRIMARY, ConnState.CONNECTED)
     assert st.extra["protocol"] == "C"
+
+
+def test_promote_records_the_epoch_on_the_node_and_refuses_older_ones_later() -> None:
+    write = Expect(["sh", "-c", epoch_store._WRITE, "sh", STATE, EPOCH, "9"])
+    runner = ScriptedRunner(
+        [
+            status("connected-secondary"),
+            Expect(["cat", EPOCH], stderr=f"cat: {EPOCH}: No such file or directory", returncode=1),
+            Expect(["drbdsetup", "get-gi", "r0", "1", "0"], stdout=fixture_text("get-gi.txt")),
+            drbdadm("primary", "r0"),
+            write,
+            # a later process (new driver instance) with a stale epoch
+            status("connected-secondary"),
+            Expect(["cat", EPOCH], stdout="9\n"),
+            Expect(["drbdsetup", "get-gi", "r0", "1", "0"], stdout=fixture_text("get-gi.txt")),
+        ]
+    )
+    cluster = two_site_cluster()
+    env = Environment(runners={"a1": runner})
+    DrbdReplicator(cluster.volumes[0], Node("a1"), env, state_dir=STATE).promote(9)
+    later = DrbdReplicator(cluster.volumes[0], Node("a1"), env, state_dir=STATE)
+    with pytest.raises(StaleEpoch, match="a1 was promoted with epoch 9"):
+        later.promote(8)
+    runner.assert_done()
+
+
+def test_corrupt_epoch_file_is_reported() -> None:
+    drv, runner = make(status("connected-secondary"))
+    runner.files[EPOCH] = "banana\n"
+    with pytest.raises(ReplicationError, match="holds 'banana', not an epoch"):
+        drv.status()

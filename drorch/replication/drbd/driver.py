@@ -5,9 +5,10 @@ SSH otherwise). Each operation observes first (`drbdsetup status --json`), asks 
 decision in `policy.py`, and only then runs drbdadm; results are classified in `ops.py`.
 Waiting (connect, resolve, verify) follows `drbdsetup events2` instead of polling.
 
-DRBD has no notion of drorch's quorum epoch: the driver keeps the highest epoch it was
-promoted with (per driver instance) and refuses an older one with StaleEpoch. DRBD's
-own resource-level fencing is the fence-peer handler (`fence_peer.py`).
+DRBD has no notion of drorch's quorum epoch: the driver records the epoch of each
+promotion in a file on the node (`epoch_store.py`) and refuses an older one with
+StaleEpoch, whichever process asks. DRBD's own resource-level fencing is the fence-peer
+handler (`fence_peer.py`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from drorch.replication.base import (
     UnsafeOperation,
     VerifyResult,
 )
-from drorch.replication.drbd import policy
+from drorch.replication.drbd import epoch_store, policy
+from drorch.replication.drbd.epoch_store import epoch_path, read_epoch, write_epoch
 from drorch.replication.drbd.events2 import follow
 from drorch.replication.drbd.ops import Op, Outcome, classify, drbd_message, drbdadm_argv
 from drorch.replication.drbd.state import parse_gi
@@ -54,6 +56,7 @@ class DrbdReplicator(Replicator):
         env: Environment,
         *,
         config: str | None = None,
+        state_dir: str | None = None,
         connect_wait: float = 10.0,
         verify_wait: float | None = None,
     ) -> None:
@@ -66,7 +69,8 @@ class DrbdReplicator(Replicator):
         self.connect_wait = connect_wait
         # online verify reads the whole disk; allow 20 MiB/s and at least a minute
         self.verify_wait = verify_wait or max(60.0, volume.size / (20 * 1024 * 1024))
-        self.epoch = 0
+        self.epoch = 0  # the highest epoch seen (memory and the node's epoch file)
+        self.epoch_path = epoch_path(state_dir or epoch_store.state_dir(), volume.name)
         self.log: list[str] = []  # every decision taken, with its reason
         # called with each status seen while waiting (resync/verify progress for a CLI bar)
         self.on_progress: Callable[[ReplicationStatus], None] | None = None
@@ -74,9 +78,11 @@ class DrbdReplicator(Replicator):
     # -- observing -------------------------------------------------------------------
 
     def status(self) -> ReplicationStatus:
-        st = replace(read_status(self.runner, self.volume, "json"), epoch=self.epoch)
+        st = read_status(self.runner, self.volume, "json")
         if not policy.is_up(st):
-            return st
+            return replace(st, epoch=self.epoch)
+        self.epoch = max(self.epoch, read_epoch(self.runner, self.epoch_path))
+        st = replace(st, epoch=self.epoch)
         generation, problem = self._generation(st)
         if problem:
             return replace(st, extra=MappingProxyType({**st.extra, "generation_error": problem}))
@@ -133,13 +139,20 @@ class DrbdReplicator(Replicator):
             raise StaleEpoch(
                 f"{self.name}: promote with epoch {epoch}, but epoch {self.epoch} was seen"
             )
-        decision = policy.decide_promote(
-            self.status(), force=force, accept_data_loss=accept_data_loss
-        )
+        st = self.status()  # also reads the node's epoch file
+        if epoch is not None and epoch < st.epoch:
+            raise StaleEpoch(
+                f"{self.name}: promote with epoch {epoch}, but {self.node.name} was "
+                f"promoted with epoch {st.epoch} ({self.epoch_path})"
+            )
+        decision = policy.decide_promote(st, force=force, accept_data_loss=accept_data_loss)
         if self._decide(decision):
             self._run(Op.PRIMARY, *decision.options)
+        if epoch is not None and epoch > st.epoch:
+            write_epoch(self.runner, self.epoch_path, epoch)
+            self.log.append(f"recorded epoch {epoch} in {self.epoch_path}")
         if epoch is not None:
-            self.epoch = epoch
+            self.epoch = max(self.epoch, epoch)
 
     def demote(self) -> None:
         if self._decide(policy.decide_demote(self.status())):
