@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,7 +19,6 @@ import click
 
 from drorch.cli.output import format_option, render
 from drorch.model.types import Cluster, Driver, Volume
-from drorch.remote.base import CommandTimeout
 from drorch.replication.base import ReplicationError
 
 STATUS_COLUMNS = [
@@ -216,175 +215,6 @@ def status_cmd(config: Path, node: str | None, volume: str | None, source: str, 
     render(rows, fmt, STATUS_COLUMNS)
 
 
-def _simple(op: str, doc: str, act: Callable[[Any], None]) -> None:
-    @drbd.command(op, help=doc)
-    @config_option
-    @node_option
-    @click.argument("volume")
-    def command(config: Path, node: str | None, volume: str) -> None:
-        with replicator(config, volume, node) as drv:
-            act(drv)
-            click.echo("; ".join(drv.log) or "done")
-
-
-_simple("up", "Attach the disk and start connecting (drbdadm up). Idempotent.", lambda d: d.up())
-_simple("down", "Disconnect and detach (drbdadm down); refused while Primary.", lambda d: d.down())
-_simple("secondary", "Become Secondary (drbdadm secondary).", lambda d: d.demote())
-_simple(
-    "connect", "Connect to the peer; fails on split brain (drbdadm connect).", lambda d: d.connect()
-)
-_simple("disconnect", "Go StandAlone on purpose (drbdadm disconnect).", lambda d: d.disconnect())
-_simple("adjust", "Apply the resource file to the running resource.", lambda d: d.adjust())
-
-
-@drbd.command("primary")
-@config_option
-@node_option
-@click.argument("volume")
-@click.option("--epoch", type=int, help="Quorum epoch this promotion is based on.")
-@click.option("--force", is_flag=True, help="Promote a disk that is not UpToDate.")
-@click.option("--accept-data-loss", is_flag=True, help="Acknowledge that --force may lose data.")
-def primary_cmd(
-    config: Path,
-    node: str | None,
-    volume: str,
-    epoch: int | None,
-    force: bool,
-    accept_data_loss: bool,
-) -> None:
-    """Become Primary (drbdadm primary); refused while the peer is Primary or the local
-    disk is not UpToDate, unless --force --accept-data-loss."""
-    with replicator(config, volume, node) as drv:
-        drv.promote(epoch, force=force, accept_data_loss=accept_data_loss)
-        click.echo("; ".join(drv.log))
-
-
-def _data_loss(flag: bool, what: str) -> None:
-    if not flag:
-        fail(f"{what} discards data on this node; repeat with --accept-data-loss", 2)
-
-
-@drbd.command("invalidate")
-@config_option
-@node_option
-@click.argument("volume")
-@click.option("--accept-data-loss", is_flag=True, help="Acknowledge losing this node's data.")
-def invalidate_cmd(config: Path, node: str | None, volume: str, accept_data_loss: bool) -> None:
-    """Discard this node's copy and resync it fully from the connected peer."""
-    _data_loss(accept_data_loss, "invalidate")
-    with replicator(config, volume, node) as drv:
-        drv.invalidate()
-        click.echo("; ".join(drv.log))
-
-
-@drbd.command("resolve")
-@config_option
-@node_option
-@click.argument("volume")
-@click.option("--discard-local", is_flag=True, required=True, help="This node is the victim.")
-@click.option("--accept-data-loss", is_flag=True, help="Acknowledge losing this node's changes.")
-def resolve_cmd(
-    config: Path, node: str | None, volume: str, discard_local: bool, accept_data_loss: bool
-) -> None:
-    """Resolve a split brain: throw away this node's changes and resync from the peer."""
-    _data_loss(accept_data_loss, "resolve --discard-local")
-    with replicator(config, volume, node) as drv:
-        drv.resolve_discard_local()
-        click.echo("; ".join(drv.log))
-
-
-@drbd.command("create-md")
-@config_option
-@node_option
-@click.argument("volume")
-@click.option("--force", is_flag=True, help="Overwrite existing metadata.")
-@click.option("--accept-data-loss", is_flag=True, help="Acknowledge that --force loses data.")
-def create_md_cmd(
-    config: Path, node: str | None, volume: str, force: bool, accept_data_loss: bool
-) -> None:
-    """Write DRBD metadata on the backing disk; existing metadata is kept unless forced."""
-    with replicator(config, volume, node) as drv:
-        drv.create_md(force=force, accept_data_loss=accept_data_loss)
-        click.echo("; ".join(drv.log))
-
-
-@drbd.command("verify")
-@config_option
-@node_option
-@click.argument("volume")
-@format_option()
-def verify_cmd(config: Path, node: str | None, volume: str, fmt: str) -> None:
-    """Online verify: compare checksums with the peer and list out-of-sync blocks."""
-    from drorch.cli.progress import ProgressBar
-
-    bar = ProgressBar(f"verify {volume}", 1000)
-
-    def progress(st: Any) -> None:
-        done = st.extra.get("resync_done_percent")
-        if st.extra.get("drbd", {}).get("replication") in ("VerifyS", "VerifyT"):
-            bar.update(int((done or 0.0) * 10), "comparing checksums with the peer")
-
-    with replicator(config, volume, node) as drv:
-        drv.on_progress = progress
-        result = drv.verify()
-        bar.finish(f"{len(result.out_of_sync)} blocks out of sync")
-    render(
-        {
-            "volume": volume,
-            "blocks_checked": result.regions_checked,
-            "block_size": result.region_size,
-            "out_of_sync_blocks": len(result.out_of_sync),
-            "out_of_sync_offsets": list(result.out_of_sync),
-        },
-        fmt,
-    )
-
-
-@drbd.command("watch")
-@config_option
-@node_option
-@click.argument("volume")
-@click.option("--until-synced", is_flag=True, help="Stop when the resync is finished.")
-@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--count", type=int, default=None, help="Stop after this many changes.")
-@format_option()
-def watch_cmd(
-    config: Path,
-    node: str | None,
-    volume: str,
-    until_synced: bool,
-    timeout: float | None,
-    count: int | None,
-    fmt: str,
-) -> None:
-    """Follow drbdsetup events2: one status per change; a progress bar while resyncing."""
-    from drorch.cli.progress import ProgressBar
-    from drorch.replication.drbd.events2 import follow
-
-    with replicator(config, volume, node) as drv:
-        bar: ProgressBar | None = None
-        seen = 0
-        try:
-            for st in follow(drv.runner, volume, drv.mode, timeout=timeout):
-                seen += 1
-                syncing = st.connection.value in ("SyncSource", "SyncTarget")
-                if syncing and fmt == "table":
-                    bar = bar or ProgressBar(f"resync {volume}", 1000)
-                    eta = st.resync_eta_seconds
-                    bar.update(int(st.percent_in_sync * 10), f"eta {eta:.0f}s" if eta else "")
-                else:
-                    if bar is not None:
-                        bar.finish("in sync" if not syncing else "")
-                        bar = None
-                    render(st.as_dict() if fmt != "table" else [st.as_dict()], fmt, None)
-                if until_synced and not syncing and st.out_of_sync_bytes == 0 and seen > 1:
-                    break
-                if count is not None and seen >= count:
-                    break
-        except CommandTimeout:
-            pass  # --timeout ends a bounded watch
-
-
 @drbd.command("fence-peer")
 @config_option
 @node_option
@@ -402,3 +232,7 @@ def fence_peer_cmd(config: Path, node: str | None) -> None:
         sys.exit(UNDECIDED)
     click.echo(f"drorch fence-peer: {decision.reason} -> exit {decision.exit_code}", err=True)
     sys.exit(decision.exit_code)
+
+
+# The operation commands live in their own module; importing it registers them.
+from drorch.cli import drbd_ops_cmd  # noqa: E402, F401

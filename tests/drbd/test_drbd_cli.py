@@ -244,3 +244,29 @@ def test_status_from_proc_drbd_on_a_node_without_drbd(fake_env: dict[str, str]) 
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)[0]
     assert row["extra"] == {"up": False, "reason": "/proc/drbd is missing: no DRBD module"}
+
+
+@pytest.mark.parametrize(
+    ("state", "args", "expected"),
+    [
+        ("outdated-local", ["primary"], "unsafe: local disk of r0 is Outdated"),
+        (
+            "outdated-local",
+            ["primary", "--force", "--accept-data-loss"],
+            "would run: drbdadm primary --force r0",
+        ),
+        ("secondary-peer-primary", ["primary"], "refuse: the peer is Primary for r0"),
+        ("standalone", ["connect"], "would run: drbdadm connect r0"),
+        ("connected-secondary", ["up"], "skip: r0 is already up"),
+        ("split-brain-b", ["resolve", "--discard-local"], "refuse: r0 is Primary here"),
+        ("connected-secondary", ["invalidate"], "would run: drbdadm invalidate r0"),
+    ],
+)
+def test_dry_run_prints_the_decision_and_runs_no_drbdadm(
+    fake_env: dict[str, str], state: str, args: list[str], expected: str
+) -> None:
+    fake_env["DRBD_FAKE_STATE"] = state
+    result = invoke(fake_env, "drbd", *args, "-c", str(LAB), "r0", "--node", "a1", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert expected in result.stdout
+    assert not [c for c in calls(fake_env) if c.startswith("drbdadm")]

@@ -178,6 +178,32 @@ class DrbdReplicator(Replicator):
         self._run(Op.CONNECT, *decision.options)
         self._await_connection()
 
+    def plan(
+        self, action: str, *, force: bool = False, accept_data_loss: bool = False
+    ) -> tuple[policy.Decision, list[str] | None]:
+        """Check mode: observe, decide, and return the decision with the drbdadm command
+        the action would run (None when it would run nothing). Changes nothing."""
+        st = self.status()
+        decisions: dict[str, tuple[Callable[[], policy.Decision], Op]] = {
+            "up": (lambda: policy.decide_up(st), Op.UP),
+            "down": (lambda: policy.decide_down(st), Op.DOWN),
+            "primary": (
+                lambda: policy.decide_promote(st, force=force, accept_data_loss=accept_data_loss),
+                Op.PRIMARY,
+            ),
+            "secondary": (lambda: policy.decide_demote(st), Op.SECONDARY),
+            "connect": (lambda: policy.decide_connect(st), Op.CONNECT),
+            "disconnect": (lambda: policy.decide_disconnect(st), Op.DISCONNECT),
+            "verify": (lambda: policy.decide_verify(st), Op.VERIFY),
+            "invalidate": (lambda: policy.decide_invalidate(st), Op.INVALIDATE),
+            "resolve": (lambda: policy.decide_discard_local(st), Op.CONNECT),
+        }
+        decide, op = decisions[action]
+        decision = decide()
+        if decision.verdict is not policy.Verdict.RUN:
+            return decision, None
+        return decision, drbdadm_argv(op, self.name, *decision.options, config=self.config)
+
     def invalidate(self) -> None:
         """Throw away this node's data of the volume and resync all of it from the peer."""
         if self._decide(policy.decide_invalidate(self.status())):
