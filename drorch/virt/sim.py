@@ -308,7 +308,12 @@ class SimHypervisor(Hypervisor):
     def _hand_over(self, vm: str, dest: SimHypervisor, dest_xml: str) -> None:
         """PERSIST_DEST | UNDEFINE_SOURCE: running and defined at dest only."""
         with update_both(self.store, dest.store) as (source_records, dest_records):
-            if source_records.get(vm, {}).get("state") != VMState.RUNNING:
+            if vm not in source_records:
+                raise MigrationFailed(
+                    f"{vm} left site {self.site} during the migration (moved by another "
+                    "migration or undefined?); nothing was changed at the destination"
+                )
+            if source_records[vm]["state"] != VMState.RUNNING:
                 raise MigrationFailed(f"{vm} stopped at site {self.site} during migration")
             dest_records[vm] = {"xml": dest_xml, "state": VMState.RUNNING.value}
             del source_records[vm]

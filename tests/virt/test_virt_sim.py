@@ -414,3 +414,29 @@ def test_virt_sim_two_processes_share_a_site(tmp_path: Path) -> None:
     assert codes == [0, 0]
     a, _ = sim_pair(two_site_cluster(), Environment(clock=FakeClock(), base_dir=tmp_path))
     assert len(a.list()) == 60
+
+
+class RacingClock(FakeClock):
+    """A second operator migrates the same VM to B while our migration copies."""
+
+    def __init__(self, rival: tuple[SimHypervisor, SimHypervisor]) -> None:
+        super().__init__()
+        self.rival, self.done = rival, False
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if not self.done:
+            self.done = True
+            self.rival[0].migrate_live("web", self.rival[1], MigrationOptions())
+
+
+def test_virt_sim_concurrent_migrations_of_one_vm(tmp_path: Path) -> None:
+    cluster = two_site_cluster()
+    rival = sim_pair(cluster, Environment(clock=FakeClock(), base_dir=tmp_path))
+    rival[0].define(guest_xml("web", 2048, 100))
+    rival[0].start("web")
+    a, b = sim_pair(cluster, Environment(clock=RacingClock(rival), base_dir=tmp_path))
+    with pytest.raises(MigrationFailed, match="web left site A during the migration"):
+        a.migrate_live("web", b, MigrationOptions())
+    assert b.state("web") == VMState.RUNNING and b.list().count("web") == 1
+    assert a.state("web") == VMState.UNDEFINED
