@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from drorch.virt.base import HypervisorError
 
@@ -87,15 +88,45 @@ def storage_plan(xml: str, shared_storage: bool) -> StoragePlan:
     return StoragePlan(True, f"local disks {names} are not shared: copying them (NON_SHARED_DISK)")
 
 
+def nbd_key(host: str, port: int | str, export: str) -> str:
+    """How an NBD disk is named in a path map: nbd://HOST:PORT/EXPORT."""
+    return f"nbd://{host}:{port}/{export}"
+
+
+def _remap_nbd(disk: ET.Element, path_map: Mapping[str, str]) -> str | None:
+    source = disk.find("source")
+    host = source.find("host") if source is not None else None
+    if source is None or host is None or source.get("protocol") != "nbd":
+        return None
+    old = nbd_key(host.get("name", ""), host.get("port", "10809"), source.get("name", ""))
+    new = path_map.get(old)
+    if new is None or new == old:
+        return None
+    parts = urlsplit(new)
+    if parts.scheme != "nbd" or not parts.hostname:
+        raise HypervisorError(f"path map: {old} must map to nbd://HOST:PORT/EXPORT, not {new}")
+    host.set("name", parts.hostname)
+    host.set("port", str(parts.port or 10809))
+    source.set("name", parts.path.lstrip("/") or source.get("name", ""))
+    return f"{old} -> {new}"
+
+
 def remap_disks(xml: str, path_map: Mapping[str, str]) -> tuple[str, list[str]]:
-    """Rewrite local disk sources found in `path_map` (exact paths). Returns the new XML
-    and one line per change; the XML is returned unchanged (same text) when nothing
-    matched."""
+    """Rewrite disk sources found in `path_map`: local disks by exact path, NBD disks by
+    `nbd://HOST:PORT/EXPORT`. Returns the new XML and one line per change; the XML is
+    returned unchanged (same text) when nothing matched."""
     if not path_map:
         return xml, []
     root = _parse(xml)
     changes: list[str] = []
     for disk in root.iterfind("./devices/disk"):
+        target = disk.find("target")
+        dev = target.get("dev", "?") if target is not None else "?"
+        if disk.get("type") == "network":
+            change = _remap_nbd(disk, path_map)
+            if change:
+                changes.append(f"{dev}: {change}")
+            continue
         attr = _LOCAL_SOURCE_ATTR.get(disk.get("type", "file"))
         source = disk.find("source")
         if attr is None or source is None:
@@ -103,8 +134,6 @@ def remap_disks(xml: str, path_map: Mapping[str, str]) -> tuple[str, list[str]]:
         old = source.get(attr)
         if old is not None and old in path_map and path_map[old] != old:
             source.set(attr, path_map[old])
-            target = disk.find("target")
-            dev = target.get("dev", "?") if target is not None else "?"
             changes.append(f"{dev}: {old} -> {path_map[old]}")
     if not changes:
         return xml, []

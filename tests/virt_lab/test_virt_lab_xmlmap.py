@@ -7,7 +7,14 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from drorch.virt.base import HypervisorError
-from drorch.virt.xmlmap import disks, nbd_disk_xml, remap_disks, storage_plan, with_uuid
+from drorch.virt.xmlmap import (
+    disks,
+    nbd_disk_xml,
+    nbd_key,
+    remap_disks,
+    storage_plan,
+    with_uuid,
+)
 
 DOMAIN = """<domain type='qemu'>
   <name>db</name>
@@ -83,3 +90,19 @@ def test_with_uuid_adds_one_after_the_name_and_keeps_an_existing_one() -> None:
 def test_garbage_xml_is_a_hypervisor_error() -> None:
     with pytest.raises(HypervisorError, match="domain XML does not parse"):
         disks("<domain><name>")
+
+
+def test_remap_moves_an_nbd_disk_to_the_dr_sites_export() -> None:
+    out, changes = remap_disks(
+        NBD_ONLY, {nbd_key("10.0.0.2", 10809, "web"): "nbd://10.0.0.3:10900/web-dr"}
+    )
+    assert changes == ["vda: nbd://10.0.0.2:10809/web -> nbd://10.0.0.3:10900/web-dr"]
+    source = ET.fromstring(out).find("./devices/disk/source")
+    assert source is not None and source.get("name") == "web-dr"
+    host = source.find("host")
+    assert host is not None and host.attrib == {"name": "10.0.0.3", "port": "10900"}
+
+
+def test_an_nbd_disk_cannot_be_mapped_to_a_local_path() -> None:
+    with pytest.raises(HypervisorError, match="must map to nbd://HOST:PORT/EXPORT"):
+        remap_disks(NBD_ONLY, {"nbd://10.0.0.2:10809/web": "/dev/sdb"})
