@@ -9,7 +9,7 @@ first) -> start the services -> verify every monitor.
 
 from __future__ import annotations
 
-from drorch.decide.order import dependents, resources, stop_order
+from drorch.decide.order import dependents_map, resources, stop_order
 from drorch.decide.snapshot import RUNNING, Snapshot, active_site, replica_node
 from drorch.decide.startup import (
     service_node,
@@ -21,9 +21,11 @@ from drorch.decide.steps import Action, Plan, Step, fmt_bytes, fmt_seconds
 from drorch.model.types import VM, Cluster, ReplicationMode, Service
 
 
-def _stop_reason(c: Cluster, res: VM | Service, moving_cold: set[str], src: str) -> str:
+def _stop_reason(
+    res: VM | Service, users: dict[str, list[str]], moving_cold: set[str], src: str
+) -> str:
     reason = f"{res.name} is not migratable: stop it at {src} before the volumes switch"
-    waiting = [d for d in dependents(c, res.name) if d in moving_cold]
+    waiting = [d for d in users.get(res.name, []) if d in moving_cold]
     if waiting:
         verb = "depends" if len(waiting) == 1 else "depend"
         reason += f" (after {', '.join(waiting)}, which {verb} on it)"
@@ -32,13 +34,14 @@ def _stop_reason(c: Cluster, res: VM | Service, moving_cold: set[str], src: str)
 
 def _stop_steps(c: Cluster, snapshot: Snapshot, src: str) -> tuple[list[Step], set[str]]:
     cold = {r.name for r in resources(c) if not r.migratable}
+    users = dependents_map(c)
     steps: list[Step] = []
     for res in stop_order(c, cold):
         if isinstance(res, VM):
             if snapshot.vm_state(res.domain, src) != RUNNING:
                 continue
             steps.append(
-                Step(Action.SHUTDOWN_VM, res.name, _stop_reason(c, res, cold, src), site=src)
+                Step(Action.SHUTDOWN_VM, res.name, _stop_reason(res, users, cold, src), site=src)
             )
         else:
             node = service_node(c, res, src)
@@ -46,7 +49,7 @@ def _stop_steps(c: Cluster, snapshot: Snapshot, src: str) -> tuple[list[Step], s
                 Step(
                     Action.STOP_SERVICE,
                     res.name,
-                    _stop_reason(c, res, cold, src),
+                    _stop_reason(res, users, cold, src),
                     site=src,
                     node=node,
                 )

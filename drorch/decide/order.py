@@ -23,23 +23,45 @@ def resources(cluster: Cluster) -> list[Resource]:
     return [*cluster.vms, *cluster.services]
 
 
-def start_order(cluster: Cluster, only: Iterable[str] | None = None) -> list[Resource]:
-    """Every resource after everything it depends on. `only` restricts the result (the
-    relative order still honours dependencies through resources left out)."""
-    items = resources(cluster)
+def _depths(items: list[Resource]) -> dict[str, int]:
+    """Layer of each resource: 0 without dependencies, else 1 + its deepest dependency."""
     by_name = {r.name: r for r in items}
-    done: set[str] = set()
-    ordered: list[Resource] = []
-    remaining = list(items)
-    while remaining:
-        ready = [r for r in remaining if all(d in done or d not in by_name for d in r.depends_on)]
-        if not ready:
-            names = ", ".join(r.name for r in remaining)
-            raise DependencyCycle(f"dependency cycle among: {names}")
-        for r in ready:
-            done.add(r.name)
-            ordered.append(r)
-        remaining = [r for r in remaining if r.name not in done]
+    depth: dict[str, int] = {}
+    for root in items:
+        if root.name in depth:
+            continue
+        # iterative DFS (no recursion limit on long chains); `path` detects cycles
+        stack: list[tuple[Resource, int]] = [(root, 0)]
+        path: set[str] = {root.name}
+        while stack:
+            res, i = stack[-1]
+            deps = [d for d in res.depends_on if d in by_name]
+            if i < len(deps):
+                stack[-1] = (res, i + 1)
+                dep = deps[i]
+                if dep in depth:
+                    continue
+                if dep in path:
+                    cycle = [r.name for r, _ in stack]
+                    names = ", ".join(sorted({*cycle[cycle.index(dep) :], dep}))
+                    raise DependencyCycle(f"dependency cycle among: {names}")
+                path.add(dep)
+                stack.append((by_name[dep], 0))
+                continue
+            depth[res.name] = 1 + max((depth[d] for d in deps), default=-1)
+            path.discard(res.name)
+            stack.pop()
+    return depth
+
+
+def start_order(cluster: Cluster, only: Iterable[str] | None = None) -> list[Resource]:
+    """Every resource after everything it depends on, layer by layer (each layer in config
+    order). `only` restricts the result; the order still honours dependencies through
+    resources left out."""
+    items = resources(cluster)
+    depth = _depths(items)
+    index = {r.name: i for i, r in enumerate(items)}
+    ordered = sorted(items, key=lambda r: (depth[r.name], index[r.name]))
     if only is not None:
         wanted = set(only)
         ordered = [r for r in ordered if r.name in wanted]
@@ -53,4 +75,13 @@ def stop_order(cluster: Cluster, only: Iterable[str] | None = None) -> list[Reso
 
 def dependents(cluster: Cluster, name: str) -> list[str]:
     """Names of resources that depend on `name` directly, in config order."""
-    return [r.name for r in resources(cluster) if name in r.depends_on]
+    return dependents_map(cluster).get(name, [])
+
+
+def dependents_map(cluster: Cluster) -> dict[str, list[str]]:
+    """name -> names of the resources that depend on it directly, in config order."""
+    out: dict[str, list[str]] = {}
+    for r in resources(cluster):
+        for dep in r.depends_on:
+            out.setdefault(dep, []).append(r.name)
+    return out

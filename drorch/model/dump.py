@@ -165,5 +165,16 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
     return out
 
 
+# libyaml's emitter when available: the same YAML, several times faster.
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def cluster_to_yaml(c: Cluster) -> str:
-    return yaml.safe_dump(cluster_to_dict(c), sort_keys=False, default_flow_style=False)
+    text: str = yaml.dump(
+        cluster_to_dict(c),
+        Dumper=_DUMPER,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+    )
+    return text

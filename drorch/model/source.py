@@ -40,15 +40,26 @@ def _pos(file: str, mark: yaml.Mark | None) -> Position:
     return Position(file, mark.line + 1, mark.column + 1)
 
 
-def _construct_scalar(node: yaml.ScalarNode) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+# libyaml's parser when PyYAML was built with it (several times faster on big files);
+# it reports the same marks and problems.
+_COMPOSE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _convert(node: yaml.Node, file: str, reports: list[ReportItem]) -> Located:
+class _ScalarConstructor(yaml.constructor.SafeConstructor):
+    """Resolves plain scalars with YAML 1.1 safe rules; one per parse, reused per node."""
+
+
+def _construct_scalar(node: yaml.ScalarNode, constructor: _ScalarConstructor | None = None) -> Any:
+    return (constructor or _ScalarConstructor()).construct_object(node, deep=True)
+
+
+def _convert(
+    node: yaml.Node,
+    file: str,
+    reports: list[ReportItem],
+    constructor: _ScalarConstructor | None = None,
+) -> Located:
+    constructor = constructor or _ScalarConstructor()
     pos = _pos(file, node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Located] = {}
@@ -58,7 +69,7 @@ def _convert(node: yaml.Node, file: str, reports: list[ReportItem]) -> Located:
             if not isinstance(key_node, yaml.ScalarNode):
                 reports.append(ReportItem("yaml-key", "mapping keys must be plain strings", kpos))
                 continue
-            key = str(_construct_scalar(key_node))
+            key = str(_construct_scalar(key_node, constructor))
             if key in out:
                 reports.append(
                     ReportItem(
@@ -69,19 +80,19 @@ def _convert(node: yaml.Node, file: str, reports: list[ReportItem]) -> Located:
                 )
                 continue
             keys[key] = kpos
-            out[key] = _convert(value_node, file, reports)
+            out[key] = _convert(value_node, file, reports, constructor)
         return Located(out, pos, keys)
     if isinstance(node, yaml.SequenceNode):
-        return Located([_convert(n, file, reports) for n in node.value], pos)
+        return Located([_convert(n, file, reports, constructor) for n in node.value], pos)
     if isinstance(node, yaml.ScalarNode):
-        return Located(_construct_scalar(node), pos)
+        return Located(_construct_scalar(node, constructor), pos)
     raise TypeError(f"unexpected YAML node {node!r}")  # pragma: no cover - yaml has 3 kinds
 
 
 def parse_located(text: str, file: str) -> Located:
     """Parse YAML text; raise ConfigError(`yaml` code) with the position of a syntax error."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_COMPOSE_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or str(exc)

@@ -116,4 +116,4 @@ def test_show_refuses_a_broken_file(tmp_path: Path) -> None:
     bad.write_text("cluster: x\n  primary_site: A\n")
     result = run("config", "show", "-c", str(bad))
     assert result.exit_code == 2
-    assert f"{bad}:2:15: yaml: mapping values are not allowed here" in result.stderr
+    assert f"{bad}:2:15: yaml: mapping values are not allowed" in result.stderr

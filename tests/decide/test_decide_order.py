@@ -28,3 +28,14 @@ def test_a_cycle_is_named_not_looped_on() -> None:
                           Service("q", "true", "true", depends_on=("p",))))  # fmt: skip
     with pytest.raises(DependencyCycle, match="dependency cycle among: p, q"):
         start_order(c)
+
+
+def test_long_chains_and_layers() -> None:
+    chain = tuple(
+        Service(f"s{i}", "true", "true", depends_on=(f"s{i - 1}",) if i else ())
+        for i in range(3000)
+    )
+    site = Site("A", (Node("a1"),))
+    c = Cluster("x", (site, Site("B", (Node("b1"),))), "A", services=tuple(reversed(chain)))
+    assert names(start_order(c))[:3] == ["s0", "s1", "s2"]  # no recursion limit
+    assert names(stop_order(c))[0] == "s2999"
