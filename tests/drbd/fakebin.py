@@ -12,6 +12,7 @@ DRBDSETUP = """#!/bin/sh
 # fake drbdsetup: prints the fixture of the state named in $DRBD_FAKE_STATE
 echo "drbdsetup $*" >> "$DRBD_FAKE_LOG"
 state="${DRBD_FAKE_STATE:-connected-secondary}"
+if [ -n "$DRBD_FAKE_STATE_FILE" ]; then state="$(cat "$DRBD_FAKE_STATE_FILE")"; fi
 case "$1" in
   status)
     if [ "$state" = "down" ]; then echo "$2: No such resource" >&2; exit 10; fi
@@ -30,6 +31,9 @@ esac
 DRBDADM = """#!/bin/sh
 # fake drbdadm: records the call; fails with a fixture when $DRBD_FAKE_FAIL names one
 echo "drbdadm $*" >> "$DRBD_FAKE_LOG"
+if [ -n "$DRBD_FAKE_FAIL_FILE" ] && [ -s "$DRBD_FAKE_FAIL_FILE" ]; then
+  read -r DRBD_FAKE_FAIL DRBD_FAKE_RC < "$DRBD_FAKE_FAIL_FILE"
+fi
 if [ -n "$DRBD_FAKE_FAIL" ]; then
   cat "$FIXTURES/$DRBD_FAKE_FAIL" >&2
   exit "${DRBD_FAKE_RC:-11}"
