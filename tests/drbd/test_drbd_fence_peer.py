@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -108,5 +109,72 @@ def test_against_a_real_quorum_daemon(tmp_path: Path) -> None:
                 cluster_for("b"), {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "0"}, node="b1"
             )
             assert b.exit_code == PEER_IS_PRIMARY, b.reason
+    finally:
+        daemon.stop()
+
+
+def test_real_drbdadm_runs_the_rendered_handler_against_a_real_daemon(tmp_path: Path) -> None:
+    """The whole chain as DRBD would drive it: the kernel's usermode helper call
+    `drbdadm fence-peer r0` (real drbdadm, hostname a1) runs the handler line from the
+    rendered resource file, which asks the real quorum daemon; drbdadm exits with the
+    handler's code."""
+    import subprocess
+    import sys
+
+    from tests.drbd.test_drbd_cli import LAB
+    from tests.quorum.conftest import InProcessWitness, Pki, config_text, free_port
+
+    pki = Pki(tmp_path)
+    for name in ("server", "c1-a", "c1-b", "c2-a", "c2-b"):
+        pki.fingerprints[name] = generate_self_signed(name, tmp_path)[2]
+    port = free_port()
+    qconf = tmp_path / "quorumd.yaml"
+    qconf.write_text(config_text(pki, port, lease_ms=5000))
+    cluster_yaml = tmp_path / "cluster.yaml"
+    text = LAB.read_text().replace("cluster: drbd-lab", "cluster: c1")
+    text = text.replace("127.0.0.1:7405", f"127.0.0.1:{port}")
+    text = text.replace(
+        '"sha256:0000000000000000000000000000000000000000000000000000000000000000"',
+        f'"{pki.fingerprints["server"]}"',
+    )
+    text = text.replace("/etc/drorch/site.crt", str(pki.cert("c1-a")))
+    text = text.replace("/etc/drorch/site.key", str(pki.key("c1-a")))
+    cluster_yaml.write_text(text)
+    from click.testing import CliRunner
+
+    from drorch.cli.main import cli
+
+    rendered = CliRunner().invoke(
+        cli,
+        [
+            "drbd", "render", "-c", str(cluster_yaml), "r0",
+            "--config-path", str(cluster_yaml), "--drorch-bin", f"{sys.executable} -m drorch",
+        ],
+    )  # fmt: skip
+    assert rendered.exit_code == 0, rendered.output
+    res = tmp_path / "r0.res"
+    res.write_text(rendered.stdout)
+
+    def fence_peer() -> subprocess.CompletedProcess[str]:
+        script = 'hostname a1 && exec drbdadm -c "$1" fence-peer r0'
+        return subprocess.run(
+            ["unshare", "-u", "sh", "-c", script, "sh", str(res)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "1"},
+            cwd=Path(__file__).resolve().parents[2],
+        )
+
+    daemon = InProcessWitness(pki, port, qconf, init=True)
+    try:
+        before = fence_peer()
+        assert before.returncode == UNDECIDED, before.stderr
+        assert "no site holds quorum" in before.stderr
+        with daemon.connect(site="A") as holder:
+            assert holder.heartbeat(1, want=True, nodes=1).granted
+            during = fence_peer()
+        assert during.returncode == PEER_OUTDATED, during.stderr
+        assert "r0: a1 (site A) lost b1; site A holds quorum (epoch 1)" in during.stderr
     finally:
         daemon.stop()
