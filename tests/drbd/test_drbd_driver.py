@@ -454,3 +454,15 @@ def test_corrupt_epoch_file_is_reported() -> None:
     runner.files[EPOCH] = "banana\n"
     with pytest.raises(ReplicationError, match="holds 'banana', not an epoch"):
         drv.status()
+
+
+def test_watch_yields_a_status_per_change_without_polling() -> None:
+    drv, runner = make(Expect(EVENTS, stdout=fixture_text("events2-stream.txt")))
+    drv.epoch = 4
+    seen = list(drv.watch())
+    runner.assert_done()  # one events2 process, no status polling
+    assert [s.connection for s in seen][:2] == [ConnState.CONNECTED, ConnState.CONNECTED]
+    assert seen[1].role is Role.PRIMARY
+    assert {s.epoch for s in seen} == {4}
+    assert seen[-1].connection is ConnState.CONNECTED and seen[-1].out_of_sync_bytes == 0
+    assert any(s.connection is ConnState.SYNC_SOURCE for s in seen)

@@ -14,7 +14,7 @@ handler (`fence_peer.py`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -102,6 +102,17 @@ class DrbdReplicator(Replicator):
         if not generation:
             return {}, f"{' '.join(argv)} exited {result.returncode}: {drbd_message(result)}"
         return generation, None
+
+    def watch(self, timeout: float | None = None) -> Generator[ReplicationStatus, None, None]:
+        """The status each time DRBD reports a change (`drbdsetup events2`), without
+        polling, for an agent to react to. Closing the generator stops drbdsetup; the
+        runner's CommandTimeout ends it after `timeout` seconds."""
+        stream = follow(self.runner, self.name, self.mode, timeout=timeout)
+        try:
+            for st in stream:
+                yield replace(st, epoch=self.epoch)
+        finally:
+            stream.close()
 
     # -- acting ----------------------------------------------------------------------
 
