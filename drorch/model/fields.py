@@ -93,6 +93,13 @@ def suggestion(word: str, choices: list[str]) -> str:
 def expect_mapping(loc: Located, what: str, ctx: Context) -> bool:
     if isinstance(loc.value, dict):
         return True
+    if isinstance(loc.value, list) and what == "sites":
+        ctx.error(
+            "wrong-type",
+            "sites must be a mapping of site name to its nodes, e.g. `A: {nodes: [...]}`",
+            loc.position,
+        )
+        return False
     ctx.error("wrong-type", f"{what} must be a mapping, not {kind(loc.value)}", loc.position)
     return False
 
@@ -100,6 +107,8 @@ def expect_mapping(loc: Located, what: str, ctx: Context) -> bool:
 def expect_list(loc: Located, what: str, ctx: Context) -> list[Located]:
     if isinstance(loc.value, list):
         return list(loc.value)
+    if loc.value is None:  # `vms:` with every entry commented out means none
+        return []
     ctx.error("wrong-type", f"{what} must be a list, not {kind(loc.value)}", loc.position)
     return []
 
@@ -112,8 +121,9 @@ class Fields:
         self.path = path
         self.ctx = ctx
         self.what = what
-        self.ok = expect_mapping(loc, what, ctx)
-        self.values: dict[str, Located] = loc.value if self.ok else {}
+        # an empty section (`fencing:` with everything commented out) means all defaults
+        self.ok = loc.value is None or expect_mapping(loc, what, ctx)
+        self.values: dict[str, Located] = loc.value if isinstance(loc.value, dict) else {}
         self.allowed: list[str] = []
         ctx.where.record(path, loc.position)
 
@@ -228,7 +238,7 @@ class _Bad(ValueError):
 
 
 def _as_str(loc: Located) -> str:
-    v = loc.value
+    v = loc.plain()
     if isinstance(v, str) and v.strip():
         return v
     if isinstance(v, int | float) and not isinstance(v, bool):
@@ -237,7 +247,7 @@ def _as_str(loc: Located) -> str:
 
 
 def _as_name(loc: Located) -> str:
-    v = loc.value
+    v = loc.plain()
     if isinstance(v, int) and not isinstance(v, bool):
         v = str(v)
     if not isinstance(v, str):
@@ -251,13 +261,14 @@ def _as_name(loc: Located) -> str:
 
 
 def _as_bool(loc: Located) -> bool:
-    if isinstance(loc.value, bool):
-        return loc.value
-    raise _Bad("wrong-type", f"expected true or false, got {loc.value!r}")
+    v = loc.plain()
+    if isinstance(v, bool):
+        return v
+    raise _Bad("wrong-type", f"expected true or false, got {v!r}")
 
 
 def _as_int(loc: Located, low: int, high: int | None) -> int:
-    v = loc.value
+    v = loc.plain()
     if isinstance(v, bool) or not isinstance(v, int):
         raise _Bad("wrong-type", f"expected a whole number, got {v!r}")
     if v < low or (high is not None and v > high):
@@ -267,7 +278,7 @@ def _as_int(loc: Located, low: int, high: int | None) -> int:
 
 
 def _as_number(loc: Located, low: float) -> float:
-    v = loc.value
+    v = loc.plain()
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise _Bad("wrong-type", f"expected a number, got {v!r}")
     if v < low:
@@ -277,26 +288,26 @@ def _as_number(loc: Located, low: float) -> float:
 
 def _as_duration(loc: Located, positive: bool) -> float:
     try:
-        seconds = parse_duration(loc.value)
+        seconds = parse_duration(loc.plain())
     except UnitError as exc:
         raise _Bad("bad-duration", str(exc)) from exc
     if positive and seconds <= 0:
-        raise _Bad("bad-duration", f"must be longer than zero, got {loc.value!r}")
+        raise _Bad("bad-duration", f"must be longer than zero, got {loc.plain()!r}")
     return seconds
 
 
 def _as_size(loc: Located) -> int:
     try:
-        size = parse_size(loc.value)
+        size = parse_size(loc.plain())
     except UnitError as exc:
         raise _Bad("bad-size", str(exc)) from exc
     if size <= 0:
-        raise _Bad("bad-size", f"must be larger than zero, got {loc.value!r}")
+        raise _Bad("bad-size", f"must be larger than zero, got {loc.plain()!r}")
     return size
 
 
 def _as_choice(loc: Located, choices: tuple[str, ...]) -> str:
-    v = loc.value
+    v = loc.plain()
     if isinstance(v, str) and v in choices:
         return v
     hint = suggestion(str(v), list(choices))

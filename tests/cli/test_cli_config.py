@@ -62,7 +62,7 @@ def test_validate_json_lists_errors_with_positions(tmp_path: Path) -> None:
     assert data["ok"] is False
     assert data["errors"] == [
         {"file": str(bad), "line": 3, "col": 8, "code": "wrong-type", "severity": "error",
-         "message": "sites must be a mapping, not a list"},
+         "message": "sites must be a mapping of site name to its nodes, e.g. `A: {nodes: [...]}`"},
     ]  # fmt: skip
 
 

@@ -94,3 +94,43 @@ def test_all_errors_are_reported_at_once() -> None:
     assert codes == ["unknown-site", "takeover-wait-too-short", "unknown-key"]
     lines = [r.position.line for r in info.value.reports if r.position]
     assert lines == sorted(lines)
+
+
+def test_empty_file_names_every_missing_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_cluster_text("", "empty.yaml")
+    assert [str(r) for r in info.value.reports] == [
+        "empty.yaml:1:1: missing-key: the cluster needs 'cluster'",
+        "empty.yaml:1:1: missing-key: the cluster needs 'primary_site'",
+        "empty.yaml:1:1: missing-key: the cluster needs 'sites'",
+    ]
+
+
+def test_top_level_list_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_cluster_text("- a\n- b\n", "list.yaml")
+    assert [str(r) for r in info.value.reports] == [
+        "list.yaml:1:1: wrong-type: the config file must be a mapping, not a list"
+    ]
+
+
+def test_empty_sections_mean_defaults_and_none() -> None:
+    text = config_text(vms="vms:\n", services="services:\n", extra="migration:\n")
+    cluster, _ = parse_cluster_text(text)
+    assert cluster.vms == () and cluster.services == ()
+    assert cluster.migration.max_downtime == 0.3
+
+
+def test_wrong_types_in_fields_are_reported_per_field() -> None:
+    text = config_text(
+        fencing="fencing:\n  watchdog: soft\n  watchdog_timeout: [5]\n  margin: true\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_cluster_text(text, "c.yaml")
+    assert [(r.code, r.message) for r in info.value.reports] == [
+        (
+            "bad-duration",
+            "fencing.watchdog_timeout: expected a duration like 500ms, 10s or 2m, got [5]",
+        ),
+        ("bad-duration", "fencing.margin: expected a duration like 500ms, 10s or 2m, got True"),
+    ]
