@@ -43,9 +43,17 @@ from drorch.replication.base import (
 )
 
 STATUS_KEYS = {
-    "name", "role", "disk", "connection", "mode", "out_of_sync_bytes",
-    "lag_bytes", "generation", "epoch", "nbd",
-}  # fmt: skip
+    "name",
+    "role",
+    "disk",
+    "connection",
+    "mode",
+    "out_of_sync_bytes",
+    "lag_bytes",
+    "generation",
+    "epoch",
+    "nbd",
+}
 CONNECTED = (ConnState.CONNECTED,)
 
 

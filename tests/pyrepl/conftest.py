@@ -94,8 +94,15 @@ class Cluster:
     ) -> Side:
         backing = self.root / f"{label}.img"
         control = self.root / f"{label}.ctl"
-        config = EngineConfig(name="vol", backing=backing, size=size, mode=mode, role=role,
-                              region_size=REGION, **engine)  # fmt: skip
+        config = EngineConfig(
+            name="vol",
+            backing=backing,
+            size=size,
+            mode=mode,
+            role=role,
+            region_size=REGION,
+            **engine,
+        )
         options = ServeOptions(
             engine=config,
             control=control,
@@ -145,22 +152,47 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 class ServeProcess:
     """`python -m drorch repl serve ...` as a child process, stopped by PID."""
 
-    def __init__(self, root: Path, label: str, role: str, mode: str,
-                 peer: str | None = None, size: str = "4MiB") -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        label: str,
+        role: str,
+        mode: str,
+        peer: str | None = None,
+        size: str = "4MiB",
+    ) -> None:
         self.control = root / f"{label}.ctl"
         self.backing = root / f"{label}.img"
         self.log = root / f"{label}.log"
         argv = [
-            sys.executable, "-m", "drorch", "repl", "serve",
-            "--name", "vol", "--backing", str(self.backing), "--size", size,
-            "--role", role, "--mode", mode, "--listen", "127.0.0.1:0",
-            "--nbd", "127.0.0.1:0", "--control", str(self.control),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "drorch",
+            "repl",
+            "serve",
+            "--name",
+            "vol",
+            "--backing",
+            str(self.backing),
+            "--size",
+            size,
+            "--role",
+            role,
+            "--mode",
+            mode,
+            "--listen",
+            "127.0.0.1:0",
+            "--nbd",
+            "127.0.0.1:0",
+            "--control",
+            str(self.control),
+        ]
         if peer:
             argv += ["--peer", peer]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO,
-                                         env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=log, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
+            )
         self.label = label
 
     def wait_ready(self) -> None:
@@ -180,8 +212,14 @@ class ServeProcess:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "drorch", "repl", *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
 
     def status_json(self) -> dict[str, Any]:
         out = self.cli("status", "--control", str(self.control), "--format", "json")
@@ -213,8 +251,9 @@ class ServeProcess:
 def processes(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
-    def start(label: str, role: str, mode: str = "sync", peer: str | None = None,
-              size: str = "4MiB") -> ServeProcess:  # fmt: skip
+    def start(
+        label: str, role: str, mode: str = "sync", peer: str | None = None, size: str = "4MiB"
+    ) -> ServeProcess:
         proc = ServeProcess(tmp_path, label, role, mode, peer, size)
         started.append(proc)
         proc.wait_ready()

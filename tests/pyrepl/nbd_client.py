@@ -6,6 +6,7 @@ and so malformed-traffic tests can speak a half-correct protocol on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from types import TracebackType
@@ -53,7 +54,7 @@ class NbdClient:
         return bool(self.flags & nbd.TF_READ_ONLY)
 
     def _go(self, export: str) -> tuple[int, int]:
-        magic, opt, hflags = struct.unpack(">QQH", recv_exact(self.sock, 18))
+        magic, opt, _hflags = struct.unpack(">QQH", recv_exact(self.sock, 18))
         assert (magic, opt) == (nbd.NBDMAGIC, nbd.IHAVEOPT)
         self.sock.sendall(struct.pack(">I", nbd.FLAG_FIXED_NEWSTYLE | nbd.FLAG_NO_ZEROES))
         name = export.encode()
@@ -70,11 +71,11 @@ class NbdClient:
             elif rtype & (1 << 31):
                 raise NbdError(rtype)
 
-    def request(self, cmd: int, offset: int = 0, length: int = 0, data: bytes = b"",
-                flags: int = 0) -> bytes:  # fmt: skip
+    def request(
+        self, cmd: int, offset: int = 0, length: int = 0, data: bytes = b"", flags: int = 0
+    ) -> bytes:
         self._handle += 1
-        header = struct.pack(">IHHQQI", nbd.REQUEST_MAGIC, flags, cmd, self._handle, offset,
-                             length)  # fmt: skip
+        header = struct.pack(">IHHQQI", nbd.REQUEST_MAGIC, flags, cmd, self._handle, offset, length)
         self.sock.sendall(header + data)
         if cmd == nbd.Cmd.DISC:
             return b""
@@ -94,8 +95,6 @@ class NbdClient:
         self.request(nbd.Cmd.FLUSH)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.request(nbd.Cmd.DISC)
-        except OSError:
-            pass
         self.sock.close()

@@ -26,20 +26,34 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_qemu_io_writes_and_reads_a_pattern(cluster: Cluster) -> None:
     a, b = cluster.pair()
-    out = run("qemu-io", "-f", "raw", "-c", "write -P 0xa5 64k 192k", "-c",
-              "write -z 1M 64k", "-c", "discard 2M 64k", "-c", "flush", uri(a))  # fmt: skip
+    out = run(
+        "qemu-io",
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0xa5 64k 192k",
+        "-c",
+        "write -z 1M 64k",
+        "-c",
+        "discard 2M 64k",
+        "-c",
+        "flush",
+        uri(a),
+    )
     assert out.returncode == 0, out.stderr
     assert "wrote 196608/196608 bytes at offset 65536" in out.stdout
-    out = run("qemu-io", "-f", "raw", "-c", "read -P 0xa5 64k 192k", "-c",
-              "read -P 0 1M 64k", uri(a))  # fmt: skip
+    out = run(
+        "qemu-io", "-f", "raw", "-c", "read -P 0xa5 64k 192k", "-c", "read -P 0 1M 64k", uri(a)
+    )
     assert out.returncode == 0 and "Pattern verification failed" not in out.stdout, out.stdout
     assert b.content()[65536 : 65536 + 196608] == b"\xa5" * 196608
 
 
 def test_qemu_img_compare_after_sync(cluster: Cluster) -> None:
     a, b = cluster.pair()
-    out = run("qemu-io", "-f", "raw", "-c", "write -P 0x3c 0 1M", "-c",
-              "write -P 0x77 3M 4k", uri(a))  # fmt: skip
+    out = run(
+        "qemu-io", "-f", "raw", "-c", "write -P 0x3c 0 1M", "-c", "write -P 0x77 3M 4k", uri(a)
+    )
     assert out.returncode == 0, out.stderr
     cmp = run("qemu-img", "compare", "-f", "raw", "-F", "raw", str(a.backing), str(b.backing))
     assert cmp.returncode == 0 and "Images are identical" in cmp.stdout, cmp.stdout + cmp.stderr
@@ -71,7 +85,7 @@ def test_qemu_img_info_and_nbdinfo(cluster: Cluster) -> None:
 
 
 def test_qemu_io_cannot_write_to_the_secondary(cluster: Cluster) -> None:
-    a, b = cluster.pair()
+    _a, b = cluster.pair()
     out = run("qemu-io", "-f", "raw", "-c", "write -P 1 0 4k", uri(b))
     assert "Permission denied" in out.stdout + out.stderr or "read-only" in out.stdout + out.stderr
     assert b.content()[:4096] == bytes(4096)
@@ -87,8 +101,16 @@ def test_unix_socket_export(cluster: Cluster) -> None:
     daemon.start()
     try:
         assert daemon.engine.nbd_uri == f"nbd+unix:///vol?socket={sock}"
-        out = run("qemu-io", "-f", "raw", "-c", "write -P 9 0 4k", "-c", "read -P 9 0 4k",
-                  daemon.engine.nbd_uri)  # fmt: skip
+        out = run(
+            "qemu-io",
+            "-f",
+            "raw",
+            "-c",
+            "write -P 9 0 4k",
+            "-c",
+            "read -P 9 0 4k",
+            daemon.engine.nbd_uri,
+        )
         assert out.returncode == 0 and "verification failed" not in out.stdout, out.stdout
     finally:
         daemon.close()
@@ -179,7 +201,7 @@ def test_oversized_write_closes_the_client(cluster: Cluster) -> None:
     try:
         hdr = struct.pack(">IHHQQI", nbd.REQUEST_MAGIC, 0, nbd.Cmd.WRITE, 1, 0, 1 << 30)
         c.sock.sendall(hdr)
-        magic, err, _h = struct.unpack(">IIQ", recv_exact(c.sock, 16))
+        _magic, err, _h = struct.unpack(">IIQ", recv_exact(c.sock, 16))
         assert err == nbd.EINVAL
         assert c.sock.recv(1) == b""
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from drorch.replication.base import ReplicationError, Role, SplitBrain, StaleEpoch, UnsafeOperation
 from tests.pyrepl.conftest import REGION, SIZE, Cluster, connected, wait_until
-from tests.pyrepl.nbd_client import NbdClient, NbdError
+from tests.pyrepl.nbd_client import NbdError
 
 
 def block(i: int, size: int = 4096) -> bytes:
@@ -45,9 +45,13 @@ def test_async_replica_is_always_a_prefix(cluster: Cluster) -> None:
                 # find the newest block present, then read every older one: they were
                 # applied before it, so a missing one would be a hole in the history
                 newest = next(
-                    (i for i in reversed(range(count))
-                     if os.pread(fd, 4096, i * 4096) == block(i + 1)), -1,
-                )  # fmt: skip
+                    (
+                        i
+                        for i in reversed(range(count))
+                        if os.pread(fd, 4096, i * 4096) == block(i + 1)
+                    ),
+                    -1,
+                )
                 for i in range(newest):
                     if os.pread(fd, 4096, i * 4096) != block(i + 1):
                         violations.append(f"hole at block {i} below block {newest}")

@@ -13,19 +13,40 @@ from tests.pyrepl.conftest import ServeProcess, wait_until
 from tests.pyrepl.nbd_client import NbdClient
 
 Start = Callable[..., ServeProcess]
-STATUS_KEYS = {"name", "role", "disk", "connection", "mode", "out_of_sync_bytes", "lag_bytes",
-               "generation", "epoch", "nbd"}  # fmt: skip
+STATUS_KEYS = {
+    "name",
+    "role",
+    "disk",
+    "connection",
+    "mode",
+    "out_of_sync_bytes",
+    "lag_bytes",
+    "generation",
+    "epoch",
+    "nbd",
+}
 
 
 def block(i: int) -> bytes:
     return i.to_bytes(4, "big") * 1024
 
 
+def synced(p: ServeProcess) -> bool:
+    st = p.status()
+    return st["connection"] == "Connected" and st["disk"] == "UpToDate"
+
+
 def pair(processes: Start, mode: str) -> tuple[ServeProcess, ServeProcess]:
     b = processes("b", "secondary", mode)
     a = processes("a", "primary", mode, peer=b.listen)
-    wait_until("connected", lambda: b.status()["connection"] == "Connected"
-               and b.status()["disk"] == "UpToDate" and a.status()["connection"] == "Connected")  # fmt: skip
+    wait_until(
+        "connected",
+        lambda: (
+            b.status()["connection"] == "Connected"
+            and b.status()["disk"] == "UpToDate"
+            and a.status()["connection"] == "Connected"
+        ),
+    )
     return a, b
 
 
@@ -34,8 +55,11 @@ def test_status_json_and_table(processes: Start) -> None:
     data = a.status_json()
     assert set(data) >= STATUS_KEYS
     assert (data["name"], data["role"], data["disk"], data["mode"]) == (
-        "vol", "primary", "UpToDate", "async",
-    )  # fmt: skip
+        "vol",
+        "primary",
+        "UpToDate",
+        "async",
+    )
     assert data["connection"] == "Connecting"
     assert data["nbd"].startswith("nbd://127.0.0.1:") and data["nbd"].endswith("/vol")
     assert isinstance(data["generation"], dict) and data["generation"]["current"] != "0"
@@ -62,8 +86,17 @@ def test_promote_of_inconsistent_secondary_exits_3(processes: Start) -> None:
     assert "Inconsistent" in out.stderr and "--force --accept-data-loss" in out.stderr
     out = b.cli("promote", "--control", str(b.control), "--force")
     assert out.returncode == 2  # usage: --force needs --accept-data-loss
-    out = b.cli("promote", "--control", str(b.control), "--epoch", "4", "--force",
-                "--accept-data-loss", "--format", "json")  # fmt: skip
+    out = b.cli(
+        "promote",
+        "--control",
+        str(b.control),
+        "--epoch",
+        "4",
+        "--force",
+        "--accept-data-loss",
+        "--format",
+        "json",
+    )
     assert out.returncode == 0, out.stderr
     assert b.status_json()["role"] == "primary"
 
@@ -72,8 +105,23 @@ def test_cli_errors(processes: Start, tmp_path: os.PathLike[str]) -> None:
     b = processes("b", "secondary", "sync")
     out = b.cli("status", "--control", f"{tmp_path}/nothing.ctl")
     assert out.returncode == 1 and "no pyrepl daemon answers" in out.stderr
-    out = b.cli("serve", "--name", "v", "--backing", "x", "--size", "1MiB", "--role",
-                "primary", "--mode", "sync", "--listen", "nonsense", "--control", "c")  # fmt: skip
+    out = b.cli(
+        "serve",
+        "--name",
+        "v",
+        "--backing",
+        "x",
+        "--size",
+        "1MiB",
+        "--role",
+        "primary",
+        "--mode",
+        "sync",
+        "--listen",
+        "nonsense",
+        "--control",
+        "c",
+    )
     assert out.returncode == 2 and "HOST:PORT" in out.stderr
     out = b.cli("status")
     assert out.returncode == 2
@@ -139,9 +187,7 @@ def test_kill_9_async_primary_leaves_a_prefix(processes: Start) -> None:
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_restarted_old_primary_resyncs_from_the_promoted_side(
-    processes: Start, mode: str
-) -> None:
+def test_restarted_old_primary_resyncs_from_the_promoted_side(processes: Start, mode: str) -> None:
     a, b = pair(processes, mode)
     with NbdClient(*a.nbd, "vol") as c:
         c.write(0, b"1" * 65536)
@@ -152,6 +198,9 @@ def test_restarted_old_primary_resyncs_from_the_promoted_side(
         c.write(65536, b"2" * 65536)
     # the old primary comes back (same backing file and metadata) as secondary
     a2 = processes("a", "secondary", mode, peer=b.listen)
-    wait_until("resync", lambda: a2.status()["disk"] == "UpToDate"
-               and a2.status()["connection"] == "Connected", timeout=30)  # fmt: skip
+    wait_until(
+        "resync",
+        lambda: a2.status()["disk"] == "UpToDate" and a2.status()["connection"] == "Connected",
+        timeout=30,
+    )
     assert a2.backing.read_bytes() == b.backing.read_bytes()

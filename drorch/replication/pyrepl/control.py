@@ -73,6 +73,9 @@ class ControlServer:
 
     def close(self) -> None:
         self.stop.set()
+        if self._server is not None:  # wake accept(): shutdown does not, on unix sockets
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as poke:
+                poke.connect(str(self.path))
         if self._thread is not None:
             self._thread.join(5.0)
         if self._server is not None:

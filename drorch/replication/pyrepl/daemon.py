@@ -7,6 +7,7 @@ foreground until SIGTERM/SIGINT, then flushes everything and returns 0.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ log = logging.getLogger("drorch.pyrepl")
 
 HOUSEKEEPING_INTERVAL = 1.0
 DEFAULT_CONNECT_WAIT = 10.0
+ACCEPT_ONLY_WAIT = 2.0
 
 
 def parse_address(text: str) -> Address:
@@ -122,6 +124,7 @@ class Daemon:
             data["listen"] = format_address(self.link.bound)
             data["peer"] = format_address(self.options.peer)
             data["control"] = str(self.options.control)
+            data["pid"] = os.getpid()
             return data
         if op == "promote":
             epoch = args.get("epoch")
@@ -165,8 +168,12 @@ class Daemon:
     def await_outcome(self, args: dict[str, Any]) -> ConnState:
         """Wait (bounded) until a connection attempt connected, or was refused."""
         eng = self.engine
-        deadline = self.clock.monotonic() + float(args.get("wait", DEFAULT_CONNECT_WAIT))
+        wait = float(args.get("wait", DEFAULT_CONNECT_WAIT))
+        if self.options.peer is None:  # we only accept: the peer dials every 0.5 s
+            wait = min(wait, ACCEPT_ONLY_WAIT)
+        deadline = self.clock.monotonic() + wait
         with eng.cond:
+            attempts = eng.dial_attempts
             while True:
                 state = eng.connection()
                 if state not in (ConnState.CONNECTING, ConnState.STANDALONE):
@@ -180,8 +187,8 @@ class Daemon:
                         raise StaleEpoch(message)
                     raise ReplicationError(message)
                 left = deadline - self.clock.monotonic()
-                if left <= 0:
-                    return state
+                if left <= 0 or eng.dial_attempts >= attempts + 2:
+                    return state  # the peer is not there or not accepting (yet)
                 eng.cond.wait(min(left, 0.2))
 
 

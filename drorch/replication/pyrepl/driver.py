@@ -14,6 +14,7 @@ node listens on its SSH host at `port`.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def status_from_dict(data: dict[str, Any]) -> ReplicationStatus:
         epoch=int(data.get("epoch", 0)),
         generation=dict(data.get("generation") or {}),
         nbd=data.get("nbd"),
-        extra=dict(data.get("extra") or {}),
+        extra=dict(data.get("extra") or {})
+        | {k: data[k] for k in ("listen", "peer", "control", "pid") if k in data},
     )
 
 
@@ -100,9 +102,11 @@ class PyreplReplicator(Replicator):
         if result.returncode != 0 and not result.stdout.strip().startswith("{"):
             kind = {3: "UnsafeOperation", 4: "SplitBrain", 5: "StaleEpoch"}
             raise_error(
-                {"type": kind.get(result.returncode, "ReplicationError"),
-                 "message": result.stderr.strip() or f"exit {result.returncode}"}
-            )  # fmt: skip
+                {
+                    "type": kind.get(result.returncode, "ReplicationError"),
+                    "message": result.stderr.strip() or f"exit {result.returncode}",
+                }
+            )
         return json.loads(result.stdout)
 
     # ------------------------------------------------------------------ seam
@@ -121,19 +125,36 @@ class PyreplReplicator(Replicator):
             peer = f"{peer_node}:{self.volume.port}"
         opts = self.volume.pyrepl
         argv = [
-            sys.executable, "-m", "drorch", "repl", "serve",
-            "--name", self.volume.name,
-            "--backing", self.volume.paths[self.node.name],
-            "--size", str(self.volume.size),
-            "--role", "secondary",
-            "--mode", self.volume.mode.value,
-            "--listen", listen, "--peer", peer,
-            "--control", str(self.control),
-            "--meta", str(self.state_dir / f"{self.volume.name}@{self.node.name}.meta"),
-            "--region-size", str(opts.region_size),
-            "--max-lag", str(opts.max_lag_bytes),
-            "--on-congestion", opts.on_congestion,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "drorch",
+            "repl",
+            "serve",
+            "--name",
+            self.volume.name,
+            "--backing",
+            self.volume.paths[self.node.name],
+            "--size",
+            str(self.volume.size),
+            "--role",
+            "secondary",
+            "--mode",
+            self.volume.mode.value,
+            "--listen",
+            listen,
+            "--peer",
+            peer,
+            "--control",
+            str(self.control),
+            "--meta",
+            str(self.state_dir / f"{self.volume.name}@{self.node.name}.meta"),
+            "--region-size",
+            str(opts.region_size),
+            "--max-lag",
+            str(opts.max_lag_bytes),
+            "--on-congestion",
+            opts.on_congestion,
+        ]
         if opts.nbd_port is not None:
             argv += ["--nbd", f"{listen.rpartition(':')[0]}:{opts.nbd_port + index}"]
         return argv
@@ -146,15 +167,15 @@ class PyreplReplicator(Replicator):
             pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{self.volume.name}@{self.node.name}.log"
-        with open(log_path, "ab") as log_file:
-            subprocess.Popen(
-                self._serve_argv(),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                start_new_session=True,
-                cwd=self.env.base_dir,
-            )
+        # detach: sh backgrounds a setsid'd daemon and exits at once
+        script = 'setsid "$@" </dev/null >>"$LOG" 2>&1 &'
+        subprocess.run(
+            ["sh", "-c", script, "sh", *self._serve_argv()],
+            env={**os.environ, "LOG": str(log_path)},
+            cwd=self.env.base_dir,
+            check=True,
+            timeout=30,
+        )
         deadline = self.env.clock.monotonic() + UP_WAIT
         while self.env.clock.monotonic() < deadline:
             try:

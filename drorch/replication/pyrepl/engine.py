@@ -112,6 +112,7 @@ class Engine:
         self.role = config.role
         self.session: PeerSession | None = None
         self.want_connect = True
+        self.dial_attempts = 0  # finished attempts, for callers waiting on an outcome
         self.last_error: str | None = None
         self.split_brain: dict[str, Any] | None = None
         self.nbd_uri: str | None = None
@@ -299,6 +300,12 @@ class Engine:
         if epoch is not None and epoch > self.meta.epoch:
             self.save(epoch=epoch)
         self.role = Role.PRIMARY
+        s = self.session
+        peer_empty = s is not None and s.alive and s.peer.disk == DiskState.INCONSISTENT
+        if s is not None and peer_empty and s.state == ConnState.CONNECTED:
+            # day 0: the first full sync starts now
+            resync.queue_regions(self, full=True)
+            self.start_resync(s, "initial full sync after a forced promote")
         self.cond.notify_all()
         return f"{reason} at epoch {self.meta.epoch}"
 

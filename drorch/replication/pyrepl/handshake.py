@@ -60,6 +60,7 @@ class SideView:
 
 class Action(StrEnum):
     IN_SYNC = "in-sync"
+    NO_DATA = "no-data"  # connect, but neither side has data yet (day 0)
     SOURCE = "sync-source"  # local resyncs the peer
     TARGET = "sync-target"  # the peer resyncs local
     SPLIT_BRAIN = "split-brain"
@@ -78,7 +79,7 @@ class SyncDecision:
 
     @property
     def connects(self) -> bool:
-        return self.action in (Action.IN_SYNC, Action.SOURCE, Action.TARGET)
+        return self.action in (Action.IN_SYNC, Action.NO_DATA, Action.SOURCE, Action.TARGET)
 
 
 _GOOD = (DiskState.UP_TO_DATE, DiskState.OUTDATED, DiskState.CONSISTENT)
@@ -135,8 +136,10 @@ def _by_data(local: SideView, peer: SideView) -> SyncDecision:
     local_good, peer_good = local.disk in _GOOD, peer.disk in _GOOD
     if not local_good and not peer_good:
         return SyncDecision(
-            Action.REFUSE,
-            f"neither side has usable data (local {local.disk.value}, peer {peer.disk.value})",
+            Action.NO_DATA,
+            f"neither side has usable data yet (local {local.disk.value}, peer "
+            f"{peer.disk.value}): promote one with --force --accept-data-loss to start "
+            "the initial full sync",
         )
     if not peer_good:
         full = not (lg.bitmap != NO_GENERATION and lg.bitmap == pg.current)

@@ -9,6 +9,7 @@ connection survives. Both sides then exchange views and bitmaps and run the same
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -95,6 +96,9 @@ class Link:
 
     def close(self) -> None:
         self.stop.set()
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)  # wakes accept()
         for t in self._threads:
             t.join(5.0)
         if self._server is not None:
@@ -167,6 +171,9 @@ class Link:
                 )
             if wanted:
                 self.dial_once()
+                with self.engine.lock:
+                    self.engine.dial_attempts += 1
+                    self.engine.cond.notify_all()
 
     def dial_once(self) -> None:
         assert self.peer_addr is not None

@@ -90,6 +90,9 @@ class NbdServer:
 
     def close(self) -> None:
         self.stop.set()
+        for srv in self._listeners:
+            with contextlib.suppress(OSError):
+                srv.shutdown(socket.SHUT_RDWR)  # wakes accept()
         for t in self._threads:
             t.join(5.0)
         for srv in self._listeners:
