@@ -193,6 +193,7 @@ def install_cmd(
 @format_option()
 def status_cmd(config: Path, node: str | None, volume: str | None, source: str, fmt: str) -> None:
     """Replication status of the DRBD volumes on a node."""
+    from drorch.replication.drbd.driver import DrbdReplicator
     from drorch.replication.drbd.status_sources import read_status
     from drorch.replication.node_status import node_environment
 
@@ -205,7 +206,11 @@ def status_cmd(config: Path, node: str | None, volume: str | None, source: str, 
     try:
         rows = []
         for vol in vols:
-            row = read_status(env.runners[name], vol, source).as_dict()
+            if source == "json":  # through the driver: adds generation ids and the epoch
+                drv = DrbdReplicator(vol, cluster.node(name)[1], env)
+                row = drv.status().as_dict()
+            else:
+                row = read_status(env.runners[name], vol, source).as_dict()
             row["node"] = name
             rows.append(row)
     except ReplicationError as exc:

@@ -215,31 +215,45 @@ def watch_cmd(
     count: int | None,
     fmt: str,
 ) -> None:
-    """Follow drbdsetup events2: one status per change; a progress bar while resyncing."""
+    """Follow drbdsetup events2: one status per change; a progress bar while resyncing.
+    --until-synced returns once both disks are UpToDate and connected (at once if they
+    already are)."""
+    from drorch.cli.output import table
     from drorch.cli.progress import ProgressBar
-    from drorch.replication.drbd.events2 import follow
 
+    columns = [c for c in STATUS_COLUMNS if c != "node"]
     with replicator(config, volume, node) as drv:
         bar: ProgressBar | None = None
+        header_done = False
+        last_row = ""
         seen = 0
         try:
-            for st in follow(drv.runner, volume, drv.mode, timeout=timeout):
+            for st in drv.watch(timeout):
                 seen += 1
                 syncing = st.connection.value in ("SyncSource", "SyncTarget")
                 if syncing and fmt == "table":
                     bar = bar or ProgressBar(f"resync {volume}", 1000)
+                    done = st.extra.get("resync_done_percent", st.percent_in_sync)
                     eta = st.resync_eta_seconds
-                    bar.update(int(st.percent_in_sync * 10), f"eta {eta:.0f}s" if eta else "")
+                    bar.update(int(done * 10), f"eta {eta:.0f}s" if eta is not None else "")
                 else:
                     if bar is not None:
-                        bar.finish("in sync" if not syncing else "")
+                        bar.finish("resync finished")
                         bar = None
-                    row = st.as_dict()
                     if fmt == "table":
-                        render([row], fmt, [c for c in STATUS_COLUMNS if c != "node"])
+                        # a wide blank template row keeps the columns aligned across rows
+                        lines = table([st.as_dict(), dict.fromkeys(columns, " " * 12)], columns)
+                        header, row = lines.splitlines()[:2]
+                        if row != last_row:  # events that change no shown column
+                            click.echo(row if header_done else f"{header}\n{row}")
+                        header_done, last_row = True, row
                     else:
-                        render(row, fmt)
-                if until_synced and not syncing and st.out_of_sync_bytes == 0 and seen > 1:
+                        render(st.as_dict(), fmt)
+                synced = (
+                    st.connection.value == "Connected"
+                    and st.disk.value == st.peer_disk.value == "UpToDate"
+                )
+                if until_synced and synced:
                     break
                 if count is not None and seen >= count:
                     break

@@ -132,6 +132,8 @@ def test_drbd_status_all_sources(fake_env: dict[str, str]) -> None:
         assert result.exit_code == 0, result.output
         row = json.loads(result.stdout)[0]
         assert (row["role"], row["peer_disk"], row["node"]) == ("primary", "UpToDate", "a1")
+        if source == "json":
+            assert row["generation"]["current"] == "F3A1D1F7F5ECF34A"
     table = invoke(fake_env, "drbd", "status", "-c", str(LAB), "--node", "a1")
     assert "NAME" in table.stdout and "primary" in table.stdout
 
@@ -198,6 +200,21 @@ def test_watch_follows_events2(fake_env: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output
     assert calls(fake_env) == ["drbdsetup events2 --statistics r0"]
     assert result.stdout.count('"name": "r0",\n  "role"') == 3
+
+
+def test_watch_table_until_synced(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "stream"
+    result = invoke(
+        fake_env, "drbd", "watch", "-c", str(LAB), "r0", "--node", "a1", "--until-synced"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("NAME") and sum(ln.startswith("NAME") for ln in lines) == 1
+    # already in sync at the start: --until-synced returns after the first status
+    assert len(lines) == 2 and "Connected" in lines[1]
+    fake_env["DRBD_FAKE_STATE"] = "sync-target"
+    result = invoke(fake_env, "drbd", "watch", "-c", str(LAB), "r0", "--node", "b1")
+    assert "resync r0 [" in result.stderr and "25.0% eta 12s" in result.stderr
 
 
 def test_fence_peer_handler_without_witness_is_undecided(tmp_path: Path) -> None:

@@ -175,6 +175,8 @@ def test_events2_stream_folds_changes_and_keeps_bad_lines() -> None:
     final = to_status(st.state("r0"), "sync")  # type: ignore[arg-type]
     assert (final.role, final.connection, final.peer_disk) == (P, CD, UTD)
     assert final.out_of_sync_bytes == 0
+    assert final.resync_eta_seconds is None  # the finished resync's eta/done are dropped
+    assert "resync_done_percent" not in final.extra
     changes = [c for i, c in enumerate(seen) if i == 0 or seen[i - 1] != c]
     assert changes == [CD, CING, SS, CD]
     assert "r9" in st.resources

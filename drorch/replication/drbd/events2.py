@@ -161,6 +161,11 @@ def _float(value: str | None) -> float | None:
         return None
 
 
+def _progressing(replication: str) -> bool:
+    """A resync or online verify is running (its `done`/`eta` fields mean something)."""
+    return replication.startswith(("Sync", "PausedSync", "Verify"))
+
+
 @dataclass
 class _Resource:
     resource: dict[str, str] = field(default_factory=dict)
@@ -227,7 +232,11 @@ class Events2State:
         elif ev.obj == "device":
             res.devices.setdefault(vol, {}).update(ev.fields)
         elif ev.obj == "peer-device":
-            res.peer_devices.setdefault((peer, vol), {}).update(ev.fields)
+            pd = res.peer_devices.setdefault((peer, vol), {})
+            pd.update(ev.fields)
+            if not _progressing(pd.get("replication", "")):
+                for stale in ("done", "eta", "want", "dbdt"):  # a finished resync's leftovers
+                    pd.pop(stale, None)
         else:
             res.other.append({"event": ev.event, "object": ev.obj, **ev.fields})
             del res.other[:-10]
@@ -272,8 +281,7 @@ class Events2State:
             if key in peer:
                 details[f"peer_device.{key}"] = peer[key]
         quorum = parse_flag(device["quorum"]) if "quorum" in device else None
-        replicating = peer.get("replication", "")
-        syncing = replicating.startswith(("Sync", "PausedSync")) or "done" in peer
+        syncing = _progressing(peer.get("replication", ""))
         return DrbdResourceState(
             name=name,
             role=res.resource.get("role"),
