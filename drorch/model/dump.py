@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from drorch.model.types import VM, Cluster, Monitor, Service, Volume
+from drorch.model.types import VM, Cluster, Monitor, Node, Service, Volume
 from drorch.model.units import format_duration, format_size, parse_duration
 
 
@@ -36,6 +36,17 @@ def _monitor(m: Monitor) -> dict[str, Any]:
     }
     if m.expect is not None:
         out["expect"] = m.expect
+    return out
+
+
+def _node(n: Node) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": n.name, "address": n.address}
+    optional = (
+        ("libvirt_uri", n.libvirt_uri),
+        ("replication_address", n.replication_address),
+        ("migration_uri", n.migration_uri),
+    )
+    out.update({key: value for key, value in optional if value is not None})
     return out
 
 
@@ -108,16 +119,7 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
     out: dict[str, Any] = {
         "cluster": c.name,
         "primary_site": c.primary_site,
-        "sites": {
-            s.name: {
-                "nodes": [
-                    {"name": n.name, "address": n.address}
-                    | ({"libvirt_uri": n.libvirt_uri} if n.libvirt_uri else {})
-                    for n in s.nodes
-                ]
-            }
-            for s in c.sites
-        },
+        "sites": {s.name: {"nodes": [_node(n) for n in s.nodes]} for s in c.sites},
     }
     if c.distance_km is not None:
         out["distance_km"] = c.distance_km

@@ -7,6 +7,7 @@ timing.py) and find positions through `ctx.where`.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -41,9 +42,20 @@ def parse_node(loc: Located, path: Path, ctx: Context) -> Node | None:
         name,
         f.text("address", "local"),
         f.text("libvirt_uri", None),
+        replication_address=f.text("replication_address", None),
         migration_uri=f.text("migration_uri", None),
     )
     f.done()
+    if node.replication_address is not None:
+        try:
+            ipaddress.ip_address(node.replication_address)
+        except ValueError:
+            ctx.error(
+                "bad-address",
+                f"node {name}: replication_address {node.replication_address!r} is not an"
+                " IPv4 or IPv6 address",
+                ctx.where.at(*path, "replication_address"),
+            )
     return None if name is MISSING else node
 
 

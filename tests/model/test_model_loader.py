@@ -134,3 +134,19 @@ def test_wrong_types_in_fields_are_reported_per_field() -> None:
         ),
         ("bad-duration", "fencing.margin: expected a duration like 500ms, 10s or 2m, got True"),
     ]
+
+
+def test_node_network_options() -> None:
+    sites = (
+        "sites:\n  A:\n    nodes:\n      - name: a1\n        replication_address: fd00::1\n"
+        "        migration_uri: qemu+tcp://10.0.0.1/system\n"
+        "  B:\n    nodes:\n      - name: b1\n        replication_address: 10.9.0.2\n"
+    )
+    cluster, _ = parse_cluster_text(config_text(sites=sites))
+    a1 = cluster.site("A").nodes[0]
+    assert (a1.replication_address, a1.migration_uri) == ("fd00::1", "qemu+tcp://10.0.0.1/system")
+    with pytest.raises(ConfigError) as info:
+        parse_cluster_text(config_text(sites=sites.replace("10.9.0.2", "site-b")), "c.yaml")
+    assert [(r.code, r.position.line if r.position else 0) for r in info.value.reports] == [
+        ("bad-address", 12)  # two header lines, then the tenth line of `sites`
+    ]

@@ -88,7 +88,9 @@ def clusters(draw: st.DrawFn) -> Cluster:
                 st.sampled_from(["local", f"root@{nname}.example.net:22", "ops@[::1]:2222"])
             )
             uri = draw(st.one_of(st.none(), st.just("qemu:///system")))
-            nodes.append(Node(nname, address, uri))
+            repl = draw(st.one_of(st.none(), st.ip_addresses().map(str)))
+            mig = draw(st.one_of(st.none(), st.just(f"qemu+tcp://{nname}/system")))
+            nodes.append(Node(nname, address, uri, replication_address=repl, migration_uri=mig))
         sites.append(Site(sname, tuple(nodes)))
     volumes = []
     for i, vname in enumerate(_unique_names(draw, draw(st.integers(0, 3)), taken)):
