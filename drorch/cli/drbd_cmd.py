@@ -106,6 +106,34 @@ def replicator(config: Path, volume_name: str, node: str | None) -> Iterator[Any
         env.close()
 
 
+def report_render_error(config: Path, exc: Any) -> NoReturn:
+    """Each problem as `FILE:LINE:COL: drbd-render: message`, at the volume's setting it
+    is about (the file already passed validation, so it parses)."""
+    from drorch.model.source import load_located
+
+    root = load_located(config)
+    volumes = root.value.get("volumes") if isinstance(root.value, dict) else None
+    item = next(
+        (
+            v
+            for v in (volumes.value if volumes is not None else [])
+            if isinstance(v.value, dict)
+            and getattr(v.value.get("name"), "value", None) == exc.volume
+        ),
+        None,
+    )
+    for where, problem in zip(exc.where, exc.problems, strict=True):
+        position = item.position if item is not None else root.position
+        node = item
+        for key in where:
+            if node is None or not isinstance(node.value, dict) or key not in node.value:
+                break
+            position = node.key_positions.get(key, node.value[key].position)
+            node = node.value[key]
+        click.echo(f"{position}: drbd-render: volume {exc.volume}: {problem}", err=True)
+    sys.exit(2)
+
+
 @click.group()
 def drbd() -> None:
     """DRBD volumes: render resource files, operate DRBD on a node, read its status."""
@@ -137,9 +165,7 @@ def render_cmd(config: Path, volume: str, config_path: str, drorch_bin: str) -> 
         handler = f"{drorch_bin} drbd fence-peer -c {config_path}"
         click.echo(render_resource(cluster, vol, handler=handler), nl=False)
     except RenderError as exc:
-        for problem in exc.problems:
-            click.echo(f"{config}: volume {volume}: {problem}", err=True)
-        sys.exit(2)
+        report_render_error(config, exc)
 
 
 @drbd.command("install")
@@ -171,7 +197,7 @@ def install_cmd(
             cluster, vol, handler=f"{drorch_bin} drbd fence-peer -c {config_path}"
         )
     except RenderError as exc:
-        fail(str(exc), 2)
+        report_render_error(config, exc)
     with replicator(config, volume, node) as drv:
         result = install_resource(
             drv.runner, volume, text, path or default_path(volume), dry_run=dry_run

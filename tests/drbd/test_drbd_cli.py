@@ -53,6 +53,20 @@ def test_render_lab_example_passes_real_drbdadm(tmp_path: Path) -> None:
     assert 'fence-peer "drorch drbd fence-peer -c /etc/drorch/cluster.yaml";' in result.stdout
 
 
+def test_render_problem_points_at_the_setting(tmp_path: Path) -> None:
+    """A volume the loader accepts but DRBD cannot use (a relative backing disk):
+    FILE:LINE:COL of that setting, exit 2."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(LAB.read_text().replace("a1: /dev/vg_a/r0 ", "a1: vg_a/r0     "))
+    result = CliRunner().invoke(cli, ["drbd", "render", "-c", str(bad), "r0"])
+    assert result.exit_code == 2
+    line = next(i for i, ln in enumerate(bad.read_text().splitlines()) if "a1: vg_a" in ln) + 1
+    assert result.stderr.splitlines() == [
+        f"{bad}:{line}:7: drbd-render: volume r0: backing disk 'vg_a/r0' of a1 is not an "
+        "absolute path",
+    ]
+
+
 def test_render_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(LAB.read_text().replace("mode: sync", "mode: sideways"))

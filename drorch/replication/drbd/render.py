@@ -49,10 +49,15 @@ _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 
 
 class RenderError(ValueError):
-    """The volume cannot be rendered; `problems` says every reason."""
+    """The volume cannot be rendered; `problems` says every reason, `where` the key path
+    (inside the volume's mapping) each one is about."""
 
-    def __init__(self, volume: str, problems: list[str]) -> None:
+    def __init__(
+        self, volume: str, problems: list[str], where: list[tuple[str, ...]] | None = None
+    ) -> None:
+        self.volume = volume
         self.problems = problems
+        self.where = where or [() for _ in problems]
         super().__init__(f"volume {volume}: " + "; ".join(problems))
 
 
@@ -103,26 +108,38 @@ def _tenths(seconds: float) -> int:
     return max(1, round(seconds * 10))
 
 
+Where = tuple[str, ...]  # the key path inside the volume's YAML mapping
+
+
 def check(cluster: Cluster, volume: Volume) -> list[str]:
     """Every reason the volume cannot become a DRBD resource (empty when it can)."""
+    return [message for _, message in check_where(cluster, volume)]
+
+
+def check_where(cluster: Cluster, volume: Volume) -> list[tuple[Where, str]]:
+    """Like check(), with the key path of the volume's setting that each problem is about."""
     o = volume.drbd
-    problems: list[str] = []
+    found: list[tuple[Where, str]] = []
+
+    def problem(where: Where, message: str) -> None:
+        found.append((where, message))
+
     if volume.driver is not Driver.DRBD:
-        problems.append(f"driver is {volume.driver.value}, not drbd")
+        problem(("driver",), f"driver is {volume.driver.value}, not drbd")
     nodes = peers(cluster, volume)
     known = {n.name for s in cluster.sites for n in s.nodes}
     for name in volume.paths:
         if name not in known:
-            problems.append(f"paths names unknown node {name!r}")
+            problem(("paths", name), f"paths names unknown node {name!r}")
     if len(nodes) < 2:
-        problems.append(f"needs a backing disk on at least two nodes, has {len(nodes)}")
+        problem(("paths",), f"needs a backing disk on at least two nodes, has {len(nodes)}")
     sites_with_disk = {s.name for s in cluster.sites for n in s.nodes if n.name in volume.paths}
     if len(nodes) >= 2 and len(sites_with_disk) < 2:
-        problems.append("all replicas are at one site; a DR volume needs one at each site")
+        problem(("paths",), "all replicas are at one site; a DR volume needs one at each site")
     if len({p.family for p in nodes}) > 1:
-        problems.append("nodes mix IPv4 and IPv6 replication addresses")
+        problem(("paths",), "nodes mix IPv4 and IPv6 replication addresses")
     if not 1 <= volume.port <= 65535:
-        problems.append(f"port {volume.port} is not a TCP port")
+        problem(("port",), f"port {volume.port} is not a TCP port")
     for label, value, allowed in (
         ("after_sb_0pri", o.after_sb_0pri, AFTER_SB_0PRI),
         ("after_sb_1pri", o.after_sb_1pri, AFTER_SB_1PRI),
@@ -132,29 +149,39 @@ def check(cluster: Cluster, volume: Volume) -> list[str]:
         ("on_no_quorum", o.on_no_quorum, ON_NO_QUORUM),
     ):
         if value not in allowed:
-            problems.append(f"{label} {value!r} is not one of {', '.join(sorted(allowed))}")
+            problem(
+                ("drbd", label), f"{label} {value!r} is not one of {', '.join(sorted(allowed))}"
+            )
     if o.on_congestion != "block" and volume.mode is not ReplicationMode.ASYNC:
-        problems.append(f"on_congestion {o.on_congestion} needs mode async (DRBD protocol A)")
+        problem(
+            ("drbd", "on_congestion"),
+            f"on_congestion {o.on_congestion} needs mode async (DRBD protocol A)",
+        )
     for label, alg in (("verify_alg", o.verify_alg), ("csums_alg", o.csums_alg)):
         if not _TOKEN.match(alg):
-            problems.append(f"{label} {alg!r} is not a kernel crypto algorithm name")
+            problem(("drbd", label), f"{label} {alg!r} is not a kernel crypto algorithm name")
     if not o.device.startswith("/dev/drbd"):
-        problems.append(f"device {o.device!r} is not a /dev/drbdN device")
+        problem(("drbd", "device"), f"device {o.device!r} is not a /dev/drbdN device")
     if not 0.1 <= o.ping_timeout <= 30:
-        problems.append(f"ping_timeout {o.ping_timeout}s is outside DRBD's 0.1s..30s")
+        problem(
+            ("drbd", "ping_timeout"), f"ping_timeout {o.ping_timeout}s is outside DRBD's 0.1s..30s"
+        )
     if not 0.1 <= o.timeout <= 60:
-        problems.append(f"timeout {o.timeout}s is outside DRBD's 0.1s..60s")
+        problem(("drbd", "timeout"), f"timeout {o.timeout}s is outside DRBD's 0.1s..60s")
     if not 0 <= o.ko_count <= 200:
-        problems.append(f"ko_count {o.ko_count} is outside DRBD's 0..200")
+        problem(("drbd", "ko_count"), f"ko_count {o.ko_count} is outside DRBD's 0..200")
     for p in nodes:
         if p.family == "ipv4" and not _IPV4.match(p.address):
-            problems.append(
+            problem(
+                ("paths", p.node),
                 f"{p.node}: DRBD needs an IP address, not the host name {p.address!r};"
-                " set replication_address"
+                " set replication_address",
             )
         if not p.disk.startswith("/"):
-            problems.append(f"backing disk {p.disk!r} of {p.node} is not an absolute path")
-    return problems
+            problem(
+                ("paths", p.node), f"backing disk {p.disk!r} of {p.node} is not an absolute path"
+            )
+    return found
 
 
 def minor(volume: Volume) -> int:
@@ -172,9 +199,9 @@ def render(
 ) -> str:
     """The resource file text. `config_path` is where the cluster file lives on the nodes
     (the fence-peer handler reads it); `handler` overrides the whole handler command."""
-    problems = check(cluster, volume)
-    if problems:
-        raise RenderError(volume.name, problems)
+    found = check_where(cluster, volume)
+    if found:
+        raise RenderError(volume.name, [m for _, m in found], [w for w, _ in found])
     o = volume.drbd
     protocol = "C" if volume.mode is ReplicationMode.SYNC else "A"
     fence_cmd = handler or f"drorch drbd fence-peer -c {config_path}"
