@@ -13,13 +13,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from drorch.cli.output import format_option, render
 from drorch.model.types import Cluster, Driver, Volume
 from drorch.replication.base import ReplicationError
+
+if TYPE_CHECKING:
+    from drorch.replication.drbd.driver import DrbdReplicator
+    from drorch.replication.drbd.render import RenderError
 
 STATUS_COLUMNS = [
     "name",
@@ -89,7 +93,7 @@ def pick_node(cluster: Cluster, volume: Volume | None, node: str | None) -> str:
 
 
 @contextmanager
-def replicator(config: Path, volume_name: str, node: str | None) -> Iterator[Any]:
+def replicator(config: Path, volume_name: str, node: str | None) -> Iterator[DrbdReplicator]:
     """The DrbdReplicator for VOLUME on the node; typed DRBD errors become exit 1."""
     from drorch.replication.drbd.driver import DrbdReplicator
     from drorch.replication.node_status import node_environment
@@ -106,7 +110,7 @@ def replicator(config: Path, volume_name: str, node: str | None) -> Iterator[Any
         env.close()
 
 
-def report_render_error(config: Path, exc: Any) -> NoReturn:
+def report_render_error(config: Path, exc: RenderError) -> NoReturn:
     """Each problem as `FILE:LINE:COL: drbd-render: message`, at the volume's setting it
     is about (the file already passed validation, so it parses)."""
     from drorch.model.source import load_located
