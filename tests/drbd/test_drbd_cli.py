@@ -301,3 +301,24 @@ def test_dry_run_prints_the_decision_and_runs_no_drbdadm(
     assert result.exit_code == 0, result.output
     assert expected in result.stdout
     assert not [c for c in calls(fake_env) if c.startswith("drbdadm")]
+
+
+def test_repl_status_mixes_drivers(fake_env: dict[str, str], tmp_path: Path) -> None:
+    """A pyrepl volume (the sim lab's replicator) next to the DRBD one: one row each."""
+    mixed = tmp_path / "mixed.yaml"
+    pyrepl = (
+        "volumes:\n  - name: appdata\n    driver: pyrepl\n    mode: async\n    size: 16MiB\n"
+        "    port: 7790\n    paths:\n      a1: disks/appdata-a1.img\n"
+        "      b1: disks/appdata-b1.img\n"
+    )
+    mixed.write_text(LAB.read_text().replace("volumes:\n", pyrepl))
+    result = invoke(
+        fake_env, "repl", "status", "-c", str(mixed), "--node", "a1", "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    rows = rows if isinstance(rows, list) else rows.get("volumes", rows)
+    assert [(r["name"], r["mode"]) for r in rows] == [("appdata", "async"), ("r0", "sync")]
+    assert [c for c in calls(fake_env) if c.startswith("drbdsetup status")] == [
+        "drbdsetup status r0 --json"  # DRBD asked only about its own volume
+    ]
