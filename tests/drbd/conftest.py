@@ -88,3 +88,67 @@ def drbd_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeDrbdSshd
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@dataclass
+class QuorumDaemon:
+    """A real `drorch quorumd` subprocess on 127.0.0.1 for cluster c1 (sites A and B)."""
+
+    port: int
+    folder: Path
+    fingerprint: str  # the server's pinned certificate
+
+    def cert(self, site: str) -> Path:
+        return self.folder / f"c1-{site.lower()}.crt"
+
+    def key(self, site: str) -> Path:
+        return self.folder / f"c1-{site.lower()}.key"
+
+
+@pytest.fixture
+def quorum_daemon(tmp_path: Path) -> Iterator[QuorumDaemon]:
+    import socket
+    import sys
+    import time
+
+    from drorch.quorum.tls import generate_self_signed
+
+    folder = tmp_path / "quorumd"
+    folder.mkdir()
+    fingerprint = generate_self_signed("server", folder)[2]
+    for name in ("c1-a", "c1-b"):
+        generate_self_signed(name, folder)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = folder / "quorumd.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\ncert: server.crt\nkey: server.key\n"
+        "state_file: quorumd.state\nheartbeat_ms: 200\nlease_ms: 5000\nswitch_delay_ms: 500\n"
+        "clusters:\n  c1:\n    sites:\n      A: [c1-a.crt]\n      B: [c1-b.crt]\n"
+    )
+    log = (folder / "quorumd.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drorch", "quorumd", "--config", str(config), "--init"],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        for _ in range(200):  # bounded: at most ~20 s (first start imports and binds)
+            if proc.poll() is not None:
+                raise RuntimeError((folder / "quorumd.log").read_text())
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"quorumd did not listen on {port}")
+        yield QuorumDaemon(port, folder, fingerprint)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()

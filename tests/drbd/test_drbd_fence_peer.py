@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from drorch.model.types import Witness
+from drorch.model.types import Cluster, Witness
+from drorch.quorum.client import QuorumConnection
 from drorch.quorum.tls import generate_self_signed
 from drorch.replication.drbd.fence_peer import (
     PEER_IS_PRIMARY,
@@ -21,6 +24,7 @@ from drorch.replication.drbd.fence_peer import (
     run_fence_peer,
 )
 from tests.drbd.clusters import two_site_cluster
+from tests.drbd.conftest import QuorumDaemon
 
 CTX = FenceContext("r0", "a1", "A", "b1", "B")
 
@@ -76,74 +80,67 @@ def test_witness_that_cannot_be_reached(tmp_path: Path) -> None:
     assert "QuorumUnavailable" in decision.reason
 
 
-def test_against_a_real_quorum_daemon(tmp_path: Path) -> None:
-    from tests.quorum.conftest import InProcessWitness, Pki, config_text, free_port
-
-    pki = Pki(tmp_path)
-    for name in ("server", "c1-a", "c1-b", "c2-a", "c2-b"):
-        pki.fingerprints[name] = generate_self_signed(name, tmp_path)[2]
-    port = free_port()
-    config = tmp_path / "quorumd.yaml"
-    config.write_text(config_text(pki, port, lease_ms=5000))
-    daemon = InProcessWitness(pki, port, config, init=True)
-    try:
-        env = {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "1"}
-
-        def cluster_for(site: str) -> object:
-            w = Witness(
-                f"127.0.0.1:{port}",
-                pki.fingerprints["server"],
-                str(pki.cert(f"c1-{site}")),
-                str(pki.key(f"c1-{site}")),
-            )
-            return replace(two_site_cluster(), witness=w)
-
-        first = run_fence_peer(cluster_for("a"), env, node="a1")  # type: ignore[arg-type]
-        assert first.exit_code == UNDECIDED and "no site holds quorum" in first.reason
-        with daemon.connect(site="A") as holder:
-            assert holder.heartbeat(1, want=True, nodes=1).granted
-            a = run_fence_peer(cluster_for("a"), env, node="a1")  # type: ignore[arg-type]
-            assert a.exit_code == PEER_OUTDATED, a.reason
-            assert "site A holds quorum (epoch 1)" in a.reason
-            b = run_fence_peer(  # type: ignore[arg-type]
-                cluster_for("b"), {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "0"}, node="b1"
-            )
-            assert b.exit_code == PEER_IS_PRIMARY, b.reason
-    finally:
-        daemon.stop()
+def connect(daemon: QuorumDaemon, site: str) -> QuorumConnection:
+    conn = QuorumConnection(
+        f"127.0.0.1:{daemon.port}",
+        daemon.fingerprint,
+        daemon.cert(site),
+        daemon.key(site),
+        "c1",
+        site,
+        f"{site.lower()}1",
+        timeout=5.0,
+    )
+    conn.connect()
+    return conn
 
 
-def test_real_drbdadm_runs_the_rendered_handler_against_a_real_daemon(tmp_path: Path) -> None:
+def cluster_for(daemon: QuorumDaemon, site: str) -> Cluster:
+    witness = Witness(
+        f"127.0.0.1:{daemon.port}",
+        daemon.fingerprint,
+        str(daemon.cert(site)),
+        str(daemon.key(site)),
+    )
+    return replace(two_site_cluster(), witness=witness)
+
+
+def test_against_a_real_quorum_daemon(quorum_daemon: QuorumDaemon) -> None:
+    env = {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "1"}
+    first = run_fence_peer(cluster_for(quorum_daemon, "A"), env, node="a1")
+    assert first.exit_code == UNDECIDED and "no site holds quorum" in first.reason
+    with connect(quorum_daemon, "A") as holder:
+        assert holder.heartbeat(1, want=True, nodes=1).granted
+        a = run_fence_peer(cluster_for(quorum_daemon, "A"), env, node="a1")
+        assert a.exit_code == PEER_OUTDATED, a.reason
+        assert "site A holds quorum (epoch 1)" in a.reason
+        b_env = {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "0"}
+        b = run_fence_peer(cluster_for(quorum_daemon, "B"), b_env, node="b1")
+        assert b.exit_code == PEER_IS_PRIMARY, b.reason
+
+
+def test_real_drbdadm_runs_the_rendered_handler_against_a_real_daemon(
+    quorum_daemon: QuorumDaemon, tmp_path: Path
+) -> None:
     """The whole chain as DRBD would drive it: the kernel's usermode helper call
     `drbdadm fence-peer r0` (real drbdadm, hostname a1) runs the handler line from the
     rendered resource file, which asks the real quorum daemon; drbdadm exits with the
     handler's code."""
-    import subprocess
-    import sys
-
-    from tests.drbd.test_drbd_cli import LAB
-    from tests.quorum.conftest import InProcessWitness, Pki, config_text, free_port
-
-    pki = Pki(tmp_path)
-    for name in ("server", "c1-a", "c1-b", "c2-a", "c2-b"):
-        pki.fingerprints[name] = generate_self_signed(name, tmp_path)[2]
-    port = free_port()
-    qconf = tmp_path / "quorumd.yaml"
-    qconf.write_text(config_text(pki, port, lease_ms=5000))
-    cluster_yaml = tmp_path / "cluster.yaml"
-    text = LAB.read_text().replace("cluster: drbd-lab", "cluster: c1")
-    text = text.replace("127.0.0.1:7405", f"127.0.0.1:{port}")
-    text = text.replace(
-        '"sha256:0000000000000000000000000000000000000000000000000000000000000000"',
-        f'"{pki.fingerprints["server"]}"',
-    )
-    text = text.replace("/etc/drorch/site.crt", str(pki.cert("c1-a")))
-    text = text.replace("/etc/drorch/site.key", str(pki.key("c1-a")))
-    cluster_yaml.write_text(text)
     from click.testing import CliRunner
 
     from drorch.cli.main import cli
+    from tests.drbd.test_drbd_cli import LAB
 
+    cluster_yaml = tmp_path / "cluster.yaml"
+    text = LAB.read_text().replace("cluster: drbd-lab", "cluster: c1")
+    text = text.replace("127.0.0.1:7405", f"127.0.0.1:{quorum_daemon.port}")
+    text = text.replace(
+        '"sha256:0000000000000000000000000000000000000000000000000000000000000000"',
+        f'"{quorum_daemon.fingerprint}"',
+    )
+    text = text.replace("/etc/drorch/site.crt", str(quorum_daemon.cert("A")))
+    text = text.replace("/etc/drorch/site.key", str(quorum_daemon.key("A")))
+    cluster_yaml.write_text(text)
     rendered = CliRunner().invoke(
         cli,
         [
@@ -166,15 +163,11 @@ def test_real_drbdadm_runs_the_rendered_handler_against_a_real_daemon(tmp_path: 
             cwd=Path(__file__).resolve().parents[2],
         )
 
-    daemon = InProcessWitness(pki, port, qconf, init=True)
-    try:
-        before = fence_peer()
-        assert before.returncode == UNDECIDED, before.stderr
-        assert "no site holds quorum" in before.stderr
-        with daemon.connect(site="A") as holder:
-            assert holder.heartbeat(1, want=True, nodes=1).granted
-            during = fence_peer()
-        assert during.returncode == PEER_OUTDATED, during.stderr
-        assert "r0: a1 (site A) lost b1; site A holds quorum (epoch 1)" in during.stderr
-    finally:
-        daemon.stop()
+    before = fence_peer()
+    assert before.returncode == UNDECIDED, before.stderr
+    assert "no site holds quorum" in before.stderr
+    with connect(quorum_daemon, "A") as holder:
+        assert holder.heartbeat(1, want=True, nodes=1).granted
+        during = fence_peer()
+    assert during.returncode == PEER_OUTDATED, during.stderr
+    assert "r0: a1 (site A) lost b1; site A holds quorum (epoch 1)" in during.stderr
