@@ -85,6 +85,7 @@ def test_render_passes_real_drbdadm_dump(case: str, tmp_path: Path) -> None:
     plan = drbdadm(res, "a1", "-d", "up", "r0")
     assert plan.returncode == 0, plan.stderr
     expected = [
+        "--auto-promote=no",
         f"--protocol={'C' if mode is S else 'A'}",
         "--fencing=resource-only",
         f"--after-sb-0pri={opts.after_sb_0pri}",
@@ -134,6 +135,7 @@ def test_render_contents_sync_defaults() -> None:
     ):
         assert line in text, line
     assert "quorum" not in text.split("net {")[0]
+    assert "auto-promote no;" in text.split("net {")[0]
 
 
 def test_peers_and_addresses() -> None:
