@@ -51,7 +51,8 @@ from drorch.virt.libvirt_migrate import (
     outcome_reason,
     run_migration,
 )
-from drorch.virt.xmlmap import remap_disks, storage_plan, with_uuid
+from drorch.virt.libvirt_request import migration_request
+from drorch.virt.xmlmap import remap_disks, with_uuid
 
 DEFAULT_URI = "qemu:///system"
 
@@ -288,39 +289,14 @@ class LibvirtHypervisor(Hypervisor):
                 f"site {dest.site} has no peer-to-peer URI: set migration_uri on its node "
                 "(e.g. qemu+tls://host/system)"
             )
-        flags = (
-            lv.VIR_MIGRATE_LIVE
-            | lv.VIR_MIGRATE_PEER2PEER
-            | lv.VIR_MIGRATE_PERSIST_DEST
-            | lv.VIR_MIGRATE_UNDEFINE_SOURCE
-        )
         live_xml = self._call(f"XML of {vm}", dom.XMLDesc, lv.VIR_DOMAIN_XML_MIGRATABLE)
-        plan = storage_plan(live_xml, options.shared_storage)
-        if plan.copy_storage:
-            flags |= lv.VIR_MIGRATE_NON_SHARED_DISK
-        if options.auto_converge:
-            flags |= lv.VIR_MIGRATE_AUTO_CONVERGE  # only settable at the start (see module)
-        if options.allow_postcopy:
-            flags |= lv.VIR_MIGRATE_POSTCOPY
-        params: dict[str, Any] = {
-            lv.VIR_MIGRATE_PARAM_URI: options.dest_uri or dest.migration_stream_uri()
-        }
-        if options.bandwidth_mibps > 0:
-            params[lv.VIR_MIGRATE_PARAM_BANDWIDTH] = options.bandwidth_mibps
-        dest_xml, changes = (
-            (options.dest_xml, ["dest XML given"])
-            if options.dest_xml
-            else (dest.localize(live_xml))
+        persistent_xml = self._call(
+            f"XML of {vm}", dom.XMLDesc, lv.VIR_DOMAIN_XML_INACTIVE | lv.VIR_DOMAIN_XML_MIGRATABLE
         )
-        if changes:
-            params[lv.VIR_MIGRATE_PARAM_DEST_XML] = dest_xml
-            persistent = self._call(
-                f"XML of {vm}",
-                dom.XMLDesc,
-                lv.VIR_DOMAIN_XML_INACTIVE | lv.VIR_DOMAIN_XML_MIGRATABLE,
-            )
-            params[lv.VIR_MIGRATE_PARAM_PERSIST_XML] = dest.localize(persistent)[0]
-        job = LibvirtMigrationJob(dom, dest.peer_uri, params, flags)
+        request = migration_request(
+            lv, options, live_xml, persistent_xml, dest.localize, dest.migration_stream_uri()
+        )
+        job = LibvirtMigrationJob(dom, dest.peer_uri, request.params, request.flags)
         outcome = run_migration(
             job,
             options,
@@ -330,7 +306,7 @@ class LibvirtHypervisor(Hypervisor):
             abort_grace=self.abort_grace,
         )
         if outcome.failed is None and outcome.finished:
-            return self._succeeded(vm, dest, outcome, plan.reason)
+            return self._succeeded(vm, dest, outcome, "; ".join(request.reasons))
         raise MigrationFailed(self._after_failure(vm, dest, outcome), failed_result(outcome))
 
     def migration_stream_uri(self) -> str:

@@ -7,9 +7,11 @@ last write site A acknowledged."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,19 +35,16 @@ REPL_PORT, NBD_PORT = 7811, 10811
 class Replicator:
     """`drorch repl serve` inside a site's network namespace, stopped by PID."""
 
-    def __init__(self, lab: RunningLab, site: str, role: str, peer: str | None) -> None:
+    def __init__(self, lab: RunningLab, root: Path, site: str, role: str, peer: str | None) -> None:
         address = lab.layout.site(site).address
-        root = lab.layout.guest_dir
-        self.control = root / f"nbd-{site}.ctl"
-        self.log = root / f"nbd-{site}.log"
-        backing = root / f"nbd-{site}.img"
-        for stale in (self.control, backing, Path(f"{backing}.meta")):
-            stale.unlink(missing_ok=True)
+        self.control = root / f"{site}.ctl"
+        self.log = root / f"{site}.log"
+        backing = root / f"{site}.img"
         argv = ["ip", "netns", "exec", lab.layout.site(site).netns, sys.executable, "-m"]
         argv += ["drorch", "repl", "serve", "--name", "vol", "--backing", str(backing)]
         argv += ["--size", "4MiB", "--role", role, "--mode", "sync"]
         argv += ["--listen", f"{address}:{REPL_PORT}", "--nbd", f"{address}:{NBD_PORT}"]
-        argv += ["--control", str(self.control)]
+        argv += ["--control", str(self.control), "--meta", str(root / f"{site}.meta")]
         if peer:
             argv += ["--peer", f"{peer}:{REPL_PORT}"]
         with open(self.log, "wb") as log:
@@ -79,17 +78,22 @@ class Replicator:
 
 @pytest.fixture
 def replicators(running_lab: RunningLab) -> Iterator[Callable[..., Replicator]]:
+    """Fresh volumes in a directory of their own (the guest dir: both namespaces see it)."""
+    root = Path(tempfile.mkdtemp(prefix="nbd-", dir=running_lab.layout.guest_dir))
     started: list[Replicator] = []
 
     def start(site: str, role: str, peer: str | None = None) -> Replicator:
-        r = Replicator(running_lab, site, role, peer)
+        r = Replicator(running_lab, root, site, role, peer)
         started.append(r)
         r.wait("control socket answers", lambda st: True)
         return r
 
-    yield start
-    for r in started:
-        r.stop(signal.SIGKILL)
+    try:
+        yield start
+    finally:
+        for r in started:
+            r.stop(signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def disk_counter_in_log(text: str) -> int:
