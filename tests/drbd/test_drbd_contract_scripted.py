@@ -48,9 +48,9 @@ RECONNECT = (
     + "replication:Established peer-disk:UpToDate\n"
 )
 VERIFY = (
-    fixture_text("events2-primary-connected.txt")
-    + PD
-    + "replication:VerifyS\n"
+    fixture_text("events2-primary-connected.txt").replace(
+        "replication:Established", "replication:VerifyS done:0.00"
+    )
     + PD
     + "replication:Established out-of-sync:0\n"
 )

@@ -275,10 +275,34 @@ def test_resolve_refused_while_primary() -> None:
     runner.assert_done()
 
 
-def test_verify_reports_out_of_sync_blocks_from_the_kernel_log() -> None:
-    stream = fixture_text("events2-connected-secondary.txt") + (
-        PD + "replication:VerifyS\n" + PD + "replication:Established out-of-sync:16\n"
+def verifying(side: str) -> str:
+    """The events2 dump right after `drbdadm verify` returned (it is Verify{S,T} by then)."""
+    dump = fixture_text("events2-connected-secondary.txt")
+    return dump.replace("replication:Established", f"replication:Verify{side} done:0.00")
+
+
+def test_verify_that_ended_before_events2_started() -> None:
+    drv, runner = make(
+        status("connected-secondary"),
+        drbdadm("verify", "r0"),
+        Expect(EVENTS, stdout=fixture_text("events2-connected-secondary.txt")),
     )
+    assert drv.verify().out_of_sync == ()
+    runner.assert_done()
+
+
+def test_verify_interrupted_by_a_lost_connection() -> None:
+    stream = verifying("S") + CONN + "connection:NetworkFailure role:Unknown\n"
+    stream += PD + "replication:Off peer-disk:DUnknown\n"
+    drv, _ = make(
+        status("connected-secondary"), drbdadm("verify", "r0"), Expect(EVENTS, stdout=stream)
+    )
+    with pytest.raises(ReplicationError, match="online verify stopped: replication is Off"):
+        drv.verify()
+
+
+def test_verify_reports_out_of_sync_blocks_from_the_kernel_log() -> None:
+    stream = verifying("S") + PD + "done:50.00\n" + PD + "replication:Established out-of-sync:16\n"
     drv, runner = make(
         status("connected-secondary"),
         drbdadm("verify", "r0"),
@@ -295,9 +319,7 @@ def test_verify_reports_out_of_sync_blocks_from_the_kernel_log() -> None:
 
 
 def test_verify_in_sync() -> None:
-    stream = fixture_text("events2-connected-secondary.txt") + (
-        PD + "replication:VerifyT\n" + PD + "replication:Established\n"
-    )
+    stream = verifying("T") + PD + "replication:Established\n"
     drv, runner = make(
         status("connected-secondary"), drbdadm("verify", "r0"), Expect(EVENTS, stdout=stream)
     )

@@ -309,21 +309,27 @@ class DrbdReplicator(Replicator):
     def verify(self) -> VerifyResult:
         if self._decide(policy.decide_verify(self.status())):
             self._run(Op.VERIFY)
-        started = False
+        outcome: dict[str, str] = {}
 
         def finished(st: ReplicationStatus) -> bool:
-            nonlocal started
-            replication = st.extra.get("drbd", {}).get("replication")
+            # drbdadm verify changes the state before it returns, so a status that is not
+            # Verify* means the verify has ended: Established = completed, else stopped.
+            replication = str(st.extra.get("drbd", {}).get("replication"))
             if replication in ("VerifyS", "VerifyT"):
-                started = True
                 return False
-            return started and replication == "Established"
+            outcome["end"] = replication
+            return True
 
         last = self._follow_until(finished, self.verify_wait)
-        if last is None or not finished(last):
+        if last is None or "end" not in outcome:
             raise ReplicationError(
                 f"{self.name}: online verify did not finish within {self.verify_wait:.0f}s; "
                 "it keeps running (watch drorch drbd status)"
+            )
+        if outcome["end"] != "Established":
+            raise ReplicationError(
+                f"{self.name}: online verify stopped: replication is {outcome['end']}, "
+                f"connection {last.connection.value}"
             )
         size = int(last.extra.get("size_bytes", self.volume.size))
         offsets: tuple[int, ...] = ()
