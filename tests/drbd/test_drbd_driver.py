@@ -248,6 +248,16 @@ def test_connect_still_connecting_when_the_wait_ends_is_fine() -> None:
     runner.assert_done()
 
 
+def test_connect_to_a_silent_peer_says_so() -> None:
+    stream = fixture_text("events2-connecting.txt")
+    drv, runner = make(
+        status("standalone"), drbdadm("connect", "r0"), Expect(EVENTS, stdout=stream)
+    )
+    drv.connect()
+    runner.assert_done()
+    assert drv.log[-1].startswith("still Connecting after 5s: the peer does not answer yet")
+
+
 def test_resolve_discard_local_on_a_split_brain_victim() -> None:
     stream = fixture_text("events2-standalone.txt") + (
         CONN

@@ -305,6 +305,11 @@ class DrbdReplicator(Replicator):
             raise ReplicationError(
                 f"{self.name}: still StandAlone after drbdadm connect (see the kernel log)"
             )
+        if last.connection is ConnState.CONNECTING:
+            self.log.append(
+                f"still Connecting after {self.connect_wait:g}s: the peer does not answer yet;"
+                " DRBD keeps trying"
+            )
 
     def verify(self) -> VerifyResult:
         if self._decide(policy.decide_verify(self.status())):
