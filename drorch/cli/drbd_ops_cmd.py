@@ -114,7 +114,8 @@ def _data_loss(flag: bool, what: str) -> None:
 def invalidate_cmd(
     config: Path, node: str | None, volume: str, accept_data_loss: bool, dry_run: bool
 ) -> None:
-    """Discard this node's copy and resync it fully from the connected peer."""
+    """Discard this node's data: connected, resync it all from the peer; StandAlone after a
+    split brain, throw away this node's changes and resync from the peer (the victim)."""
     if dry_run:
         with replicator(config, volume, node) as drv:
             show_plan(drv, "invalidate")

@@ -291,6 +291,12 @@ def test_status_from_proc_drbd_on_a_node_without_drbd(fake_env: dict[str, str]) 
         ("connected-secondary", ["up"], "skip: r0 is already up"),
         ("split-brain-b", ["resolve", "--discard-local"], "refuse: r0 is Primary here"),
         ("connected-secondary", ["invalidate"], "would run: drbdadm invalidate r0"),
+        (
+            "split-brain-b",
+            ["invalidate"],
+            "refuse: r0 is Primary here: demote it first",
+        ),
+        ("standalone", ["invalidate"], "would run: drbdadm connect --discard-my-data r0"),
     ],
 )
 def test_dry_run_prints_the_decision_and_runs_no_drbdadm(

@@ -369,14 +369,30 @@ def test_create_md_keeps_existing_metadata_unless_forced() -> None:
     runner.assert_done()
 
 
-def test_invalidate_needs_connected_uptodate_peer() -> None:
+def test_invalidate_connected_resyncs_fully_and_refuses_while_connecting() -> None:
     drv, runner = make(
-        status("standalone"), status("connected-secondary"), drbdadm("invalidate", "r0")
+        status("connecting"), status("connected-secondary"), drbdadm("invalidate", "r0")
     )
-    with pytest.raises(ReplicationError, match="invalidate needs a connected peer"):
+    with pytest.raises(ReplicationError, match="invalidate needs the peer connected"):
         drv.invalidate()
     drv.invalidate()
     runner.assert_done()
+
+
+def test_invalidate_resolves_a_split_brain_on_the_victim() -> None:
+    victim = fixture_text("status-split-brain-b.json").replace('"Primary"', '"Secondary"')
+    stream = fixture_text("events2-standalone.txt") + CONN + "connection:Connecting\n"
+    stream += CONN + "connection:Connected role:Primary\n"
+    stream += PD + "replication:SyncTarget peer-disk:UpToDate out-of-sync:4096 done:0.00\n"
+    drv, runner = make(
+        Expect(STATUS, stdout=victim),
+        drbdadm("secondary", "r0"),
+        drbdadm("connect", "--discard-my-data", "r0"),
+        Expect(EVENTS, stdout=stream),
+    )
+    drv.invalidate()
+    runner.assert_done()
+    assert "after a split brain" in drv.log[0]
 
 
 def test_ssh_failure_during_an_operation_is_a_replication_error() -> None:

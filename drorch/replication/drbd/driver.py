@@ -211,13 +211,25 @@ class DrbdReplicator(Replicator):
         }
         decide, op = decisions[action]
         decision = decide()
+        if action == "invalidate" and "--discard-my-data" in decision.options:
+            op = Op.CONNECT  # the split-brain form (after drbdadm secondary)
         if decision.verdict is not policy.Verdict.RUN:
             return decision, None
         return decision, drbdadm_argv(op, self.name, *decision.options, config=self.config)
 
     def invalidate(self) -> None:
-        """Throw away this node's data of the volume and resync all of it from the peer."""
-        if self._decide(policy.decide_invalidate(self.status())):
+        """Throw away this node's data of the volume: connected, resync all of it from the
+        peer (drbdadm invalidate); StandAlone after a split brain, discard this node's
+        changes and reconnect as the peer's SyncTarget (connect --discard-my-data)."""
+        st = self.status()
+        decision = policy.decide_invalidate(st)
+        if not self._decide(decision):
+            return
+        if "--discard-my-data" in decision.options:
+            self._run(Op.SECONDARY)
+            self._run(Op.CONNECT, *decision.options)
+            self._await_connection()
+        else:
             self._run(Op.INVALIDATE)
 
     def create_md(self, *, force: bool = False, accept_data_loss: bool = False) -> None:

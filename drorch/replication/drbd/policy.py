@@ -125,11 +125,18 @@ def decide_invalidate(st: ReplicationStatus) -> Decision:
         return Decision(Verdict.REFUSE, f"{st.name} is not up on this node")
     if st.role is Role.PRIMARY:
         return Decision(Verdict.REFUSE, f"{st.name} is Primary here: demote it first")
+    if st.connection is ConnState.STANDALONE:
+        return Decision(
+            Verdict.RUN,
+            f"{st.name} is StandAlone (after a split brain): discard this node's changes and "
+            "reconnect as SyncTarget of the peer",
+            ("--discard-my-data",),
+        )
     if st.connection is not ConnState.CONNECTED:
         return Decision(
             Verdict.REFUSE,
-            f"{st.name} is {st.connection.value}: invalidate needs a connected peer to "
-            "resync from (for a split brain use resolve --discard-local)",
+            f"{st.name} is {st.connection.value}: invalidate needs the peer connected (to "
+            "resync from) or this node StandAlone (to discard its split-brain changes)",
         )
     if st.peer_disk is not DiskState.UP_TO_DATE:
         return Decision(
