@@ -328,3 +328,17 @@ def test_repl_status_mixes_drivers(fake_env: dict[str, str], tmp_path: Path) -> 
     assert [c for c in calls(fake_env) if c.startswith("drbdsetup status")] == [
         "drbdsetup status r0 --json"  # DRBD asked only about its own volume
     ]
+
+
+def test_node_and_volume_errors(fake_env: dict[str, str], tmp_path: Path) -> None:
+    result = invoke(fake_env, "drbd", "up", "-c", str(LAB), "r0", "--node", "zz")
+    assert result.exit_code == 2
+    assert "node 'zz' is not in cluster drbd-lab" in result.stderr
+    missing = invoke(fake_env, "drbd", "status", "-c", str(tmp_path / "nope.yaml"))
+    assert missing.exit_code == 2 and "No such file" in missing.stderr
+    one_sided = tmp_path / "one.yaml"
+    one_sided.write_text(LAB.read_text().replace("      b1: /dev/vg_b/r0", ""))
+    result = invoke(fake_env, "drbd", "up", "-c", str(one_sided), "r0", "--node", "b1")
+    assert result.exit_code == 2  # the loader's FILE:LINE:COL error, before any DRBD call
+    assert result.stderr.startswith(f"{one_sided}:") and "volume-site-missing" in result.stderr
+    assert calls(fake_env) == []
