@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shlex
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -243,10 +244,13 @@ class SSHRunner(CommandRunner):
         channel = self._open(argv)
         pid: int | None = None
         out, err = bytearray(), bytearray()
+        # stdin is fed from a thread: a command that answers while still reading (cat,
+        # a filter) would otherwise fill the SSH window both ways and deadlock.
+        writer = threading.Thread(
+            target=_feed, args=(channel, input), name=f"ssh-stdin {self.target}", daemon=True
+        )
         try:
-            if input is not None:
-                channel.sendall(input.encode("utf-8"))
-            channel.shutdown_write()
+            writer.start()
             deadline = self.clock.monotonic() + timeout
             try:
                 for kind, data in self._pump(channel, argv, deadline):
@@ -267,7 +271,8 @@ class SSHRunner(CommandRunner):
             self.close()
             raise RunnerConnectionError(f"ssh {self.target}: connection lost: {exc}") from exc
         finally:
-            channel.close()
+            channel.close()  # also unblocks a writer stuck on a full window
+            writer.join(timeout=5.0)
         result = CommandResult(
             tuple(argv), code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         )
@@ -313,6 +318,17 @@ class SSHRunner(CommandRunner):
             if not finished:
                 self._kill(pid)
             channel.close()
+
+
+def _feed(channel: paramiko.Channel, text: str | None) -> None:
+    """Send stdin (if any) and close it. Errors end the feed quietly: the command's exit
+    status and output, read by the caller, say what happened."""
+    try:
+        if text is not None:
+            channel.sendall(text.encode("utf-8"))
+        channel.shutdown_write()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
 
 
 def _pid(data: bytes) -> int | None:

@@ -156,3 +156,28 @@ def test_stream_yields_lines_and_close_kills(sshd: Sshd, tmp_path: Path) -> None
             list(r.stream(["sh", "-c", "echo bad >&2; exit 2"], timeout=10))
     finally:
         r.close()
+
+
+def test_a_dropped_connection_is_reopened(sshd: Sshd) -> None:
+    r = runner(sshd)
+    try:
+        assert r.run(["true"]).ok
+        client = r._client
+        assert client is not None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.close()  # as if the WAN dropped the session
+        assert r.run(["echo", "back"]).stdout == "back\n"
+        assert r.connect_attempts == 2
+    finally:
+        r.close()
+
+
+def test_large_output_and_input_are_not_truncated(sshd: Sshd) -> None:
+    r = runner(sshd)
+    try:
+        payload = "".join(f"line {i}\n" for i in range(600_000))  # ~7 MiB each way, beyond the SSH window
+        result = r.run(["cat"], input=payload, timeout=60)
+        assert result.stdout == payload
+    finally:
+        r.close()
