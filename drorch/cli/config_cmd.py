@@ -23,7 +23,7 @@ def config() -> None:
 @format_option()
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 def validate(config: Path, fmt: str, strict: bool) -> None:
-    """Print every problem as FILE:LINE:COL: CODE: message, or `ok`.
+    """Print every problem as FILE:LINE:COL: CODE: message (on stdout), or `ok`.
 
     Exit 0 when valid, 2 on errors, 1 on warnings with --strict."""
     from drorch.model.loader import load_cluster_with_warnings
@@ -47,7 +47,7 @@ def validate(config: Path, fmt: str, strict: bool) -> None:
         )
     else:
         for report in sorted([*errors, *warnings], key=lambda r: (r.position, r.code)):
-            click.echo(str(report), err=True)
+            click.echo(str(report))  # the report is this command's output
         if not errors:
             click.echo("ok" if not warnings else f"ok ({len(warnings)} warning(s))")
     if errors:
