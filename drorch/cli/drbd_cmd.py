@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -212,6 +212,7 @@ def install_cmd(
 @drbd.command("status")
 @config_option
 @node_option
+@click.option("--all-nodes", is_flag=True, help="Every node that holds a replica (both sites).")
 @click.argument("volume", required=False)
 @click.option(
     "--source",
@@ -221,33 +222,51 @@ def install_cmd(
     help="drbdsetup status --json, drbdsetup events2 --now, or DRBD 8.4's /proc/drbd.",
 )
 @format_option()
-def status_cmd(config: Path, node: str | None, volume: str | None, source: str, fmt: str) -> None:
-    """Replication status of the DRBD volumes on a node."""
+def status_cmd(
+    config: Path, node: str | None, all_nodes: bool, volume: str | None, source: str, fmt: str
+) -> None:
+    """Replication status of the DRBD volumes on a node (or on every node). A node that
+    cannot be asked gets a row with the error instead of stopping the report."""
+    cluster = load(config)
+    only = drbd_volume(cluster, volume) if volume else None
+    drbd_vols = [only] if only else [v for v in cluster.volumes if v.driver is Driver.DRBD]
+    if all_nodes:
+        names = [n.name for s in cluster.sites for n in s.nodes]
+        names = [n for n in names if any(n in v.paths for v in drbd_vols)]
+    else:
+        names = [pick_node(cluster, only, node)]
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        rows += _node_rows(config, cluster, name, [v for v in drbd_vols if name in v.paths], source)
+    if not all_nodes and any("error" in r["extra"] for r in rows):
+        render(rows, fmt, STATUS_COLUMNS)
+        fail(next(r["extra"]["error"] for r in rows if "error" in r["extra"]))
+    render(rows, fmt, STATUS_COLUMNS)
+
+
+def _node_rows(
+    config: Path, cluster: Cluster, name: str, vols: list[Volume], source: str
+) -> list[dict[str, Any]]:
     from drorch.replication.drbd.driver import DrbdReplicator
     from drorch.replication.drbd.status_sources import read_status
     from drorch.replication.node_status import node_environment
 
-    cluster = load(config)
-    vols = [drbd_volume(cluster, volume)] if volume else None
-    name = pick_node(cluster, vols[0] if vols else None, node)
-    if vols is None:
-        vols = [v for v in cluster.volumes if v.driver is Driver.DRBD and name in v.paths]
     env = node_environment(cluster, cluster.node(name)[1], config.resolve().parent)
+    rows = []
     try:
-        rows = []
         for vol in vols:
-            if source == "json":  # through the driver: adds generation ids and the epoch
-                drv = DrbdReplicator(vol, cluster.node(name)[1], env)
-                row = drv.status().as_dict()
-            else:
-                row = read_status(env.runners[name], vol, source).as_dict()
+            try:
+                if source == "json":  # through the driver: adds generation ids and the epoch
+                    row = DrbdReplicator(vol, cluster.node(name)[1], env).status().as_dict()
+                else:
+                    row = read_status(env.runners[name], vol, source).as_dict()
+            except ReplicationError as exc:
+                row = {"name": vol.name, "role": "unknown", "extra": {"error": str(exc)}}
             row["node"] = name
             rows.append(row)
-    except ReplicationError as exc:
-        fail(str(exc))
     finally:
         env.close()
-    render(rows, fmt, STATUS_COLUMNS)
+    return rows
 
 
 @drbd.command("fence-peer")

@@ -342,3 +342,19 @@ def test_node_and_volume_errors(fake_env: dict[str, str], tmp_path: Path) -> Non
     assert result.exit_code == 2  # the loader's FILE:LINE:COL error, before any DRBD call
     assert result.stderr.startswith(f"{one_sided}:") and "volume-site-missing" in result.stderr
     assert calls(fake_env) == []
+
+
+def test_status_of_every_node(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "split-brain-a"
+    result = invoke(fake_env, "drbd", "status", "-c", str(LAB), "--all-nodes", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["node"], r["role"], r["connection"]) for r in rows] == [
+        ("a1", "primary", "StandAlone"),
+        ("b1", "primary", "StandAlone"),
+    ]
+    fake_env["DRBD_FAKE_STATE"] = "no-module"
+    result = invoke(fake_env, "drbd", "status", "-c", str(LAB), "--all-nodes", "--format", "json")
+    assert result.exit_code == 0  # every node gets a row, with the error
+    rows = json.loads(result.stdout)
+    assert all("kernel module is not loaded" in r["extra"]["error"] for r in rows)
