@@ -71,6 +71,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     config = d / "sshd_config"
     config.write_text(
         f"ListenAddress 127.0.0.1:{port}\n"
+        f"ListenAddress [::1]:{port}\n"
         f"HostKey {d / 'host_ed25519'}\n"
         f"PidFile {d / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\n"
@@ -87,7 +88,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         _wait_listening(port, proc, log)
         host_pub = " ".join((d / "host_ed25519.pub").read_text().split()[:2])
         known = d / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {host_pub}\n")
+        known.write_text(f"[127.0.0.1]:{port} {host_pub}\n[::1]:{port} {host_pub}\n")
         user = os.environ.get("USER") or "root"
         yield Sshd(port, user, d / "client_ed25519", host_pub, known, d)
     finally:

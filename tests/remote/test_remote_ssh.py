@@ -176,8 +176,22 @@ def test_a_dropped_connection_is_reopened(sshd: Sshd) -> None:
 def test_large_output_and_input_are_not_truncated(sshd: Sshd) -> None:
     r = runner(sshd)
     try:
-        payload = "".join(f"line {i}\n" for i in range(600_000))  # ~7 MiB each way, beyond the SSH window
+        payload = "".join(
+            f"line {i}\n" for i in range(600_000)
+        )  # ~7 MiB each way, beyond the SSH window
         result = r.run(["cat"], input=payload, timeout=60)
         assert result.stdout == payload
+    finally:
+        r.close()
+
+
+def test_ipv6_loopback_target(sshd: Sshd) -> None:
+    r = SSHRunner(
+        f"{sshd.user}@[::1]:{sshd.port}",
+        key_filename=sshd.client_key,
+        known_hosts=sshd.known_hosts,
+    )
+    try:
+        assert r.run(["echo", "v6"]).stdout == "v6\n"
     finally:
         r.close()
