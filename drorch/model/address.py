@@ -60,7 +60,7 @@ def normalise_fingerprint(text: str) -> str:
     Accepts `sha256:AB:CD:...`, `AB:CD:...` (as `openssl x509 -fingerprint -sha256`
     prints it) or plain hex."""
     body = text.strip()
-    if body.lower().startswith("sha256:") or body.lower().startswith("sha256="):
+    if body.lower().startswith("sha256:"):
         body = body[7:]
     hexdigits = body.replace(":", "").lower()
     if not _HEX64.match(hexdigits):
