@@ -34,6 +34,7 @@ class DirtyBitmap:
         self._count = sum(b.bit_count() for b in self._bits)
         self._lazy_low = nbytes
         self._lazy_high = 0
+        self._unsynced = False
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -72,6 +73,7 @@ class DirtyBitmap:
         if low < 0:
             return False
         os.pwrite(self._fd, self._bits[low : high + 1], low)
+        self._unsynced = True
         return True
 
     def set_region(self, region: int) -> None:
@@ -91,6 +93,7 @@ class DirtyBitmap:
         self._count = 0
         self._lazy_low, self._lazy_high = 0, len(self._bits)
         self.writeback()
+        self._unsynced = True
         self.sync()
 
     def merge(self, other: bytes) -> int:
@@ -104,6 +107,7 @@ class DirtyBitmap:
         self._count += added
         if added:
             os.pwrite(self._fd, self._bits, 0)
+            self._unsynced = True
             self.sync()
         return added
 
@@ -113,7 +117,10 @@ class DirtyBitmap:
         self._lazy_low, self._lazy_high = len(self._bits), 0
 
     def sync(self) -> None:
-        os.fdatasync(self._fd)
+        """Make set bits durable (a no-op when nothing was set since the last sync)."""
+        if self._unsynced:
+            self._unsynced = False
+            os.fdatasync(self._fd)
 
     def snapshot(self) -> bytes:
         return bytes(self._bits)

@@ -229,11 +229,18 @@ class Engine:
     def _finish_write(
         self, new_bits: bool, fua: bool, session: PeerSession | None, seq: int
     ) -> None:
-        if self.mode == "sync" or fua:
+        """Protocol C: while a peer receives, every write is durable on both sides before
+        it is acknowledged. Otherwise (async, or no peer) NBD's rules: durable on FUA."""
+        replicated_sync = session is not None and seq and self.mode == "sync"
+        if replicated_sync:
+            assert session is not None
+            session.drain()  # ship it now, then make it durable here meanwhile
+        if replicated_sync or fua:
             if new_bits:
                 self.bitmap.sync()
             self.backing.sync()
-        if session is not None and seq and self.mode == "sync":
+        if replicated_sync:
+            assert session is not None
             session.wait_acked(seq)
 
     def _await_room(self, length: int) -> PeerSession | None:
@@ -257,10 +264,12 @@ class Engine:
         with self.cond:
             session = self._shipping()
             seq = session.enqueue_flush() if session is not None else 0
+        if session is not None and seq and self.mode == "sync":
+            session.drain()
         self.bitmap.sync()
         self.backing.sync()
         if session is not None and seq and self.mode == "sync":
-            session.wait_acked(seq)
+            session.wait_acked(seq)  # sync: durable on the peer too; async: local only
 
     # ---------------------------------------------------------------- roles
     def promote(self, epoch: int | None, *, force: bool, accept_data_loss: bool) -> str:

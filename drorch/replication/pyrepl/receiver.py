@@ -58,6 +58,7 @@ class Receiver:
         self.session = session
         self.engine = session.engine
         self.last_seq = 0
+        self._buf = bytearray(1024 * 1024)
 
     def run(self) -> None:
         s = self.session
@@ -66,7 +67,7 @@ class Receiver:
             s.sock.settimeout(PEER_SILENCE_TIMEOUT)
             while s.alive:
                 head = wire.parse_header(recv_exact(s.sock, wire.HEADER.size))
-                payload = recv_exact(s.sock, head.length) if head.length else bytearray()
+                payload = self._recv_payload(head.length)
                 self.engine.stats["frames_received"] += 1
                 self.dispatch(head, payload)
         except TimeoutError:
@@ -84,7 +85,20 @@ class Receiver:
         s.join()
         s.sock.close()
 
-    def dispatch(self, head: Header, payload: bytearray) -> None:
+    def _recv_payload(self, length: int) -> memoryview:
+        """Receive into one reused buffer: a frame is applied before the next is read."""
+        if length > len(self._buf):
+            self._buf = bytearray(length)
+        view = memoryview(self._buf)[:length]
+        got = 0
+        while got < length:
+            k = self.session.sock.recv_into(view[got:], length - got)
+            if k == 0:
+                raise EOFError("peer closed the connection")
+            got += k
+        return view
+
+    def dispatch(self, head: Header, payload: memoryview) -> None:
         s, eng = self.session, self.engine
         if head.type in SEQUENCED:
             if head.seq != self.last_seq + 1:
@@ -107,7 +121,7 @@ class Receiver:
         else:
             raise WireError(f"{head.type.name} is not valid on an established link")
 
-    def _apply(self, head: Header, payload: bytearray) -> None:
+    def _apply(self, head: Header, payload: memoryview) -> None:
         eng = self.engine
         if head.type == FrameType.DATA:
             eng.backing.pwrite(head.offset, payload)

@@ -237,31 +237,47 @@ class PeerSession:
             eng.cond.notify_all()
 
     # ------------------------------------------------------------------ sender
-    def _take_batch(self) -> list[Buffer] | None:
-        with self.lock:
-            if self.alive and not self.out:
-                self.send_cond.wait(PING_INTERVAL)
-            if not self.alive:
-                return None
-            if not self.out:
-                return [wire.header(FrameType.PING)]
-            batch: list[Buffer] = []
-            size = 0
-            while self.out and size < SEND_BATCH_BYTES and len(batch) < IOV_MAX - 2:
-                frame = self.out.popleft()
-                batch.extend(frame)
-                size += sum(len(b) for b in frame)
-            return batch
+    def _pop_batch(self) -> list[Buffer]:
+        """Up to SEND_BATCH_BYTES of queued frames, in order (caller holds the lock)."""
+        batch: list[Buffer] = []
+        size = 0
+        while self.out and size < SEND_BATCH_BYTES and len(batch) < IOV_MAX - 2:
+            frame = self.out.popleft()
+            batch.extend(frame)
+            size += sum(len(b) for b in frame)
+        return batch
+
+    def drain(self) -> None:
+        """Send everything queued, in queue order, from any thread. The send lock spans
+        pop and send, so two drainers can never reorder frames. Lock order: send lock,
+        then engine lock (never the reverse). Sync writers call this themselves, which
+        saves a thread hop per write; async writers leave it to the sender thread."""
+        try:
+            with self.send_lock:
+                while True:
+                    with self.lock:
+                        if not self.alive:
+                            return
+                        batch = self._pop_batch()
+                    if not batch:
+                        return
+                    self.engine.stats["bytes_sent"] += send_buffers(self.sock, batch)
+        except OSError as exc:
+            self.close(f"send failed: {exc}")
 
     def _send_loop(self) -> None:
         try:
             while True:
-                batch = self._take_batch()
-                if batch is None:
-                    return
-                with self.send_lock:
-                    sent = send_buffers(self.sock, batch)
-                self.engine.stats["bytes_sent"] += sent
+                with self.lock:
+                    if self.alive and not self.out:
+                        self.send_cond.wait(PING_INTERVAL)
+                    if not self.alive:
+                        return
+                    idle = not self.out
+                if idle:
+                    self.send_now(wire.header(FrameType.PING))
+                else:
+                    self.drain()
         except OSError as exc:
             self.close(f"send failed: {exc}")
         except Exception as exc:  # a bug must cost the link, not leave it half-dead

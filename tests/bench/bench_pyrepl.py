@@ -1,0 +1,282 @@
+"""pyrepl throughput and sync-write latency against nbdkit's file plugin, in one run.
+
+One NBD client for everything (`qemu-img bench`), one backing directory for everything:
+
+  1. nbdkit file plugin            (the peer every ratio refers to)
+  2. pyrepl standalone             (primary, no peer)
+  3. pyrepl async, peer on loopback
+  4. pyrepl sync,  peer on loopback
+
+Figures: 1 MiB sequential writes (MiB/s, queue depth 4) and 4 KiB synchronous writes
+(`-t writethrough`: every write is FUA; latency = median over runs of elapsed/count).
+The physical limit of a sync write is one local fsync plus one loopback round trip,
+measured here too. Targets: standalone >= 50% of nbdkit's throughput; sync 4 KiB latency
+<= 2x the physical limit; async >= 80% of standalone's throughput.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+SIZE_MIB = 256
+RUNS = 5
+SEQ_COUNT = 256  # 1 MiB writes per run
+SYNC_COUNT = 1000  # 4 KiB writes per run
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def qemu_bench(uri: str, *args: str) -> float:
+    argv = ["qemu-img", "bench", "-w", "-f", "raw", *args, uri]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+    m = re.search(r"Run completed in ([\d.]+) seconds", out.stdout)
+    if not m:
+        raise RuntimeError(f"unexpected qemu-img bench output: {out.stdout}{out.stderr}")
+    return float(m.group(1))
+
+
+def warm_up(uri: str) -> None:
+    """Write every block once, so no target pays for sparse-file allocation later."""
+    qemu_bench(uri, "-t", "none", "-s", "1M", "-c", str(SIZE_MIB), "-d", "4")
+
+
+def seq_mibps(uri: str) -> float:
+    return SEQ_COUNT / qemu_bench(uri, "-t", "none", "-s", "1M", "-c", str(SEQ_COUNT), "-d", "4")
+
+
+def sync4k_us(uri: str) -> float:
+    elapsed = qemu_bench(uri, "-t", "writethrough", "-s", "4k", "-c", str(SYNC_COUNT), "-d", "1")
+    return elapsed / SYNC_COUNT * 1e6
+
+
+@contextmanager
+def nbdkit(path: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "file", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield f"nbd://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def serve(root: Path, label: str, role: str, mode: str, peer: int | None,
+          nbd: bool) -> tuple[subprocess.Popen[bytes], int, int]:  # fmt: skip
+    listen, nbd_port = free_port(), free_port()
+    argv = [
+        sys.executable, "-m", "drorch", "repl", "serve", "--name", "vol",
+        "--backing", str(root / f"{label}.img"), "--size", f"{SIZE_MIB}MiB",
+        "--role", role, "--mode", mode, "--listen", f"127.0.0.1:{listen}",
+        "--control", str(root / f"{label}.ctl"),
+    ]  # fmt: skip
+    if peer is not None:
+        argv += ["--peer", f"127.0.0.1:{peer}"]
+    if nbd:
+        argv += ["--nbd", f"127.0.0.1:{nbd_port}"]
+    log = open(root / f"{label}.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO)
+    log.close()
+    wait_port(listen)
+    return proc, listen, nbd_port
+
+
+def control(root: Path, label: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-m", "drorch", "repl", "status", "--control",
+         str(root / f"{label}.ctl"), "--format", "json"],
+        capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout))
+
+
+def wait_for(root: Path, label: str, check: object, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check(control(root, label)):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{label} did not settle: {control(root, label)}")
+
+
+@contextmanager
+def pyrepl(root: Path, mode: str | None) -> Iterator[tuple[str, Callable[[], None]]]:
+    """mode None: standalone primary. Else a primary `a` with a secondary `b`."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        peer = None
+        if mode is not None:
+            b, peer, _ = serve(root, f"b-{mode}", "secondary", mode, None, nbd=False)
+            procs.append(b)
+        label = f"a-{mode or 'standalone'}"
+        a, _, nbd_port = serve(root, label, "primary", mode or "async", peer, nbd=True)
+        procs.append(a)
+        wait_port(nbd_port)
+
+        def settled() -> None:
+            if mode is not None:
+                wait_for(root, label, lambda s: s["connection"] == "Connected"
+                         and s["lag_bytes"] == 0 and s["peer_disk"] == "UpToDate")  # fmt: skip
+
+        settled()
+        yield f"nbd://127.0.0.1:{nbd_port}/vol", settled
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+def fsync_latency(root: Path, count: int = 2000) -> float:
+    path = root / "fsync.probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, bytes(count * 4096), 0)
+        os.fsync(fd)
+        block = os.urandom(4096)
+        samples = []
+        for i in range(count):
+            t = time.perf_counter()
+            os.pwrite(fd, block, i * 4096)
+            os.fdatasync(fd)
+            samples.append(time.perf_counter() - t)
+        return statistics.median(samples)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def loopback_rtt(count: int = 5000) -> float:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def echo() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while data := conn.recv(64):
+                conn.sendall(data)
+
+    t = threading.Thread(target=echo)
+    t.start()
+    samples = []
+    with socket.create_connection(srv.getsockname()) as c:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            start = time.perf_counter()
+            c.sendall(b"x" * 32)
+            c.recv(64)
+            samples.append(time.perf_counter() - start)
+    t.join(10)
+    srv.close()
+    return statistics.median(samples)
+
+
+def main() -> int:
+    """All targets run side by side and are measured round-robin, so drift in a shared
+    machine's disk or CPU hits every target alike; medians over the rounds."""
+    base = Path(os.environ.get("DRORCH_BENCH_DIR", "/var/tmp"))
+    with tempfile.TemporaryDirectory(prefix="bench-pyrepl-", dir=base) as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        nk = root / "nbdkit.img"
+        with open(nk, "wb") as f:
+            f.truncate(SIZE_MIB * 1024 * 1024)
+        targets: dict[str, tuple[str, Callable[[], None]]] = {
+            "nbdkit file": (stack.enter_context(nbdkit(nk)), lambda: None)
+        }
+        for mode in (None, "async", "sync"):
+            targets[f"pyrepl {mode or 'standalone'}"] = stack.enter_context(pyrepl(root, mode))
+        for uri, settle in targets.values():
+            warm_up(uri)
+            settle()
+        samples: dict[str, dict[str, list[float]]] = {
+            name: {"seq_mibps": [], "sync4k_us": []} for name in targets
+        }
+        fsyncs, rtts = [], []
+        for _ in range(RUNS):
+            for name, (uri, settle) in targets.items():
+                settle()
+                samples[name]["seq_mibps"].append(seq_mibps(uri))
+            for name, (uri, settle) in targets.items():
+                settle()
+                samples[name]["sync4k_us"].append(sync4k_us(uri))
+            fsyncs.append(fsync_latency(root, 400))
+            rtts.append(loopback_rtt(1000))
+        results = {
+            name: {k: statistics.median(v) for k, v in figures.items()}
+            for name, figures in samples.items()
+        }
+        return report(results, statistics.median(fsyncs), statistics.median(rtts))
+
+
+def report(results: dict[str, dict[str, float]], fsync: float, rtt: float) -> int:
+    peer = results["nbdkit file"]
+    print(f"qemu-img bench, {RUNS} interleaved rounds, medians; backing files on one file system")
+    print(f"{'target':<20} {'1MiB seq MiB/s':>15} {'vs nbdkit':>10} "
+          f"{'4KiB sync us':>13} {'vs nbdkit':>10}")  # fmt: skip
+    for name, r in results.items():
+        print(f"{name:<20} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
+              f"{r['sync4k_us']:>13.0f} {r['sync4k_us'] / peer['sync4k_us']:>9.2f}x")  # fmt: skip
+    limit_us = (fsync + rtt) * 1e6
+    print(f"physical limit of a sync write: fsync {fsync * 1e6:.0f} us + loopback RTT "
+          f"{rtt * 1e6:.0f} us = {limit_us:.0f} us")  # fmt: skip
+    standalone, asyn, sync = (results[f"pyrepl {m}"] for m in ("standalone", "async", "sync"))
+    checks = [
+        ("standalone throughput >= 50% of nbdkit",
+         standalone["seq_mibps"] / peer["seq_mibps"], 0.5, True),
+        ("sync 4KiB latency <= 2x physical limit",
+         sync["sync4k_us"] / limit_us, 2.0, False),
+        ("async throughput >= 80% of standalone",
+         asyn["seq_mibps"] / standalone["seq_mibps"], 0.8, True),
+    ]  # fmt: skip
+    failed = 0
+    for label, value, target, at_least in checks:
+        ok = value >= target if at_least else value <= target
+        failed += not ok
+        print(f"{'PASS' if ok else 'MISS'}  {label}: {value:.2f} (target {target:g})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
