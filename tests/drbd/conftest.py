@@ -124,7 +124,7 @@ def quorum_daemon(tmp_path: Path) -> Iterator[QuorumDaemon]:
     config = folder / "quorumd.yaml"
     config.write_text(
         f"listen: 127.0.0.1:{port}\ncert: server.crt\nkey: server.key\n"
-        "state_file: quorumd.state\nheartbeat_ms: 200\nlease_ms: 5000\nswitch_delay_ms: 500\n"
+        "state_file: quorumd.state\nheartbeat_ms: 1000\nlease_ms: 30000\nswitch_delay_ms: 500\n"
         "clusters:\n  c1:\n    sites:\n      A: [c1-a.crt]\n      B: [c1-b.crt]\n"
     )
     log = (folder / "quorumd.log").open("wb")
