@@ -78,7 +78,8 @@ GuestFactory = Callable[..., Guest]
 
 @pytest.fixture
 def guest(running_lab: RunningLab, request: pytest.FixtureRequest) -> Iterator[GuestFactory]:
-    """`guest(cmdline="", disk_xml=None, start=True)` defines a heartbeat guest at site A,
+    """`guest(cmdline="", disk_xml=None, start=True)` defines a heartbeat guest (two beats a
+    second) at site A,
     starts it and waits for its first heartbeat. Every guest is destroyed and undefined
     at both sites afterwards."""
     made: list[str] = []
