@@ -275,3 +275,37 @@ def test_every_option_combination_passes_drbdadm_dump(tmp_path: Path) -> None:
         ("on-no-quorum", last.on_no_quorum),
     ):
         assert re.search(rf"\n\s+{key}\s+{re.escape(value)};", tail), (key, value)
+
+
+# every drbdadm command line the driver issues -> what real drbdadm -d says it would run
+DRIVER_COMMANDS = {
+    ("up",): "drbdsetup new-resource r0 0",
+    ("down",): "drbdsetup down r0",
+    ("primary",): "drbdsetup primary r0",
+    ("primary", "--force"): "drbdsetup primary r0 --force",
+    ("secondary",): "drbdsetup secondary r0",
+    ("connect",): "drbdsetup connect r0 1",
+    ("connect", "--discard-my-data"): "drbdsetup connect r0 1 --discard-my-data",
+    ("disconnect",): "drbdsetup disconnect r0 1",
+    ("verify",): "drbdsetup verify r0 1 0",
+    ("invalidate",): "drbdsetup invalidate 0",
+    ("create-md",): "drbdmeta 0 v09 /dev/vg0/r0 internal create-md 1",
+    ("create-md", "--force"): "drbdmeta 0 v09 /dev/vg0/r0 internal create-md 1 --force",
+    ("adjust",): "drbdsetup new-resource r0 0",
+}
+
+
+@pytest.mark.parametrize("args", sorted(DRIVER_COMMANDS))
+def test_driver_command_lines_are_valid_drbdadm(args: tuple[str, ...], tmp_path: Path) -> None:
+    """Real drbdadm (-d: print, do not run) accepts each command line the driver builds."""
+    from drorch.replication.drbd.ops import Op, drbdadm_argv
+
+    cluster = two_site_cluster()
+    res = tmp_path / "r0.res"
+    res.write_text(render(cluster, cluster.volumes[0]))
+    argv = drbdadm_argv(Op(args[0]), "r0", *args[1:], config=str(res))
+    assert argv[:3] == ["drbdadm", "-c", str(res)]
+    plan = drbdadm(res, "a1", "-d", *argv[3:])
+    assert plan.returncode == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    assert any(line.startswith(DRIVER_COMMANDS[args]) for line in lines), plan.stdout
