@@ -180,7 +180,15 @@ def plan_migration(snapshot: Snapshot, to_site: str) -> Plan:
     stops, cold = _stop_steps(c, snapshot, src)
     waits, switches = _volume_steps(snapshot, src, dst, blockers)
     lives = _live_steps(snapshot, src, dst)
-    cold_vms = [vm.name for vm in c.vms if vm.name in cold]
+    # a VM deliberately shut off at the source stays off; one not observed there is moved
+    cold_vms = []
+    for vm in c.vms:
+        if vm.name not in cold or snapshot.vm_state(vm.domain, dst) == RUNNING:
+            continue  # live-migrated, or already running at the target
+        if (vm.domain, src) in snapshot.vm_states and snapshot.vm_state(vm.domain, src) != RUNNING:
+            notes.append(f"{vm.name} is not running at {src}: it is left stopped")
+        else:
+            cold_vms.append(vm.name)
     starts = start_vm_steps(snapshot, cold_vms, src, dst, "{name} is not migratable")
     services = start_service_steps(snapshot, [s.name for s in c.services if not s.migratable], dst)
     steps = [*stops, *waits, *switches, *lives, *starts, *services, *verify_steps(c, dst)]

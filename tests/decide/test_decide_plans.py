@@ -68,6 +68,15 @@ def test_migration_skips_what_is_already_in_place() -> None:
     actions = [(a, t) for a, t, *_ in rows(plan)]
     assert ("shutdown-vm", "db") not in actions  # not running at A
     assert ("define-vm", "db") not in actions and ("start-vm", "db") not in actions
+    assert plan.notes == ("the cluster runs at A: 2 volume(s) are primary at A",)
+
+
+def test_migration_leaves_a_stopped_vm_stopped() -> None:
+    states = {("db-vm", "A"): "shutoff", ("web", "A"): "running",
+              ("db-vm", "B"): "undefined", ("web", "B"): "undefined"}  # fmt: skip
+    plan = plan_migration(healthy_at_a(vm_states=states), "B")
+    assert "db" not in [t for a, t, *_ in rows(plan) if a in ("define-vm", "start-vm")]
+    assert plan.notes[-1] == "db is not running at A: it is left stopped"
 
 
 BLOCKED_MIGRATIONS = [
