@@ -37,6 +37,7 @@ from drorch.virt.base import (
     VMState,
     domain_name,
 )
+from drorch.virt.libvirt_cleanup import SiteView, after_failed_migration
 from drorch.virt.libvirt_conn import (
     describe,
     is_no_domain,
@@ -281,9 +282,9 @@ class LibvirtHypervisor(Hypervisor):
                 f"{vm} is {self.state(vm)} at {self.site}: only a running VM live-migrates"
                 " (use cold failover for a stopped one)"
             )
-        there = dest.state(vm)
-        if there in (VMState.RUNNING, VMState.PAUSED):
-            raise VMRunningElsewhere(f"{vm} is already {there} at {dest.site}; refusing")
+        dest_before = dest.state(vm)
+        if dest_before in (VMState.RUNNING, VMState.PAUSED):
+            raise VMRunningElsewhere(f"{vm} is already {dest_before} at {dest.site}; refusing")
         if not dest.peer_uri:
             raise HypervisorError(
                 f"site {dest.site} has no peer-to-peer URI: set migration_uri on its node "
@@ -307,7 +308,9 @@ class LibvirtHypervisor(Hypervisor):
         )
         if outcome.failed is None and outcome.finished:
             return self._succeeded(vm, dest, outcome, "; ".join(request.reasons))
-        raise MigrationFailed(self._after_failure(vm, dest, outcome), failed_result(outcome))
+        raise MigrationFailed(
+            self._after_failure(vm, dest, outcome, dest_before), failed_result(outcome)
+        )
 
     def migration_stream_uri(self) -> str:
         """Where the memory stream of a migration *to* this site goes."""
@@ -345,35 +348,28 @@ class LibvirtHypervisor(Hypervisor):
             reason=f"{outcome_reason(outcome)}; {storage}",
         )
 
-    def _after_failure(self, vm: str, dest: LibvirtHypervisor, outcome: MigrationOutcome) -> str:
-        """Confirm where the VM is after a failed or aborted migration, remove a stale
-        inactive copy at dest so it is defined once, and say all of it."""
-        lines = [outcome_reason(outcome)]
-        here = self.state(vm)
+    def _view(self, vm: str) -> SiteView:
         try:
-            there = dest.state(vm)
+            return SiteView(self.site, self.state(vm))
         except HypervisorError as exc:
-            there = None
-            lines.append(f"could not check {dest.site}: {exc}")
-        if here == VMState.RUNNING:
-            lines.append(f"{vm} still runs at {self.site}")
-        else:
-            lines.append(f"WARNING: {vm} is {here} at {self.site}")
-        if there in (VMState.SHUTOFF, VMState.CRASHED) and here == VMState.RUNNING:
-            try:
+            return SiteView(self.site, None, str(exc))
+
+    def _after_failure(
+        self, vm: str, dest: LibvirtHypervisor, outcome: MigrationOutcome, dest_before: VMState
+    ) -> str:
+        """Confirm where the VM is after a failed or aborted migration, tidy what is safe
+        to tidy at dest (see libvirt_cleanup), and say all of it."""
+        there = dest._view(vm)
+        incoming = there.state == VMState.PAUSED and dest.is_incoming(vm)
+        cleanup = after_failed_migration(vm, self._view(vm), there, dest_before, incoming)
+        lines = [outcome_reason(outcome), *cleanup.lines]
+        try:
+            if cleanup.action == "undefine_dest":
                 dest.undefine(vm)
-                lines.append(f"removed the inactive copy of {vm} left at {dest.site}")
-            except HypervisorError as exc:
-                lines.append(f"{vm} is also defined at {dest.site} and could not be removed: {exc}")
-        elif there == VMState.PAUSED and here == VMState.RUNNING and dest.is_incoming(vm):
-            # the destination's half of the migration never ran the guest: discard it
-            try:
+            elif cleanup.action == "destroy_dest_incoming":
                 dest.destroy(vm)
-                lines.append(f"discarded the incoming copy of {vm} at {dest.site}")
-            except HypervisorError as exc:
-                lines.append(f"the incoming copy at {dest.site} could not be discarded: {exc}")
-        elif there in (VMState.RUNNING, VMState.PAUSED):
-            lines.append(f"WARNING: {vm} is {there} at {dest.site} too")
+        except HypervisorError as exc:
+            lines.append(f"that failed: {exc}")
         return "; ".join(lines)
 
     def is_incoming(self, vm: str) -> bool:
