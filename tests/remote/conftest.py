@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -89,7 +90,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         host_pub = " ".join((d / "host_ed25519.pub").read_text().split()[:2])
         known = d / "known_hosts"
         known.write_text(f"[127.0.0.1]:{port} {host_pub}\n[::1]:{port} {host_pub}\n")
-        user = os.environ.get("USER") or "root"
+        user = pwd.getpwuid(os.getuid()).pw_name  # sshd lets us log in as ourselves
         yield Sshd(port, user, d / "client_ed25519", host_pub, known, d)
     finally:
         proc.terminate()
