@@ -24,7 +24,8 @@ from drorch.clock import Clock, SystemClock
 from drorch.model.reports import ConfigError, Position, ReportItem
 from drorch.quorum.config import QuorumdConfig, load_config
 from drorch.quorum.grants import GrantBook
-from drorch.quorum.server import PersistFailed, QuorumServer
+from drorch.quorum.persister import PersistFailed
+from drorch.quorum.server import QuorumServer
 from drorch.quorum.state import QuorumState, StateError, create_state, read_state, write_state
 from drorch.quorum.tls import server_context
 

@@ -13,11 +13,11 @@ import logging
 import socket
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable
 
 from drorch.clock import Clock
 from drorch.quorum.config import QuorumdConfig
 from drorch.quorum.grants import GrantBook
+from drorch.quorum.persister import Persister, PersistFailed
 from drorch.quorum.protocol import (
     UNAUTHORIZED,
     ClientMessage,
@@ -35,64 +35,6 @@ log = logging.getLogger("drorch.quorumd")
 HANDSHAKE_DEADLINE = 5.0  # seconds from accept to a completed TLS handshake and `hello`
 ACCEPTS_PER_WAKEUP = 128
 ACCEPT_PAUSE_ON_EMFILE = 0.1
-
-
-class PersistFailed(Exception):
-    """The state could not be made durable: the daemon must stop granting."""
-
-
-class Persister:
-    """Group commit of the grant state. `version` counts grant changes in memory; votes
-    wait until `durable` catches up with the version they were decided at."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, write: Callable[[], None]) -> None:
-        self._loop = loop
-        self._write = write
-        self.version = 0
-        self.durable = 0
-        self._writing = False
-        self._waiters: list[tuple[int, Session, bytes]] = []
-        self.failed: BaseException | None = None
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def changed(self) -> None:
-        self.version += 1
-        self._start()
-
-    def send_when_durable(self, session: Session, frame: bytes) -> None:
-        if self.durable >= self.version:
-            session.send(frame)
-        elif self.failed is None:
-            self._waiters.append((self.version, session, frame))
-
-    def _start(self) -> None:
-        if self._writing or self.failed is not None or self.durable >= self.version:
-            return
-        self._writing = True
-        self.idle.clear()
-        target = self.version
-        future = self._loop.run_in_executor(None, self._write)
-        future.add_done_callback(lambda f: self._done(f, target))
-
-    def _done(self, future: asyncio.Future[None], target: int) -> None:
-        self._writing = False
-        exc = future.exception()
-        if exc is not None:
-            self.failed = exc
-            self._waiters.clear()
-            self.idle.set()
-            log.critical("cannot persist the quorum state, granting stops: %s", exc)
-            return
-        self.durable = target
-        ready = [w for w in self._waiters if w[0] <= target]
-        self._waiters = [w for w in self._waiters if w[0] > target]
-        for _, session, frame in ready:
-            session.send(frame)
-        if self.durable < self.version:
-            self._start()
-        else:
-            self.idle.set()
 
 
 class QuorumServer:
@@ -123,10 +65,17 @@ class QuorumServer:
 
     # --- lifecycle ---------------------------------------------------------------------
 
+    def snapshot(self) -> QuorumState:
+        """The durable state as of now (taken on the loop thread, written on another)."""
+        s = self.state
+        return QuorumState(s.max_lease_ms, s.max_switch_delay_ms, self.grants.durable())
+
+    def write(self, state: QuorumState) -> None:
+        write_state(self.config.state_file, state)
+
     def persist_now(self) -> None:
-        """Write the state synchronously (start-up and shutdown)."""
-        self.state.clusters = self.grants.durable()
-        write_state(self.config.state_file, self.state)
+        """Write the state synchronously (shutdown)."""
+        self.write(self.snapshot())
 
     def bind(self) -> tuple[str, int]:
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
@@ -151,7 +100,7 @@ class QuorumServer:
         if self._listener is None:
             self.bind()
         assert self._listener is not None
-        self._persister = Persister(loop, self.persist_now)
+        self._persister = Persister(loop, self.snapshot, self.write)
         loop.add_reader(self._listener.fileno(), self._accept)
         self._schedule_sweep()
         host, port = self.address or ("?", 0)
@@ -235,15 +184,22 @@ class QuorumServer:
             _, oldest = next(iter(self.unauthenticated.items()))
             self.evicted += 1
             oldest.close("evicted: too many connections without hello")
-        raw.setblocking(False)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            sock = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        except OSError as exc:
+            raw.setblocking(False)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            session = Session(
+                self._loop,
+                raw,
+                self.context,
+                address,
+                self.clock,
+                self._on_message,
+                self._on_closed,
+            )
+        except (OSError, ssl.SSLError) as exc:
             raw.close()
             log.debug("cannot start TLS with %s: %s", address, exc)
             return
-        session = Session(self._loop, sock, address, self.clock, self._on_message, self._on_closed)
         self.sessions[session.fd] = session
         self.unauthenticated[session.fd] = session
         self.unauth_by_address[address] = self.unauth_by_address.get(address, 0) + 1
@@ -300,9 +256,9 @@ class QuorumServer:
             )
         if decision.persist:
             log.info("cluster %s: %s", session.cluster, decision.reason)
-            self._persister.changed()
+            self._persister.changed(session.cluster)
         vote = Vote(seq, decision.granted, decision.epoch, decision.holder, self.config.lease_ms)
-        self._persister.send_when_durable(session, encode(vote))
+        self._persister.send_when_durable(session, session.cluster, encode(vote))
 
     def _hello(self, session: Session, hello: Hello) -> None:
         allowed = self.pins.get(session.fingerprint, frozenset())

@@ -1,8 +1,10 @@
-"""One client connection of the quorum daemon: non-blocking TLS socket I/O only.
+"""One client connection of the quorum daemon: non-blocking socket + TLS in memory BIOs.
 
-The session owns its socket, its sans-I/O `ServerProtocol`, and its output buffer. It knows
-nothing of grants: it hands every client message to the server (`on_message`) and sends the
-frames the server gives it. Deadlines are kept by the server's sweep.
+The session owns its socket, its TLS state (`SSLObject` over two `MemoryBIO`s, so one
+`recv` takes in whatever records arrived and one `send` puts out every record we made:
+two system calls per heartbeat), its sans-I/O `ServerProtocol`, and its output buffer.
+It knows nothing of grants: it hands every client message to the server (`on_message`)
+and sends the frames the server gives it. Deadlines are kept by the server's sweep.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("drorch.quorumd")
 
 READ_SIZE = 65536
-READS_PER_WAKEUP = 8
 MAX_OUTPUT = 1 << 20  # a client that reads nothing gets closed, not buffered forever
 DRAIN_SECONDS = 1.0  # after an error frame, read and discard this long before closing
+# one read buffer for every session (one event-loop thread): no allocation per read;
+# the TLS input BIO copies what it is given before the next read
+_READ_VIEW = memoryview(bytearray(READ_SIZE))
 
 
 class Stage(Enum):
@@ -46,6 +50,8 @@ class Stage(Enum):
 
 class Session:
     __slots__ = (
+        "_bio_in",
+        "_bio_out",
         "_clock",
         "_closed_cb",
         "_loop",
@@ -62,15 +68,17 @@ class Session:
         "last_heard",
         "node",
         "nodes",
+        "raw",
         "site",
-        "sock",
         "stage",
+        "tls",
     )
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        sock: ssl.SSLSocket,
+        raw: socket.socket,
+        context: ssl.SSLContext,
         address: str,
         clock: Clock,
         on_message: Callable[[Session, ClientMessage], None],
@@ -79,8 +87,11 @@ class Session:
         self._loop = loop
         self._clock = clock
         now = clock.monotonic()
-        self.sock = sock
-        self.fd = sock.fileno()
+        self.raw = raw
+        self.fd = raw.fileno()
+        self._bio_in = ssl.MemoryBIO()
+        self._bio_out = ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self._bio_in, self._bio_out, server_side=True)
         self.address = address
         self.accepted_at = now
         self.last_heard = now
@@ -90,13 +101,13 @@ class Session:
         self.cluster = self.site = self.node = ""
         self.nodes = -1
         self._protocol = ServerProtocol()
-        self._out = bytearray()
+        self._out = bytearray()  # TLS records not yet taken by the socket
         self._writing = False
         self._on_message = on_message
         self._closed_cb = on_closed
 
     def start(self) -> None:
-        """Begin the TLS handshake (the ClientHello may already be there)."""
+        """Begin serving (the ClientHello may already be there)."""
         self._loop.add_reader(self.fd, self._readable)
         self._readable()
 
@@ -110,51 +121,60 @@ class Session:
 
     # --- input -------------------------------------------------------------------------
 
+    def _readable(self) -> None:
+        try:
+            n = self.raw.recv_into(_READ_VIEW, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.close(f"read failed: {exc}")
+            return
+        if not n:
+            self.close("client closed the connection")
+            return
+        if self.stage is Stage.CLOSING:
+            return  # discarding until EOF or the drain deadline
+        self._bio_in.write(_READ_VIEW[:n])
+        if self.stage is Stage.HANDSHAKE and not self._handshake():
+            return
+        self.last_heard = self._clock.monotonic()
+        self._decrypt()
+
     def _handshake(self) -> bool:
         """Advance the TLS handshake; True once it is complete."""
         try:
-            self.sock.do_handshake()
+            self.tls.do_handshake()
         except ssl.SSLWantReadError:
-            self._want_write(False)
+            self._pump()
             return False
-        except ssl.SSLWantWriteError:
-            self._want_write(True)
+        except ssl.SSLError as exc:
+            self._pump()  # the alert tells the client why
+            self.close(f"TLS handshake failed: {exc.reason or exc}")
             return False
-        except (ssl.SSLError, OSError) as exc:
-            self.close(f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}")
-            return False
-        self._want_write(False)
         try:
-            self.fingerprint = peer_fingerprint(self.sock)
+            self.fingerprint = peer_fingerprint(self.tls)
         except PinError as exc:  # pragma: no cover - CERT_REQUIRED makes this impossible
             self.close(str(exc))
             return False
         self.stage = Stage.AWAITING_HELLO
+        self._pump()  # session tickets
         return True
 
-    def _readable(self) -> None:
-        if self.stage is Stage.HANDSHAKE and not self._handshake():
-            return
-        if self.stage is Stage.CLOSING:
-            self._discard()
-            return
-        for _ in range(READS_PER_WAKEUP):
-            if self.stage not in (Stage.AWAITING_HELLO, Stage.ESTABLISHED):
-                return
+    def _decrypt(self) -> None:
+        while self.stage is Stage.AWAITING_HELLO or self.stage is Stage.ESTABLISHED:
             try:
-                data = self.sock.recv(READ_SIZE)
-            except (ssl.SSLWantReadError, BlockingIOError):
+                data = self.tls.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.close("client closed the TLS session")
                 return
-            except ssl.SSLWantWriteError:
-                self._want_write(True)
-                return
-            except (ssl.SSLError, OSError) as exc:
-                self.close(f"read failed: {getattr(exc, 'reason', None) or exc}")
+            except ssl.SSLError as exc:
+                self.close(f"TLS error: {exc.reason or exc}")
                 return
             if not data:
-                self.close("client closed the connection")
+                self.close("client closed the TLS session")
                 return
-            self.last_heard = self._clock.monotonic()
             for event in self._protocol.receive(data):
                 if isinstance(event, ProtocolViolation):
                     self.fail(event.code, event.message)
@@ -162,25 +182,28 @@ class Session:
                 self._on_message(self, event)
                 if self.stage is not Stage.ESTABLISHED and self.stage is not Stage.AWAITING_HELLO:
                     return
-            if not self.sock.pending() and len(data) < READ_SIZE:
-                return
-
-    def _discard(self) -> None:
-        try:
-            while self.sock.recv(READ_SIZE):
-                pass
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            pass
-        self.close("closed after an error")
+            if not self._bio_in.pending and not self.tls.pending():
+                break
+        if self._bio_out.pending:
+            self._pump()
 
     # --- output ------------------------------------------------------------------------
 
     def send(self, frame: bytes) -> None:
-        if self.stage in (Stage.CLOSING, Stage.CLOSED):
+        """Encrypt one frame and hand it to the socket (buffering what it cannot take)."""
+        if self.stage is Stage.CLOSING or self.stage is Stage.CLOSED:
             return
-        self._out += frame
+        try:
+            self.tls.write(frame)
+        except ssl.SSLError as exc:
+            self.close(f"TLS error: {exc.reason or exc}")
+            return
+        self._pump()
+
+    def _pump(self) -> None:
+        """Move encrypted records from the TLS object to the socket."""
+        if self._bio_out.pending:
+            self._out += self._bio_out.read()
         if len(self._out) > MAX_OUTPUT:
             self.close("client does not read its votes (output buffer full)")
             return
@@ -188,31 +211,24 @@ class Session:
             self._flush()
 
     def _flush(self) -> None:
-        while self._out:
+        out = self._out
+        while out:
             try:
-                sent = self.sock.send(self._out)
-            except (ssl.SSLWantWriteError, BlockingIOError):
+                sent = self.raw.send(out)
+            except (BlockingIOError, InterruptedError):
                 self._want_write(True)
                 return
-            except ssl.SSLWantReadError:  # pragma: no cover - no renegotiation in TLS 1.3
+            except OSError as exc:
+                self.close(f"write failed: {exc}")
                 return
-            except (ssl.SSLError, OSError) as exc:
-                self.close(f"write failed: {getattr(exc, 'reason', None) or exc}")
-                return
-            del self._out[:sent]
+            del out[:sent]
         self._want_write(False)
         if self.stage is Stage.CLOSING:
             self._half_close()
 
-    def _writable(self) -> None:
-        if self.stage is Stage.HANDSHAKE:
-            self._handshake()
-        else:
-            self._flush()
-
     def _want_write(self, on: bool) -> None:
         if on and not self._writing:
-            self._loop.add_writer(self.fd, self._writable)
+            self._loop.add_writer(self.fd, self._flush)
         elif not on and self._writing:
             self._loop.remove_writer(self.fd)
         self._writing = on
@@ -221,22 +237,28 @@ class Session:
 
     def fail(self, code: str, message: str) -> None:
         """Send an `error` frame, then close this connection only."""
-        if self.stage in (Stage.CLOSING, Stage.CLOSED):
+        if self.stage is Stage.CLOSING or self.stage is Stage.CLOSED:
             return
         log.info("closing %s: %s: %s", self.describe(), code, message)
         if self.stage is Stage.HANDSHAKE:
             self.close(message)
             return
-        self._out += error_frame(code or BAD_FRAME, message)
+        try:
+            self.tls.write(error_frame(code or BAD_FRAME, message))
+        except ssl.SSLError:
+            self.close(message)
+            return
         self.stage = Stage.CLOSING
         self.close_at = self._clock.monotonic() + DRAIN_SECONDS
-        self._flush()
+        self._out += self._bio_out.read()
+        if not self._writing:
+            self._flush()
 
     def _half_close(self) -> None:
-        """Error frame is out: stop sending, keep discarding input so the peer reads the
-        error instead of a reset caused by unread data."""
+        """The error frame is out: stop sending, keep discarding input so the peer reads
+        the error instead of a reset caused by unread data."""
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            self.raw.shutdown(socket.SHUT_WR)
         except OSError:
             self.close("peer already gone")
 
@@ -248,5 +270,5 @@ class Session:
         if self._writing:
             self._loop.remove_writer(self.fd)
             self._writing = False
-        self.sock.close()
+        self.raw.close()
         self._closed_cb(self, why)
