@@ -23,6 +23,7 @@ from drorch.replication.base import Role
 from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable
 from drorch.replication.pyrepl.daemon import Daemon, ServeOptions
 from drorch.replication.pyrepl.engine import EngineConfig
+from drorch.replication.pyrepl.tls import LinkTls
 from tests.pyrepl.nbd_client import NbdClient
 
 SIZE = 4 * 1024 * 1024
@@ -90,6 +91,7 @@ class Cluster:
         mode: str = "sync",
         peer: tuple[str, int] | None = None,
         size: int = SIZE,
+        tls: LinkTls | None = None,
         **engine: Any,
     ) -> Side:
         backing = self.root / f"{label}.img"
@@ -109,6 +111,7 @@ class Cluster:
             listen=("127.0.0.1", 0),
             peer=peer,
             nbd=("127.0.0.1", 0),
+            tls=tls,
         )
         daemon = Daemon(options)
         daemon.start()

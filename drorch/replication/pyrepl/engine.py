@@ -36,7 +36,7 @@ from drorch.replication.pyrepl.storage import Backing
 from drorch.replication.pyrepl.verify import Verifier
 
 if TYPE_CHECKING:
-    import socket
+    from drorch.replication.pyrepl.tls_stream import Stream
 
 log = logging.getLogger("drorch.pyrepl")
 
@@ -378,7 +378,7 @@ class Engine:
         return "local changes will be discarded: resync from the peer on connect"
 
     # ---------------------------------------------------------------- link
-    def attach(self, sock: socket.socket, peer: SideView, peer_bitmap: bytes) -> SyncDecision:
+    def attach(self, sock: Stream, peer: SideView, peer_bitmap: bytes) -> SyncDecision:
         """Both handshakes done: decide and act (caller holds the lock)."""
         decision = decide_sync(self.view(), peer)
         log.info("%s: connect: %s (%s)", self.meta.name, decision.action.value, decision.reason)

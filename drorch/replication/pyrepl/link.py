@@ -19,6 +19,7 @@ from drorch.replication.pyrepl import wire
 from drorch.replication.pyrepl.handshake import SideView
 from drorch.replication.pyrepl.receiver import recv_exact
 from drorch.replication.pyrepl.tls import LinkTls, PinError
+from drorch.replication.pyrepl.tls_stream import Stream, TlsStream
 from drorch.replication.pyrepl.wire import FrameType, WireError
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def tune(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
 
 
-def _read_frame(sock: socket.socket, expect: set[FrameType]) -> tuple[wire.Header, bytearray]:
+def _read_frame(sock: Stream, expect: set[FrameType]) -> tuple[wire.Header, bytearray]:
     head = wire.parse_header(recv_exact(sock, wire.HEADER.size))
     payload = recv_exact(sock, head.length) if head.length else bytearray()
     if head.type not in expect:
@@ -117,14 +118,14 @@ class Link:
             threading.Thread(target=self._accepted, args=(conn,), daemon=True).start()
 
     def _accepted(self, conn: socket.socket) -> None:
-        sock: socket.socket = conn
+        sock: Stream = conn
         try:
             tune(conn)
             conn.settimeout(HANDSHAKE_TIMEOUT)
             if self.tls is not None:
-                tls_sock = self.tls.server.wrap_socket(conn, server_side=True)
-                sock = tls_sock
-                self.tls.check(tls_sock)
+                tls_stream = TlsStream(conn, self.tls.server, server_side=True)
+                sock = tls_stream
+                self.tls.check(tls_stream)
             head, body = _read_frame(sock, {FrameType.HELLO})
             peer = SideView.from_dict(wire.decode_json(head, body))
             _, peer_bitmap = _read_frame(sock, {FrameType.BITMAP})
@@ -137,7 +138,7 @@ class Link:
                     return
                 self._send_hello(sock)
                 eng.attach(sock, peer, bytes(peer_bitmap))
-        except (OSError, WireError, ValueError, KeyError, PinError) as exc:
+        except (OSError, EOFError, WireError, ValueError, KeyError, PinError) as exc:
             log.info("%s: incoming replication connection failed: %s", self.engine.meta.name, exc)
             sock.close()
 
@@ -151,7 +152,7 @@ class Link:
             return "both sides dial; the side with the smaller node id keeps its own connection"
         return ""
 
-    def _send_hello(self, sock: socket.socket) -> SideView:
+    def _send_hello(self, sock: Stream) -> SideView:
         view = self.engine.view()
         body = view.as_dict() | {"protocol": wire.PROTOCOL_VERSION}
         bitmap = self.engine.bitmap.snapshot()
@@ -182,13 +183,14 @@ class Link:
             conn = socket.create_connection(self.peer_addr, timeout=HANDSHAKE_TIMEOUT)
         except OSError:
             return  # peer not up yet: stay Connecting
-        sock: socket.socket = conn
+        sock: Stream = conn
         try:
             tune(conn)
+            conn.settimeout(HANDSHAKE_TIMEOUT)
             if self.tls is not None:
-                tls_sock = self.tls.client.wrap_socket(conn, server_hostname=self.peer_addr[0])
-                sock = tls_sock
-                self.tls.check(tls_sock)
+                tls_stream = TlsStream(conn, self.tls.client, server_side=False)
+                sock = tls_stream
+                self.tls.check(tls_stream)
             with eng.lock:
                 sent = self._send_hello(sock)
             head, body = _read_frame(sock, {FrameType.HELLO, FrameType.REJECT})
@@ -207,7 +209,7 @@ class Link:
         except Rejected as exc:
             log.debug("%s: peer declined: %s", eng.meta.name, exc)
             sock.close()
-        except (OSError, WireError, ValueError, KeyError, PinError) as exc:
+        except (OSError, EOFError, WireError, ValueError, KeyError, PinError) as exc:
             log.info("%s: replication handshake failed: %s", eng.meta.name, exc)
             sock.close()
 

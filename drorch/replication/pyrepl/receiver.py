@@ -9,13 +9,13 @@ connection; nothing is applied from a frame that failed to parse.
 from __future__ import annotations
 
 import logging
-import socket
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import wire
 from drorch.replication.pyrepl.meta import Generation
 from drorch.replication.pyrepl.progress import ResyncProgress
+from drorch.replication.pyrepl.tls_stream import Stream
 from drorch.replication.pyrepl.wire import FrameType, Header, WireError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ SEQUENCED = frozenset(
 ROLE_FRAMES = frozenset({FrameType.FLUSH, FrameType.ROLE, FrameType.EPOCH})
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytearray:
+def recv_exact(sock: Stream, n: int) -> bytearray:
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0

@@ -23,6 +23,7 @@ from drorch.replication.base import ConnState, Role
 from drorch.replication.pyrepl import wire
 from drorch.replication.pyrepl.handshake import SideView
 from drorch.replication.pyrepl.receiver import Receiver
+from drorch.replication.pyrepl.tls_stream import Stream
 from drorch.replication.pyrepl.wire import FrameType
 
 if TYPE_CHECKING:
@@ -45,11 +46,11 @@ class InFlight:
     on_ack: Callable[[], None] | None = None
 
 
-def send_buffers(sock: socket.socket, buffers: Sequence[Buffer]) -> int:
+def send_buffers(sock: Stream, buffers: Sequence[Buffer]) -> int:
     """Send every buffer, gathering them in one system call where possible."""
     views = [memoryview(b).cast("B") for b in buffers if len(b)]
     total = sum(len(v) for v in views)
-    if not hasattr(sock, "sendmsg") or sock.__class__.__name__ == "SSLSocket":
+    if not isinstance(sock, socket.socket):  # TLS: one record stream, one call
         sock.sendall(b"".join(views))
         return total
     while views:
@@ -64,9 +65,7 @@ def send_buffers(sock: socket.socket, buffers: Sequence[Buffer]) -> int:
 
 
 class PeerSession:
-    def __init__(
-        self, engine: Engine, sock: socket.socket, peer: SideView, state: ConnState
-    ) -> None:
+    def __init__(self, engine: Engine, sock: Stream, peer: SideView, state: ConnState) -> None:
         self.engine = engine
         self.sock = sock
         self.peer = peer

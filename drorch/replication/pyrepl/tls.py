@@ -19,6 +19,7 @@ from drorch.quorum.tls import (
     server_context,
     verify_peer_fingerprint,
 )
+from drorch.replication.pyrepl.tls_stream import TlsStream
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,9 @@ class LinkTls:
     client: ssl.SSLContext
     peer_fingerprint: str
 
-    def check(self, sock: ssl.SSLSocket) -> None:
+    def check(self, sock: TlsStream) -> None:
         """PinError unless the peer presented exactly the pinned certificate."""
-        verify_peer_fingerprint(sock, self.peer_fingerprint)
+        verify_peer_fingerprint(sock.ssl_object, self.peer_fingerprint)
 
 
 def link_tls(cert: Path | None, key: Path | None, peer_cert: Path | None) -> LinkTls | None:
