@@ -2,9 +2,14 @@
 least downtime, while both sites are healthy.
 
 Order: stop what cannot move live (dependents first) -> wait until every volume is in
-sync -> switch the volumes (demote at the source, promote at the target with a new quorum
-epoch) -> live-migrate the migratable VMs -> start the others at the target (dependencies
-first) -> start the services -> verify every monitor.
+sync -> switch the volumes of what was stopped (demote at the source, promote at the target
+with a new quorum epoch) -> for each live-migrated VM: allow two primaries on its volumes,
+open them at the target, live-migrate, demote at the source, forbid two primaries again (the
+DRBD way: during the hand-over both QEMUs have the disk open) -> start the others at the
+target (dependencies first) -> start the services -> verify every monitor.
+
+A migratable VM whose volume replicates asynchronously is moved cold instead: a live
+hand-over needs both copies identical at every write, which only sync (protocol C) gives.
 """
 
 from __future__ import annotations
@@ -22,9 +27,14 @@ from drorch.model.types import VM, Cluster, ReplicationMode, Service
 
 
 def _stop_reason(
-    res: VM | Service, users: dict[str, list[str]], moving_cold: set[str], src: str
+    res: VM | Service,
+    users: dict[str, list[str]],
+    moving_cold: set[str],
+    src: str,
+    why_cold: dict[str, str],
 ) -> str:
-    reason = f"{res.name} is not migratable: stop it at {src} before the volumes switch"
+    why = why_cold.get(res.name, f"{res.name} is not migratable")
+    reason = f"{why}: stop it at {src} before the volumes switch"
     waiting = [d for d in users.get(res.name, []) if d in moving_cold]
     if waiting:
         verb = "depends" if len(waiting) == 1 else "depend"
@@ -32,8 +42,25 @@ def _stop_reason(
     return reason
 
 
-def _stop_steps(c: Cluster, snapshot: Snapshot, src: str) -> tuple[list[Step], set[str]]:
-    cold = {r.name for r in resources(c) if not r.migratable}
+def _async_blocked(c: Cluster) -> dict[str, str]:
+    """Migratable VMs that must move cold because a volume of theirs is async."""
+    out: dict[str, str] = {}
+    for vm in c.vms:
+        if not vm.migratable:
+            continue
+        slow = [v for v in vm.volumes if c.volume(v).mode is ReplicationMode.ASYNC]
+        if slow:
+            out[vm.name] = (
+                f"{vm.name} uses {', '.join(slow)}, replicated asynchronously; a live"
+                " hand-over needs sync replication, so it moves cold"
+            )
+    return out
+
+
+def _stop_steps(
+    c: Cluster, snapshot: Snapshot, src: str, why_cold: dict[str, str]
+) -> tuple[list[Step], set[str]]:
+    cold = {r.name for r in resources(c) if not r.migratable} | set(why_cold)
     users = dependents_map(c)
     steps: list[Step] = []
     for res in stop_order(c, cold):
@@ -41,7 +68,12 @@ def _stop_steps(c: Cluster, snapshot: Snapshot, src: str) -> tuple[list[Step], s
             if snapshot.vm_state(res.domain, src) != RUNNING:
                 continue
             steps.append(
-                Step(Action.SHUTDOWN_VM, res.name, _stop_reason(res, users, cold, src), site=src)
+                Step(
+                    Action.SHUTDOWN_VM,
+                    res.name,
+                    _stop_reason(res, users, cold, src, why_cold),
+                    site=src,
+                )
             )
         else:
             node = service_node(c, res, src)
@@ -49,7 +81,7 @@ def _stop_steps(c: Cluster, snapshot: Snapshot, src: str) -> tuple[list[Step], s
                 Step(
                     Action.STOP_SERVICE,
                     res.name,
-                    _stop_reason(res, users, cold, src),
+                    _stop_reason(res, users, cold, src, why_cold),
                     site=src,
                     node=node,
                 )
@@ -58,7 +90,7 @@ def _stop_steps(c: Cluster, snapshot: Snapshot, src: str) -> tuple[list[Step], s
 
 
 def _volume_steps(
-    snapshot: Snapshot, src: str, dst: str, blockers: list[str]
+    snapshot: Snapshot, src: str, dst: str, blockers: list[str], live_volumes: set[str]
 ) -> tuple[list[Step], list[Step]]:
     c = snapshot.cluster
     waits: list[Step] = []
@@ -89,6 +121,8 @@ def _volume_steps(
                 node=dst_node,
             )
         )
+        if vol.name in live_volumes:
+            continue  # switched during its VM's live hand-over (_live_steps)
         switches.append(
             Step(
                 Action.DEMOTE,
@@ -117,15 +151,46 @@ def _behind(out_of_sync: int, lag: int) -> str:
     return " (in sync now)"
 
 
-def _live_steps(snapshot: Snapshot, src: str, dst: str) -> list[Step]:
+def _live_vms(snapshot: Snapshot, src: str, why_cold: dict[str, str]) -> list[VM]:
+    return [
+        vm
+        for vm in snapshot.cluster.vms
+        if vm.migratable
+        and vm.name not in why_cold
+        and snapshot.vm_state(vm.domain, src) == RUNNING
+    ]
+
+
+def _live_steps(snapshot: Snapshot, src: str, dst: str, live: list[VM]) -> list[Step]:
     c = snapshot.cluster
     steps: list[Step] = []
     budget = fmt_seconds(c.migration.max_downtime)
-    for vm in c.vms:
-        if not vm.migratable or snapshot.vm_state(vm.domain, src) != RUNNING:
-            continue
+    opened: set[str] = set()
+    for vm in live:
+        vols = [v for v in vm.volumes if v not in opened]
+        opened.update(vols)
+        for v in vols:
+            vol = c.volume(v)
+            steps.append(
+                Step(
+                    Action.ALLOW_TWO_PRIMARIES,
+                    v,
+                    f"{vm.name}'s live hand-over needs {v} open at both sites for a moment;"
+                    " sync replication keeps the two copies identical",
+                )
+            )
+            steps.append(
+                Step(
+                    Action.PROMOTE,
+                    v,
+                    f"open {v} at {dst} as second primary, so {vm.name}'s disk is writable"
+                    " there when it resumes",
+                    site=dst,
+                    node=replica_node(c, vol, dst),
+                )
+            )
         disks = (
-            f"; its disks ({', '.join(vm.volumes)}) are primary at {dst} now" if vm.volumes else ""
+            f"; its disks ({', '.join(vm.volumes)}) are open at both sites" if vm.volumes else ""
         )
         steps.append(
             Step(
@@ -135,6 +200,25 @@ def _live_steps(snapshot: Snapshot, src: str, dst: str) -> list[Step]:
                 site=dst,
             )
         )
+        for v in vols:
+            vol = c.volume(v)
+            steps.append(
+                Step(
+                    Action.DEMOTE,
+                    v,
+                    f"{vm.name} runs at {dst} now: demote {v} at {src}",
+                    site=src,
+                    node=replica_node(c, vol, src),
+                )
+            )
+            steps.append(
+                Step(
+                    Action.FORBID_TWO_PRIMARIES,
+                    v,
+                    f"only {dst} may write {v} again: forbid two primaries, so a late"
+                    f" promotion at {src} is refused",
+                )
+            )
     for svc in c.services:
         if svc.migratable:
             steps.append(
@@ -177,9 +261,12 @@ def plan_migration(snapshot: Snapshot, to_site: str) -> Plan:
                 f"site {site} is unreachable: a planned migration needs both sites"
                 + (" (use `plan failover` for a lost source)" if site == src else "")
             )
-    stops, cold = _stop_steps(c, snapshot, src)
-    waits, switches = _volume_steps(snapshot, src, dst, blockers)
-    lives = _live_steps(snapshot, src, dst)
+    why_cold = _async_blocked(c)
+    stops, cold = _stop_steps(c, snapshot, src, why_cold)
+    live = _live_vms(snapshot, src, why_cold)
+    live_volumes = {v for vm in live for v in vm.volumes}
+    waits, switches = _volume_steps(snapshot, src, dst, blockers, live_volumes)
+    lives = _live_steps(snapshot, src, dst, live)
     # a VM deliberately shut off at the source stays off; one not observed there is moved
     cold_vms = []
     for vm in c.vms:
@@ -189,7 +276,8 @@ def plan_migration(snapshot: Snapshot, to_site: str) -> Plan:
             notes.append(f"{vm.name} is not running at {src}: it is left stopped")
         else:
             cold_vms.append(vm.name)
-    starts = start_vm_steps(snapshot, cold_vms, src, dst, "{name} is not migratable")
+    moved_cold = {n: why.split(";")[0] + " (moved cold)" for n, why in why_cold.items()}
+    starts = start_vm_steps(snapshot, cold_vms, src, dst, "{name} is not migratable", moved_cold)
     services = start_service_steps(snapshot, [s.name for s in c.services if not s.migratable], dst)
     steps = [*stops, *waits, *switches, *lives, *starts, *services, *verify_steps(c, dst)]
     return Plan("migration", src, dst, tuple(steps), tuple(blockers), tuple(notes))

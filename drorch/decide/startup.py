@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from drorch.decide.order import start_order
 from drorch.decide.snapshot import RUNNING, UNDEFINED, Snapshot
@@ -34,9 +34,15 @@ def define_step(vm: VM, snapshot: Snapshot, from_site: str, to_site: str) -> Ste
 
 
 def start_vm_steps(
-    snapshot: Snapshot, names: Iterable[str], from_site: str, to_site: str, why: str
+    snapshot: Snapshot,
+    names: Iterable[str],
+    from_site: str,
+    to_site: str,
+    why: str,
+    why_by_name: Mapping[str, str] | None = None,
 ) -> list[Step]:
-    """Define (if needed) and start each VM at `to_site`, dependencies first."""
+    """Define (if needed) and start each VM at `to_site`, dependencies first. `why` is a
+    template with `{name}`; `why_by_name` overrides it for particular VMs."""
     c = snapshot.cluster
     steps: list[Step] = []
     for res in start_order(c, names):
@@ -52,7 +58,8 @@ def start_vm_steps(
             Step(
                 Action.START_VM,
                 res.name,
-                f"{why.format(name=res.name)}: start it at {to_site}{disks}{_after(res)}",
+                f"{(why_by_name or {}).get(res.name, why.format(name=res.name))}:"
+                f" start it at {to_site}{disks}{_after(res)}",
                 site=to_site,
             )
         )

@@ -24,7 +24,7 @@ def test_demo_script_validates_shows_status_and_plans(repo_root: Path, tmp_path:
     out = proc.stdout
     assert "\nok\n" in out
     assert "active_site: A" in out
-    assert "planned migration A -> B: 19 steps, runnable" in out
+    assert "planned migration A -> B: 21 steps, runnable" in out
     assert "web is migratable: live-migrate it to B" in out
     assert "blocked: A is still reachable and not fenced" in out
     assert "unknown key 'heartbeet' in quorum; did you mean 'heartbeat'?" in out

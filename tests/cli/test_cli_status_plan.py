@@ -71,7 +71,7 @@ def test_plan_migrate_table(lab_config: Path) -> None:
     result = run("plan", "migrate", "--to", "B", "-c", str(lab_config))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "planned migration A -> B: 19 steps, runnable"
+    assert lines[0] == "planned migration A -> B: 21 steps, runnable"
     assert any("db is not migratable: stop it at A before the volumes switch" in ln for ln in lines)
     assert any("web is migratable: live-migrate it to B" in ln for ln in lines)
 

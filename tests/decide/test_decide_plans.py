@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from drorch.decide.plan import Plan, plan_failover, plan_migration
 from tests.decide.conftest import healthy_at_a, replica
 
@@ -18,6 +20,10 @@ MIGRATION_A_TO_B: list[Row] = [
     ("stop-service", "proxy", "A", "a2",
      "proxy is not migratable: stop it at A before the volumes switch"
      " (after frontend, which depends on it)"),
+    ("shutdown-vm", "web", "A", None,
+     "web uses webdata, replicated asynchronously; a live hand-over needs sync replication,"
+     " so it moves cold: stop it at A before the volumes switch"
+     " (after frontend, which depends on it)"),
     ("shutdown-vm", "db", "A", None,
      "db is not migratable: stop it at A before the volumes switch"
      " (after proxy, which depends on it)"),
@@ -33,12 +39,14 @@ MIGRATION_A_TO_B: list[Row] = [
     ("promote", "webdata", "B", "b1",
      "switch webdata: promote it at B with quorum epoch 5; the new epoch fences any late"
      " write from A"),
-    ("migrate-live", "web", "B", None,
-     "web is migratable: live-migrate it to B (pause budget 300ms); its disks (webdata) are"
-     " primary at B now"),
     ("define-vm", "db", "B", None, "db is not defined at B: define it from the XML saved from A"),
     ("start-vm", "db", "B", None,
      "db is not migratable: start it at B from its replicated disks (dbdata)"),
+    ("define-vm", "web", "B", None,
+     "web is not defined at B: define it from the XML saved from A"),
+    ("start-vm", "web", "B", None,
+     "web uses webdata, replicated asynchronously (moved cold): start it at B from its"
+     " replicated disks (webdata)"),
     ("start-service", "proxy", "B", "b1", "start proxy on b1 after db (its dependencies)"),
     ("start-service", "frontend", "B", "b1",
      "start frontend on b1 after web, proxy (its dependencies)"),
@@ -47,6 +55,54 @@ MIGRATION_A_TO_B: list[Row] = [
     ("verify-monitor", "proxy/port", "B", "b1",
      "confirm proxy works at B: tcp check '127.0.0.1:6432' (level 2) must pass within 3s"),
 ]  # fmt: skip
+
+# With webdata replicated synchronously, web is handed over live, the DRBD way: both
+# sites have its disk open for the moment of the hand-over, then the source lets go.
+LIVE_HANDOVER: list[Row] = [
+    ("stop-service", "frontend", "A", "a1",
+     "frontend is not migratable: stop it at A before the volumes switch"),
+    ("stop-service", "proxy", "A", "a2",
+     "proxy is not migratable: stop it at A before the volumes switch"
+     " (after frontend, which depends on it)"),
+    ("shutdown-vm", "db", "A", None,
+     "db is not migratable: stop it at A before the volumes switch"
+     " (after proxy, which depends on it)"),
+    ("wait-in-sync", "dbdata", "B", "b1",
+     "dbdata (sync) must be UpToDate at B before it switches (in sync now)"),
+    ("wait-in-sync", "webdata", "B", "b1",
+     "webdata (sync) must be UpToDate at B before it switches (in sync now)"),
+    ("demote", "dbdata", "A", "a1", "switch dbdata: demote it at A so only one site can write"),
+    ("promote", "dbdata", "B", "b1",
+     "switch dbdata: promote it at B with quorum epoch 5; the new epoch fences any late"
+     " write from A"),
+    ("allow-two-primaries", "webdata", None, None,
+     "web's live hand-over needs webdata open at both sites for a moment; sync replication"
+     " keeps the two copies identical"),
+    ("promote", "webdata", "B", "b1",
+     "open webdata at B as second primary, so web's disk is writable there when it resumes"),
+    ("migrate-live", "web", "B", None,
+     "web is migratable: live-migrate it to B (pause budget 300ms); its disks (webdata) are"
+     " open at both sites"),
+    ("demote", "webdata", "A", "a2", "web runs at B now: demote webdata at A"),
+    ("forbid-two-primaries", "webdata", None, None,
+     "only B may write webdata again: forbid two primaries, so a late promotion at A is"
+     " refused"),
+]  # fmt: skip
+
+
+def test_sync_volume_is_handed_over_live_with_two_primaries() -> None:
+    from drorch.model.loader import parse_cluster_text
+    from tests.decide.conftest import CLUSTER_YAML
+
+    text = CLUSTER_YAML.replace("driver: drbd, mode: async", "driver: drbd, mode: sync")
+    synced = parse_cluster_text(text, "shop.yaml")[0]
+    base = healthy_at_a()
+    snap = dataclasses.replace(base, cluster=synced)
+    plan = plan_migration(snap, "B")
+    assert plan.runnable, plan.blockers
+    assert rows(plan)[: len(LIVE_HANDOVER)] == LIVE_HANDOVER
+    # the live-migrated VM is never stopped, defined or started at B by the plan
+    assert not [r for r in rows(plan) if r[1] == "web" and r[0] != "migrate-live"]
 
 
 def test_hurricane_migration_a_to_b() -> None:
