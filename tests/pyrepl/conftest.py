@@ -138,8 +138,15 @@ class Cluster:
 
 
 def connected(side: Side) -> bool:
+    """Connected and fully in sync as this side sees it (nothing queued, dirty, ahead)."""
     st = side.status()
-    return st["connection"] == "Connected" and st["disk"] == "UpToDate"
+    return (
+        st["connection"] == "Connected"
+        and st["disk"] == st["peer_disk"] == "UpToDate"
+        and st["out_of_sync_bytes"] == 0
+        and st["lag_bytes"] == 0
+        and not st["extra"]["ahead"]
+    )
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from drorch.replication.base import ConnState, Role
+from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import wire
 from drorch.replication.pyrepl.handshake import SideView
 from drorch.replication.pyrepl.receiver import Receiver
@@ -196,6 +196,7 @@ class PeerSession:
     def pull_ahead(self, reason: str) -> None:
         """Stop shipping writes; the peer is Outdated until a resync catches it up."""
         self.ahead = True
+        self.update_peer(disk=DiskState.OUTDATED)
         log.warning("%s: pulling ahead of the peer: %s", self.engine.meta.name, reason)
         self.engine.save(generation=self.engine.meta.generation.diverge())
         self.enqueue_control(FrameType.OUTDATE, {"reason": reason})
