@@ -217,3 +217,31 @@ def test_client_vanishing_mid_request_does_not_hurt(cluster: Cluster) -> None:
     c.sock.close()
     still_serving(a)
     assert a.content()[:1000] != b"x" * 1000
+
+
+def test_qemu_system_attaches_the_export_as_a_guest_disk(cluster: Cluster) -> None:
+    """What libvirt's <disk type='network'><source protocol='nbd'> becomes: a -blockdev
+    nbd node behind a virtio-blk device. QEMU's own block layer writes through it."""
+    a, b = cluster.pair()
+    host, port = a.nbd
+    qmp = [
+        {"execute": "qmp_capabilities"},
+        {"execute": "human-monitor-command",
+         "arguments": {"command-line": 'qemu-io d0 "write -P 0x5a 4k 8k"'}},
+        {"execute": "query-block"},
+        {"execute": "quit"},
+    ]  # fmt: skip
+    out = subprocess.run(
+        ["qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-nodefaults", "-nographic",
+         "-S", "-qmp", "stdio", "-blockdev",
+         f"driver=nbd,server.type=inet,server.host={host},server.port={port},export=vol,"
+         "node-name=d0,cache.direct=off",
+         "-device", "virtio-blk-pci,drive=d0,id=vda,share-rw=on"],
+        input="\n".join(json.dumps(c) for c in qmp) + "\n",
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "wrote 8192/8192 bytes at offset 4096" in out.stdout, out.stdout + out.stderr
+    blocks = [json.loads(line) for line in out.stdout.splitlines() if '"return": [' in line]
+    assert blocks and blocks[0]["return"][0]["qdev"].endswith("vda/virtio-backend")
+    assert a.content()[4096 : 4096 + 8192] == b"\x5a" * 8192
+    assert b.content()[4096 : 4096 + 8192] == b"\x5a" * 8192
