@@ -259,8 +259,14 @@ def report(results: dict[str, dict[str, float]], fsync: float, rtt: float) -> in
         print(f"{name:<20} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
               f"{r['sync4k_us']:>13.0f} {r['sync4k_us'] / peer['sync4k_us']:>9.2f}x")  # fmt: skip
     limit_us = (fsync + rtt) * 1e6
-    print(f"physical limit of a sync write: fsync {fsync * 1e6:.0f} us + loopback RTT "
-          f"{rtt * 1e6:.0f} us = {limit_us:.0f} us")  # fmt: skip
+    print(
+        f"physical limit of a sync write: fsync {fsync * 1e6:.0f} us + loopback RTT "
+        f"{rtt * 1e6:.0f} us = {limit_us:.0f} us"
+    )
+    client_us = peer["sync4k_us"] - fsync * 1e6
+    print(f"(context: the NBD client's own share, nbdkit's sync write minus one fsync, is "
+          f"{client_us:.0f} us; pyrepl sync minus that share is "
+          f"{(results['pyrepl sync']['sync4k_us'] - client_us) / limit_us:.2f}x the limit)")  # fmt: skip
     standalone, asyn, sync = (results[f"pyrepl {m}"] for m in ("standalone", "async", "sync"))
     checks = [
         ("standalone throughput >= 50% of nbdkit",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from drorch.replication.pyrepl.tls import LinkTls
 log = logging.getLogger("drorch.pyrepl")
 
 HOUSEKEEPING_INTERVAL = 1.0
+GIL_SWITCH_INTERVAL = 0.0005
 DEFAULT_CONNECT_WAIT = 10.0
 ACCEPT_ONLY_WAIT = 2.0
 
@@ -194,6 +196,9 @@ class Daemon:
 
 def serve(options: ServeOptions) -> int:
     """Run in the foreground until SIGTERM or SIGINT; flush and return 0."""
+    # I/O threads hand the GIL to each other constantly; the default 5 ms switch interval
+    # would let one thread's Python work stall another's finished system call.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     daemon = Daemon(options)
     stop = threading.Event()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,6 +189,24 @@ class Engine:
         return self.backing.pread(offset, length)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview, *, fua: bool) -> None:
+        """Write and return once the write is as durable as the mode promises."""
+        done = threading.Event()
+        self.write_then(offset, data, fua=fua, done=done.set)
+        done.wait()
+
+    def write_then(
+        self,
+        offset: int,
+        data: bytes | bytearray | memoryview,
+        *,
+        fua: bool,
+        done: Callable[[], None],
+    ) -> None:
+        """Write; call `done()` exactly once when the write may be acknowledged. Errors
+        raise here (before `done`). In sync mode `done` may run later on the link's
+        receiver thread, the moment the peer's acknowledgement arrives: the caller's
+        thread is free meanwhile (NBD requests pipeline) and no thread wake-up sits on
+        the critical path."""
         length = len(data)
         seq = 0
         with self.cond:
@@ -200,7 +219,7 @@ class Engine:
                 new_bits = self._not_shipped(offset, length)
             self.backing.pwrite(offset, data)
             self.stats["writes"] += 1
-        self._finish_write(new_bits, fua, session, seq)
+        self._finish_write(new_bits, fua, session, seq, done)
 
     def zero(self, offset: int, length: int, *, fua: bool) -> None:
         """WRITE_ZEROES and TRIM: both sides end up reading zeroes."""
@@ -214,7 +233,9 @@ class Engine:
             else:
                 new_bits = self._not_shipped(offset, length)
             self.backing.zero(offset, length)
-        self._finish_write(new_bits, fua, session, seq)
+        finished = threading.Event()
+        self._finish_write(new_bits, fua, session, seq, finished.set)
+        finished.wait()
 
     def _mark_shipped(self, offset: int, length: int) -> bool:
         new = False
@@ -227,7 +248,12 @@ class Engine:
         return new
 
     def _finish_write(
-        self, new_bits: bool, fua: bool, session: PeerSession | None, seq: int
+        self,
+        new_bits: bool,
+        fua: bool,
+        session: PeerSession | None,
+        seq: int,
+        done: Callable[[], None],
     ) -> None:
         """Protocol C: while a peer receives, every write is durable on both sides before
         it is acknowledged. Otherwise (async, or no peer) NBD's rules: durable on FUA."""
@@ -241,7 +267,9 @@ class Engine:
             self.backing.sync()
         if replicated_sync:
             assert session is not None
-            session.wait_acked(seq)
+            session.when_acked(seq, done)
+        else:
+            done()
 
     def _await_room(self, length: int) -> PeerSession | None:
         """Async mode: wait while the send queue is over max_lag_bytes (`block`), or stop
@@ -396,6 +424,8 @@ class Engine:
             return decision
         session = PeerSession(self, sock, peer, ConnState.CONNECTED)
         self.session = session
+        if peer.epoch > self.meta.epoch:  # learn the newest fencing epoch either side saw
+            self.save(epoch=peer.epoch)
         self.last_error = None
         self.split_brain = None
         if decision.action == Action.SOURCE:
@@ -482,7 +512,8 @@ class Engine:
     def housekeeping(self) -> None:
         """Clear activity-log bits whose writes the peer acknowledged; write back."""
         with self.cond:
-            if self._shipping() is not None:
+            s = self.session
+            if s is not None and s.alive and not s.ahead:
                 for r in [r for r in self.hot if not self.inflight.get(r)]:
                     self.hot.discard(r)
                     self.bitmap.clear(r)

@@ -164,6 +164,13 @@ class NbdServer:
         return hs.export
 
     def _transmission(self, conn: socket.socket, export: nbd.Export) -> None:
+        replies = _Replies(conn)
+        try:
+            self._serve_requests(conn, export, replies)
+        finally:
+            replies.drain()  # NBD: finish what was started before the socket goes
+
+    def _serve_requests(self, conn: socket.socket, export: nbd.Export, replies: _Replies) -> None:
         eng = self.engine
         while True:
             req = nbd.parse_request(recv_exact(conn, nbd.REQUEST.size))
@@ -173,7 +180,7 @@ class NbdServer:
                 payload = recv_exact(conn, req.length)
             if verdict.error:
                 log.info("nbd request refused: %s", verdict.reason)
-                conn.sendall(nbd.simple_reply(req.handle, verdict.error))
+                replies.send(req.handle, verdict.error)
                 if verdict.close:
                     return
                 continue
@@ -184,19 +191,37 @@ class NbdServer:
                     data = eng.read(req.offset, req.length)
                 except (NotReadable, OSError) as exc:
                     log.warning("nbd read failed: %s", exc)
-                    conn.sendall(nbd.simple_reply(req.handle, nbd.EIO))
+                    replies.send(req.handle, nbd.EIO)
                     continue
-                send_buffers(conn, (nbd.simple_reply(req.handle), data))
-                continue
-            conn.sendall(nbd.simple_reply(req.handle, self._modify(req, payload)))
+                replies.send(req.handle, 0, data)
+            elif req.type == nbd.Cmd.WRITE:
+                assert payload is not None
+                self._write(req, payload, replies)
+            else:
+                replies.send(req.handle, self._modify(req))
 
-    def _modify(self, req: nbd.Request, payload: bytearray | None) -> int:
+    def _write(self, req: nbd.Request, payload: bytearray, replies: _Replies) -> None:
+        """The reply goes out when the engine says so, possibly from the link's thread."""
+        replies.started()
+        try:
+            self.engine.write_then(
+                req.offset,
+                payload,
+                fua=req.fua,
+                done=lambda: replies.send(req.handle, 0, done=True),
+            )
+        except ReadOnly:
+            replies.send(req.handle, nbd.EPERM, done=True)
+        except ValueError:
+            replies.send(req.handle, nbd.EINVAL, done=True)
+        except (OSError, ReplicationError) as exc:
+            log.error("nbd write failed: %s", exc)
+            replies.send(req.handle, nbd.EIO, done=True)
+
+    def _modify(self, req: nbd.Request) -> int:
         eng = self.engine
         try:
-            if req.type == nbd.Cmd.WRITE:
-                assert payload is not None
-                eng.write(req.offset, payload, fua=req.fua)
-            elif req.type in (nbd.Cmd.WRITE_ZEROES, nbd.Cmd.TRIM):
+            if req.type in (nbd.Cmd.WRITE_ZEROES, nbd.Cmd.TRIM):
                 eng.zero(req.offset, req.length, fua=req.fua)
             elif req.type == nbd.Cmd.FLUSH:
                 eng.flush()
@@ -208,3 +233,39 @@ class NbdServer:
         except (OSError, ReplicationError) as exc:
             log.error("nbd %s failed: %s", nbd.Cmd(req.type).name, exc)
             return nbd.EIO
+
+
+class _Replies:
+    """Replies of one client, sent whole and one at a time from whichever thread
+    finishes a request; counts writes still waiting for their acknowledgement."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = 0
+
+    def started(self) -> None:
+        with self._cond:
+            self._pending += 1
+
+    def send(
+        self, handle: int, error: int, data: bytes | None = None, *, done: bool = False
+    ) -> None:
+        try:
+            with self._lock:
+                if data is None:
+                    self.conn.sendall(nbd.simple_reply(handle, error))
+                else:
+                    send_buffers(self.conn, (nbd.simple_reply(handle, error), data))
+        except OSError as exc:
+            log.debug("nbd reply not delivered: %s", exc)
+        finally:
+            if done:
+                with self._cond:
+                    self._pending -= 1
+                    self._cond.notify_all()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending == 0, timeout)

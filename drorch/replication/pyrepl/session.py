@@ -83,6 +83,7 @@ class PeerSession:
         self.lag_bytes = 0
         self.resync_inflight = 0
         self.peer_epoch_seen = engine.meta.epoch  # the epoch the peer heard from us
+        self._callbacks: dict[int, list[Callable[[], None]]] = {}
         self.receiver = Receiver(self)
         self._threads: list[threading.Thread] = []
 
@@ -103,6 +104,7 @@ class PeerSession:
             self.engine.session_lost(self, reason)
             self.send_cond.notify_all()
             self.ack_cond.notify_all()
+        self._run_callbacks(None)
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
@@ -183,6 +185,26 @@ class PeerSession:
         self.peer_epoch_seen = self.engine.meta.epoch
         return self.enqueue_control(FrameType.EPOCH, {"epoch": self.engine.meta.epoch})
 
+    def when_acked(self, seq: int, callback: Callable[[], None]) -> None:
+        """Run `callback` once `seq` is acknowledged, or the link dies (the write is then
+        local only and its regions stay dirty), whichever comes first; at once if so."""
+        with self.lock:
+            if self.alive and self.acked < seq:
+                self._callbacks.setdefault(seq, []).append(callback)
+                return
+        callback()
+
+    def _run_callbacks(self, upto: int | None) -> None:
+        """Pop (under the lock) and run (outside it) callbacks up to `upto` (None: all)."""
+        with self.lock:
+            ready = sorted(s for s in self._callbacks if upto is None or s <= upto)
+            batch = [cb for s in ready for cb in self._callbacks.pop(s)]
+        for cb in batch:
+            try:
+                cb()
+            except Exception:  # a client that vanished must not take the link down
+                log.exception("write completion callback failed")
+
     def wait_acked(self, seq: int) -> None:
         """Sync writers: block until the peer made `seq` durable or the link died."""
         with self.lock:
@@ -235,6 +257,8 @@ class PeerSession:
                 eng.start_resync(self, "caught up after pulling ahead")
             self.ack_cond.notify_all()
             eng.cond.notify_all()
+        if self._callbacks:
+            self._run_callbacks(seq)
 
     # ------------------------------------------------------------------ sender
     def _pop_batch(self) -> list[Buffer]:
