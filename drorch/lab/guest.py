@@ -28,6 +28,8 @@ class GuestSpec:
     #: a complete <disk> element, or None for a disk-less guest
     disk_xml: str | None = None
     virt_type: str = "qemu"
+    #: False: no ACPI, so the guest ignores a graceful shutdown request
+    acpi: bool = True
 
 
 def domain_xml(spec: GuestSpec, image: GuestImage, serial_log: Path) -> str:
@@ -44,7 +46,7 @@ def domain_xml(spec: GuestSpec, image: GuestImage, serial_log: Path) -> str:
     <initrd>{escape(str(image.initrd))}</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
-  <features><acpi/></features>
+  <features>{"<acpi/>" if spec.acpi else ""}</features>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>

@@ -25,7 +25,8 @@ APT_ARCHIVES = Path("/var/cache/apt/archives")
 BUSYBOX = Path("/bin/busybox")
 APPLETS = (
     *("sh", "echo", "sleep", "mount", "cat", "cut", "date", "uptime", "hostname", "ip"),
-    *("insmod", "dd", "head", "tr", "grep", "sync", "ls", "poweroff", "awk"),
+    *("insmod", "dd", "head", "tr", "grep", "sync", "ls", "poweroff", "awk", "acpid", "mkdir"),
+    *("printf", "chmod"),
 )
 # Kernel modules the initramfs carries, relative to lib/modules/<version>/kernel/drivers.
 MODULES = (
@@ -37,6 +38,8 @@ MODULES = (
     "block/virtio_blk",
     "watchdog/watchdog",
     "watchdog/softdog",
+    "acpi/button",
+    "input/evdev",
 )
 
 

@@ -9,6 +9,14 @@ export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 mount -t tmpfs -o size=100m tmp /tmp
 CMD=$(cat /proc/cmdline)
+# ACPI power button -> orderly poweroff, so a graceful shutdown works (virsh shutdown)
+insmod /mod/button.ko 2>/dev/null; insmod /mod/evdev.ko 2>/dev/null
+mkdir -p /etc/acpi/PWRF
+printf '#!/bin/sh\necho "LABVM POWER BUTTON: powering off"\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+chmod +x /etc/acpi/PWRF/00000080
+i=0; while [ ! -e /dev/input/event0 ] && [ $i -lt 20 ]; do sleep 0.05; i=$((i+1)); done
+acpid -d -c /etc/acpi &  # foreground: the daemon mode needs /var/log
+echo "ACPI power button: $(ls /dev/input 2>&1 | tr '\n' ' ')"
 arg() { echo "$CMD" | tr ' ' '\n' | grep "^$1=" | head -n 1 | cut -d= -f2; }
 n=0
 if [ "$(arg disk)" = 1 ]; then

@@ -50,6 +50,7 @@ from drorch.virt.libvirt_migrate import (
     MigrationOutcome,
     failed_result,
     outcome_reason,
+    progress_from_stats,
     run_migration,
 )
 from drorch.virt.libvirt_request import migration_request
@@ -307,7 +308,7 @@ class LibvirtHypervisor(Hypervisor):
             abort_grace=self.abort_grace,
         )
         if outcome.failed is None and outcome.finished:
-            return self._succeeded(vm, dest, outcome, "; ".join(request.reasons))
+            return self._succeeded(vm, dest, outcome, "; ".join(request.reasons), progress)
         raise MigrationFailed(
             self._after_failure(vm, dest, outcome, dest_before), failed_result(outcome)
         )
@@ -320,13 +321,22 @@ class LibvirtHypervisor(Hypervisor):
         return f"tcp://{host}"
 
     def _succeeded(
-        self, vm: str, dest: LibvirtHypervisor, outcome: MigrationOutcome, storage: str
+        self,
+        vm: str,
+        dest: LibvirtHypervisor,
+        outcome: MigrationOutcome,
+        storage: str,
+        progress: ProgressCallback | None,
     ) -> MigrationResult:
         lv = self._lv
         stats: dict[str, int] = {}
         # statistics are a courtesy; the migration itself succeeded
         with contextlib.suppress(lv.libvirtError):
             stats = dest.conn.lookupByName(vm).jobStats(lv.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        if stats and progress is not None:  # the final sample: what the whole job moved
+            progress(
+                progress_from_stats(stats, outcome.elapsed, outcome.max_downtime, outcome.postcopy)
+            )
         problems = []
         if dest.state(vm) != VMState.RUNNING:
             problems.append(f"{vm} is {dest.state(vm)} at {dest.site}")

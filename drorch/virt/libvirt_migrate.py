@@ -78,8 +78,9 @@ class MigrationOutcome:
 
 
 def progress_from_stats(
-    stats: dict[str, int], elapsed: float, policy: ConvergencePolicy
+    stats: dict[str, int], elapsed: float, max_downtime: float, postcopy: bool
 ) -> MigrationProgress:
+    """One sample from libvirt's jobStats (running or completed job)."""
     page = stats.get("memory_page_size", 4096) or 4096
     return MigrationProgress(
         elapsed=elapsed,
@@ -89,9 +90,9 @@ def progress_from_stats(
         dirty_rate=stats.get("memory_dirty_rate", 0) * page,
         iteration=stats.get("memory_iteration", 0),
         expected_downtime_ms=stats.get("downtime", 0),
-        max_downtime_ms=round(policy.max_downtime * 1000),
+        max_downtime_ms=round(max_downtime * 1000),
         auto_converge=stats.get("auto_converge_throttle", 0) > 0,
-        postcopy=policy.postcopy,
+        postcopy=postcopy,
     )
 
 
@@ -152,7 +153,7 @@ def _drive(
             if not downtime_set:  # needs the job to exist; QEMU's default is 300 ms
                 job.set_max_downtime(policy.max_downtime)
                 downtime_set = True
-            last = progress_from_stats(stats, elapsed, policy)
+            last = progress_from_stats(stats, elapsed, policy.max_downtime, policy.postcopy)
             if progress is not None:
                 progress(last)
             action = policy.observe(last)

@@ -78,20 +78,22 @@ GuestFactory = Callable[..., Guest]
 
 @pytest.fixture
 def guest(running_lab: RunningLab, request: pytest.FixtureRequest) -> Iterator[GuestFactory]:
-    """`guest(cmdline="", disk_xml=None, start=True)` defines a heartbeat guest (two beats a
-    second) at site A,
-    starts it and waits for its first heartbeat. Every guest is destroyed and undefined
-    at both sites afterwards."""
+    """`guest(cmdline="", disk_xml=None, start=True, acpi=True)` defines a heartbeat guest
+    (two beats a second) at site A, starts it and waits for its first heartbeat. Every
+    guest is destroyed and undefined at both sites afterwards."""
     made: list[str] = []
 
-    def make(*, cmdline: str = "", disk_xml: str | None = None, start: bool = True) -> Guest:
+    def make(
+        *, cmdline: str = "", disk_xml: str | None = None, start: bool = True, acpi: bool = True
+    ) -> Guest:
         test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-24:].strip("-")
         name = f"dt{next(_counter)}-{test}"
         log = running_lab.layout.guest_dir / f"{name}.serial.log"
         log.unlink(missing_ok=True)
-        xml = domain_xml(
-            GuestSpec(name, cmdline=cmdline, disk_xml=disk_xml), running_lab.image, log
-        )
+        # two beats a second keep the heartbeat checks short
+        extra = f"hb=0.5 {cmdline}".strip()
+        spec = GuestSpec(name, cmdline=extra, disk_xml=disk_xml, acpi=acpi)
+        xml = domain_xml(spec, running_lab.image, log)
         made.append(name)
         running_lab.a.define(xml)
         g = Guest(name, log, xml)
