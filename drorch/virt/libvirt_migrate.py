@@ -149,7 +149,8 @@ def _drive(
                 break
             continue
         stats = job.stats()
-        if stats:
+        # a job that has not sized up yet (no data_total) says nothing about convergence
+        if stats and stats.get("data_total", 0) > 0:
             if not downtime_set:  # needs the job to exist; QEMU's default is 300 ms
                 job.set_max_downtime(policy.max_downtime)
                 downtime_set = True

@@ -193,3 +193,17 @@ def test_the_hard_deadline_aborts_even_when_the_policy_would_wait() -> None:
     outcome = run_migration(job, MigrationOptions(deadline=2.0), clock, poll_interval=0.5)
     assert job.calls == ["start", "abort"]
     assert outcome.actions[-1].reason == "deadline 2 s passed: aborting"
+
+
+def test_samples_before_the_job_sized_up_are_not_judged() -> None:
+    """libvirt reports a job with no data yet; taking its 0 bytes remaining as the best
+    so far would make the first real iteration look like a stall."""
+    clock = FakeClock()
+    unsized = {"type": 2, "data_total": 0, "data_remaining": 0, "memory_iteration": 0}
+    job = ScriptedJob(clock, [unsized, unsized, sample(1, 100), sample(2, 60)], finish_after=4)
+    seen: list[MigrationProgress] = []
+    options = MigrationOptions(stall_iterations=1)
+    outcome = run_migration(job, options, clock, seen.append, poll_interval=0.5)
+    assert outcome.actions == ()  # no downtime raised
+    assert [p.data_remaining for p in seen] == [100 * MIB, 60 * MIB]
+    assert job.calls == ["start", "max_downtime 300ms"]
