@@ -33,7 +33,13 @@ STATUS_COLUMNS = [
 ]
 
 
-def _fail(exc: ReplicationError) -> NoReturn:
+def _fail(exc: ReplicationError, fmt: str = "table") -> NoReturn:
+    """Message on stderr; with --format json|yaml also the error object on stdout, so a
+    caller reading JSON (the driver, over SSH) gets the type and split-brain ids."""
+    from drorch.replication.pyrepl.control import error_body
+
+    if fmt in ("json", "yaml"):
+        render({"error": error_body(exc)}, fmt)
     click.echo(f"error: {exc}", err=True)
     if isinstance(exc, SplitBrain):
         click.echo(f"  local generation: {exc.local}", err=True)
@@ -46,13 +52,13 @@ def _fail(exc: ReplicationError) -> NoReturn:
     sys.exit(EXIT_FAILED)
 
 
-def _call(control: Path, op: str, **args: Any) -> Any:
+def _call(control: Path, op: str, fmt: str = "table", **args: Any) -> Any:
     from drorch.replication.pyrepl.control import ControlClient
 
     try:
         return ControlClient(control).call(op, **args)
     except ReplicationError as exc:
-        _fail(exc)
+        _fail(exc, fmt)
 
 
 control_option = click.option(
@@ -187,7 +193,7 @@ def serve(**opts: Any) -> None:
 def status(control: Path | None, config: Path | None, node: str | None, fmt: str) -> None:
     """Show replication state: role, disk, connection, out-of-sync and lag bytes, epoch."""
     if control is not None and config is None:
-        render(_call(control, "status"), fmt)
+        render(_call(control, "status", fmt), fmt)
         return
     if config is None or node is None or control is not None:
         raise click.UsageError("give either --control SOCKET, or -c CONFIG --node NODE")
@@ -253,7 +259,8 @@ def promote(
     if force != accept_data_loss:
         raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
     render(
-        _call(control, "promote", epoch=epoch, force=force, accept_data_loss=accept_data_loss), fmt
+        _call(control, "promote", fmt, epoch=epoch, force=force, accept_data_loss=accept_data_loss),
+        fmt,
     )
 
 
@@ -262,7 +269,7 @@ def promote(
 def demote(control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool) -> None:
     """Become secondary (the NBD export turns read-only)."""
     _unused("demote", epoch, force, accept_data_loss)
-    render(_call(control, "demote"), fmt)
+    render(_call(control, "demote", fmt), fmt)
 
 
 @repl.command()
@@ -278,7 +285,7 @@ def connect(
 ) -> None:
     """Connect to the peer; resync if needed. Split brain exits 4 and stays StandAlone."""
     _unused("connect", epoch, force, accept_data_loss)
-    result = _call(control, "connect")
+    result = _call(control, "connect", fmt)
     render(_wait_for_resync(control, result) if wait else result, fmt)
 
 
@@ -289,7 +296,7 @@ def disconnect(
 ) -> None:
     """Go StandAlone on purpose (the primary keeps a dirty bitmap meanwhile)."""
     _unused("disconnect", epoch, force, accept_data_loss)
-    render(_call(control, "disconnect"), fmt)
+    render(_call(control, "disconnect", fmt), fmt)
 
 
 @repl.command()
@@ -297,7 +304,7 @@ def disconnect(
 def verify(control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool) -> None:
     """Compare region checksums with the peer; exit 1 if any region differs."""
     _unused("verify", epoch, force, accept_data_loss)
-    result = _call(control, "verify")
+    result = _call(control, "verify", fmt)
     render(result, fmt)
     if result["out_of_sync"]:
         sys.exit(EXIT_FAILED)
@@ -317,5 +324,5 @@ def resolve(control: Path, discard_local: bool, wait: bool, fmt: str) -> None:
     """Resolve split brain by discarding this side's changes (it must be secondary)."""
     if not discard_local:
         raise click.UsageError("resolve needs --discard-local on the side whose data goes")
-    result = _call(control, "resolve", discard_local=True)
+    result = _call(control, "resolve", fmt, discard_local=True)
     render(_wait_for_resync(control, result) if wait else result, fmt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +98,21 @@ def alive(pid: int) -> bool:
         return False
     # a zombie of ours would still answer; the daemons are not our children (setsid)
     return True
+
+
+class TestPyreplOverARunner(ReplicatorContract):
+    """The same contract with both nodes reached through their CommandRunner (as over
+    SSH): the driver runs `drorch repl ... --format json` and maps exit codes back."""
+
+    @pytest.fixture
+    def pair(self, cluster: Cluster, tmp_path: Path) -> Iterator[ReplicatorPair]:
+        from drorch.remote.local import LocalRunner
+
+        a, b = cluster.pair()
+        bindir = str(Path(sys.executable).parent)
+        runner = LocalRunner(env={"PATH": f"{bindir}:{os.environ.get('PATH', '')}"})
+        env = Environment(base_dir=tmp_path, runners={"n1": runner, "n2": runner})
+        vol = volume(tmp_path)
+        primary = PyreplReplicator(vol, Node("n1", address="root@n1"), env, control=a.control)
+        secondary = PyreplReplicator(vol, Node("n2", address="root@n2"), env, control=b.control)
+        yield ReplicatorPair(primary, secondary, diverge=write_through_export)

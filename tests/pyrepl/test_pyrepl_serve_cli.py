@@ -204,3 +204,47 @@ def test_restarted_old_primary_resyncs_from_the_promoted_side(processes: Start, 
         timeout=30,
     )
     assert a2.backing.read_bytes() == b.backing.read_bytes()
+
+
+def test_cli_disconnect_write_connect_shows_resync_progress(processes: Start) -> None:
+    a, b = pair(processes, "sync")
+    out = a.cli("disconnect", "--control", str(a.control), "--format", "json")
+    assert out.returncode == 0 and json.loads(out.stdout)["message"] == "StandAlone"
+    with NbdClient(*a.nbd, "vol") as c:
+        for i in range(8):
+            c.write(i * 3 * 65536, b"\x42" * 65536)
+    st = a.status_json()
+    assert st["connection"] == "StandAlone" and st["out_of_sync_bytes"] == 8 * 65536
+    out = a.cli("connect", "--control", str(a.control), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["connection"] == "Connected" and result["disk"] == "UpToDate"
+    if "resync" in out.stderr:  # a resync this small may finish before the first poll
+        assert "[" in out.stderr and "524288" in out.stderr
+    assert a.backing.read_bytes() == b.backing.read_bytes()
+    assert a.status_json()["extra"]["stats"]["resync_bytes_sent"] >= 8 * 65536
+
+
+def test_cli_errors_are_json_on_stdout_with_format_json(processes: Start) -> None:
+    a, b = pair(processes, "sync")
+    out = b.cli("promote", "--control", str(b.control), "--format", "json")
+    assert out.returncode == 1
+    error = json.loads(out.stdout)["error"]
+    assert error["type"] == "ReplicationError" and "peer is primary" in error["message"]
+    out = a.cli("resolve", "--control", str(a.control), "--discard-local", "--format", "yaml")
+    assert out.returncode == 1 and "type: ReplicationError" in out.stdout
+    assert "while primary" in out.stderr
+
+
+def test_status_of_every_volume_on_a_node_from_the_config() -> None:
+    from tests.pyrepl.conftest import REPO
+
+    proc = ServeProcess.__new__(ServeProcess)  # only for its cli() helper
+    out = proc.cli("status", "-c", str(REPO / "lab" / "sim.yaml"), "--node", "a1",
+                   "--format", "json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {r["name"] for r in rows} >= {"appdata"}
+    assert all(set(r) >= STATUS_KEYS for r in rows)
+    out = proc.cli("status", "--control", "x", "-c", "y", "--node", "a1")
+    assert out.returncode == 2

@@ -99,7 +99,13 @@ class PyreplReplicator(Replicator):
         if op == "resolve":
             argv.append("--discard-local")
         result = self.env.runner(self.node.name).run(argv, timeout=120.0)
-        if result.returncode != 0 and not result.stdout.strip().startswith("{"):
+        try:
+            data = json.loads(result.stdout) if result.stdout.strip() else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            raise_error(data["error"])
+        if result.returncode != 0 and data is None:
             kind = {3: "UnsafeOperation", 4: "SplitBrain", 5: "StaleEpoch"}
             raise_error(
                 {
@@ -107,7 +113,7 @@ class PyreplReplicator(Replicator):
                     "message": result.stderr.strip() or f"exit {result.returncode}",
                 }
             )
-        return json.loads(result.stdout)
+        return data
 
     # ------------------------------------------------------------------ seam
     def status(self) -> ReplicationStatus:
