@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import signal
@@ -34,6 +35,7 @@ log = logging.getLogger("drorch.quorumd")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def load_validated(config_path: Path) -> tuple[QuorumdConfig, ssl.SSLContext]:
@@ -98,6 +100,20 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def tune_garbage_collector() -> None:
+    """Keep the cyclic collector off the vote path.
+
+    Votes allocate short-lived, acyclic objects that reference counting frees at once, yet
+    each allocation counts towards a collection: at 10,000 heartbeats a second the default
+    threshold (700) runs ~150 young collections a second and, now and then, a full one over
+    every session (tens of milliseconds, straight into the vote latency). So: freeze what
+    start-up built (config, pins, TLS context) out of the collector's sight, and collect the
+    young generation about once a second instead."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 50)
+
+
 async def _serve(server: QuorumServer) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -138,6 +154,7 @@ def run(
         print(f"quorumd: cannot listen on {config.host}:{config.port}: {exc}", file=err)
         return EXIT_FAILURE
     log.info("listening on %s:%d (file descriptor limit %d)", host, port, fds)
+    tune_garbage_collector()
     try:
         asyncio.run(_serve(server))
     except PersistFailed as exc:

@@ -19,6 +19,7 @@ Every answer carries a reason a person can read, and says whether the durable st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass
@@ -34,9 +35,9 @@ class ClusterLease:
     free_after: float | None = None
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The vote to send and why. `persist` is True when epoch/holder changed."""
+class Decision(NamedTuple):
+    """The vote to send and why. `persist` is True when epoch/holder changed.
+    (A NamedTuple: immutable, and cheap to build ten thousand times a second.)"""
 
     granted: bool
     epoch: int
@@ -122,6 +123,21 @@ class GrantBook:
 
     def heartbeat(self, cluster: str, site: str, want: bool, now: float) -> Decision:
         """Answer one heartbeat from `site` of `cluster` at monotonic `now`."""
+        state = self.clusters.get(cluster)
+        if state is not None and want and self.grace_until is None:
+            until = state.lease_until
+            if until is not None and now < until:  # a live lease: the steady state
+                holder = state.holder
+                if holder == site:
+                    state.lease_until = now + self.lease
+                    return Decision(True, state.epoch, site, False, f"{site} renewed its lease")
+                return Decision(
+                    False,
+                    state.epoch,
+                    holder,
+                    False,
+                    f"{holder} holds a live lease for another {until - now:.3f}s",
+                )
         state = self._cluster(cluster)
         self._settle(state, now)
         live = state.lease_until is not None and now < state.lease_until

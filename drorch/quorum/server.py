@@ -23,9 +23,9 @@ from drorch.quorum.protocol import (
     ClientMessage,
     Heartbeat,
     Hello,
-    Vote,
     Welcome,
     encode,
+    encode_vote,
 )
 from drorch.quorum.session import Session, Stage
 from drorch.quorum.state import QuorumState, write_state
@@ -227,38 +227,37 @@ class QuorumServer:
     # --- messages ----------------------------------------------------------------------
 
     def _on_message(self, session: Session, msg: ClientMessage) -> None:
-        assert self._persister is not None
-        if isinstance(msg, Hello):
-            self._hello(session, msg)
-            return
-        now = self.clock.monotonic()
-        if isinstance(msg, Heartbeat):
+        persister = self._persister
+        assert persister is not None
+        cluster, site = session.cluster, session.site
+        # the time the bytes arrived: never later than now, so leases end no later
+        now = session.last_heard
+        if type(msg) is Heartbeat:
             if msg.nodes != session.nodes:
                 log.info(
                     "%s/%s: node %s sees %d node(s) in its partition",
-                    session.cluster,
-                    session.site,
+                    cluster,
+                    site,
                     session.node,
                     msg.nodes,
                 )
                 session.nodes = msg.nodes
-            decision = self.grants.heartbeat(session.cluster, session.site, msg.want, now)
+            decision = self.grants.heartbeat(cluster, site, msg.want, now)
             seq = msg.seq
+        elif type(msg) is Hello:
+            self._hello(session, msg)
+            return
         else:
-            decision = self.grants.release(session.cluster, session.site, now)
+            decision = self.grants.release(cluster, site, now)
             seq = 0
-            log.info(
-                "%s/%s: release from %s: %s",
-                session.cluster,
-                session.site,
-                session.node,
-                decision.reason,
-            )
+            log.info("%s/%s: release from %s: %s", cluster, site, session.node, decision.reason)
         if decision.persist:
-            log.info("cluster %s: %s", session.cluster, decision.reason)
-            self._persister.changed(session.cluster)
-        vote = Vote(seq, decision.granted, decision.epoch, decision.holder, self.config.lease_ms)
-        self._persister.send_when_durable(session, session.cluster, encode(vote))
+            log.info("cluster %s: %s", cluster, decision.reason)
+            persister.changed(cluster)
+        frame = encode_vote(
+            seq, decision.granted, decision.epoch, decision.holder, self.config.lease_ms
+        )
+        persister.send_when_durable(session, cluster, frame)
 
     def _hello(self, session: Session, hello: Hello) -> None:
         allowed = self.pins.get(session.fingerprint, frozenset())

@@ -198,7 +198,20 @@ class Session:
         except ssl.SSLError as exc:
             self.close(f"TLS error: {exc.reason or exc}")
             return
-        self._pump()
+        if self._out or self._writing:
+            self._pump()
+            return
+        record = self._bio_out.read()  # the common case: straight to an idle socket
+        try:
+            sent = self.raw.send(record)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.close(f"write failed: {exc}")
+            return
+        if sent < len(record):
+            self._out += record[sent:]
+            self._want_write(True)
 
     def _pump(self) -> None:
         """Move encrypted records from the TLS object to the socket."""
