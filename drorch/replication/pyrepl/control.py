@@ -95,14 +95,17 @@ class ControlServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rwb") as stream:
-            while True:
-                line = stream.readline(MAX_REQUEST + 1)
-                if not line:
-                    return
-                reply = self._answer(line)
-                stream.write(json.dumps(reply, default=str).encode() + b"\n")
-                stream.flush()
+        try:
+            with conn, conn.makefile("rwb") as stream:
+                while True:
+                    line = stream.readline(MAX_REQUEST + 1)
+                    if not line:
+                        return
+                    reply = self._answer(line)
+                    stream.write(json.dumps(reply, default=str).encode() + b"\n")
+                    stream.flush()
+        except OSError as exc:  # the client went away mid-answer: its loss alone
+            log.debug("control client gone: %s", exc)
 
     def _answer(self, line: bytes) -> dict[str, Any]:
         if len(line) > MAX_REQUEST:

@@ -144,6 +144,14 @@ class Link:
 
     def _refusal(self, peer: SideView) -> str:
         eng = self.engine
+        mine = (eng.meta.name, eng.config.size, eng.config.region_size)
+        if (peer.name, peer.size, peer.region_size) != mine:
+            # a stray or misconfigured peer: refuse it without giving up on the real one
+            eng.last_error = (
+                f"refused a connection for volume {peer.name}/{peer.size}B/"
+                f"{peer.region_size}B regions: this is {mine[0]}/{mine[1]}B/{mine[2]}B regions"
+            )
+            return eng.last_error
         if not eng.want_connect:
             return "StandAlone: not accepting connections"
         if eng.session is not None and eng.session.alive:

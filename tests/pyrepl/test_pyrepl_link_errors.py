@@ -1,0 +1,113 @@
+"""Bad traffic on the replication link and the control socket: that connection goes,
+the daemon and its other connections stay."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+
+import pytest
+
+from drorch.replication.base import DiskState, ReplicationError, Role
+from drorch.replication.pyrepl import wire
+from drorch.replication.pyrepl.control import ControlClient
+from drorch.replication.pyrepl.handshake import SideView
+from drorch.replication.pyrepl.meta import Generation
+from drorch.replication.pyrepl.wire import FrameType
+from tests.pyrepl.conftest import SIZE, Cluster, connected, wait_until
+from tests.pyrepl.nbd_client import recv_exact
+
+
+def hello(name: str = "vol", node: str = "ffffffffffffffff", size: int = SIZE) -> bytes:
+    view = SideView(name, node, size, 65536, Role.PRIMARY, DiskState.UP_TO_DATE,
+                    Generation("feedfeedfeedfeed"), 0)  # fmt: skip
+    bitmap = bytes((SIZE // 65536 + 7) // 8)
+    return (
+        wire.json_frame(FrameType.HELLO, view.as_dict())
+        + wire.header(FrameType.BITMAP, length=len(bitmap))
+        + bitmap
+    )
+
+
+def closed_by_peer(s: socket.socket) -> bool:
+    try:
+        return s.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x00" * 64,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        wire.header(FrameType.HELLO, length=5) + b"{nope",
+        wire.header(FrameType.DATA, seq=1, length=4) + b"data",  # data before a handshake
+    ],
+)
+def test_garbage_on_the_replication_port_drops_only_that_connection(
+    cluster: Cluster, garbage: bytes
+) -> None:
+    a, b = cluster.pair()
+    with socket.create_connection(b.listen, timeout=10) as s:
+        with contextlib.suppress(OSError):  # b may already have hung up
+            s.sendall(garbage)
+            s.shutdown(socket.SHUT_WR)
+        assert closed_by_peer(s)
+    assert connected(a) and connected(b)
+    with a.client() as nbd:
+        nbd.write(0, b"still replicating")
+    assert b.content()[:17] == b"still replicating"
+
+
+def test_an_intruder_hello_while_connected_is_rejected(cluster: Cluster) -> None:
+    a, b = cluster.pair()
+    with socket.create_connection(b.listen, timeout=10) as s:
+        s.sendall(hello())
+        head = wire.parse_header(recv_exact(s, wire.HEADER.size))
+        body = json.loads(recv_exact(s, head.length))
+        assert head.type == FrameType.REJECT and body["reason"] == "already connected"
+    assert connected(a) and connected(b)
+
+
+def test_a_different_volume_is_refused_at_handshake(cluster: Cluster) -> None:
+    b = cluster.start("b", Role.SECONDARY)
+    with socket.create_connection(b.listen, timeout=10) as s:
+        s.sendall(hello(name="other"))
+        head = wire.parse_header(recv_exact(s, wire.HEADER.size))
+        body = json.loads(recv_exact(s, head.length))
+        assert head.type == FrameType.REJECT and "volume other" in body["reason"]
+        assert closed_by_peer(s)
+    st = b.status()
+    assert st["connection"] == "Connecting", "a stray peer does not make b give up"
+    assert "refused a connection for volume other" in st["extra"]["last_error"]
+    assert st["disk"] == "Inconsistent"
+
+
+def test_a_peer_breaking_the_stream_order_is_dropped(cluster: Cluster) -> None:
+    """A fake primary that skips a sequence number: b must not apply it."""
+    b = cluster.start("b", Role.SECONDARY)
+    with socket.create_connection(b.listen, timeout=10) as s:
+        s.sendall(hello())
+        for _ in range(2):  # b's HELLO and BITMAP
+            head = wire.parse_header(recv_exact(s, wire.HEADER.size))
+            recv_exact(s, head.length)
+        wait_until("b connected", lambda: b.status()["connection"] != "Connecting")
+        s.sendall(wire.header(FrameType.DATA, seq=5, offset=0, length=4) + b"evil")
+        wait_until("b dropped it", lambda: b.status()["connection"] == "Connecting")
+    assert b.content()[:4] != b"evil"
+    assert "out of order" in b.status()["extra"]["last_error"]
+
+
+def test_control_socket_garbage_gets_an_error_reply(cluster: Cluster) -> None:
+    b = cluster.start("b", Role.SECONDARY)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(b.control))
+        s.sendall(b"this is not json\n[1,2]\n" + json.dumps({"op": "nope"}).encode() + b"\n")
+        lines = s.makefile("rb").readline(), None
+        first = json.loads(lines[0])
+        assert first["ok"] is False and first["error"]["type"] == "ReplicationError"
+    with pytest.raises(ReplicationError, match="unknown control operation"):
+        ControlClient(b.control).call("nope")
+    assert b.status()["role"] == "secondary"  # still answering
