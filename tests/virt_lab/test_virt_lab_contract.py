@@ -8,6 +8,9 @@ accept a graceful shutdown (no unresponsive guest).
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +93,37 @@ def test_unreachable_daemon_is_a_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(HypervisorError, match=f"could not connect to qemu\\+unix.*{socket}"):
         hyp.list()
+
+
+def test_a_daemon_that_never_answers_cannot_hang_the_caller() -> None:
+    """A TCP peer that accepts and then says nothing (a half-dead host, a black-holing
+    middlebox): libvirt.open would wait for ever; the connect deadline ends it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent() -> None:
+        server.settimeout(0.2)
+        for _ in range(100):  # bounded: 20 s at most
+            if stop.is_set():
+                return
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    hyp = LibvirtHypervisor.connect(f"qemu+tcp://127.0.0.1:{port}/system", "A", connect_timeout=1.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(HypervisorError, match=r"could not connect to .* within 1.5 s"):
+            hyp.list()
+        assert time.monotonic() - started < 5.0
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()  # the abandoned open() now fails and its thread ends
+        server.close()
