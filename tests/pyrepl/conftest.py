@@ -170,6 +170,7 @@ class ServeProcess:
         mode: str,
         peer: str | None = None,
         size: str = "4MiB",
+        listen: str = "127.0.0.1:0",
     ) -> None:
         self.control = root / f"{label}.ctl"
         self.backing = root / f"{label}.img"
@@ -191,7 +192,7 @@ class ServeProcess:
             "--mode",
             mode,
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--nbd",
             "127.0.0.1:0",
             "--control",
@@ -262,9 +263,14 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def start(
-        label: str, role: str, mode: str = "sync", peer: str | None = None, size: str = "4MiB"
+        label: str,
+        role: str,
+        mode: str = "sync",
+        peer: str | None = None,
+        size: str = "4MiB",
+        listen: str = "127.0.0.1:0",
     ) -> ServeProcess:
-        proc = ServeProcess(tmp_path, label, role, mode, peer, size)
+        proc = ServeProcess(tmp_path, label, role, mode, peer, size, listen)
         started.append(proc)
         proc.wait_ready()
         return proc

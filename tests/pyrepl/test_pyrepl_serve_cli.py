@@ -248,3 +248,28 @@ def test_status_of_every_volume_on_a_node_from_the_config() -> None:
     assert all(set(r) >= STATUS_KEYS for r in rows)
     out = proc.cli("status", "--control", "x", "-c", "y", "--node", "a1")
     assert out.returncode == 2
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_both_sides_dial_each_other_and_one_link_survives(processes: Start) -> None:
+    """The DRBD-like symmetric setup: each side has --listen and --peer."""
+    pa, pb = free_port(), free_port()
+    b = processes("b", "secondary", "sync", peer=f"127.0.0.1:{pa}", listen=f"127.0.0.1:{pb}")
+    a = processes("a", "primary", "sync", peer=f"127.0.0.1:{pb}", listen=f"127.0.0.1:{pa}")
+    wait_until("connected", lambda: synced(a) and synced(b))
+    for side in (a, b):  # either side may drop and re-establish it
+        out = side.cli("disconnect", "--control", str(side.control))
+        assert out.returncode == 0
+        out = side.cli("connect", "--control", str(side.control), "--format", "json")
+        assert out.returncode == 0, out.stderr
+        wait_until("reconnected", lambda: synced(a) and synced(b))
+    with NbdClient(*a.nbd, "vol") as c:
+        c.write(0, b"symmetric" * 100)
+    assert b.backing.read_bytes()[:900] == b"symmetric" * 100
