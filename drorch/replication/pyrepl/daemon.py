@@ -18,10 +18,12 @@ from typing import Any
 
 from drorch.clock import Clock, SystemClock
 from drorch.replication.base import ConnState, ReplicationError, SplitBrain, StaleEpoch
+from drorch.replication.pyrepl import roles
 from drorch.replication.pyrepl.control import ControlServer
 from drorch.replication.pyrepl.engine import Engine, EngineConfig
 from drorch.replication.pyrepl.link import Address, Link
 from drorch.replication.pyrepl.nbd_server import NbdServer
+from drorch.replication.pyrepl.status import engine_status
 from drorch.replication.pyrepl.tls import LinkTls
 
 log = logging.getLogger("drorch.pyrepl")
@@ -122,7 +124,7 @@ class Daemon:
     def handle(self, op: str, args: dict[str, Any]) -> Any:
         eng = self.engine
         if op == "status":
-            data = eng.status().as_dict()
+            data = engine_status(eng).as_dict()
             data["listen"] = format_address(self.link.bound)
             data["peer"] = format_address(self.options.peer)
             data["control"] = str(self.options.control)
@@ -131,23 +133,24 @@ class Daemon:
         if op == "promote":
             epoch = args.get("epoch")
             return {
-                "message": eng.promote(
+                "message": roles.promote(
+                    eng,
                     None if epoch is None else int(epoch),
                     force=bool(args.get("force")),
                     accept_data_loss=bool(args.get("accept_data_loss")),
                 )
             }
         if op == "demote":
-            return {"message": eng.demote()}
+            return {"message": roles.demote(eng)}
         if op == "disconnect":
-            return {"message": eng.disconnect()}
+            return {"message": roles.disconnect(eng)}
         if op == "connect":
-            eng.connect()
+            roles.connect(eng)
             return {"connection": self.await_outcome(args).value}
         if op == "resolve":
             if not args.get("discard_local"):
                 raise ReplicationError("resolve needs discard_local: name the side to discard")
-            message = eng.resolve_discard_local()
+            message = roles.resolve_discard_local(eng)
             return {"message": message, "connection": self.await_outcome(args).value}
         if op == "verify":
             result = eng.verifier.verify()

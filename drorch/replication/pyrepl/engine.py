@@ -22,9 +22,7 @@ from drorch.replication.base import (
     ConnState,
     DiskState,
     ReplicationError,
-    ReplicationStatus,
     Role,
-    StaleEpoch,
     UnsafeOperation,
 )
 from drorch.replication.pyrepl import resync
@@ -299,111 +297,11 @@ class Engine:
         if session is not None and seq and self.mode == "sync":
             session.wait_acked(seq)  # sync: durable on the peer too; async: local only
 
-    # ---------------------------------------------------------------- roles
-    def promote(self, epoch: int | None, *, force: bool, accept_data_loss: bool) -> str:
-        """Become primary; returns once the connected peer (if any) has acknowledged."""
-        with self.cond:
-            message = self._promote(epoch, force=force, accept_data_loss=accept_data_loss)
-            pending = self._announce(role=True, epoch=epoch is not None)
-        self._await_peer(pending)
-        return message
-
-    def _promote(self, epoch: int | None, *, force: bool, accept_data_loss: bool) -> str:
-        if epoch is not None and epoch < self.meta.epoch:
-            raise StaleEpoch(
-                f"epoch {epoch} is older than epoch {self.meta.epoch} already seen; "
-                "a newer primary exists"
-            )
-        if self.role == Role.PRIMARY:
-            if epoch is not None and epoch > self.meta.epoch:
-                self.save(epoch=epoch)
-                return f"already primary; fencing epoch raised to {epoch}"
-            return "already primary"
-        s = self.session
-        if s is not None and s.alive and s.peer.role == Role.PRIMARY:
-            raise ReplicationError("the peer is primary; demote it first")
-        forced = force and accept_data_loss
-        if self.meta.disk != DiskState.UP_TO_DATE and not forced:
-            raise UnsafeOperation(
-                f"local disk is {self.meta.disk.value}, not UpToDate: promoting would "
-                "serve stale or half-synced data; use --force --accept-data-loss"
-            )
-        if s is not None and s.alive and s.state == ConnState.SYNC_TARGET:
-            s.close("forced promote during resync")
-        reason = "promoted"
-        if self.meta.disk != DiskState.UP_TO_DATE:
-            self.save(disk=DiskState.UP_TO_DATE, generation=self.meta.generation.diverge())
-            reason = "promoted by force: disk declared UpToDate (data loss accepted)"
-        if epoch is not None and epoch > self.meta.epoch:
-            self.save(epoch=epoch)
-        self.role = Role.PRIMARY
-        s = self.session
-        peer_empty = s is not None and s.alive and s.peer.disk == DiskState.INCONSISTENT
-        if s is not None and peer_empty and s.state == ConnState.CONNECTED:
-            # day 0: the first full sync starts now
-            resync.queue_regions(self, full=True)
-            self.start_resync(s, "initial full sync after a forced promote")
-        self.cond.notify_all()
-        return f"{reason} at epoch {self.meta.epoch}"
-
-    def _announce(self, *, role: bool, epoch: bool) -> tuple[PeerSession, int] | None:
-        """Queue ROLE/EPOCH for a connected peer (caller holds the lock)."""
-        s = self.session
-        if s is None or not s.alive:
-            return None
-        seq = 0
-        if epoch and self.meta.epoch != s.peer_epoch_seen:
-            seq = s.announce_epoch()
-        if role:
-            seq = s.announce_role()
-        return (s, seq) if seq else None
-
-    @staticmethod
-    def _await_peer(pending: tuple[PeerSession, int] | None) -> None:
-        if pending is not None:
-            pending[0].wait_acked(pending[1])
-
-    def demote(self) -> str:
-        with self.cond:
-            if self.role == Role.SECONDARY:
-                return "already secondary"
-            self.role = Role.SECONDARY
-            pending = self._announce(role=True, epoch=False)
-            self.cond.notify_all()
-        self._await_peer(pending)
-        self.flush_local()
-        return "demoted to secondary"
-
     def flush_local(self) -> None:
         with self.cond:
             self.bitmap.writeback()
         self.bitmap.sync()
         self.backing.sync()
-
-    def disconnect(self) -> str:
-        with self.cond:
-            self.want_connect = False
-            if self.session is not None:
-                self.session.close("disconnected by the operator")
-            self.cond.notify_all()
-        return "StandAlone"
-
-    def connect(self) -> None:
-        with self.cond:
-            self.want_connect = True
-            self.split_brain = None
-            self.cond.notify_all()
-
-    def resolve_discard_local(self) -> str:
-        with self.cond:
-            if self.role == Role.PRIMARY:
-                raise ReplicationError("refusing to discard local data while primary; demote first")
-            self.save(discard_local=True)
-            self.want_connect = True
-            self.split_brain = None
-            self.last_error = None
-            self.cond.notify_all()
-        return "local changes will be discarded: resync from the peer on connect"
 
     # ---------------------------------------------------------------- link
     def attach(self, sock: Stream, peer: SideView, peer_bitmap: bytes) -> SyncDecision:
@@ -467,47 +365,6 @@ class Engine:
         if self.session is not None and self.session.alive:
             return self.session.state
         return ConnState.CONNECTING if self.want_connect else ConnState.STANDALONE
-
-    def status(self) -> ReplicationStatus:
-        with self.cond:
-            now = self.clock.monotonic()
-            s = self.session if self.session is not None and self.session.alive else None
-            conn = self.connection()
-            oos = (self.bitmap.count - len(self.hot)) * self.config.region_size
-            if conn == ConnState.SYNC_TARGET and self.progress is not None:
-                oos = self.progress.remaining_bytes
-            pct = 100.0 - 100.0 * oos / self.config.size if self.config.size else 100.0
-            extra: dict[str, Any] = {
-                "last_error": self.last_error,
-                "split_brain": self.split_brain,
-                "stats": dict(self.stats),
-                "resync": self.progress.as_dict(now) if self.progress else None,
-                "region_size": self.config.region_size,
-                "size": self.config.size,
-                "ahead": bool(s and s.ahead),
-                "node_id": self.meta.node_id,
-            }
-            return ReplicationStatus(
-                name=self.meta.name,
-                role=self.role,
-                disk=self.meta.disk,
-                connection=conn,
-                mode=self.mode,
-                peer_disk=s.peer.disk if s else DiskState.UNKNOWN,
-                peer_role=s.peer.role if s else Role.UNKNOWN,
-                out_of_sync_bytes=max(oos, 0),
-                lag_bytes=s.lag_bytes if s else 0,
-                percent_in_sync=round(max(pct, 0.0), 2),
-                resync_eta_seconds=(
-                    self.progress.eta_seconds(now)
-                    if self.progress and self.progress.finished is None
-                    else None
-                ),
-                epoch=self.meta.epoch,
-                generation=self.meta.generation.as_dict(),
-                nbd=self.nbd_uri,
-                extra=extra,
-            )
 
     def housekeeping(self) -> None:
         """Clear activity-log bits whose writes the peer acknowledged; write back."""

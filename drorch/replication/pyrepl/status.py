@@ -1,0 +1,53 @@
+"""What `status` reports for one engine: states, out-of-sync and lag bytes, resync
+progress, generations, the fencing epoch and the NBD export."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from drorch.replication.base import ConnState, DiskState, ReplicationStatus, Role
+
+if TYPE_CHECKING:
+    from drorch.replication.pyrepl.engine import Engine
+
+
+def engine_status(engine: Engine) -> ReplicationStatus:
+    with engine.cond:
+        now = engine.clock.monotonic()
+        s = engine.session if engine.session is not None and engine.session.alive else None
+        conn = engine.connection()
+        oos = (engine.bitmap.count - len(engine.hot)) * engine.config.region_size
+        if conn == ConnState.SYNC_TARGET and engine.progress is not None:
+            oos = engine.progress.remaining_bytes
+        pct = 100.0 - 100.0 * oos / engine.config.size if engine.config.size else 100.0
+        extra: dict[str, Any] = {
+            "last_error": engine.last_error,
+            "split_brain": engine.split_brain,
+            "stats": dict(engine.stats),
+            "resync": engine.progress.as_dict(now) if engine.progress else None,
+            "region_size": engine.config.region_size,
+            "size": engine.config.size,
+            "ahead": bool(s and s.ahead),
+            "node_id": engine.meta.node_id,
+        }
+        return ReplicationStatus(
+            name=engine.meta.name,
+            role=engine.role,
+            disk=engine.meta.disk,
+            connection=conn,
+            mode=engine.mode,
+            peer_disk=s.peer.disk if s else DiskState.UNKNOWN,
+            peer_role=s.peer.role if s else Role.UNKNOWN,
+            out_of_sync_bytes=max(oos, 0),
+            lag_bytes=s.lag_bytes if s else 0,
+            percent_in_sync=round(max(pct, 0.0), 2),
+            resync_eta_seconds=(
+                engine.progress.eta_seconds(now)
+                if engine.progress and engine.progress.finished is None
+                else None
+            ),
+            epoch=engine.meta.epoch,
+            generation=engine.meta.generation.as_dict(),
+            nbd=engine.nbd_uri,
+            extra=extra,
+        )
