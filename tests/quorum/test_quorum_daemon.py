@@ -201,3 +201,50 @@ def test_cli_certs_and_status(pki: Pki, tmp_path: Path, daemons: list[DaemonProc
         "lease_ms": LEASE_MS,
     }
     assert d.terminate() == 0
+
+
+def test_sigusr1_logs_status_with_partition_sizes(
+    pki: Pki, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    d = start(pki, tmp_path, daemons, init=True)
+    with d.connect("c1", "A", "a1") as a, d.connect("c1", "B", "b7") as b:
+        a.heartbeat(1, True, 3)
+        b.heartbeat(1, True, 1)
+        d.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "status c2:" not in d.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    log = d.stderr()
+    assert "c1/A: node a1 sees 3 node(s) in its partition" in log
+    assert "status: 2 session(s), 0 without hello" in log
+    line = next(ln for ln in log.splitlines() if "status c1:" in ln)
+    assert "holder A, epoch 1" in line
+    assert "A: a1(3 nodes); B: b7(1 nodes)" in line
+    assert "status c2: holder -, epoch 0, lease left - s, sessions -" in log
+    assert d.terminate() == 0
+
+
+def test_a_grant_that_cannot_be_persisted_is_never_announced(
+    pki: Pki, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    port = free_port()
+    path = tmp_path / "quorumd.yaml"
+    (tmp_path / "state").mkdir()
+    path.write_text(
+        config_text(pki, port).replace("state_file: quorumd.state", "state_file: state/q.state")
+    )
+    d = DaemonProcess(pki, port, path, init=True)
+    daemons.append(d)
+    d.wait_listening()
+    with d.connect("c1", "A") as a:
+        (tmp_path / "state").rename(tmp_path / "state-gone")  # the disk "fails"
+        try:
+            vote = a.heartbeat(1, True, 1)
+        except Exception as exc:  # the daemon stops instead of answering
+            vote = None
+            assert "closed" in str(exc) or "receive failed" in str(exc)
+    assert vote is None, "a grant was announced without being durable"
+    assert d.wait() == 1
+    assert "cannot persist the quorum state" in d.stderr()
+    state = read_state(tmp_path / "state-gone" / "q.state")
+    assert state.clusters == {}

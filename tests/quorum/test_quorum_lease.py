@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,16 @@ from drorch.quorum.client import LeaseKeeper, QuorumConnection
 from drorch.quorum.lease import Change, LeaseEvent, LeaseTracker, default_safety_margin
 from drorch.quorum.protocol import Vote
 from drorch.testing.clock import FakeClock
-from tests.quorum.conftest import LEASE_MS, SWITCH_DELAY_MS, InProcessWitness
+from tests.quorum.conftest import (
+    LEASE_MS,
+    SWITCH_DELAY_MS,
+    DaemonProcess,
+    InProcessWitness,
+    Pki,
+    Witness,
+    config_text,
+    free_port,
+)
 
 
 def granted(seq: int, epoch: int = 1) -> Vote:
@@ -96,7 +106,7 @@ class Recorder:
             return list(self.events)
 
 
-def keeper(witness: InProcessWitness, site: str, rec: Recorder) -> LeaseKeeper:
+def keeper(witness: Witness, site: str, rec: Recorder) -> LeaseKeeper:
     def connect() -> QuorumConnection:
         name = f"c1-{site.lower()}"
         return QuorumConnection(
@@ -176,3 +186,35 @@ def test_keeper_loses_on_time_when_the_witness_goes_silent(witness: InProcessWit
         assert lost.change is Change.LOST
     finally:
         a.stop()
+
+
+def test_keeper_rides_a_witness_restart_keeping_its_epoch(
+    pki: Pki, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    port = free_port()
+    path = tmp_path / "quorumd.yaml"
+    path.write_text(config_text(pki, port))
+    first = DaemonProcess(pki, port, path, init=True)
+    daemons.append(first)
+    first.wait_listening()
+    rec_a, rec_b = Recorder(), Recorder()
+    a, b = keeper(first, "A", rec_a), keeper(first, "B", rec_b)
+    a.start()
+    try:
+        ((_, gained),) = rec_a.wait_for(1)
+        assert gained.epoch == 1
+        b.start()
+        assert first.terminate() == 0
+        time.sleep(LEASE_MS / 1000 + 0.2)  # down for longer than a lease
+        second = DaemonProcess(pki, port, path, init=False)
+        daemons.append(second)
+        second.wait_listening()
+        # A lost its lease while the witness was down, then renewed during restart grace
+        events = rec_a.wait_for(3, timeout=15)
+        assert [e.change for _, e in events] == [Change.GAINED, Change.LOST, Change.GAINED]
+        assert events[2][1].epoch == 1  # a renewal of the recorded holder: same epoch
+        time.sleep((LEASE_MS + SWITCH_DELAY_MS) / 1000 + 0.3)  # past the grace
+        assert a.holds() and not b.holds() and rec_b.events == []
+    finally:
+        a.stop()
+        b.stop()

@@ -247,3 +247,44 @@ def test_many_pipelined_heartbeats_are_answered_in_order(witness: InProcessWitne
     votes = [f for f in frames if f["type"] == "vote"]
     assert [v["seq"] for v in votes] == list(range(1, 301))
     assert all(v["granted"] and v["epoch"] == 1 for v in votes)
+
+
+def test_unreachable_witness_is_unavailable_not_a_grant(pki: Pki) -> None:
+    from tests.quorum.conftest import free_port
+
+    with pytest.raises(QuorumUnavailable, match="cannot connect"):
+        query_vote(
+            f"127.0.0.1:{free_port()}",
+            pki.fingerprints["server"],
+            pki.cert("c1-a"),
+            pki.key("c1-a"),
+            "c1",
+            "A",
+            "n1",
+            timeout=2.0,
+        )
+
+
+def test_status_command_table_and_errors(witness: InProcessWitness, pki: Pki) -> None:
+    from click.testing import CliRunner
+
+    from drorch.cli.quorum_cmd import quorum
+
+    args = [
+        "status", "--server", witness.server, "--fingerprint", pki.fingerprints["server"],
+        "--cert", str(pki.cert("c1-a")), "--key", str(pki.key("c1-a")),
+        "--cluster", "c1", "--site", "A", "--node", "a1",
+    ]  # fmt: skip
+    result = CliRunner().invoke(quorum, [*args, "--format", "table"])
+    assert result.exit_code == 0, result.output
+    assert "granted   no" in result.output and "epoch     0" in result.output
+    result = CliRunner().invoke(quorum, [*args, "--format", "yaml"])
+    assert "holder: null" in result.output
+    bad = [*args]
+    bad[bad.index("--fingerprint") + 1] = "sha256:abc"
+    result = CliRunner().invoke(quorum, bad)
+    assert result.exit_code == 2 and "not a fingerprint" in result.output
+    wrong_site = [*args]
+    wrong_site[wrong_site.index("--site") + 1] = "B"
+    result = CliRunner().invoke(quorum, wrong_site)
+    assert result.exit_code == 1 and "unauthorized" in result.output
