@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from drorch.clock import Clock, SystemClock
+from drorch.model.types import Witness
 from drorch.quorum.config import parse_listen
 from drorch.quorum.lease import Change, LeaseEvent, LeaseTracker
 from drorch.quorum.protocol import (
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("drorch.quorum.client")
+
+MAX_RECONNECT_DELAY = 5.0
 
 
 class QuorumError(Exception):
@@ -270,12 +273,39 @@ class LeaseKeeper:
         self._nodes = nodes
         self.tracker = LeaseTracker(safety_margin)
         self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max(reconnect_delay, MAX_RECONNECT_DELAY)
+        self._failures = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._conn: QuorumConnection | None = None
         self._seq = 0
         self.last_error: str | None = None
+
+    @classmethod
+    def for_witness(
+        cls,
+        witness: Witness,
+        cluster: str,
+        site: str,
+        node: str,
+        on_gained: Callback,
+        on_lost: Callback,
+        clock: Clock | None = None,
+        nodes: Callable[[], int] = lambda: 1,
+    ) -> LeaseKeeper:
+        """A keeper for the cluster model's `Witness` (address, pinned fingerprint, and this
+        site's client cert/key)."""
+        if witness.cert is None or witness.key is None:
+            raise QuorumError("the witness config names no client cert/key for this site")
+        cert, key = Path(witness.cert), Path(witness.key)
+
+        def connect() -> QuorumConnection:
+            return QuorumConnection(
+                witness.address, witness.fingerprint, cert, key, cluster, site, node, clock=clock
+            )
+
+        return cls(connect, on_gained, on_lost, clock=clock, nodes=nodes)
 
     def holds(self) -> bool:
         with self._lock:
@@ -307,10 +337,13 @@ class LeaseKeeper:
                     self._session()
                 except QuorumError as exc:
                     self.last_error = str(exc)
-                    log.warning("quorum witness: %s", exc)
+                    self._failures += 1
+                    log.warning("quorum witness (attempt %d): %s", self._failures, exc)
                 with self._lock:
                     self.tracker.forget_outstanding()
-                self._wait_or_lose(self.reconnect_delay)
+                # quick first retries (a lease may be saved), then back off to a steady pace
+                delay = self.reconnect_delay * 2 ** min(max(self._failures - 1, 0), 6)
+                self._wait_or_lose(min(delay, self.max_reconnect_delay))
         finally:
             if self._conn is not None:
                 self._conn.close()
@@ -334,6 +367,7 @@ class LeaseKeeper:
         conn = self._conn = self._connect()
         try:
             welcome = conn.welcome or conn.connect()
+            self._failures = 0
             interval = welcome.heartbeat_ms / 1000
             while not self._stop.is_set():
                 self._seq += 1

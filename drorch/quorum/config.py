@@ -139,6 +139,8 @@ class _Checker:
         return v
 
     def cert_list(self, cluster: str, site: str, node: Located) -> SitePins | None:
+        if isinstance(node.value, str):  # `A: c1-a.crt` is read as `A: [c1-a.crt]`
+            node = Located([node], node.position)
         if not isinstance(node.value, list) or not node.value:
             self.error(
                 "sites",

@@ -154,3 +154,8 @@ def test_cli_exits_2_with_positions_and_touches_no_state(folder: Path) -> None:
     assert result.exit_code == 2
     assert f"{path}:5:15: " in result.output
     assert not (folder / "quorumd.state").exists()
+
+
+def test_a_single_certificate_may_be_written_without_a_list(folder: Path, pki: Pki) -> None:
+    cfg = load_config(write(folder, GOOD.replace("A: [c1-a.crt]", "A: c1-a.crt")))
+    assert cfg.clusters["c1"]["A"].fingerprints == {pki.fingerprints["c1-a"]}

@@ -218,3 +218,23 @@ def test_keeper_rides_a_witness_restart_keeping_its_epoch(
     finally:
         a.stop()
         b.stop()
+
+
+def test_keeper_from_the_cluster_models_witness(witness: InProcessWitness, pki: Pki) -> None:
+    from drorch.model.types import Witness as WitnessModel
+    from drorch.quorum.client import QuorumError
+
+    model = WitnessModel(
+        witness.server, pki.fingerprints["server"], str(pki.cert("c2-b")), str(pki.key("c2-b"))
+    )
+    rec = Recorder()
+    k = LeaseKeeper.for_witness(model, "c2", "B", "b1", rec, rec, nodes=lambda: 2)
+    k.start()
+    try:
+        ((_, gained),) = rec.wait_for(1)
+        assert (gained.change, gained.epoch) == (Change.GAINED, 1)
+        assert k.holds() and k.epoch == 1
+    finally:
+        k.stop()
+    with pytest.raises(QuorumError, match="no client cert"):
+        LeaseKeeper.for_witness(WitnessModel(witness.server, "sha256:x"), "c2", "B", "b", rec, rec)
