@@ -57,6 +57,7 @@ from drorch.virt.libvirt_request import migration_request
 from drorch.virt.xmlmap import remap_disks, with_uuid
 
 DEFAULT_URI = "qemu:///system"
+SHUTDOWN_REPEAT = 3.0  # seconds between ACPI power-button presses during a shutdown
 
 
 def _site_node(site: Site) -> Node:
@@ -231,19 +232,25 @@ class LibvirtHypervisor(Hypervisor):
         self._call(f"destroy {vm}", dom.destroy)
 
     def shutdown(self, vm: str, timeout: float) -> ShutdownResult:
+        """ACPI power button, pressed again every `SHUTDOWN_REPEAT` seconds (a guest still
+        booting misses the first press), then destroy when `timeout` runs out."""
         dom = self._domain(vm)
         if not self._call(f"is {vm} active", dom.isActive):
             return ShutdownResult(graceful=True, seconds=0.0)
         start = self.clock.monotonic()
-        try:
-            dom.shutdown()
-        except self._lv.libvirtError as exc:
-            if not self._call(f"is {vm} active", dom.isActive):  # it went down meanwhile
-                return ShutdownResult(True, self.clock.monotonic() - start)
-            raise translate(exc, f"{self.site}: shut down {vm}") from None
+        pressed: float | None = None
         while self.clock.monotonic() - start < timeout:
+            now = self.clock.monotonic()
+            if pressed is None or now - pressed >= SHUTDOWN_REPEAT:
+                pressed = now
+                try:
+                    dom.shutdown()
+                except self._lv.libvirtError as exc:
+                    if not self._call(f"is {vm} active", dom.isActive):
+                        break  # it went down meanwhile
+                    raise translate(exc, f"{self.site}: shut down {vm}") from None
             if not self._call(f"is {vm} active", dom.isActive):
-                return ShutdownResult(True, self.clock.monotonic() - start)
+                break
             self.clock.sleep(min(0.2, timeout))
         if self._call(f"is {vm} active", dom.isActive):
             self._call(f"destroy {vm}", dom.destroy)
