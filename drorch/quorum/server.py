@@ -19,6 +19,7 @@ from drorch.quorum.config import QuorumdConfig
 from drorch.quorum.grants import GrantBook
 from drorch.quorum.persister import Persister, PersistFailed
 from drorch.quorum.protocol import (
+    BAD_FRAME,
     UNAUTHORIZED,
     ClientMessage,
     Heartbeat,
@@ -35,6 +36,9 @@ log = logging.getLogger("drorch.quorumd")
 HANDSHAKE_DEADLINE = 5.0  # seconds from accept to a completed TLS handshake and `hello`
 ACCEPTS_PER_WAKEUP = 128
 ACCEPT_PAUSE_ON_EMFILE = 0.1
+# a client heartbeats about once per heartbeat_ms; a session sending far more is flooding
+# (averaged over at least a second, so a burst of pipelined frames is fine)
+MAX_FRAMES_PER_SECOND = 1000
 
 
 class QuorumServer:
@@ -231,7 +235,7 @@ class QuorumServer:
         assert persister is not None
         cluster, site = session.cluster, session.site
         # the time the bytes arrived: never later than now, so leases end no later
-        now = session.last_heard
+        now = session.received_at
         if type(msg) is Heartbeat:
             if msg.nodes != session.nodes:
                 log.info(
@@ -349,8 +353,17 @@ class QuorumServer:
             session.close(f"no TLS handshake and hello within {HANDSHAKE_DEADLINE:g}s")
         idle = self.config.idle_deadline_ms / 1000
         for session in list(self.sessions.values()):
-            if session.stage is Stage.ESTABLISHED and now - session.last_heard >= idle:
-                session.close(f"idle for {idle:g}s")
+            if session.stage is Stage.ESTABLISHED:
+                if now - session.last_heard >= idle:
+                    session.close(f"no frame for {idle:g}s")
+                elif now - session.frames_since >= 1.0:
+                    rate = session.frames / (now - session.frames_since)
+                    if rate > MAX_FRAMES_PER_SECOND:
+                        session.fail(
+                            BAD_FRAME,
+                            f"{rate:.0f} frames per second; at most {MAX_FRAMES_PER_SECOND}",
+                        )
+                    session.frames, session.frames_since = 0, now
             elif (
                 session.stage is Stage.CLOSING
                 and session.close_at is not None

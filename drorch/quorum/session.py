@@ -65,10 +65,13 @@ class Session:
         "cluster",
         "fd",
         "fingerprint",
+        "frames",
+        "frames_since",
         "last_heard",
         "node",
         "nodes",
         "raw",
+        "received_at",
         "site",
         "stage",
         "tls",
@@ -94,7 +97,10 @@ class Session:
         self.tls = context.wrap_bio(self._bio_in, self._bio_out, server_side=True)
         self.address = address
         self.accepted_at = now
-        self.last_heard = now
+        self.last_heard = now  # the last complete frame (idle deadline)
+        self.received_at = now  # when the bytes being handled arrived (grant time)
+        self.frames = 0  # frames since `frames_since` (flood limit)
+        self.frames_since = now
         self.close_at: float | None = None
         self.stage = Stage.HANDSHAKE
         self.fingerprint = ""
@@ -137,7 +143,7 @@ class Session:
         self._bio_in.write(_READ_VIEW[:n])
         if self.stage is Stage.HANDSHAKE and not self._handshake():
             return
-        self.last_heard = self._clock.monotonic()
+        self.received_at = self._clock.monotonic()
         self._decrypt()
 
     def _handshake(self) -> bool:
@@ -175,7 +181,11 @@ class Session:
             if not data:
                 self.close("client closed the TLS session")
                 return
-            for event in self._protocol.receive(data):
+            events = self._protocol.receive(data)
+            if events:
+                self.last_heard = self.received_at
+                self.frames += len(events)
+            for event in events:
                 if isinstance(event, ProtocolViolation):
                     self.fail(event.code, event.message)
                     return

@@ -288,3 +288,50 @@ def test_status_command_table_and_errors(witness: InProcessWitness, pki: Pki) ->
     wrong_site[wrong_site.index("--site") + 1] = "B"
     result = CliRunner().invoke(quorum, wrong_site)
     assert result.exit_code == 1 and "unauthorized" in result.output
+
+
+def test_a_flooding_session_is_closed_and_the_others_keep_their_votes(
+    witness: InProcessWitness,
+) -> None:
+    with witness.connect("c1", "B") as good:
+        flood = raw_tls(witness, "c1-a")
+        flood.sendall(encode(Hello("c1", "A", "a1")))
+        burst = b"".join(encode(Heartbeat(i, False, 1)) for i in range(1, 801))
+        started = time.monotonic()
+        closed, frames = False, []
+        while not closed and time.monotonic() - started < 5:
+            try:
+                flood.sendall(burst)
+            except (ssl.SSLError, OSError):
+                break
+            got, closed = read_frames(flood, timeout=0.2)
+            frames += got
+            assert good.heartbeat(len(frames), True, 1).seq == len(frames)
+        flood.close()
+        errors = [f for f in frames if f["type"] == "error"]
+        assert errors and errors[-1]["code"] == "bad_frame"
+        assert "frames per second; at most 1000" in str(errors[-1]["message"])
+        assert good.heartbeat(99_999, True, 1).granted
+
+
+def test_trickling_bytes_of_a_frame_does_not_keep_a_session_alive(
+    witness: InProcessWitness,
+) -> None:
+    sock = raw_tls(witness)
+    sock.sendall(encode(Hello("c1", "A", "n1")))
+    hello_sent = time.monotonic()
+    partial = encode(Heartbeat(1, True, 1)) * 3
+    closed_at = None
+    for byte in partial[:-1]:  # a byte every ~100 ms, never a whole frame
+        try:
+            sock.sendall(bytes([byte]))
+            _, closed = read_frames(sock, timeout=0.1)
+        except (ssl.SSLError, OSError):
+            closed = True
+        if closed:
+            closed_at = time.monotonic()
+            break
+    sock.close()
+    assert closed_at is not None, "the trickle kept the session open"
+    # closed at the idle deadline counted from the hello, not from the last byte
+    assert closed_at - hello_sent < LEASE + 1.0
