@@ -9,12 +9,14 @@ connection; nothing is applied from a frame that failed to parse.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import wire
 from drorch.replication.pyrepl.meta import Generation
 from drorch.replication.pyrepl.progress import ResyncProgress
+from drorch.replication.pyrepl.splice import MIN_SPLICE, Splicer
 from drorch.replication.pyrepl.tls_stream import Stream
 from drorch.replication.pyrepl.wire import FrameType, Header, WireError
 
@@ -39,6 +41,9 @@ SEQUENCED = frozenset(
     }
 )
 ROLE_FRAMES = frozenset({FrameType.FLUSH, FrameType.ROLE, FrameType.EPOCH})
+SPLICED = frozenset({FrameType.DATA, FrameType.RS_DATA})
+ZEROS = frozenset({FrameType.ZERO, FrameType.RS_ZERO})
+WRITES = SPLICED | ZEROS
 
 
 def recv_exact(sock: Stream, n: int) -> bytearray:
@@ -59,6 +64,7 @@ class Receiver:
         self.engine = session.engine
         self.last_seq = 0
         self._buf = bytearray(1024 * 1024)
+        self._splicer = Splicer() if isinstance(session.sock, socket.socket) else None
 
     def run(self) -> None:
         s = self.session
@@ -67,9 +73,12 @@ class Receiver:
             s.sock.settimeout(PEER_SILENCE_TIMEOUT)
             while s.alive:
                 head = wire.parse_header(recv_exact(s.sock, wire.HEADER.size))
-                payload = self._recv_payload(head.length)
                 self.engine.stats["frames_received"] += 1
-                self.dispatch(head, payload)
+                splice = self._splicer is not None and head.type in SPLICED
+                if splice and head.length >= MIN_SPLICE:
+                    self._spliced(head)
+                    continue
+                self.dispatch(head, self._recv_payload(head.length))
         except TimeoutError:
             reason = f"peer silent for {PEER_SILENCE_TIMEOUT:g} s"
         except EOFError as exc:
@@ -84,6 +93,8 @@ class Receiver:
         s.close(reason)
         s.join()
         s.sock.close()
+        if self._splicer is not None:
+            self._splicer.close()
 
     def _recv_payload(self, length: int) -> memoryview:
         """Receive into one reused buffer: a frame is applied before the next is read."""
@@ -98,14 +109,36 @@ class Receiver:
             got += k
         return view
 
+    def _check_sequenced(self, head: Header, count: int) -> None:
+        """Everything about a numbered frame that can be checked before applying it."""
+        eng = self.engine
+        if head.seq != self.last_seq + 1:
+            raise WireError(f"frame {head.seq} out of order after {self.last_seq}")
+        if eng.role == Role.PRIMARY and head.type not in ROLE_FRAMES:
+            raise WireError(f"peer shipped {head.type.name} to a primary")
+        if head.type in WRITES and head.offset + count > eng.config.size:
+            raise WireError(f"{head.type.name} at {head.offset}+{count} is past the volume end")
+        self.last_seq = head.seq
+
+    def _spliced(self, head: Header) -> None:
+        """DATA/RS_DATA straight from the socket into the backing file."""
+        s, eng = self.session, self.engine
+        self._check_sequenced(head, head.length)
+        assert self._splicer is not None and isinstance(s.sock, socket.socket)
+        self._splicer.socket_to_file(
+            s.sock.fileno(), eng.backing.fd, head.offset, head.length, PEER_SILENCE_TIMEOUT
+        )
+        if head.type == FrameType.DATA and head.flags & wire.FLAG_DURABLE:
+            eng.backing.sync()
+        if head.type == FrameType.RS_DATA:
+            self._resync_done(head.length, head.length)
+        s.send_now(wire.header(FrameType.ACK, seq=head.seq))
+
     def dispatch(self, head: Header, payload: memoryview) -> None:
         s, eng = self.session, self.engine
         if head.type in SEQUENCED:
-            if head.seq != self.last_seq + 1:
-                raise WireError(f"frame {head.seq} out of order after {self.last_seq}")
-            if eng.role == Role.PRIMARY and head.type not in ROLE_FRAMES:
-                raise WireError(f"peer shipped {head.type.name} to a primary")
-            self.last_seq = head.seq
+            count = wire.zero_count(head, payload) if head.type in ZEROS else head.length
+            self._check_sequenced(head, count)
             self._apply(head, payload)
             s.send_now(wire.header(FrameType.ACK, seq=head.seq))
             return
