@@ -111,3 +111,20 @@ def test_control_socket_garbage_gets_an_error_reply(cluster: Cluster) -> None:
     with pytest.raises(ReplicationError, match="unknown control operation"):
         ControlClient(b.control).call("nope")
     assert b.status()["role"] == "secondary"  # still answering
+
+
+@pytest.mark.parametrize("length", [4, 128 * 1024])  # small: buffered; large: spliced
+def test_a_write_past_the_volume_end_is_refused(cluster: Cluster, length: int) -> None:
+    b = cluster.start("b", Role.SECONDARY)
+    with socket.create_connection(b.listen, timeout=10) as s:
+        s.sendall(hello())
+        for _ in range(2):
+            head = wire.parse_header(recv_exact(s, wire.HEADER.size))
+            recv_exact(s, head.length)
+        wait_until("b connected", lambda: b.status()["connection"] != "Connecting")
+        frame = wire.header(FrameType.DATA, seq=1, offset=SIZE - 2, length=length)
+        with contextlib.suppress(OSError):
+            s.sendall(frame + b"x" * length)
+        wait_until("b dropped it", lambda: b.status()["connection"] == "Connecting")
+    assert b.backing.stat().st_size == SIZE
+    assert "past the volume end" in b.status()["extra"]["last_error"]
