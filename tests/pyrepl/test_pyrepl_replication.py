@@ -22,10 +22,11 @@ def test_sync_write_is_on_the_secondary_file_when_acknowledged(cluster: Cluster)
     try:
         with a.client() as nbd:
             for i in range(1, 200):
-                offset = (i * 7919 * 4096) % (SIZE - 4096)
-                nbd.write(offset, block(i))
+                size = 4096 if i % 3 else 128 * 1024  # both the buffered and spliced paths
+                offset = (i * 7919 * 4096) % (SIZE - size)
+                nbd.write(offset, block(i, size))
                 # the reply has arrived: the secondary's file must already hold it
-                assert os.pread(fd, 4096, offset) == block(i), f"write {i} not on secondary"
+                assert os.pread(fd, size, offset) == block(i, size), f"write {i} not there"
     finally:
         os.close(fd)
     assert a.status()["lag_bytes"] == 0
