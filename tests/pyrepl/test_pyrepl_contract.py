@@ -116,3 +116,18 @@ class TestPyreplOverARunner(ReplicatorContract):
         primary = PyreplReplicator(vol, Node("n1", address="root@n1"), env, control=a.control)
         secondary = PyreplReplicator(vol, Node("n2", address="root@n2"), env, control=b.control)
         yield ReplicatorPair(primary, secondary, diverge=write_through_export)
+
+
+def test_serve_command_follows_the_config(tmp_path: Path) -> None:
+    vol = volume(tmp_path)
+    env = Environment(base_dir=tmp_path)
+    local = PyreplReplicator(vol, Node("n2"), env)._serve_argv()
+    assert local[local.index("--listen") + 1] == "127.0.0.1:17701"
+    assert local[local.index("--peer") + 1] == "127.0.0.1:17700"
+    assert local[local.index("--role") + 1] == "secondary"
+    assert local[local.index("--size") + 1] == str(SIZE)
+    assert local[local.index("--meta") + 1].endswith(".drorch-state/pyrepl/vol@n2.meta")
+    node = Node("n1", address="root@10.0.0.1:22", replication_address="10.1.0.1")
+    remote = PyreplReplicator(vol, node, env, peer_address="10.2.0.1")._serve_argv()
+    assert remote[remote.index("--listen") + 1] == "10.1.0.1:17700"
+    assert remote[remote.index("--peer") + 1] == "10.2.0.1:17700"

@@ -6,9 +6,10 @@ is local, or through the node's CommandRunner (`drorch repl ... --format json`) 
 is reached over SSH. `up()` starts the daemon when none answers.
 
 Layout under `<config dir>/.drorch-state/pyrepl/`: `<volume>@<node>.ctl` (control
-socket), `.meta` (metadata sidecar), `.log` (daemon log). Replication addresses: a
-local node listens on 127.0.0.1:`port + i` (i = the node's index in `paths`); a remote
-node listens on its SSH host at `port`.
+socket), `.meta` (metadata sidecar), `.log` (daemon log). Replication addresses: the
+node's `replication_address` at `port` when set; else a local node listens on
+127.0.0.1:`port + i` (i = the node's index in `paths`, so two local replicas do not
+collide) and a remote node on its SSH host at `port`.
 """
 
 from __future__ import annotations
@@ -67,7 +68,13 @@ def status_from_dict(data: dict[str, Any]) -> ReplicationStatus:
 
 class PyreplReplicator(Replicator):
     def __init__(
-        self, volume: Volume, node: Node, env: Environment, *, control: Path | None = None
+        self,
+        volume: Volume,
+        node: Node,
+        env: Environment,
+        *,
+        control: Path | None = None,
+        peer_address: str | None = None,
     ) -> None:
         if node.name not in volume.paths:
             raise ReplicationError(f"volume {volume.name} has no replica on node {node.name}")
@@ -79,6 +86,9 @@ class PyreplReplicator(Replicator):
         self.env = env
         self.state_dir = env.base_dir / STATE_SUBDIR
         self.control = control or self.state_dir / f"{volume.name}@{node.name}.ctl"
+        # the peer's replication host, when the caller knows it (the Node of the other
+        # replica is not passed to drivers); otherwise the peer's node name is dialled
+        self.peer_address = peer_address
         self._client = ControlClient(self.control)
 
     # ------------------------------------------------------------------ transport
@@ -123,12 +133,15 @@ class PyreplReplicator(Replicator):
         names = list(self.volume.paths)
         index = names.index(self.node.name)
         peer_node = names[1 - index]
-        if self.node.is_local:
+        if self.node.replication_address:
+            listen = f"{self.node.replication_address}:{self.volume.port}"
+            peer = f"{self.peer_address or peer_node}:{self.volume.port}"
+        elif self.node.is_local:
             listen = f"127.0.0.1:{self.volume.port + index}"
             peer = f"127.0.0.1:{self.volume.port + 1 - index}"
         else:
             listen = f"{_host_of(self.node)}:{self.volume.port}"
-            peer = f"{peer_node}:{self.volume.port}"
+            peer = f"{self.peer_address or peer_node}:{self.volume.port}"
         opts = self.volume.pyrepl
         argv = [
             sys.executable,
