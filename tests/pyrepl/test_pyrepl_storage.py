@@ -140,3 +140,16 @@ def test_progress_eta() -> None:
     assert p.eta_seconds(20.0) == 0.0
     d = p.as_dict(20.0)
     assert d["remaining_bytes"] == 0 and d["done_bytes"] == 1000
+
+
+def test_zero_without_punching_keeps_the_blocks_allocated(tmp_path: Path) -> None:
+    b = Backing(tmp_path / "disk", 4 * REGION)
+    try:
+        b.pwrite(0, b"\1" * 2 * REGION)
+        b.zero(0, REGION, punch=False)  # NBD_CMD_FLAG_NO_HOLE
+        b.zero(REGION, REGION)  # may punch
+        assert b.pread(0, 2 * REGION) == bytes(2 * REGION)
+        assert not b.is_hole(0, REGION)
+        assert b.is_hole(REGION, REGION)
+    finally:
+        b.close()

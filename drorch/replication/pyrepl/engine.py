@@ -219,7 +219,7 @@ class Engine:
             self.stats["writes"] += 1
         self._finish_write(new_bits, fua, session, seq, done)
 
-    def zero(self, offset: int, length: int, *, fua: bool) -> None:
+    def zero(self, offset: int, length: int, *, fua: bool, punch: bool = True) -> None:
         """WRITE_ZEROES and TRIM: both sides end up reading zeroes."""
         seq = 0
         with self.cond:
@@ -230,7 +230,7 @@ class Engine:
                 seq = session.enqueue_zero(offset, length, durable=self.mode == "sync")
             else:
                 new_bits = self._not_shipped(offset, length)
-            self.backing.zero(offset, length)
+            self.backing.zero(offset, length, punch=punch)
         finished = threading.Event()
         self._finish_write(new_bits, fua, session, seq, finished.set)
         finished.wait()

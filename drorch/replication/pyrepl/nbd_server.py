@@ -222,7 +222,8 @@ class NbdServer:
         eng = self.engine
         try:
             if req.type in (nbd.Cmd.WRITE_ZEROES, nbd.Cmd.TRIM):
-                eng.zero(req.offset, req.length, fua=req.fua)
+                no_hole = req.type == nbd.Cmd.WRITE_ZEROES and req.flags & nbd.CMD_FLAG_NO_HOLE
+                eng.zero(req.offset, req.length, fua=req.fua, punch=not no_hole)
             elif req.type == nbd.Cmd.FLUSH:
                 eng.flush()
             return 0

@@ -53,12 +53,12 @@ class Backing:
             view = view[written:]
             offset += written
 
-    def zero(self, offset: int, length: int) -> None:
+    def zero(self, offset: int, length: int, *, punch: bool = True) -> None:
         """Make [offset, offset+length) read as zeroes: punch a hole where the file
-        system can, write zeroes where it cannot."""
+        system can (unless `punch` is false: NBD's NO_HOLE), else write zeroes."""
         if length <= 0:
             return
-        if self.is_file:
+        if self.is_file and punch:
             mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
             if _fallocate(self.fd, mode, offset, length) == 0:
                 return
