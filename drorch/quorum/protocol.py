@@ -291,6 +291,10 @@ class FrameDecoder:
         returned, and `error` is set (the caller raises it after handling them)."""
         if self.error is not None:
             return []
+        if not self._buf and len(data) >= 4:  # fast path: exactly one whole frame
+            (length,) = HEADER.unpack_from(data)
+            if len(data) == 4 + length and 1 <= length <= MAX_FRAME:
+                return [bytes(data[4:])]
         self._buf += data
         bodies: list[bytes] = []
         buf = self._buf

@@ -14,7 +14,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from drorch.quorum.protocol import (
     BAD_FRAME,
@@ -38,6 +38,8 @@ DRAIN_SECONDS = 1.0  # after an error frame, read and discard this long before c
 # one read buffer for every session (one event-loop thread): no allocation per read;
 # the TLS input BIO copies what it is given before the next read
 _READ_VIEW = memoryview(bytearray(READ_SIZE))
+_PLAIN = bytearray(READ_SIZE)  # decrypted bytes, likewise copied by the frame decoder
+_PLAIN_VIEW = memoryview(_PLAIN)
 
 
 class Stage(Enum):
@@ -169,7 +171,8 @@ class Session:
     def _decrypt(self) -> None:
         while self.stage is Stage.AWAITING_HELLO or self.stage is Stage.ESTABLISHED:
             try:
-                data = self.tls.read(READ_SIZE)
+                # with a buffer, read() returns a count (typeshed says bytes)
+                n = cast(int, self.tls.read(READ_SIZE, _PLAIN))
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -178,10 +181,10 @@ class Session:
             except ssl.SSLError as exc:
                 self.close(f"TLS error: {exc.reason or exc}")
                 return
-            if not data:
+            if not n:
                 self.close("client closed the TLS session")
                 return
-            events = self._protocol.receive(data)
+            events = self._protocol.receive(_PLAIN_VIEW[:n])
             if events:
                 self.last_heard = self.received_at
                 self.frames += len(events)
