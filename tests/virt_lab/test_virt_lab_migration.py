@@ -6,7 +6,7 @@ Each test boots its own 128 MiB heartbeat guest at site A; the lab is shared (se
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -69,53 +69,49 @@ def test_live_migration_reports_progress_and_the_guest_keeps_beating_at_b(
     assert_heartbeat_continues(g, g.wait_heartbeat())
 
 
-@pytest.fixture
-def loop_device(running_lab: RunningLab) -> Iterator[str]:
-    """A 1 MiB block device (a loop device over a file), detached afterwards."""
-    backing = running_lab.layout.guest_dir / "remap.img"
-    backing.write_bytes(b"\0" * 2**20)
-    runner = LocalRunner()
-    device = runner.run(["losetup", "-f", "--show", str(backing)], check=True).stdout.strip()
-    try:
-        yield device
-    finally:
-        runner.run(["losetup", "-d", device], check=True)
-
-
-def test_live_migration_remaps_the_disk_path_for_the_dr_site(
-    running_lab: RunningLab, guest: GuestFactory, loop_device: str
+def test_live_migration_copies_unshared_disks_to_the_dr_sites_path(
+    running_lab: RunningLab, guest: GuestFactory
 ) -> None:
-    """The replicated block device has another name at the DR site (as /dev/drbd0 on one
-    node may be /dev/drbd1 on the other; a symlink here). The destination's definition
-    names its own path, and the guest keeps writing its disk after the move."""
-    dr_name = running_lab.layout.guest_dir / "remap-dr-device"
-    dr_name.unlink(missing_ok=True)
-    dr_name.symlink_to(loop_device)
+    """A local disk that is not on shared storage is copied during the migration
+    (NON_SHARED_DISK) into the image the DR site keeps at its own path (remapped), and
+    the guest goes on writing it there while the source's copy stays behind."""
+    guests = running_lab.layout.guest_dir
+    disk_a, disk_b = guests / "copy-a.img", guests / "copy-b.img"
+    runner = LocalRunner()
+    for disk in (disk_a, disk_b):  # the DR site's image exists (its storage pool's job)
+        disk.unlink(missing_ok=True)
+        runner.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), "1M"], check=True)
     b = LibvirtHypervisor.connect(
         running_lab.layout.local_uri("siteB"),
         "siteB",
         peer_uri=running_lab.layout.peer_uri("siteB"),
-        path_map={loop_device: str(dr_name)},
+        path_map={str(disk_a): str(disk_b)},
     )
     try:
         g = guest(
             cmdline="disk=1",
-            disk_xml="<disk type='block' device='disk'>"
-            "<driver name='qemu' type='raw' cache='none'/>"
-            f"<source dev='{loop_device}'/><target dev='vda' bus='virtio'/></disk>",
+            disk_xml="<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+            f"<source file='{disk_a}'/><target dev='vda' bus='virtio'/></disk>",
         )
-        result = running_lab.a.migrate_live(g.name, b, MigrationOptions(deadline=60.0))
+        g.wait_heartbeat(above=2)
+        options = MigrationOptions(shared_storage=False, deadline=60.0)
+        result = running_lab.a.migrate_live(g.name, b, options)
         assert result.converged
-        assert "shared or replicated storage" in result.reason
-        assert f'<source dev="{dr_name}"' in b.export_xml(g.name).replace("'", '"')
-        assert loop_device not in b.export_xml(g.name)
-        before = g.wait_heartbeat()
-        assert_heartbeat_continues(g, before)
-        with open(loop_device, "rb") as disk:
-            counter = disk.read(40).rstrip(b"\0").decode()
-        assert counter.startswith("DISKCOUNTER ") and int(counter.split()[1]) >= before
+        assert "are not shared: copying them (NON_SHARED_DISK)" in result.reason
+        assert f"vda: {disk_a} -> {disk_b}" in result.reason
+        assert str(disk_b) in b.export_xml(g.name) and str(disk_a) not in b.export_xml(g.name)
+        moved_at = g.wait_heartbeat()
+        assert_heartbeat_continues(g, moved_at)
+        at_a, at_b = disk_counter(disk_a), disk_counter(disk_b)
+        assert at_b > moved_at >= at_a  # B's copy goes on; A's stopped at the hand-over
     finally:
         b.close()
+
+
+def disk_counter(path: Path) -> int:
+    text = path.read_bytes()[:40].rstrip(b"\0").decode()
+    assert text.startswith("DISKCOUNTER "), text
+    return int(text.split()[1])
 
 
 def test_abort_in_the_middle_leaves_the_vm_running_at_the_source_defined_once(
