@@ -313,6 +313,7 @@ class LibvirtHypervisor(Hypervisor):
             progress,
             poll_interval=self.poll_interval,
             abort_grace=self.abort_grace,
+            start_timeout=max(30.0, 3 * self.connect_timeout),
         )
         if outcome.failed is None and outcome.finished:
             return self._succeeded(vm, dest, outcome, "; ".join(request.reasons), progress)

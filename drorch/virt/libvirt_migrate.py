@@ -104,21 +104,31 @@ def run_migration(
     *,
     poll_interval: float = 0.2,
     abort_grace: float = 15.0,
+    start_timeout: float = 30.0,
 ) -> MigrationOutcome:
     """Drive `job` to its end. The policy may raise the downtime, note auto-converge,
     switch to post-copy or abort; at `options.deadline` the job is aborted regardless,
-    and after `abort_grace` more seconds we stop waiting for libvirt (a partitioned peer
-    can hold the aborted job for its keepalive timeout)."""
+    and so is a job that has moved no data after `start_timeout` (the destination never
+    answered). After `abort_grace` more seconds we stop waiting for libvirt (a
+    partitioned peer can hold the aborted job until its keepalive gives up)."""
     policy = ConvergencePolicy(options)
     start = clock.monotonic()
+    limits = _Limits(poll_interval, abort_grace, min(start_timeout, options.deadline))
     job.start()
     try:
-        return _drive(job, policy, options, clock, progress, start, poll_interval, abort_grace)
+        return _drive(job, policy, options, clock, progress, start, limits)
     except BaseException:
         # a failing progress callback (or ^C) must not leave a migration running behind
         job.abort()
         job.wait(abort_grace)
         raise
+
+
+@dataclass(frozen=True)
+class _Limits:
+    poll_interval: float
+    abort_grace: float
+    start_timeout: float
 
 
 def _drive(
@@ -128,9 +138,9 @@ def _drive(
     clock: Clock,
     progress: ProgressCallback | None,
     start: float,
-    poll_interval: float,
-    abort_grace: float,
+    limits: _Limits,
 ) -> MigrationOutcome:
+    poll_interval, abort_grace = limits.poll_interval, limits.abort_grace
     actions: list[ConvergenceAction] = []
     downtime_set = False
     last: MigrationProgress | None = None
@@ -144,7 +154,8 @@ def _drive(
             if elapsed - aborted_at > abort_grace:
                 failed = (
                     f"aborted after {aborted_at:.1f} s but libvirt had not finished the "
-                    f"job {abort_grace:g} s later (peer unreachable?)"
+                    f"job {abort_grace:g} s later (peer unreachable?); libvirt may still "
+                    "end it on its own: check both sites before acting"
                 )
                 break
             continue
@@ -174,6 +185,19 @@ def _drive(
                 job.abort()
                 aborted_at = elapsed
                 continue
+        if last is None and elapsed >= limits.start_timeout:
+            actions.append(
+                ConvergenceAction(
+                    "abort",
+                    None,
+                    f"the migration had moved no data after {limits.start_timeout:g} s "
+                    "(destination libvirtd or the network between the sites not answering?)"
+                    ": aborting",
+                )
+            )
+            job.abort()
+            aborted_at = elapsed
+            continue
         if elapsed >= options.deadline and not policy.postcopy:
             actions.append(
                 ConvergenceAction(
@@ -198,18 +222,40 @@ def _drive(
     )
 
 
+# libvirt/QEMU messages that mean the connection between the sites broke
+_LINK_LOST = (
+    "socket is closed",
+    "unable to read from socket",
+    "unable to write to socket",
+    "connection reset",
+    "broken pipe",
+    "keepalive",
+    "no route to host",
+    "connection refused",
+    "connection timed out",
+    "cannot recv data",
+)
+
+
+def explain(error: str) -> str:
+    """libvirt's message, with what it means for the operator when we know."""
+    if any(marker in error.lower() for marker in _LINK_LOST):
+        return f"{error} (the link between the sites broke: network partition or peer down?)"
+    return error
+
+
 def outcome_reason(outcome: MigrationOutcome) -> str:
     """One line for the operator: the deciding action's reason, else the error."""
     deciding = [a for a in outcome.actions if a.kind in ("abort", "postcopy")]
     if outcome.aborted and deciding:
         reason = deciding[0].reason
         if outcome.failed and "aborted" not in outcome.failed.lower():
-            reason += f"; libvirt: {outcome.failed}"
+            reason += f"; libvirt: {explain(outcome.failed)}"
         elif outcome.failed and not outcome.finished:
             reason += f"; {outcome.failed}"
         return reason
     if outcome.failed:
-        return f"migration failed: {outcome.failed}"
+        return f"migration failed: {explain(outcome.failed)}"
     how = "through post-copy" if outcome.postcopy else "pre-copy converged"
     return f"migrated in {outcome.elapsed:.1f} s ({how})"
 

@@ -26,7 +26,7 @@ class ScriptedJob(MigrationJob):
     the abort hangs)."""
 
     clock: FakeClock
-    samples: list[dict[str, int]]
+    samples: list[dict[str, int] | None]
     finish_after: int | None = None
     abort_takes: int | None = 1
     fail_with: str | None = None
@@ -170,7 +170,10 @@ def test_a_failed_migration_call_is_reported_with_libvirts_message() -> None:
     )
     outcome = run_migration(job, MigrationOptions(), clock, poll_interval=0.5)
     assert not outcome.aborted
-    assert outcome_reason(outcome) == "migration failed: internal error: client socket is closed"
+    assert outcome_reason(outcome) == (
+        "migration failed: internal error: client socket is closed (the link between the "
+        "sites broke: network partition or peer down?)"
+    )
 
 
 def test_a_progress_callback_that_raises_aborts_the_migration_first() -> None:
@@ -185,14 +188,33 @@ def test_a_progress_callback_that_raises_aborts_the_migration_first() -> None:
     assert job.calls[-1] == "abort"
 
 
-def test_the_hard_deadline_aborts_even_when_the_policy_would_wait() -> None:
-    """A job whose statistics are unavailable gives the policy nothing to judge: the
-    deadline still holds."""
+def test_the_hard_deadline_aborts_when_statistics_stop_coming() -> None:
+    """jobStats failing mid-way gives the policy nothing to judge: the deadline holds."""
     clock = FakeClock()
-    job = ScriptedJob(clock, [])
-    outcome = run_migration(job, MigrationOptions(deadline=2.0), clock, poll_interval=0.5)
+    job = ScriptedJob(clock, [sample(1, 90), sample(1, 80), None])
+    outcome = run_migration(job, MigrationOptions(deadline=5.0), clock, poll_interval=0.5)
+    assert job.calls == ["start", "max_downtime 300ms", "abort"]
+    assert outcome.actions[-1].reason == "deadline 5 s passed: aborting"
+    assert 5.0 <= outcome.elapsed <= 6.0
+
+
+def test_a_migration_that_never_starts_is_aborted_after_the_start_timeout() -> None:
+    """The destination never answers (e.g. its SYNs are dropped): no data moves, and the
+    caller does not wait for the whole deadline."""
+    clock = FakeClock()
+    job = ScriptedJob(clock, [{"type": 2, "data_total": 0}], abort_takes=None)
+    outcome = run_migration(
+        job,
+        MigrationOptions(deadline=600.0),
+        clock,
+        poll_interval=0.5,
+        start_timeout=10.0,
+        abort_grace=5.0,
+    )
     assert job.calls == ["start", "abort"]
-    assert outcome.actions[-1].reason == "deadline 2 s passed: aborting"
+    assert outcome.actions[-1].reason.startswith("the migration had moved no data after 10 s")
+    assert outcome.elapsed <= 16.0
+    assert "libvirt may still end it on its own: check both sites" in outcome_reason(outcome)
 
 
 def test_samples_before_the_job_sized_up_are_not_judged() -> None:
