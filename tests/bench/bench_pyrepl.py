@@ -32,7 +32,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 SIZE_MIB = 256
-RUNS = 5
+RUNS = 7
 SEQ_COUNT = 256  # 1 MiB writes per run
 SYNC_COUNT = 1000  # 4 KiB writes per run
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +51,14 @@ def qemu_bench(uri: str, *args: str) -> float:
     if not m:
         raise RuntimeError(f"unexpected qemu-img bench output: {out.stdout}{out.stderr}")
     return float(m.group(1))
+
+
+def quiesce(targets: dict[str, tuple[str, Callable[[], None]]]) -> None:
+    """Before each measurement: no replica still catching up, no dirty page cache left
+    by the previous run, so nobody pays for someone else's writeback."""
+    for _uri, settle in targets.values():
+        settle()
+    os.sync()
 
 
 def warm_up(uri: str) -> None:
@@ -233,24 +241,30 @@ def main() -> int:
         samples: dict[str, dict[str, list[float]]] = {
             name: {"seq_mibps": [], "sync4k_us": []} for name in targets
         }
-        fsyncs, rtts = [], []
-        for _ in range(RUNS):
-            for name, (uri, settle) in targets.items():
-                settle()
+        fsyncs, rtts, inside = [], [], []
+        for round_no in range(RUNS):
+            order = list(targets.items())
+            if round_no % 2:
+                order.reverse()  # nobody always goes first or last
+            for name, (uri, _settle) in order:
+                quiesce(targets)
                 samples[name]["seq_mibps"].append(seq_mibps(uri))
-            for name, (uri, settle) in targets.items():
-                settle()
+            for name, (uri, _settle) in order:
+                quiesce(targets)
                 samples[name]["sync4k_us"].append(sync4k_us(uri))
+                if name == "pyrepl sync":
+                    inside.append(control(root, "a-sync")["extra"]["sync_write_latency_us"])
             fsyncs.append(fsync_latency(root, 400))
             rtts.append(loopback_rtt(1000))
         results = {
             name: {k: statistics.median(v) for k, v in figures.items()}
             for name, figures in samples.items()
         }
-        return report(results, statistics.median(fsyncs), statistics.median(rtts))
+        server_us = statistics.median(float(x["median"]) for x in inside)
+        return report(results, statistics.median(fsyncs), statistics.median(rtts), server_us)
 
 
-def report(results: dict[str, dict[str, float]], fsync: float, rtt: float) -> int:
+def report(results: dict[str, dict[str, float]], fsync: float, rtt: float, server_us: float) -> int:
     peer = results["nbdkit file"]
     print(f"qemu-img bench, {RUNS} interleaved rounds, medians; backing files on one file system")
     print(f"{'target':<20} {'1MiB seq MiB/s':>15} {'vs nbdkit':>10} "
@@ -263,16 +277,21 @@ def report(results: dict[str, dict[str, float]], fsync: float, rtt: float) -> in
         f"physical limit of a sync write: fsync {fsync * 1e6:.0f} us + loopback RTT "
         f"{rtt * 1e6:.0f} us = {limit_us:.0f} us"
     )
-    client_us = peer["sync4k_us"] - fsync * 1e6
-    print(f"(context: the NBD client's own share, nbdkit's sync write minus one fsync, is "
-          f"{client_us:.0f} us; pyrepl sync minus that share is "
-          f"{(results['pyrepl sync']['sync4k_us'] - client_us) / limit_us:.2f}x the limit)")  # fmt: skip
+    print(
+        f"pyrepl sync, inside the server (write in -> durable on both sides): "
+        f"{server_us:.0f} us = {server_us / limit_us:.2f}x the limit; the rest of the "
+        f"{results['pyrepl sync']['sync4k_us']:.0f} us is the NBD client and its round "
+        f"trip (nbdkit's own 4KiB sync write, no replication: "
+        f"{peer['sync4k_us']:.0f} us = {peer['sync4k_us'] / limit_us:.2f}x the limit)"
+    )
     standalone, asyn, sync = (results[f"pyrepl {m}"] for m in ("standalone", "async", "sync"))
     checks = [
         ("standalone throughput >= 50% of nbdkit",
          standalone["seq_mibps"] / peer["seq_mibps"], 0.5, True),
-        ("sync 4KiB latency <= 2x physical limit",
+        ("sync 4KiB latency <= 2x physical limit (client-observed)",
          sync["sync4k_us"] / limit_us, 2.0, False),
+        ("sync 4KiB latency <= 2x physical limit (inside the server)",
+         server_us / limit_us, 2.0, False),
         ("async throughput >= 80% of standalone",
          asyn["seq_mibps"] / standalone["seq_mibps"], 0.8, True),
     ]  # fmt: skip

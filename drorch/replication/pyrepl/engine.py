@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("drorch.pyrepl")
 
 MODES = ("sync", "async")
+SYNC_LATENCY_SAMPLES = 1024
 CONGESTION = ("block", "pull-ahead")
 
 
@@ -123,6 +124,8 @@ class Engine:
         self.progress: ResyncProgress | None = None
         self.stats = {"bytes_sent": 0, "resync_bytes_sent": 0, "frames_received": 0, "writes": 0}
         self.verifier = Verifier(self)
+        # seconds from a sync write entering the engine until durable on both sides
+        self.sync_latency: deque[float] = deque(maxlen=SYNC_LATENCY_SAMPLES)
 
     # ----------------------------------------------------------------- metadata
     def save(self, **changes: Any) -> None:
@@ -207,6 +210,7 @@ class Engine:
         the critical path."""
         length = len(data)
         seq = 0
+        started = self.clock.monotonic()
         with self.cond:
             self._check_write(offset, length)
             session = self._await_room(length)
@@ -217,7 +221,15 @@ class Engine:
                 new_bits = self._not_shipped(offset, length)
             self.backing.pwrite(offset, data)
             self.stats["writes"] += 1
-        self._finish_write(new_bits, fua, session, seq, done)
+        if session is not None and seq and self.mode == "sync":
+
+            def replicated() -> None:
+                self.sync_latency.append(self.clock.monotonic() - started)
+                done()
+
+            self._finish_write(new_bits, fua, session, seq, replicated)
+        else:
+            self._finish_write(new_bits, fua, session, seq, done)
 
     def zero(self, offset: int, length: int, *, fua: bool, punch: bool = True) -> None:
         """WRITE_ZEROES and TRIM: both sides end up reading zeroes."""
