@@ -33,6 +33,8 @@ CASES = [
     (side("a", S, INC, cur="0"), side("b", S, INC, cur="0"), Action.NO_DATA, False,
      "neither side has usable data"),
     (side("a", P), side("b", P), Action.REFUSE, False, "both sides are primary"),
+    (side("a", P, epoch=3), side("b", P, epoch=4), Action.STALE_EPOCH, False,
+     "this side is a stale primary"),
     (side("a", S, epoch=7), side("b", P, epoch=5), Action.STALE_EPOCH, False,
      "stale primary"),
     (side("a", P, epoch=5), side("b", S, epoch=7), Action.STALE_EPOCH, False,

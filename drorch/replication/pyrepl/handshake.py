@@ -93,8 +93,6 @@ def decide_sync(local: SideView, peer: SideView) -> SyncDecision:
             f"volume mismatch: local {local.name}/{local.size}B/{local.region_size}B regions, "
             f"peer {peer.name}/{peer.size}B/{peer.region_size}B regions",
         )
-    if local.role == Role.PRIMARY and peer.role == Role.PRIMARY:
-        return SyncDecision(Action.REFUSE, "both sides are primary; demote one before connecting")
     if peer.role == Role.PRIMARY and peer.epoch < local.epoch:
         return SyncDecision(
             Action.STALE_EPOCH,
@@ -107,6 +105,8 @@ def decide_sync(local: SideView, peer: SideView) -> SyncDecision:
             f"this primary's fencing epoch {local.epoch} is older than epoch {peer.epoch} "
             "seen by the peer: this side is a stale primary",
         )
+    if local.role == Role.PRIMARY and peer.role == Role.PRIMARY:
+        return SyncDecision(Action.REFUSE, "both sides are primary; demote one before connecting")
     decision = _by_data(local, peer)
     if decision.action == Action.TARGET and local.role == Role.PRIMARY:
         return SyncDecision(
