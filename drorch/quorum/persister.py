@@ -48,6 +48,7 @@ class Persister:
         self._writing = False
         self._waiters: list[tuple[int, Sender, bytes]] = []
         self.failed: BaseException | None = None
+        self.failed_event = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -85,6 +86,7 @@ class Persister:
         if exc is not None:
             self.failed = exc
             self._waiters.clear()
+            self.failed_event.set()
             self.idle.set()
             log.critical("cannot persist the quorum state, granting stops: %s", exc)
             return

@@ -117,27 +117,20 @@ class QuorumServer:
             self.config.lease_ms,
             self.config.switch_delay_ms,
         )
+        stop_task = asyncio.ensure_future(stop.wait())
+        fail_task = asyncio.ensure_future(self._persister.failed_event.wait())
         try:
-            stop_task = asyncio.ensure_future(stop.wait())
-            fail_task = asyncio.ensure_future(self._watch_persistence())
-            done, pending = await asyncio.wait(
-                {stop_task, fail_task}, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in pending:
-                task.cancel()
-            if fail_task in done:
-                fail_task.result()
+            await asyncio.wait({stop_task, fail_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in (stop_task, fail_task):
+                task.cancel()
+            await asyncio.gather(stop_task, fail_task, return_exceptions=True)
             self._shutdown()
             await self._persister.idle.wait()
             if self._persister.failed is None:
                 self.persist_now()
-
-    async def _watch_persistence(self) -> None:
-        assert self._persister is not None
-        while self._persister.failed is None:
-            await asyncio.sleep(0.2)
-        raise PersistFailed(str(self._persister.failed))
+        if self._persister.failed is not None:
+            raise PersistFailed(str(self._persister.failed))
 
     def _shutdown(self) -> None:
         assert self._loop is not None
