@@ -273,3 +273,35 @@ def test_both_sides_dial_each_other_and_one_link_survives(processes: Start) -> N
     with NbdClient(*a.nbd, "vol") as c:
         c.write(0, b"symmetric" * 100)
     assert b.backing.read_bytes()[:900] == b"symmetric" * 100
+
+
+def test_cli_stale_primary_exits_5_and_split_brain_exits_4(processes: Start) -> None:
+    a, b = pair(processes, "sync")
+    ctl_a, ctl_b = ("--control", str(a.control)), ("--control", str(b.control))
+    assert a.cli("promote", *ctl_a, "--epoch", "1").returncode == 0
+    assert b.status_json()["epoch"] == 1, "the secondary learned the epoch in the stream"
+    assert a.cli("disconnect", *ctl_a).returncode == 0
+    assert b.cli("promote", *ctl_b, "--epoch", "2").returncode == 0  # quorum moved to B
+    out = a.cli("connect", *ctl_a)
+    assert out.returncode == 5 and "stale primary" in out.stderr
+    # the operator demotes the stale side and both write while apart: split brain
+    assert a.cli("demote", *ctl_a).returncode == 0
+    with NbdClient(*b.nbd, "vol") as c:
+        c.write(0, b"B" * 4096)
+    assert b.cli("disconnect", *ctl_b).returncode == 0
+    assert a.cli("promote", *ctl_a, "--epoch", "3").returncode == 0
+    with NbdClient(*a.nbd, "vol") as c:
+        c.write(65536, b"A" * 4096)
+    assert a.cli("demote", *ctl_a).returncode == 0
+    assert b.cli("demote", *ctl_b).returncode == 0
+    a.cli("connect", *ctl_a, "--no-wait")
+    out = b.cli("connect", *ctl_b, "--format", "json")
+    assert out.returncode == 4, out.stderr
+    error = json.loads(out.stdout)["error"]
+    assert error["type"] == "SplitBrain" and error["local"]["current"] != error["peer"]["current"]
+    out = a.cli("resolve", *ctl_a, "--discard-local", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert b.cli("connect", *ctl_b).returncode == 0
+    wait_until("resolved", lambda: synced(a) and synced(b))
+    assert a.backing.read_bytes() == b.backing.read_bytes()
+    assert a.backing.read_bytes()[:4096] == b"B" * 4096
