@@ -111,15 +111,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
-def serve(root: Path, label: str, role: str, mode: str, peer: int | None,
-          nbd: bool) -> tuple[subprocess.Popen[bytes], int, int]:  # fmt: skip
+def serve(
+    root: Path, label: str, role: str, mode: str, peer: int | None, nbd: bool
+) -> tuple[subprocess.Popen[bytes], int, int]:
     listen, nbd_port = free_port(), free_port()
     argv = [
-        sys.executable, "-m", "drorch", "repl", "serve", "--name", "vol",
-        "--backing", str(root / f"{label}.img"), "--size", f"{SIZE_MIB}MiB",
-        "--role", role, "--mode", mode, "--listen", f"127.0.0.1:{listen}",
-        "--control", str(root / f"{label}.ctl"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "drorch",
+        "repl",
+        "serve",
+        "--name",
+        "vol",
+        "--backing",
+        str(root / f"{label}.img"),
+        "--size",
+        f"{SIZE_MIB}MiB",
+        "--role",
+        role,
+        "--mode",
+        mode,
+        "--listen",
+        f"127.0.0.1:{listen}",
+        "--control",
+        str(root / f"{label}.ctl"),
+    ]
     if peer is not None:
         argv += ["--peer", f"127.0.0.1:{peer}"]
     if nbd:
@@ -133,10 +149,23 @@ def serve(root: Path, label: str, role: str, mode: str, peer: int | None,
 
 def control(root: Path, label: str) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-m", "drorch", "repl", "status", "--control",
-         str(root / f"{label}.ctl"), "--format", "json"],
-        capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "drorch",
+            "repl",
+            "status",
+            "--control",
+            str(root / f"{label}.ctl"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    )
     return dict(json.loads(out.stdout))
 
 
@@ -165,8 +194,15 @@ def pyrepl(root: Path, mode: str | None) -> Iterator[tuple[str, Callable[[], Non
 
         def settled() -> None:
             if mode is not None:
-                wait_for(root, label, lambda s: s["connection"] == "Connected"
-                         and s["lag_bytes"] == 0 and s["peer_disk"] == "UpToDate")  # fmt: skip
+                wait_for(
+                    root,
+                    label,
+                    lambda s: (
+                        s["connection"] == "Connected"
+                        and s["lag_bytes"] == 0
+                        and s["peer_disk"] == "UpToDate"
+                    ),
+                )
 
         settled()
         yield f"nbd://127.0.0.1:{nbd_port}/vol", settled
@@ -267,11 +303,15 @@ def main() -> int:
 def report(results: dict[str, dict[str, float]], fsync: float, rtt: float, server_us: float) -> int:
     peer = results["nbdkit file"]
     print(f"qemu-img bench, {RUNS} interleaved rounds, medians; backing files on one file system")
-    print(f"{'target':<20} {'1MiB seq MiB/s':>15} {'vs nbdkit':>10} "
-          f"{'4KiB sync us':>13} {'vs nbdkit':>10}")  # fmt: skip
+    print(
+        f"{'target':<20} {'1MiB seq MiB/s':>15} {'vs nbdkit':>10} "
+        f"{'4KiB sync us':>13} {'vs nbdkit':>10}"
+    )
     for name, r in results.items():
-        print(f"{name:<20} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
-              f"{r['sync4k_us']:>13.0f} {r['sync4k_us'] / peer['sync4k_us']:>9.2f}x")  # fmt: skip
+        print(
+            f"{name:<20} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
+            f"{r['sync4k_us']:>13.0f} {r['sync4k_us'] / peer['sync4k_us']:>9.2f}x"
+        )
     limit_us = (fsync + rtt) * 1e6
     print(
         f"physical limit of a sync write: fsync {fsync * 1e6:.0f} us + loopback RTT "
@@ -286,15 +326,31 @@ def report(results: dict[str, dict[str, float]], fsync: float, rtt: float, serve
     )
     standalone, asyn, sync = (results[f"pyrepl {m}"] for m in ("standalone", "async", "sync"))
     checks = [
-        ("standalone throughput >= 50% of nbdkit",
-         standalone["seq_mibps"] / peer["seq_mibps"], 0.5, True),
-        ("sync 4KiB latency <= 2x physical limit (client-observed)",
-         sync["sync4k_us"] / limit_us, 2.0, False),
-        ("sync 4KiB latency <= 2x physical limit (inside the server)",
-         server_us / limit_us, 2.0, False),
-        ("async throughput >= 80% of standalone",
-         asyn["seq_mibps"] / standalone["seq_mibps"], 0.8, True),
-    ]  # fmt: skip
+        (
+            "standalone throughput >= 50% of nbdkit",
+            standalone["seq_mibps"] / peer["seq_mibps"],
+            0.5,
+            True,
+        ),
+        (
+            "sync 4KiB latency <= 2x physical limit (client-observed)",
+            sync["sync4k_us"] / limit_us,
+            2.0,
+            False,
+        ),
+        (
+            "sync 4KiB latency <= 2x physical limit (inside the server)",
+            server_us / limit_us,
+            2.0,
+            False,
+        ),
+        (
+            "async throughput >= 80% of standalone",
+            asyn["seq_mibps"] / standalone["seq_mibps"],
+            0.8,
+            True,
+        ),
+    ]
     failed = 0
     for label, value, target, at_least in checks:
         ok = value >= target if at_least else value <= target

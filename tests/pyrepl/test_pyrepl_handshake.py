@@ -14,10 +14,17 @@ UP, INC, OUT = DiskState.UP_TO_DATE, DiskState.INCONSISTENT, DiskState.OUTDATED
 P, S = Role.PRIMARY, Role.SECONDARY
 
 
-def side(node: str, role: Role = S, disk: DiskState = UP, cur: str = "c0", bm: str = "0",
-         hist: tuple[str, ...] = (), epoch: int = 0, **kw: object) -> SideView:  # fmt: skip
-    return SideView("vol", node, 1 << 20, 65536, role, disk, Generation(cur, bm, hist), epoch,
-                    **kw)  # type: ignore[arg-type]  # fmt: skip
+def side(
+    node: str,
+    role: Role = S,
+    disk: DiskState = UP,
+    cur: str = "c0",
+    bm: str = "0",
+    hist: tuple[str, ...] = (),
+    epoch: int = 0,
+    **kw: object,
+) -> SideView:
+    return SideView("vol", node, 1 << 20, 65536, role, disk, Generation(cur, bm, hist), epoch, **kw)  # type: ignore[arg-type]
 
 
 CASES = [

@@ -20,8 +20,16 @@ from tests.pyrepl.nbd_client import recv_exact
 
 
 def hello(name: str = "vol", node: str = "ffffffffffffffff", size: int = SIZE) -> bytes:
-    view = SideView(name, node, size, 65536, Role.PRIMARY, DiskState.UP_TO_DATE,
-                    Generation("feedfeedfeedfeed"), 0)  # fmt: skip
+    view = SideView(
+        name,
+        node,
+        size,
+        65536,
+        Role.PRIMARY,
+        DiskState.UP_TO_DATE,
+        Generation("feedfeedfeedfeed"),
+        0,
+    )
     bitmap = bytes((SIZE // 65536 + 7) // 8)
     return (
         wire.json_frame(FrameType.HELLO, view.as_dict())

@@ -226,20 +226,37 @@ def test_qemu_system_attaches_the_export_as_a_guest_disk(cluster: Cluster) -> No
     host, port = a.nbd
     qmp = [
         {"execute": "qmp_capabilities"},
-        {"execute": "human-monitor-command",
-         "arguments": {"command-line": 'qemu-io d0 "write -P 0x5a 4k 8k"'}},
+        {
+            "execute": "human-monitor-command",
+            "arguments": {"command-line": 'qemu-io d0 "write -P 0x5a 4k 8k"'},
+        },
         {"execute": "query-block"},
         {"execute": "quit"},
-    ]  # fmt: skip
+    ]
     out = subprocess.run(
-        ["qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-nodefaults", "-nographic",
-         "-S", "-qmp", "stdio", "-blockdev",
-         f"driver=nbd,server.type=inet,server.host={host},server.port={port},export=vol,"
-         "node-name=d0,cache.direct=off",
-         "-device", "virtio-blk-pci,drive=d0,id=vda,share-rw=on"],
+        [
+            "qemu-system-x86_64",
+            "-M",
+            "pc",
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-nographic",
+            "-S",
+            "-qmp",
+            "stdio",
+            "-blockdev",
+            f"driver=nbd,server.type=inet,server.host={host},server.port={port},export=vol,"
+            "node-name=d0,cache.direct=off",
+            "-device",
+            "virtio-blk-pci,drive=d0,id=vda,share-rw=on",
+        ],
         input="\n".join(json.dumps(c) for c in qmp) + "\n",
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert "wrote 8192/8192 bytes at offset 4096" in out.stdout, out.stdout + out.stderr
     blocks = [json.loads(line) for line in out.stdout.splitlines() if '"return": [' in line]
     assert blocks and blocks[0]["return"][0]["qdev"].endswith("vda/virtio-backend")

@@ -240,8 +240,9 @@ def test_status_of_every_volume_on_a_node_from_the_config() -> None:
     from tests.pyrepl.conftest import REPO
 
     proc = ServeProcess.__new__(ServeProcess)  # only for its cli() helper
-    out = proc.cli("status", "-c", str(REPO / "lab" / "sim.yaml"), "--node", "a1",
-                   "--format", "json")  # fmt: skip
+    out = proc.cli(
+        "status", "-c", str(REPO / "lab" / "sim.yaml"), "--node", "a1", "--format", "json"
+    )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert {r["name"] for r in rows} >= {"appdata"}

@@ -47,8 +47,9 @@ def test_an_unpinned_peer_never_connects(
 ) -> None:
     b = cluster.start("b", Role.SECONDARY, tls=link_tls(*certs["b"], certs["a"][0]))
     # mallory presents its own certificate, pinning b's: b must refuse it
-    m = cluster.start("m", Role.PRIMARY, peer=b.listen,
-                      tls=link_tls(*certs["mallory"], certs["b"][0]))  # fmt: skip
+    m = cluster.start(
+        "m", Role.PRIMARY, peer=b.listen, tls=link_tls(*certs["mallory"], certs["b"][0])
+    )
     result = m.call("connect", wait=2.0)
     assert result["connection"] == "Connecting"
     assert b.status()["connection"] == "Connecting"
