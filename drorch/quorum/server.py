@@ -9,6 +9,7 @@ it leaves (group commit: votes wait for the durable version they depend on).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import ssl
@@ -39,6 +40,20 @@ ACCEPT_PAUSE_ON_EMFILE = 0.1
 # a client heartbeats about once per heartbeat_ms; a session sending far more is flooding
 # (averaged over at least a second, so a burst of pipelined frames is fine)
 MAX_FRAMES_PER_SECOND = 1000
+
+
+def source_key(address: str) -> str:
+    """What the per-address pre-hello cap counts: the IPv4 address, or the IPv6 /64 (one
+    host usually owns a whole /64, so counting single IPv6 addresses would cap nothing)."""
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
 
 
 class QuorumServer:
@@ -159,7 +174,7 @@ class QuorumServer:
                 self._loop.remove_reader(self._listener.fileno())
                 self._loop.call_later(ACCEPT_PAUSE_ON_EMFILE, self._resume_accept)
                 return
-            self._admit(raw, str(peer[0]))
+            self._admit(raw, source_key(str(peer[0])))
 
     def _resume_accept(self) -> None:
         if self._listener is not None and self._loop is not None:

@@ -335,3 +335,38 @@ def test_trickling_bytes_of_a_frame_does_not_keep_a_session_alive(
     assert closed_at is not None, "the trickle kept the session open"
     # closed at the idle deadline counted from the hello, not from the last byte
     assert closed_at - hello_sent < LEASE + 1.0
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::9", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+    ],
+)
+def test_pre_hello_cap_counts_ipv4_hosts_and_ipv6_slash_64s(address: str, key: str) -> None:
+    from drorch.quorum.server import source_key
+
+    assert source_key(address) == key
+
+
+def test_ipv6_loopback(pki: Pki, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.quorum.conftest import config_text, free_port
+
+    port = free_port()
+    path = Path(str(tmp_path)) / "quorumd.yaml"
+    path.write_text(config_text(pki, port).replace(f"127.0.0.1:{port}", f'"[::1]:{port}"'))
+    w = InProcessWitness(pki, port, path, init=True)
+    try:
+        v = query_vote(
+            f"[::1]:{port}", pki.fingerprints["server"], pki.cert("c1-a"), pki.key("c1-a"),
+            "c1", "A", "a1",
+        )  # fmt: skip
+        assert (v.granted, v.epoch) == (False, 0)
+    finally:
+        w.stop()
