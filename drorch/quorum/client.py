@@ -414,7 +414,10 @@ class LeaseKeeper:
             self.tracker.held_until = None
             self.tracker.forget_outstanding()
         if dropped:
-            self._emit([LeaseEvent(Change.LOST, self.tracker.epoch, "released on purpose")])
+            lost = LeaseEvent(
+                Change.LOST, self.tracker.epoch, "released on purpose", at=self.clock.monotonic()
+            )
+            self._emit([lost])
         self.released.clear()
         self._release_requested.set()
         return self.released.wait(timeout)

@@ -25,9 +25,16 @@ class Change(Enum):
 
 @dataclass(frozen=True)
 class LeaseEvent:
+    """A change of quorum. `at` is the monotonic instant it took effect by the client's
+    reckoning: for a lease that ran out, the end of the lease (even if noticed later);
+    otherwise when the vote (or the release) was handled. `held_until` is the end of the
+    lease after a GAINED event."""
+
     change: Change
     epoch: int
     reason: str
+    at: float = 0.0
+    held_until: float | None = None
 
 
 def default_safety_margin(lease: float) -> float:
@@ -81,6 +88,7 @@ class LeaseTracker:
                     Change.LOST,
                     vote.epoch,
                     f"the witness says quorum is not ours (holder {vote.holder or 'none'})",
+                    at=now,
                 )
             return None
         if sent is None or not sent[0]:
@@ -101,16 +109,19 @@ class LeaseTracker:
                 vote.epoch,
                 f"granted at epoch {vote.epoch}, held until heartbeat send time + "
                 f"{lease:g}s lease - {margin:g}s margin",
+                at=now,
+                held_until=self.held_until,
             )
         return None
 
     def tick(self, now: float) -> LeaseEvent | None:
         """Time passing: report the loss once `held_until` is reached."""
         if self.held_until is not None and now >= self.held_until:
-            self.held_until = None
+            ended, self.held_until = self.held_until, None
             return LeaseEvent(
                 Change.LOST,
                 self.epoch,
                 "lease ran out: no granted vote renewed it in time",
+                at=ended,
             )
         return None

@@ -45,6 +45,8 @@ def test_held_until_send_time_plus_lease_minus_margin() -> None:
     lost = t.tick(clock.monotonic())
     assert lost is not None and lost.change is Change.LOST
     assert lost.reason == "lease ran out: no granted vote renewed it in time"
+    assert lost.at == pytest.approx(sent + 2.5)  # when it ran out, not when it was noticed
+    assert event.held_until == pytest.approx(sent + 2.5)
     assert not t.holds(clock.monotonic())
     assert t.tick(clock.monotonic()) is None  # reported once
 
@@ -60,7 +62,9 @@ def test_renewals_extend_and_a_denial_ends_at_once() -> None:
     assert t.held_until == pytest.approx(clock.monotonic() + 2.9)
     t.sent(3, True, clock.monotonic())
     (event,) = t.vote(Vote(3, False, 2, "B", 3000), clock.monotonic())
-    assert event == LeaseEvent(Change.LOST, 2, "the witness says quorum is not ours (holder B)")
+    assert event == LeaseEvent(
+        Change.LOST, 2, "the witness says quorum is not ours (holder B)", at=clock.monotonic()
+    )
     assert t.epoch == 2
 
 
@@ -137,12 +141,13 @@ def test_keeper_sees_the_loss_before_the_other_site_is_granted(
         time.sleep(0.5)
         assert not b.holds() and rec_b.events == []
         a.want = False  # A stops renewing (as if its heartbeats were lost)
-        (_, (lost_at, lost)) = rec_a.wait_for(2)
+        (_, (_, lost)) = rec_a.wait_for(2)
         assert lost.change is Change.LOST
-        ((gained_at, b_gained),) = rec_b.wait_for(1)
+        ((_, b_gained),) = rec_b.wait_for(1)
         assert (b_gained.change, b_gained.epoch) == (Change.GAINED, 2)
-        # A knew before B was granted, by at least the switch delay
-        assert gained_at - lost_at >= SWITCH_DELAY_MS / 1000
+        # A's lease ended (by its own reckoning) before B was granted, by at least the
+        # switch delay: time for A to fence itself
+        assert b_gained.at - lost.at >= SWITCH_DELAY_MS / 1000
         assert not a.holds() and b.holds()
     finally:
         a.stop()
