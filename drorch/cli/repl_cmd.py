@@ -128,6 +128,13 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
     show_default=True,
     help="async: what a full send queue does.",
 )
+@click.option(
+    "--resync-rate",
+    default="0",
+    callback=_size,
+    show_default=True,
+    help="Cap a resync at this many bytes per second, e.g. 100MiB (0: no cap).",
+)
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path))
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -161,6 +168,7 @@ def serve(**opts: Any) -> None:
             region_size=opts["region_size"],
             max_lag_bytes=opts["max_lag"],
             on_congestion=opts["on_congestion"],
+            resync_rate=opts["resync_rate"],
         )
         options = ServeOptions(
             engine=config,

@@ -284,3 +284,25 @@ def test_primary_restart_reconnects_without_resync(cluster: Cluster) -> None:
     wait_until("reconnect", lambda: connected(a2) and connected(b))
     assert a2.status()["extra"]["resync"] is None
     assert a2.content() == b.content()
+
+
+def test_target_is_inconsistent_until_a_paced_resync_ends(cluster: Cluster) -> None:
+    a, b = cluster.pair(mode="sync", resync_rate=2 * 1024 * 1024)
+    a.call("disconnect")
+    with a.client() as nbd:
+        for r in range(32):
+            nbd.write(r * REGION, os.urandom(REGION))  # 2 MiB dirty: about 1 s at 2 MiB/s
+    a.call("connect")
+    wait_until("resync under way", lambda: b.status()["connection"] == "SyncTarget")
+    mid_b, mid_a = b.status(), a.status()
+    assert mid_b["disk"] == "Inconsistent" and mid_b["peer_disk"] == "UpToDate"
+    assert mid_a["connection"] == "SyncSource" and mid_a["peer_disk"] == "Inconsistent"
+    assert 0 < mid_a["out_of_sync_bytes"] <= 32 * REGION
+    resync = mid_a["extra"]["resync"]
+    assert resync["total_bytes"] == 32 * REGION and not resync["finished"]
+    with pytest.raises(ReplicationError):
+        b.call("promote")  # refused: the peer is primary, and this copy is half-synced
+    wait_until("resync done", lambda: connected(a) and connected(b))
+    done = a.status()["extra"]["resync"]
+    assert done["finished"] and done["elapsed_seconds"] >= 0.5, "the rate cap held"
+    assert a.content() == b.content()

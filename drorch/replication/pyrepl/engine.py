@@ -63,6 +63,7 @@ class EngineConfig:
     region_size: int = 64 * 1024
     max_lag_bytes: int = 64 * 1024 * 1024
     on_congestion: str = "block"
+    resync_rate: int = 0  # bytes per second a resync may use; 0 = as fast as possible
 
     @property
     def meta_file(self) -> Path:

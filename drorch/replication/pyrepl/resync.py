@@ -69,8 +69,23 @@ def _run(engine: Engine, session: PeerSession) -> None:
         session.close(f"resync read failed: {exc}")
 
 
+def _pace(engine: Engine, session: PeerSession, started: float, queued: int) -> None:
+    """Keep the resync at or below `resync_rate` bytes/s (0: unlimited), so a long
+    resync leaves the link to application writes, as DRBD's resync rate does."""
+    rate = engine.config.resync_rate
+    if rate <= 0:
+        return
+    while session.alive:
+        ahead = queued / rate - (engine.clock.monotonic() - started)
+        if ahead <= 0:
+            return
+        engine.clock.sleep(min(ahead, 0.2))
+
+
 def _ship_regions(engine: Engine, session: PeerSession) -> None:
+    started, queued = engine.clock.monotonic(), 0
     while True:
+        _pace(engine, session, started, queued)
         with engine.lock:  # one region per lock hold: writers interleave freely
             while session.alive and session.resync_inflight >= RESYNC_WINDOW:
                 engine.cond.wait(1.0)
@@ -85,6 +100,7 @@ def _ship_regions(engine: Engine, session: PeerSession) -> None:
             hole = engine.backing.is_hole(offset, count)
             data = None if hole else engine.backing.pread(offset, count)
             session.enqueue_resync(region, data, count)
+            queued += count if data is not None else 0  # holes cost the link nothing
             if engine.progress is not None:
                 engine.progress.regions_sent += 1
                 if data is not None:
