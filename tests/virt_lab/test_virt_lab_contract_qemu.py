@@ -10,8 +10,8 @@ import pytest
 
 from drorch.lab.guest import GuestSpec, domain_xml
 from drorch.testing.contract_hypervisor import HypervisorContract, HypervisorPair
-from drorch.virt.base import MigrationOptions, VMState
-from tests.virt_lab.conftest import RunningLab
+from drorch.virt.base import MigrationOptions
+from tests.virt_lab.conftest import RunningLab, discard
 
 pytestmark = pytest.mark.lab
 
@@ -43,8 +43,6 @@ class TestLibvirtQemuContract(HypervisorContract):
                 shutdown_timeout=30.0,
             )
         finally:
-            for hyp in (a, b):
-                for name in hyp.list():
-                    if name.startswith("ct-") and hyp.state(name) != VMState.UNDEFINED:
-                        hyp.destroy(name)
-                        hyp.undefine(name)
+            for name in {*a.list(), *b.list()}:
+                if name.startswith("ct-"):
+                    discard(running_lab, name)
