@@ -77,6 +77,10 @@ class LibvirtHypervisor(Hypervisor):
     def __init__(self, cluster: Cluster, site: Site, env: Environment) -> None:
         node = _site_node(site)
         uri = node.libvirt_uri or DEFAULT_URI
+
+        def absolute(path: str) -> str:  # relative paths are relative to the config file
+            return path if path.startswith("/") else str(env.base_dir / path)
+
         paths: dict[str, str] = {}
         for volume in cluster.volumes:
             mine = volume.paths.get(node.name)
@@ -84,7 +88,7 @@ class LibvirtHypervisor(Hypervisor):
                 continue
             for other, path in volume.paths.items():
                 if other != node.name:
-                    paths[path] = mine
+                    paths[absolute(path)] = absolute(mine)
         self._setup(
             site.name,
             uri,

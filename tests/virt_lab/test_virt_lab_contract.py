@@ -13,9 +13,20 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
+from drorch.environment import Environment
+from drorch.model.types import (
+    Cluster,
+    Driver,
+    Hypervisors,
+    Node,
+    ReplicationMode,
+    Site,
+    Volume,
+)
 from drorch.testing.contract_hypervisor import HypervisorContract, HypervisorPair
 from drorch.virt.base import HypervisorError, NoSuchVM, VMState
 from drorch.virt.libvirt import LibvirtHypervisor
@@ -127,3 +138,43 @@ def test_a_daemon_that_never_answers_cannot_hang_the_caller() -> None:
         for conn in accepted:
             conn.close()  # the abandoned open() now fails and its thread ends
         server.close()
+
+
+def test_the_model_gives_uris_and_the_per_node_disk_paths(tmp_path: Path) -> None:
+    cluster = Cluster(
+        name="c",
+        sites=(
+            Site("A", (Node("a1", libvirt_uri="test:///default"),)),
+            Site(
+                "B",
+                (Node("b1", libvirt_uri="qemu+tls://b1.example/system"),),
+            ),
+        ),
+        primary_site="A",
+        volumes=(
+            Volume(
+                "db", Driver.DRBD, ReplicationMode.SYNC, 2**30, 7789,
+                paths=MappingProxyType({"a1": "/dev/drbd0", "b1": "/dev/drbd1"}),
+            ),
+            Volume(
+                "logs", Driver.PYREPL, ReplicationMode.ASYNC, 2**20, 7790,
+                paths=MappingProxyType({"a1": "disks/logs-a.img", "b1": "disks/logs-b.img"}),
+            ),
+        ),
+        hypervisor=Hypervisors(driver="libvirt"),
+    )  # fmt: skip
+    env = Environment(base_dir=tmp_path)
+    b = LibvirtHypervisor(cluster, cluster.site("B"), env)
+    assert b.uri == "qemu+tls://b1.example/system"
+    assert b.peer_uri == "qemu+tls://b1.example/system"  # a network URI serves both
+    assert b.migration_stream_uri() == "tcp://b1.example"
+    assert b.path_map == {
+        "/dev/drbd0": "/dev/drbd1",
+        f"{tmp_path}/disks/logs-a.img": f"{tmp_path}/disks/logs-b.img",
+    }
+    a = LibvirtHypervisor(cluster, cluster.site("A"), env)
+    try:
+        assert a.peer_uri is None  # test:/// is not reachable from a peer
+        assert a.state("test") == VMState.RUNNING
+    finally:
+        a.close()
