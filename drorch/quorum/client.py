@@ -293,12 +293,13 @@ class LeaseKeeper:
         on_lost: Callback,
         clock: Clock | None = None,
         nodes: Callable[[], int] = lambda: 1,
+        base_dir: Path = Path("."),
     ) -> LeaseKeeper:
         """A keeper for the cluster model's `Witness` (address, pinned fingerprint, and this
-        site's client cert/key)."""
+        site's client cert/key, relative to `base_dir` — the cluster config's folder)."""
         if witness.cert is None or witness.key is None:
             raise QuorumError("the witness config names no client cert/key for this site")
-        cert, key = Path(witness.cert), Path(witness.key)
+        cert, key = base_dir / witness.cert, base_dir / witness.key
 
         def connect() -> QuorumConnection:
             return QuorumConnection(

@@ -229,11 +229,11 @@ def test_keeper_from_the_cluster_models_witness(witness: InProcessWitness, pki: 
     from drorch.model.types import Witness as WitnessModel
     from drorch.quorum.client import QuorumError
 
-    model = WitnessModel(
-        witness.server, pki.fingerprints["server"], str(pki.cert("c2-b")), str(pki.key("c2-b"))
-    )
+    model = WitnessModel(witness.server, pki.fingerprints["server"], "c2-b.crt", "c2-b.key")
     rec = Recorder()
-    k = LeaseKeeper.for_witness(model, "c2", "B", "b1", rec, rec, nodes=lambda: 2)
+    k = LeaseKeeper.for_witness(
+        model, "c2", "B", "b1", rec, rec, nodes=lambda: 2, base_dir=pki.folder
+    )
     k.start()
     try:
         ((_, gained),) = rec.wait_for(1)
