@@ -159,3 +159,17 @@ def test_cli_exits_2_with_positions_and_touches_no_state(folder: Path) -> None:
 def test_a_single_certificate_may_be_written_without_a_list(folder: Path, pki: Pki) -> None:
     cfg = load_config(write(folder, GOOD.replace("A: [c1-a.crt]", "A: c1-a.crt")))
     assert cfg.clusters["c1"]["A"].fingerprints == {pki.fingerprints["c1-a"]}
+
+
+def test_cli_missing_config_file_is_a_positioned_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    result = CliRunner().invoke(quorumd, ["--config", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:1:1: " in result.output and "cannot read" in result.output
+
+
+def test_cli_init_into_a_missing_folder_exits_1(folder: Path) -> None:
+    path = write(folder, GOOD.replace("state_file: quorumd.state", "state_file: no/such/q.state"))
+    result = CliRunner().invoke(quorumd, ["--config", str(path), "--init"])
+    assert result.exit_code == 1
+    assert "cannot write the state file" in result.output
