@@ -6,11 +6,14 @@ and subnet; the guest image cache is shared ($DRORCH_LAB_DIR, default .cache/lab
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import re
 import signal
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,32 @@ def running_lab() -> Iterator[RunningLab]:
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (network namespaces, libvirtd)")
     lab = Lab(TEST_LAYOUT, LocalRunner())
+    with session_lock(TEST_LAYOUT.state_dir / "session.lock"):
+        yield from _run_lab(lab)
+
+
+@contextmanager
+def session_lock(path: Path, timeout: float = 600.0) -> Iterator[None]:
+    """One test session per lab at a time (a second concurrent `pytest` waits for the
+    first, bounded, instead of tearing its lab down under it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the test lab is busy (another session holds {path})")
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_lab(lab: Lab) -> Iterator[RunningLab]:
     try:
         image = lab.up()
         hyps = [
