@@ -306,3 +306,31 @@ def test_cli_stale_primary_exits_5_and_split_brain_exits_4(processes: Start) -> 
     wait_until("resolved", lambda: synced(a) and synced(b))
     assert a.backing.read_bytes() == b.backing.read_bytes()
     assert a.backing.read_bytes()[:4096] == b"B" * 4096
+
+
+def test_sigterm_under_load_still_exits_zero(processes: Start) -> None:
+    a, b = pair(processes, "async")
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        try:
+            with NbdClient(*a.nbd, "vol") as c:
+                i = 0
+                while not stop.is_set() and i < 5000:
+                    c.write((i % 64) * 65536, block(i) * 16)
+                    written.append(i)
+                    i += 1
+        except (OSError, EOFError, AssertionError):
+            pass
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        wait_until("writes flowing", lambda: len(written) > 20 or not t.is_alive())
+        assert a.terminate(timeout=30) == 0
+        assert b.terminate(timeout=30) == 0
+    finally:
+        stop.set()
+        t.join(30)
+    assert "stopped cleanly" in a.log.read_text()
