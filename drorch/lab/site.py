@@ -93,11 +93,9 @@ class LabSiteDaemons:
                     stale.unlink()
             for name in ("libvirtd.conf", "qemu.conf"):
                 shutil.copyfile(etc / name, etc / f"{name}.pristine")
-            lib = self.dirs["/var/lib/libvirt"]
-            lib.mkdir(parents=True, exist_ok=True)
-            shutil.copytree("/var/lib/libvirt", lib, symlinks=True, dirs_exist_ok=True)
-            for stale in lib.glob("qemu/domain-*"):
-                shutil.rmtree(stale, ignore_errors=True)
+            # an empty /var/lib/libvirt: libvirtd creates what it needs (the host's may
+            # hold gigabytes of images, never copied)
+            self.dirs["/var/lib/libvirt"].mkdir(parents=True, exist_ok=True)
             (etc / ".drorch-lab").write_text("private /etc/libvirt of a drorch lab site\n")
         for d in self.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
