@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -58,9 +59,12 @@ def init_script() -> str:
 
 
 class ImageBuilder:
-    def __init__(self, image_dir: Path, runner: CommandRunner) -> None:
+    def __init__(
+        self, image_dir: Path, runner: CommandRunner, archives: Path = APT_ARCHIVES
+    ) -> None:
         self.image_dir = image_dir
         self.runner = runner
+        self.archives = archives  # where apt keeps downloaded .debs (the offline fallback)
 
     def ensure(self) -> GuestImage:
         """Build what is missing; return the cached image."""
@@ -79,33 +83,35 @@ class ImageBuilder:
         tree = self.image_dir / "kernel"
         if (tree / "boot").is_dir():
             return tree
-        deb = self._kernel_deb()
+        deb = self.kernel_deb()
         partial = self.image_dir / "kernel.partial"
         shutil.rmtree(partial, ignore_errors=True)
         self.runner.run(["dpkg-deb", "-x", str(deb), str(partial)], timeout=300, check=True)
         partial.rename(tree)
         return tree
 
-    def _kernel_deb(self) -> Path:
+    def kernel_deb(self) -> Path:
+        """The kernel .deb: cached, else downloaded, else apt's archive (offline)."""
         debs = self.image_dir / "debs"
         debs.mkdir(exist_ok=True)
         cached = sorted(debs.glob("linux-image-*-cloud-amd64_*.deb"))
         if cached:
             return cached[-1]
-        package = self._kernel_package()
-        got = self.runner.run(["sh", "-c", f"cd {debs} && apt-get download {package}"], timeout=600)
+        package = self.kernel_package()
+        download = f"cd {shlex.quote(str(debs))} && apt-get download {shlex.quote(package)}"
+        got = self.runner.run(["sh", "-c", download], timeout=600)
         cached = sorted(debs.glob("linux-image-*-cloud-amd64_*.deb"))
         if got.ok and cached:
             return cached[-1]
-        archived = sorted(glob.glob(str(APT_ARCHIVES / "linux-image-*-cloud-amd64_*.deb")))
+        archived = sorted(glob.glob(str(self.archives / "linux-image-*-cloud-amd64_*.deb")))
         if archived:
             return Path(archived[-1])
         raise ImageError(
             f"apt-get download {package} failed ({got.stderr.strip() or got.returncode}) and "
-            f"no linux-image-*-cloud-amd64 .deb is in {APT_ARCHIVES}"
+            f"no linux-image-*-cloud-amd64 .deb is in {self.archives}"
         )
 
-    def _kernel_package(self) -> str:
+    def kernel_package(self) -> str:
         """The versioned package the meta package depends on, e.g.
         linux-image-6.1.0-56-cloud-amd64."""
         out = self.runner.run(["apt-cache", "depends", KERNEL_META_PACKAGE], check=True).stdout
