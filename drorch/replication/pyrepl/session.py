@@ -121,14 +121,19 @@ class PeerSession:
             ConnState.SYNC_SOURCE,
         )
 
-    def _enqueue(self, frame: tuple[Buffer, ...], item: InFlight | None = None) -> int:
+    def _enqueue(
+        self, frame: tuple[Buffer, ...], item: InFlight | None = None, *, wake: bool = True
+    ) -> int:
+        """Queue a frame. `wake=False` when the caller drains the queue itself (a sync
+        writer), so the sender thread does not race it for the socket."""
         self.out.append(frame)
         if item is not None:
             self.inflight.append(item)
             for r in item.regions:
                 self.engine.inflight[r] = self.engine.inflight.get(r, 0) + 1
             self.lag_bytes += item.lag_bytes
-        self.send_cond.notify()
+        if wake:
+            self.send_cond.notify()
         return item.seq if item else 0
 
     def _seq(self) -> int:
@@ -141,7 +146,8 @@ class PeerSession:
         flags = wire.FLAG_DURABLE if durable else 0
         head = wire.header(FrameType.DATA, seq=seq, offset=offset, length=n, flags=flags)
         regions = self.engine.bitmap.span(offset, n)
-        return self._enqueue((head, data), InFlight(seq, n, regions))
+        # a durable (sync) write is drained by its writer at once: no sender wake-up
+        return self._enqueue((head, data), InFlight(seq, n, regions), wake=not durable)
 
     def enqueue_zero(self, offset: int, count: int, *, durable: bool) -> int:
         seq = self._seq()
