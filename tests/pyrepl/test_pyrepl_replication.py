@@ -306,3 +306,27 @@ def test_target_is_inconsistent_until_a_paced_resync_ends(cluster: Cluster) -> N
     done = a.status()["extra"]["resync"]
     assert done["finished"] and done["elapsed_seconds"] >= 0.5, "the rate cap held"
     assert a.content() == b.content()
+
+
+def test_a_peer_that_pings_but_never_acknowledges_is_dropped(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drorch.replication.pyrepl import session as session_module
+
+    monkeypatch.setattr(session_module, "ACK_TIMEOUT", 1.0)
+    a, b = cluster.pair(mode="sync")
+    disk_hangs = threading.Event()
+    real_sync = b.engine.backing.sync
+    b.engine.backing.sync = lambda: disk_hangs.wait(20)  # the secondary's disk hangs
+    try:
+        with a.client() as nbd:
+            nbd.write(0, b"h" * 4096)  # completes once the link is dropped: local only
+        st = a.status()
+        assert st["connection"] in ("Connecting", "StandAlone")
+        assert "has not acknowledged frame" in st["extra"]["last_error"]
+        assert st["out_of_sync_bytes"] == REGION, "the unacknowledged region stays dirty"
+    finally:
+        disk_hangs.set()
+        b.engine.backing.sync = real_sync
+    wait_until("reconnected and resynced", lambda: connected(a) and connected(b))
+    assert a.content() == b.content()

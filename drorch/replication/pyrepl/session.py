@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("drorch.pyrepl")
 
 PING_INTERVAL = 1.0
+# A peer that stays connected (and pings) but does not acknowledge writes, e.g. its disk
+# hangs, would stall every sync writer: drop the link after this long (DRBD: ko-count).
+ACK_TIMEOUT = 30.0
 SEND_BATCH_BYTES = 4 * 1024 * 1024
 IOV_MAX = 512
 Buffer = bytes | bytearray | memoryview
@@ -44,6 +47,7 @@ class InFlight:
     regions: range
     resync_bytes: int = 0
     on_ack: Callable[[], None] | None = None
+    queued_at: float = 0.0
 
 
 def send_buffers(sock: Stream, buffers: Sequence[Buffer]) -> int:
@@ -128,6 +132,7 @@ class PeerSession:
         writer), so the sender thread does not race it for the socket."""
         self.out.append(frame)
         if item is not None:
+            item.queued_at = self.engine.clock.monotonic()
             self.inflight.append(item)
             for r in item.regions:
                 self.engine.inflight[r] = self.engine.inflight.get(r, 0) + 1
@@ -267,6 +272,12 @@ class PeerSession:
             self._run_callbacks(seq)
 
     # ------------------------------------------------------------------ sender
+    def _unacknowledged_for(self) -> float:
+        """Seconds the oldest frame in flight has waited for its ack (caller holds lock)."""
+        if not self.inflight:
+            return 0.0
+        return self.engine.clock.monotonic() - self.inflight[0].queued_at
+
     def _pop_batch(self) -> list[Buffer]:
         """Up to SEND_BATCH_BYTES of queued frames, in order (caller holds the lock)."""
         batch: list[Buffer] = []
@@ -304,6 +315,13 @@ class PeerSession:
                     if not self.alive:
                         return
                     idle = not self.out
+                    stuck = self._unacknowledged_for()
+                if stuck > ACK_TIMEOUT:
+                    self.close(
+                        f"the peer has not acknowledged frame {self.acked + 1} for "
+                        f"{stuck:.0f} s (its disk or process hangs)"
+                    )
+                    return
                 if idle:
                     self.send_now(wire.header(FrameType.PING))
                 else:
