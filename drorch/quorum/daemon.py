@@ -24,7 +24,7 @@ from typing import TextIO
 from drorch.clock import Clock, SystemClock
 from drorch.model.reports import ConfigError, Position, ReportItem
 from drorch.quorum.config import QuorumdConfig, load_config
-from drorch.quorum.grants import GrantBook
+from drorch.quorum.grants import DurableLease, GrantBook
 from drorch.quorum.persister import PersistFailed
 from drorch.quorum.server import QuorumServer
 from drorch.quorum.state import QuorumState, StateError, create_state, read_state, write_state
@@ -51,13 +51,31 @@ def load_validated(config_path: Path) -> tuple[QuorumdConfig, ssl.SSLContext]:
     return config, context
 
 
-def open_state(config: QuorumdConfig, init: bool, clock: Clock) -> tuple[QuorumState, GrantBook]:
+def open_state(
+    config: QuorumdConfig, init: bool, clock: Clock, recover_epoch: int | None = None
+) -> tuple[QuorumState, GrantBook]:
     """Read or create the state and derive the restart grace.
+
+    `recover_epoch` (with `init`) rebuilds a *lost* state: every configured cluster starts
+    at that epoch (above any a replica has seen) and the restart grace applies, since a
+    site may still hold a lease from the witness that lost its state.
 
     Raises StateError (missing/unreadable state) or FileExistsError (`--init` on an existing
     state); both mean exit 1."""
     if init:
-        state = create_state(config.state_file, config.lease_ms, config.switch_delay_ms)
+        start = {} if recover_epoch is None else dict.fromkeys(config.clusters, recover_epoch)
+        state = create_state(
+            config.state_file,
+            config.lease_ms,
+            config.switch_delay_ms,
+            {name: DurableLease(epoch, None) for name, epoch in start.items()},
+        )
+        if recover_epoch is not None:
+            log.warning(
+                "recovering a lost state: %d cluster(s) start at epoch %d",
+                len(start),
+                recover_epoch,
+            )
     else:
         state = read_state(config.state_file)
     read_at = clock.monotonic()
@@ -69,7 +87,7 @@ def open_state(config: QuorumdConfig, init: bool, clock: Clock) -> tuple[QuorumS
     if raised:
         write_state(config.state_file, state)
     grace_until = None
-    if not init:
+    if not init or recover_epoch is not None:
         grace = (state.max_lease_ms + state.max_switch_delay_ms) / 1000
         grace_until = read_at + grace
         log.info(
@@ -128,7 +146,11 @@ async def _serve(server: QuorumServer) -> None:
 
 
 def run(
-    config_path: Path, init: bool, err: TextIO | None = None, clock: Clock | None = None
+    config_path: Path,
+    init: bool,
+    err: TextIO | None = None,
+    clock: Clock | None = None,
+    recover_epoch: int | None = None,
 ) -> int:
     """The whole daemon; returns the exit code."""
     err = err or sys.stderr
@@ -140,7 +162,7 @@ def run(
             print(report, file=err)
         return EXIT_CONFIG
     try:
-        state, grants = open_state(config, init, clock)
+        state, grants = open_state(config, init, clock, recover_epoch)
     except (StateError, FileExistsError) as exc:
         print(f"quorumd: {exc}", file=err)
         return EXIT_FAILURE

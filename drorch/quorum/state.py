@@ -112,12 +112,17 @@ def write_state(path: Path, state: QuorumState) -> None:
     _fsync_dir(folder)
 
 
-def create_state(path: Path, lease_ms: int, switch_delay_ms: int) -> QuorumState:
+def create_state(
+    path: Path,
+    lease_ms: int,
+    switch_delay_ms: int,
+    clusters: dict[str, DurableLease] | None = None,
+) -> QuorumState:
     """`--init`: write a fresh state; FileExistsError if one is already there."""
     if path.exists() or path.is_symlink():
         raise FileExistsError(
             f"{path}: a state file already exists; refusing --init (it would reset epochs)"
         )
-    state = QuorumState(lease_ms, switch_delay_ms, {})
+    state = QuorumState(lease_ms, switch_delay_ms, dict(clusters or {}))
     write_state(path, state)
     return state

@@ -189,10 +189,12 @@ def witness(pki: Pki, make_config) -> Iterator[InProcessWitness]:  # type: ignor
 class DaemonProcess(Witness):
     """`drorch quorumd` as a subprocess; stderr goes to a log file we can read."""
 
-    def __init__(self, pki: Pki, port: int, config: Path, init: bool = False) -> None:
+    def __init__(
+        self, pki: Pki, port: int, config: Path, init: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(pki, port, config)
         self.log = config.parent / f"quorumd-{time.monotonic_ns()}.log"
-        args = [sys.executable, "-m", "drorch", "quorumd", "--config", str(config)]
+        args = [sys.executable, "-m", "drorch", "quorumd", "--config", str(config), *extra]
         if init:
             args.append("--init")
         self._log_fh = self.log.open("wb")

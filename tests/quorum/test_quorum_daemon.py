@@ -248,3 +248,33 @@ def test_a_grant_that_cannot_be_persisted_is_never_announced(
     assert "cannot persist the quorum state" in d.stderr()
     state = read_state(tmp_path / "state-gone" / "q.state")
     assert state.clusters == {}
+
+
+def test_recovering_a_lost_state_starts_above_old_epochs_with_grace(
+    pki: Pki, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    port = free_port()
+    path = tmp_path / "quorumd.yaml"
+    path.write_text(config_text(pki, port))
+    without_init = DaemonProcess(pki, port, path, extra=("--recover-epoch", "7"))
+    daemons.append(without_init)
+    assert without_init.wait() == 2 and "needs --init" in without_init.stderr()
+    d = DaemonProcess(pki, port, path, init=True, extra=("--recover-epoch", "7"))
+    daemons.append(d)
+    d.wait_listening()
+    assert "recovering a lost state: 2 cluster(s) start at epoch 7" in d.stderr()
+    with d.connect("c1", "A") as a:
+        seq = 0
+        while True:
+            seq += 1
+            v = a.heartbeat(seq, True, 1)
+            answered = time.monotonic()
+            if v.granted:
+                break
+            assert (v.epoch, v.holder) == (7, None)
+            assert answered < d.started_at + GRACE + 5, "never granted"
+            time.sleep(0.03)
+    assert answered >= d.started_at + GRACE, "a recovered witness granted during grace"
+    assert v.epoch == 8  # above every epoch the replicas may have seen
+    assert d.terminate() == 0
+    assert read_state(d.state_file).clusters["c2"].epoch == 7
