@@ -334,3 +334,29 @@ def test_sigterm_under_load_still_exits_zero(processes: Start) -> None:
         stop.set()
         t.join(30)
     assert "stopped cleanly" in a.log.read_text()
+
+
+def test_a_lost_backing_file_is_not_silently_recreated(processes: Start) -> None:
+    a = processes("a", "primary", "sync")
+    assert a.terminate() == 0
+    a.backing.unlink()
+    out = a.cli(
+        "serve",
+        "--name",
+        "vol",
+        "--backing",
+        str(a.backing),
+        "--size",
+        "4MiB",
+        "--role",
+        "primary",
+        "--mode",
+        "sync",
+        "--listen",
+        "127.0.0.1:0",
+        "--control",
+        str(a.control),
+    )
+    assert out.returncode == 1
+    assert "is missing" in out.stderr and "refusing to start on an empty disk" in out.stderr
+    assert not a.backing.exists()

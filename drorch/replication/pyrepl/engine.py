@@ -87,6 +87,12 @@ class Engine:
         self.mode = config.mode
         meta_file = config.meta_file
         if meta_file.exists():
+            if not config.backing.exists():
+                raise ReplicationError(
+                    f"{config.backing} is missing but {meta_file} describes it "
+                    f"(disk {load_meta(meta_file).disk.value}): refusing to start on an "
+                    "empty disk; restore it, or remove the metadata to start over"
+                )
             meta = load_meta(meta_file)
             if (meta.name, meta.region_size) != (config.name, config.region_size):
                 raise ReplicationError(
