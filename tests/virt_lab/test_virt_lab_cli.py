@@ -66,7 +66,12 @@ def test_drorch_vm_migrate_moves_a_lab_guest_with_a_progress_bar(
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [(r["vm"], r["siteA"], r["siteB"]) for r in rows] == [(g.name, "undefined", "running")]
-    g.wait_heartbeat(above=g.wait_heartbeat())
+    # the type-3 monitor of the generated config follows the guest's serial log
+    before = g.wait_heartbeat()
+    beating = drorch(
+        "vm", "heartbeat", g.name, "-c", str(config), "--after", str(before), "--timeout", "20s"
+    )
+    assert beating.returncode == 0, beating.stdout + beating.stderr
 
 
 def test_drorch_vm_failover_start_boots_the_vm_at_b_after_site_a_lost_it(
