@@ -1,6 +1,7 @@
-"""The quorum client: one blocking connection (`QuorumConnection`), the one-shot
-`query_vote` (what `drorch quorum status` and the DRBD fence-peer handler use), and the
-`LeaseKeeper` that holds a lease and calls back when quorum is gained or lost.
+"""The quorum client: one blocking connection (`QuorumConnection`) and the one-shot
+`query_vote` (what `drorch quorum status` and the DRBD fence-peer handler use). The
+`LeaseKeeper` that holds a lease and calls back when quorum is gained or lost lives in
+`drorch.quorum.keeper` and is importable from here too.
 """
 
 from __future__ import annotations
@@ -8,15 +9,12 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from drorch.clock import Clock, SystemClock
-from drorch.model.types import Witness
 from drorch.quorum.config import parse_listen
-from drorch.quorum.lease import Change, LeaseEvent, LeaseTracker
 from drorch.quorum.protocol import (
     ClientProtocol,
     ErrorMessage,
@@ -40,6 +38,9 @@ __all__ = [
     "Vote",
     "query_vote",
 ]
+
+if TYPE_CHECKING:
+    from drorch.quorum.keeper import LeaseKeeper as LeaseKeeper
 
 log = logging.getLogger("drorch.quorum.client")
 
@@ -243,182 +244,10 @@ def query_vote(
         return conn.heartbeat(1, want=False, nodes=0)
 
 
-Callback = Callable[[LeaseEvent], None]
+def __getattr__(name: str) -> Any:
+    # `from drorch.quorum.client import LeaseKeeper` keeps working; it lives in keeper.py
+    if name == "LeaseKeeper":
+        from drorch.quorum.keeper import LeaseKeeper
 
-
-class LeaseKeeper:
-    """Holds the site's lease on a background thread: heartbeats every `heartbeat_ms` (from
-    the welcome), reconnects on failure, and calls `on_gained`/`on_lost` from that thread.
-
-    `holds()` is true only until the send time of the heartbeat that earned the last
-    granted vote + lease − safety margin (see `LeaseTracker`)."""
-
-    def __init__(
-        self,
-        connect: Callable[[], QuorumConnection],
-        on_gained: Callback,
-        on_lost: Callback,
-        clock: Clock | None = None,
-        want: bool = True,
-        nodes: Callable[[], int] = lambda: 1,
-        safety_margin: float | None = None,
-        reconnect_delay: float = 0.5,
-    ) -> None:
-        self._connect = connect
-        self._on = {Change.GAINED: on_gained, Change.LOST: on_lost}
-        self.clock = clock or SystemClock()
-        self.want = want
-        self._release_requested = threading.Event()
-        self.released = threading.Event()
-        self._nodes = nodes
-        self.tracker = LeaseTracker(safety_margin)
-        self.reconnect_delay = reconnect_delay
-        self.max_reconnect_delay = max(reconnect_delay, MAX_RECONNECT_DELAY)
-        self._failures = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._conn: QuorumConnection | None = None
-        self._seq = 0
-        self.last_error: str | None = None
-
-    @classmethod
-    def for_witness(
-        cls,
-        witness: Witness,
-        cluster: str,
-        site: str,
-        node: str,
-        on_gained: Callback,
-        on_lost: Callback,
-        clock: Clock | None = None,
-        nodes: Callable[[], int] = lambda: 1,
-        base_dir: Path = Path("."),
-    ) -> LeaseKeeper:
-        """A keeper for the cluster model's `Witness` (address, pinned fingerprint, and this
-        site's client cert/key, relative to `base_dir` — the cluster config's folder)."""
-        if witness.cert is None or witness.key is None:
-            raise QuorumError("the witness config names no client cert/key for this site")
-        cert, key = base_dir / witness.cert, base_dir / witness.key
-
-        def connect() -> QuorumConnection:
-            return QuorumConnection(
-                witness.address, witness.fingerprint, cert, key, cluster, site, node, clock=clock
-            )
-
-        return cls(connect, on_gained, on_lost, clock=clock, nodes=nodes)
-
-    def holds(self) -> bool:
-        with self._lock:
-            return self.tracker.holds(self.clock.monotonic())
-
-    @property
-    def epoch(self) -> int:
-        return self.tracker.epoch
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="quorum-lease", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _emit(self, events: list[LeaseEvent]) -> None:
-        for event in events:
-            log.info("quorum %s: %s", event.change.value, event.reason)
-            self._on[event.change](event)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._session()
-                except QuorumError as exc:
-                    self.last_error = str(exc)
-                    self._failures += 1
-                    log.warning("quorum witness (attempt %d): %s", self._failures, exc)
-                with self._lock:
-                    self.tracker.forget_outstanding()
-                # quick first retries (a lease may be saved), then back off to a steady pace
-                delay = self.reconnect_delay * 2 ** min(max(self._failures - 1, 0), 6)
-                self._wait_or_lose(min(delay, self.max_reconnect_delay))
-        finally:
-            if self._conn is not None:
-                self._conn.close()
-
-    def _wait_or_lose(self, seconds: float) -> None:
-        """Sleep `seconds` (or until stopped), waking exactly when the lease runs out."""
-        end = self.clock.monotonic() + seconds
-        while not self._stop.is_set():
-            now = self.clock.monotonic()
-            with self._lock:
-                lost = self.tracker.tick(now)
-                until = self.tracker.held_until
-            if lost is not None:
-                self._emit([lost])
-            if now >= end:
-                return
-            wake = end if until is None else min(end, until)
-            self._stop.wait(max(0.0, wake - now))
-
-    def _session(self) -> None:
-        conn = self._conn = self._connect()
-        try:
-            welcome = conn.welcome or conn.connect()
-            self._failures = 0
-            interval = welcome.heartbeat_ms / 1000
-            while not self._stop.is_set():
-                self._seq += 1
-                sent_at = self.clock.monotonic()
-                want = self.want
-                with self._lock:
-                    self.tracker.sent(self._seq, want, sent_at)
-                conn.send_heartbeat(self._seq, want, self._nodes())
-                self._receive_until(conn, sent_at + interval)
-        finally:
-            conn.close()
-            self._conn = None
-
-    def _receive_until(self, conn: QuorumConnection, next_send: float) -> None:
-        """Take votes until it is time for the next heartbeat; report lapses on time."""
-        while not self._stop.is_set():
-            if self._release_requested.is_set():
-                self._release_requested.clear()
-                conn.release()
-                self.released.set()
-            now = self.clock.monotonic()
-            with self._lock:
-                lost = self.tracker.tick(now)
-                until = self.tracker.held_until
-            if lost is not None:
-                self._emit([lost])
-            if now >= next_send:
-                return
-            # wake for the next heartbeat, the lease running out, or a release request
-            wake = min(next_send, until if until is not None else next_send, now + 0.05)
-            vote = conn.poll_vote(wake)
-            if vote is None:
-                continue
-            with self._lock:
-                events = self.tracker.vote(vote, self.clock.monotonic())
-            self._emit(events)
-
-    def release(self, timeout: float = 5.0) -> bool:
-        """Stop asking for quorum and give it up on purpose (planned switch). The lease
-        counts as lost at once; True when the witness acknowledged within `timeout`."""
-        self.want = False
-        with self._lock:
-            dropped = self.tracker.held_until is not None
-            self.tracker.held_until = None
-            self.tracker.forget_outstanding()
-        if dropped:
-            lost = LeaseEvent(
-                Change.LOST, self.tracker.epoch, "released on purpose", at=self.clock.monotonic()
-            )
-            self._emit([lost])
-        self.released.clear()
-        self._release_requested.set()
-        return self.released.wait(timeout)
+        return LeaseKeeper
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -243,3 +243,26 @@ def test_keeper_from_the_cluster_models_witness(witness: InProcessWitness, pki: 
         k.stop()
     with pytest.raises(QuorumError, match="no client cert"):
         LeaseKeeper.for_witness(WitnessModel(witness.server, "sha256:x"), "c2", "B", "b", rec, rec)
+
+
+def test_the_loss_is_reported_on_time_while_a_reconnect_hangs(witness: InProcessWitness) -> None:
+    import socket
+
+    rec = Recorder()
+    a = keeper(witness, "A", rec)  # its connects wait up to 2 s for a TLS handshake
+    a.start()
+    blackhole = socket.socket()
+    try:
+        rec.wait_for(1)
+        witness.stop()  # the witness goes away; its port now answers TCP and nothing else
+        blackhole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blackhole.bind(("127.0.0.1", witness.port))
+        blackhole.listen(16)
+        (_, (noticed, lost)) = rec.wait_for(2, timeout=5)
+        assert lost.change is Change.LOST
+        assert lost.reason == "lease ran out: no granted vote renewed it in time"
+        assert noticed - lost.at < 0.25, "the loss was reported late"
+        assert not a.holds()
+    finally:
+        a.stop()
+        blackhole.close()
