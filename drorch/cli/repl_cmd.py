@@ -334,3 +334,11 @@ def resolve(control: Path, discard_local: bool, wait: bool, fmt: str) -> None:
         raise click.UsageError("resolve needs --discard-local on the side whose data goes")
     result = _call(control, "resolve", fmt, discard_local=True)
     render(_wait_for_resync(control, result) if wait else result, fmt)
+
+
+@repl.command()
+@control_option
+@format_option()
+def stop(control: Path, fmt: str) -> None:
+    """Stop a secondary's daemon cleanly (flush, exit 0). Refused while primary."""
+    render(_call(control, "shutdown", fmt), fmt)

@@ -13,7 +13,7 @@ import pytest
 
 from drorch.environment import Environment
 from drorch.model.types import Driver, Node, ReplicationMode, Volume
-from drorch.replication.base import ReplicationError, Replicator, UnsafeOperation
+from drorch.replication.base import ReplicationError, Replicator, StaleEpoch, UnsafeOperation
 from drorch.replication.drivers import open_replicator
 from drorch.replication.pyrepl.driver import PyreplReplicator
 from drorch.testing.contract_replicator import ReplicatorPair
@@ -131,3 +131,46 @@ def test_serve_command_follows_the_config(tmp_path: Path) -> None:
     remote = PyreplReplicator(vol, node, env, peer_address="10.2.0.1")._serve_argv()
     assert remote[remote.index("--listen") + 1] == "10.1.0.1:17700"
     assert remote[remote.index("--peer") + 1] == "10.2.0.1:17700"
+
+
+def test_up_and_down_through_a_runner(tmp_path: Path) -> None:
+    """Nodes reached through their CommandRunner (as over SSH): `up` starts `drorch repl
+    serve` on the node, status and role changes run `drorch repl ... --format json`."""
+    from drorch.remote.local import LocalRunner
+
+    bindir = str(Path(sys.executable).parent)
+    runner = LocalRunner(env={"PATH": f"{bindir}:{os.environ.get('PATH', '')}"})
+    env = Environment(base_dir=tmp_path, runners={"n1": runner, "n2": runner})
+    vol = volume(tmp_path)
+    n1 = PyreplReplicator(
+        vol,
+        Node("n1", address="root@n1", replication_address="127.0.0.1"),
+        env,
+        peer_address="127.0.0.2",
+    )
+    n2 = PyreplReplicator(
+        vol,
+        Node("n2", address="root@n2", replication_address="127.0.0.2"),
+        env,
+        peer_address="127.0.0.1",
+    )
+    pids: list[int] = []
+    try:
+        with pytest.raises(ReplicationError, match="no pyrepl daemon"):
+            n1.status()
+        for rep in (n1, n2):
+            rep.up()
+            pids.append(int(rep.status().extra["pid"]))
+        wait_until("connected", lambda: n1.status().connection.value == "Connected")
+        n1.promote(epoch=1, force=True, accept_data_loss=True)
+        wait_until("initial sync", lambda: n2.status().disk.value == "UpToDate")
+        with pytest.raises(StaleEpoch):
+            n2.promote(epoch=0)
+        n1.demote()
+        n1.down()
+        n2.down()
+        wait_until("daemons exit", lambda: not any(alive(p) for p in pids))
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

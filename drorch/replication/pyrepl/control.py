@@ -48,6 +48,8 @@ def raise_error(body: dict[str, Any]) -> None:
     kind, message = str(body.get("type")), str(body.get("message"))
     if kind == "SplitBrain":
         raise SplitBrain(message, body.get("local") or {}, body.get("peer") or {})
+    if kind == "ControlUnreachable":
+        raise ControlUnreachable(message)
     raise _ERRORS.get(kind, ReplicationError)(message)
 
 

@@ -92,13 +92,18 @@ class PyreplReplicator(Replicator):
         self._client = ControlClient(self.control)
 
     # ------------------------------------------------------------------ transport
+    @property
+    def _remote_node(self) -> bool:
+        return not self.node.is_local and self.node.name in self.env.runners
+
     def _call(self, op: str, **args: Any) -> Any:
-        if self.node.is_local or self.node.name not in self.env.runners:
+        if not self._remote_node:
             return self._client.call(op, **args)
         return self._remote(op, args)
 
     def _remote(self, op: str, args: dict[str, Any]) -> Any:
-        argv = ["drorch", "repl", op, "--control", str(self.control), "--format", "json"]
+        command = {"shutdown": "stop"}.get(op, op)
+        argv = ["drorch", "repl", command, "--control", str(self.control), "--format", "json"]
         if op == "promote":
             if args.get("epoch") is not None:
                 argv += ["--epoch", str(args["epoch"])]
@@ -184,17 +189,28 @@ class PyreplReplicator(Replicator):
             return
         except ControlUnreachable:
             pass
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{self.volume.name}@{self.node.name}.log"
         # detach: sh backgrounds a setsid'd daemon and exits at once
-        script = 'setsid "$@" </dev/null >>"$LOG" 2>&1 &'
-        subprocess.run(
-            ["sh", "-c", script, "sh", *self._serve_argv()],
-            env={**os.environ, "LOG": str(log_path)},
-            cwd=self.env.base_dir,
-            check=True,
-            timeout=30,
-        )
+        script = 'mkdir -p "$STATE" && cd "$BASE" && setsid "$@" </dev/null >>"$LOG" 2>&1 &'
+        argv = self._serve_argv()
+        if self._remote_node:
+            argv[:3] = ["drorch"]  # the node's own installation, not this interpreter
+            env_words = [f"STATE={self.state_dir}", f"BASE={self.env.base_dir}", f"LOG={log_path}"]
+            self.env.runner(self.node.name).run(
+                ["env", *env_words, "sh", "-c", script, "sh", *argv], timeout=30.0, check=True
+            )
+        else:
+            subprocess.run(
+                ["sh", "-c", script, "sh", *argv],
+                env={
+                    **os.environ,
+                    "STATE": str(self.state_dir),
+                    "BASE": str(self.env.base_dir),
+                    "LOG": str(log_path),
+                },
+                check=True,
+                timeout=30,
+            )
         deadline = self.env.clock.monotonic() + UP_WAIT
         while self.env.clock.monotonic() < deadline:
             try:
