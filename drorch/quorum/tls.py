@@ -150,6 +150,7 @@ def server_context(
     ctx = _tls13_only(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     ctx.load_cert_chain(str(cert), str(key))
     ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.num_tickets = 0  # no session resumption: every session proves its pinned certificate
     loaded = 0
     seen: set[str] = set()
     for path in trusted_client_cert_files:
