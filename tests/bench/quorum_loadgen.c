@@ -7,15 +7,15 @@
  *
  * usage: quorum_loadgen PORT SERVER_CERT TARGETS LATENCIES_OUT VOTES_OUT [SLOTS]
  *   SLOTS: heartbeats go out in this many evenly spaced bursts per second (default 1000,
- *   i.e. about 10 heartbeats per millisecond at 10,000 sessions: close to independent
- *   clients; fewer slots mean bigger bursts, fewer wake-ups, less CPU, more queueing)
+ *   about 10 heartbeats per millisecond at 10,000 sessions; bench_quorum.py passes 250):
+ *   fewer slots mean bigger bursts, fewer wake-ups, less CPU, more queueing)
  *   TARGETS: one session per line, "cluster site cert key source-address"
  * stdin:  "go"                 start connecting (bounded handshakes in flight)
  *         "window START END"   CLOCK_MONOTONIC seconds; record latencies of heartbeats
  *                              sent inside; exit 1.5 s after END
  * stdout: "connected N ERRORS SECONDS" once every session is up (or failed)
  *         "done DROPPED CONNECT_ERRORS UNANSWERED MEASURED" at the end
- * LATENCIES_OUT: one latency in microseconds per line; VOTES_OUT: "cluster site granted
+ * LATENCIES_OUT: "latency-in-microseconds send-time-in-window" per line; VOTES_OUT: "cluster site granted
  * epoch" of the last vote of every session.
  */
 #define _GNU_SOURCE
