@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "repl": "drorch.cli.repl_cmd:repl",
     "drbd": "drorch.cli.drbd_cmd:drbd",
     "vm": "drorch.cli.vm_cmd:vm",
+    "lab": "drorch.cli.lab_cmd:lab",
 }
 
 
