@@ -29,13 +29,17 @@ drorch status -c "$cfg"
 say "3. A hurricane is forecast for site A: plan the migration to B (nothing is changed)"
 drorch plan migrate --to B -c "$cfg"
 
-say "4. A failover while A is still up is refused (split-brain risk; exit 1)"
+say "4. Carry out the live hand-over: migrate the web VM to B (progress, downtime, reason)"
+drorch vm migrate web --to B -c "$cfg"
+drorch vm list -c "$cfg"
+
+say "5. A failover while A is still up is refused (split-brain risk; exit 1)"
 if drorch plan failover --to B -c "$cfg"; then
     echo "expected the failover plan to be blocked while A is reachable" >&2
     exit 1
 fi
 
-say "5. A broken file is rejected with exact positions (exit 2)"
+say "6. A broken file is rejected with exact positions (exit 2)"
 sed -e 's/lease_timeout: 10s/lease_timeout: 4s/' -e 's/^  heartbeat: 1s/  heartbeet: 1s/' \
     "$cfg" > "$work/broken.yaml"
 if drorch config validate -c "$work/broken.yaml"; then

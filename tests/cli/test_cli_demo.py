@@ -26,6 +26,9 @@ def test_demo_script_validates_shows_status_and_plans(repo_root: Path, tmp_path:
     assert "active_site: A" in out
     assert "planned migration A -> B: 21 steps, runnable" in out
     assert "web is migratable: live-migrate it to B" in out
+    # the live hand-over really ran on the simulated sites: web now runs at B
+    assert "result                 migrated" in out
+    assert "running_at             B" in out
     assert "blocked: A is still reachable and not fenced" in out
     assert "unknown key 'heartbeet' in quorum; did you mean 'heartbeat'?" in out
     assert list(tmp_path.iterdir()) == []  # the scratch state was removed
