@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,54 +38,26 @@ class FakeDrbdSshd:
 @pytest.fixture(scope="module")
 def drbd_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeDrbdSshd]:
     from tests.drbd.fakebin import install_fake_drbd
-    from tests.remote.conftest import SSHD, _keygen, _wait_listening, free_port
+    from tests.sshd_server import private_sshd
 
     d = tmp_path_factory.mktemp("drbd-sshd")
-    os.chmod(d, 0o700)
-    _keygen(d / "host_ed25519")
-    _keygen(d / "client_ed25519")
-    shutil.copy(d / "client_ed25519.pub", d / "authorized_keys")
-    os.chmod(d / "authorized_keys", 0o600)
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     bin_dir = install_fake_drbd(d / "bin")
     log, state_file = d / "calls.log", d / "state"
     state_file.write_text("connected-secondary")
-    port = free_port()
-    config = d / "sshd_config"
-    config.write_text(
-        f"ListenAddress 127.0.0.1:{port}\n"
-        f"HostKey {d / 'host_ed25519'}\n"
-        f"PidFile {d / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\n"
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nLogLevel ERROR\n"
+    env = (
         f"SetEnv PATH={bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin DRBD_FAKE_LOG={log}"
         f" DRBD_FAKE_STATE_FILE={state_file} DRBD_FAKE_FAIL_FILE={d / 'fail'}\n"
     )
-    sshd_log = d / "sshd.log"
-    proc = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(sshd_log)])
-    try:
-        _wait_listening(port, proc, sshd_log)
-        host_pub = " ".join((d / "host_ed25519.pub").read_text().split()[:2])
-        known = d / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {host_pub}\n")
-        user = os.environ.get("USER") or "root"
+    with private_sshd(d, extra_config=env) as server:
         yield FakeDrbdSshd(
-            f"{user}@127.0.0.1:{port}",
-            d / "client_ed25519",
-            known,
+            server.target,
+            server.client_key,
+            server.known_hosts,
             log,
             state_file,
             d / "st",
             d / "fail",
         )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @dataclass

@@ -2,100 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-SSHD = "/usr/sbin/sshd"
+from tests.sshd_server import Sshd, free_port, private_sshd
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Sshd:
-    port: int
-    user: str
-    client_key: Path
-    host_pub: str  # "ssh-ed25519 AAAA..."
-    known_hosts: Path  # contains the host key of this sshd
-    dir: Path
-
-    @property
-    def target(self) -> str:
-        return f"{self.user}@127.0.0.1:{self.port}"
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-        check=True,
-        timeout=30,
-    )
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(100):  # bounded: at most ~5 s
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited {proc.returncode}: {log.read_text()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"sshd did not listen on {port}: {log.read_text()}")
+__all__ = ["Sshd", "free_port"]
 
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    if shutil.which("ssh-keygen") is None or not Path(SSHD).exists():
-        pytest.fail("openssh-server is not installed (tests/system-packages.txt lists it)")
-    d = tmp_path_factory.mktemp("sshd")
-    os.chmod(d, 0o700)
-    _keygen(d / "host_ed25519")
-    _keygen(d / "client_ed25519")
-    shutil.copy(d / "client_ed25519.pub", d / "authorized_keys")
-    os.chmod(d / "authorized_keys", 0o600)
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
-    port = free_port()
-    config = d / "sshd_config"
-    config.write_text(
-        f"ListenAddress 127.0.0.1:{port}\n"
-        f"ListenAddress [::1]:{port}\n"
-        f"HostKey {d / 'host_ed25519'}\n"
-        f"PidFile {d / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\n"
-        "PermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\n"
-        "UsePAM no\n"
-        "StrictModes no\n"
-        "LogLevel ERROR\n"
-    )
-    log = d / "sshd.log"
-    proc = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(log)])
-    try:
-        _wait_listening(port, proc, log)
-        host_pub = " ".join((d / "host_ed25519.pub").read_text().split()[:2])
-        known = d / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {host_pub}\n[::1]:{port} {host_pub}\n")
-        user = pwd.getpwuid(os.getuid()).pw_name  # sshd lets us log in as ourselves
-        yield Sshd(port, user, d / "client_ed25519", host_pub, known, d)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with private_sshd(tmp_path_factory.mktemp("sshd"), ipv6=True) as server:
+        yield server

@@ -10,7 +10,7 @@ from drorch.envbuild import SshSettings, build_environment
 from drorch.model.loader import load_cluster
 from drorch.remote.base import RunnerConnectionError
 from drorch.remote.ssh import SSHRunner
-from tests.remote.conftest import Sshd
+from tests.sshd_server import Sshd
 
 
 def _cluster_file(tmp_path: Path, repo_root: Path, sshd: Sshd) -> Path:

@@ -10,7 +10,7 @@ import pytest
 from drorch.clock import SystemClock
 from drorch.remote.base import CommandFailed, CommandTimeout, RunnerConnectionError
 from drorch.remote.ssh import SSHRunner
-from tests.remote.conftest import Sshd, free_port
+from tests.sshd_server import Sshd, free_port
 
 
 def runner(sshd: Sshd, **kwargs: object) -> SSHRunner:
