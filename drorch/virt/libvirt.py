@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from drorch.clock import Clock, SystemClock
 from drorch.environment import Environment
-from drorch.model.types import Cluster, Node, Site
+from drorch.model.types import Cluster, Site
 from drorch.virt.base import (
     Hypervisor,
     HypervisorError,
@@ -39,10 +39,12 @@ from drorch.virt.base import (
 )
 from drorch.virt.libvirt_cleanup import SiteView, after_failed_migration
 from drorch.virt.libvirt_conn import (
+    derived_peer_uri,
     describe,
     is_no_domain,
     libvirt_module,
     open_connection,
+    site_node,
     translate,
 )
 from drorch.virt.libvirt_migrate import (
@@ -60,22 +62,9 @@ DEFAULT_URI = "qemu:///system"
 SHUTDOWN_REPEAT = 3.0  # seconds between ACPI power-button presses during a shutdown
 
 
-def _site_node(site: Site) -> Node:
-    for node in site.nodes:
-        if node.libvirt_uri:
-            return node
-    return site.nodes[0]
-
-
-def derived_peer_uri(uri: str) -> str | None:
-    """A URI with a host (qemu+tls://h/system) is reachable from the peer as is."""
-    parts = urlsplit(uri)
-    return uri if parts.hostname and "+unix" not in parts.scheme else None
-
-
 class LibvirtHypervisor(Hypervisor):
     def __init__(self, cluster: Cluster, site: Site, env: Environment) -> None:
-        node = _site_node(site)
+        node = site_node(site)
         uri = node.libvirt_uri or DEFAULT_URI
 
         def absolute(path: str) -> str:  # relative paths are relative to the config file

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from drorch.clock import Clock
+from drorch.model.types import Node, Site
 from drorch.virt.base import HypervisorError, NoSuchVM
 
 _event_loop_lock = threading.Lock()
@@ -150,3 +152,17 @@ def translate(exc: BaseException, what: str) -> HypervisorError:
     if is_no_domain(exc):
         return NoSuchVM(f"{what}: {describe(exc)}")
     return HypervisorError(f"{what}: {describe(exc)}")
+
+
+def site_node(site: Site) -> Node:
+    """The node whose libvirt_uri speaks for the site (the first node by default)."""
+    for node in site.nodes:
+        if node.libvirt_uri:
+            return node
+    return site.nodes[0]
+
+
+def derived_peer_uri(uri: str) -> str | None:
+    """A URI with a host (qemu+tls://h/system) is reachable from the peer as is."""
+    parts = urlsplit(uri)
+    return uri if parts.hostname and "+unix" not in parts.scheme else None
