@@ -316,8 +316,10 @@ def test_a_peer_that_pings_but_never_acknowledges_is_dropped(
     monkeypatch.setattr(session_module, "ACK_TIMEOUT", 1.0)
     a, b = cluster.pair(mode="sync")
     disk_hangs = threading.Event()
-    real_sync = b.engine.backing.sync
-    b.engine.backing.sync = lambda: disk_hangs.wait(20)  # the secondary's disk hangs
+    backing = b.engine.backing
+    real_sync, real_durable = backing.sync, backing.pwrite_durable
+    backing.sync = lambda: disk_hangs.wait(20)  # the secondary's disk hangs
+    backing.pwrite_durable = lambda offset, data: disk_hangs.wait(20)
     try:
         with a.client() as nbd:
             nbd.write(0, b"h" * 4096)  # completes once the link is dropped: local only
@@ -327,6 +329,6 @@ def test_a_peer_that_pings_but_never_acknowledges_is_dropped(
         assert st["out_of_sync_bytes"] == REGION, "the unacknowledged region stays dirty"
     finally:
         disk_hangs.set()
-        b.engine.backing.sync = real_sync
+        backing.sync, backing.pwrite_durable = real_sync, real_durable
     wait_until("reconnected and resynced", lambda: connected(a) and connected(b))
     assert a.content() == b.content()

@@ -29,6 +29,7 @@ from drorch.replication.pyrepl import resync
 from drorch.replication.pyrepl.bitmap import DirtyBitmap
 from drorch.replication.pyrepl.handshake import Action, SideView, SyncDecision, decide_sync
 from drorch.replication.pyrepl.meta import fresh_meta, load_meta, save_meta
+from drorch.replication.pyrepl.pipes import Payload, PipePayload, release, tee_or_copy
 from drorch.replication.pyrepl.progress import ResyncProgress
 from drorch.replication.pyrepl.session import PeerSession
 from drorch.replication.pyrepl.storage import Backing
@@ -196,7 +197,7 @@ class Engine:
             raise NotReadable(f"{self.meta.name}: local disk is Inconsistent")
         return self.backing.pread(offset, length)
 
-    def write(self, offset: int, data: bytes | bytearray | memoryview, *, fua: bool) -> None:
+    def write(self, offset: int, data: Payload, *, fua: bool) -> None:
         """Write and return once the write is as durable as the mode promises."""
         done = threading.Event()
         self.write_then(offset, data, fua=fua, done=done.set)
@@ -205,7 +206,7 @@ class Engine:
     def write_then(
         self,
         offset: int,
-        data: bytes | bytearray | memoryview,
+        data: Payload,
         *,
         fua: bool,
         done: Callable[[], None],
@@ -214,20 +215,28 @@ class Engine:
         raise here (before `done`). In sync mode `done` may run later on the link's
         receiver thread, the moment the peer's acknowledgement arrives: the caller's
         thread is free meanwhile (NBD requests pipeline) and no thread wake-up sits on
-        the critical path."""
+        the critical path. A PipePayload is consumed (and released) here, whatever
+        happens."""
         length = len(data)
         seq = 0
         started = self.clock.monotonic()
-        with self.cond:
-            self._check_write(offset, length)
-            session = self._await_room(length)
-            if session is not None:
-                new_bits = self._mark_shipped(offset, length)
-                seq = session.enqueue_data(offset, data, durable=self.mode == "sync")
-            else:
-                new_bits = self._not_shipped(offset, length)
-            self.backing.pwrite(offset, data)
-            self.stats["writes"] += 1
+        try:
+            with self.cond:
+                self._check_write(offset, length)
+                session = self._await_room(length)
+                if session is not None:
+                    new_bits = self._mark_shipped(offset, length)
+                    local, ship = (
+                        tee_or_copy(data) if isinstance(data, PipePayload) else (data, data)
+                    )
+                    data = local
+                    seq = session.enqueue_data(offset, ship, durable=self.mode == "sync")
+                else:
+                    new_bits = self._not_shipped(offset, length)
+                self.backing.pwrite(offset, data)
+                self.stats["writes"] += 1
+        finally:
+            release(data)
         if session is not None and seq and self.mode == "sync":
 
             def replicated() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from drorch.replication.base import ReplicationError
 from drorch.replication.pyrepl import nbd_proto as nbd
 from drorch.replication.pyrepl.engine import Engine, NotReadable, ReadOnly
+from drorch.replication.pyrepl.pipes import Payload, PipePayload, PipePool, release
 from drorch.replication.pyrepl.receiver import recv_exact
 from drorch.replication.pyrepl.session import send_buffers
 
@@ -52,6 +53,8 @@ class NbdServer:
         self._threads: list[threading.Thread] = []
         self.clients_served = 0
         self.protocol_errors = 0
+        self.pipes = PipePool()  # large TCP writes travel in pipes (pipes.py)
+        self.piped_writes = 0
 
     @property
     def uri(self) -> str | None:
@@ -97,6 +100,7 @@ class NbdServer:
             t.join(5.0)
         for srv in self._listeners:
             srv.close()
+        self.pipes.close()
         if self.unix is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.unix)
@@ -175,11 +179,12 @@ class NbdServer:
         while True:
             req = nbd.parse_request(recv_exact(conn, nbd.REQUEST.size))
             verdict = nbd.check_request(req, export, writable=not export.read_only)
-            payload = None
+            payload: Payload | None = None
             if req.has_payload and not verdict.close:
-                payload = recv_exact(conn, req.length)
+                payload = self._receive(conn, req.length)
             if verdict.error:
                 log.info("nbd request refused: %s", verdict.reason)
+                release(payload)
                 replies.send(req.handle, verdict.error)
                 if verdict.close:
                     return
@@ -200,8 +205,16 @@ class NbdServer:
             else:
                 replies.send(req.handle, self._modify(req))
 
-    def _write(self, req: nbd.Request, payload: bytearray, replies: _Replies) -> None:
-        """The reply goes out when the engine says so, possibly from the link's thread."""
+    def _receive(self, conn: socket.socket, length: int) -> Payload:
+        if conn.family != socket.AF_UNIX and self.pipes.takes(length):
+            payload = PipePayload.from_socket(self.pipes, conn, length)
+            self.piped_writes += isinstance(payload, PipePayload)
+            return payload
+        return recv_exact(conn, length)
+
+    def _write(self, req: nbd.Request, payload: Payload, replies: _Replies) -> None:
+        """The reply goes out when the engine says so, possibly from the link's thread.
+        The engine owns (and releases) the payload from here on."""
         replies.started()
         try:
             self.engine.write_then(

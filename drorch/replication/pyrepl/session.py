@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import wire
 from drorch.replication.pyrepl.handshake import SideView
+from drorch.replication.pyrepl.pipes import PipePayload, release
 from drorch.replication.pyrepl.receiver import Receiver
 from drorch.replication.pyrepl.tls_stream import Stream
 from drorch.replication.pyrepl.wire import FrameType
@@ -37,7 +38,8 @@ PING_INTERVAL = 1.0
 ACK_TIMEOUT = 30.0
 SEND_BATCH_BYTES = 4 * 1024 * 1024
 IOV_MAX = 512
-Buffer = bytes | bytearray | memoryview
+SPLICE_SEND_TIMEOUT = 30.0
+Buffer = bytes | bytearray | memoryview | PipePayload
 
 
 @dataclass
@@ -51,9 +53,35 @@ class InFlight:
 
 
 def send_buffers(sock: Stream, buffers: Sequence[Buffer]) -> int:
-    """Send every buffer, gathering them in one system call where possible."""
-    views = [memoryview(b).cast("B") for b in buffers if len(b)]
+    """Send every buffer in order, gathering memory buffers into one system call where
+    possible and splicing pipe payloads (pipes.py). Every PipePayload in `buffers` is
+    released, sent or not."""
+    total = 0
+    pending: list[memoryview] = []
+    try:
+        for buf in buffers:
+            if isinstance(buf, PipePayload):
+                total += _send_views(sock, pending)
+                pending = []
+                if isinstance(sock, socket.socket):
+                    buf.to_socket(sock.fileno(), sock.gettimeout() or SPLICE_SEND_TIMEOUT)
+                else:  # TLS encrypts in user space
+                    sock.sendall(buf.read_all())
+                total += len(buf)
+                buf.release()
+            elif len(buf):
+                pending.append(memoryview(buf).cast("B"))
+        total += _send_views(sock, pending)
+    finally:
+        for buf in buffers:
+            release(buf)
+    return total
+
+
+def _send_views(sock: Stream, views: list[memoryview]) -> int:
     total = sum(len(v) for v in views)
+    if not views:
+        return 0
     if not isinstance(sock, socket.socket):  # TLS: one record stream, one call
         sock.sendall(b"".join(views))
         return total
@@ -105,6 +133,10 @@ class PeerSession:
                 return
             self.alive = False
             log.warning("%s: connection to peer lost: %s", self.engine.meta.name, reason)
+            for frame in self.out:  # never sent: their regions stay dirty for a resync
+                for buf in frame:
+                    release(buf)
+            self.out.clear()
             self.engine.session_lost(self, reason)
             self.send_cond.notify_all()
             self.ack_cond.notify_all()

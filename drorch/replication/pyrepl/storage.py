@@ -10,6 +10,8 @@ import os
 import stat
 from pathlib import Path
 
+from drorch.replication.pyrepl.pipes import Payload, PipePayload
+
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _ZERO_CHUNK = bytes(1024 * 1024)
@@ -46,10 +48,22 @@ class Backing:
     def pread(self, offset: int, length: int) -> bytes:
         return os.pread(self.fd, length, offset)
 
-    def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+    def pwrite(self, offset: int, data: Payload) -> None:
+        if isinstance(data, PipePayload):
+            data.to_file(self.fd, offset)
+            return
         view = memoryview(data)
         while view:
             written = os.pwrite(self.fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    def pwrite_durable(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write and make it durable in one system call (RWF_DSYNC: the data and what is
+        needed to read it back, like pwrite + fdatasync)."""
+        view = memoryview(data)
+        while view:
+            written = os.pwritev(self.fd, [view], offset, os.RWF_DSYNC)
             view = view[written:]
             offset += written
 
