@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 SIZE_MIB = 256
@@ -53,11 +54,11 @@ def qemu_bench(uri: str, *args: str) -> float:
     return float(m.group(1))
 
 
-def quiesce(targets: dict[str, tuple[str, Callable[[], None]]]) -> None:
+def quiesce(targets: dict[str, Target]) -> None:
     """Before each measurement: no replica still catching up, no dirty page cache left
     by the previous run, so nobody pays for someone else's writeback."""
-    for _uri, settle in targets.values():
-        settle()
+    for target in targets.values():
+        target.settle()
     os.sync()
 
 
@@ -178,8 +179,21 @@ def wait_for(root: Path, label: str, check: object, timeout: float = 120.0) -> N
     raise RuntimeError(f"{label} did not settle: {control(root, label)}")
 
 
+@dataclass
+class Target:
+    uri: str
+    settle: Callable[[], None]
+    pids: tuple[int, ...] = ()  # (primary, secondary) for pyrepl
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a whole process, exited threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def pyrepl(root: Path, mode: str | None) -> Iterator[tuple[str, Callable[[], None]]]:
+def pyrepl(root: Path, mode: str | None) -> Iterator[Target]:
     """mode None: standalone primary. Else a primary `a` with a secondary `b`."""
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -205,14 +219,16 @@ def pyrepl(root: Path, mode: str | None) -> Iterator[tuple[str, Callable[[], Non
                 )
 
         settled()
-        yield f"nbd://127.0.0.1:{nbd_port}/vol", settled
+        yield Target(
+            f"nbd://127.0.0.1:{nbd_port}/vol", settled, (a.pid, *(p.pid for p in procs[:-1]))
+        )
     finally:
         for proc in reversed(procs):
             stop(proc)
 
 
-def fsync_latency(root: Path, count: int = 2000) -> float:
-    path = root / "fsync.probe"
+def fsync_latency(root: Path, count: int = 2000, name: str = "fsync.probe") -> float:
+    path = root / name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         os.pwrite(fd, bytes(count * 4096), 0)
@@ -228,6 +244,23 @@ def fsync_latency(root: Path, count: int = 2000) -> float:
     finally:
         os.close(fd)
         path.unlink()
+
+
+def fsync_pair_latency(root: Path, count: int = 400) -> float:
+    """Both sites' backing files live on this one disk: a sync write makes both durable
+    at the same moment. Two writers, each pwrite + fdatasync on its own file, at once."""
+    results: list[float] = []
+    threads = [
+        threading.Thread(
+            target=lambda n=n: results.append(fsync_latency(root, count, f"pair{n}.probe"))
+        )
+        for n in (0, 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return statistics.median(results)
 
 
 def loopback_rtt(count: int = 5000) -> float:
@@ -266,41 +299,65 @@ def main() -> int:
         nk = root / "nbdkit.img"
         with open(nk, "wb") as f:
             f.truncate(SIZE_MIB * 1024 * 1024)
-        targets: dict[str, tuple[str, Callable[[], None]]] = {
-            "nbdkit file": (stack.enter_context(nbdkit(nk)), lambda: None)
+        targets: dict[str, Target] = {
+            "nbdkit file": Target(stack.enter_context(nbdkit(nk)), lambda: None)
         }
         for mode in (None, "async", "sync"):
             targets[f"pyrepl {mode or 'standalone'}"] = stack.enter_context(pyrepl(root, mode))
-        for uri, settle in targets.values():
-            warm_up(uri)
-            settle()
+        for target in targets.values():
+            warm_up(target.uri)
+            target.settle()
         samples: dict[str, dict[str, list[float]]] = {
-            name: {"seq_mibps": [], "sync4k_us": []} for name in targets
+            name: {"seq_mibps": [], "sync4k_us": [], "cpu_ms_per_mib": [], "peer_ms_per_mib": []}
+            for name in targets
         }
-        fsyncs, rtts, inside = [], [], []
+        fsyncs, pairs, rtts, inside = [], [], [], []
         for round_no in range(RUNS):
             order = list(targets.items())
             if round_no % 2:
                 order.reverse()  # nobody always goes first or last
-            for name, (uri, _settle) in order:
+            for name, target in order:
                 quiesce(targets)
-                samples[name]["seq_mibps"].append(seq_mibps(uri))
-            for name, (uri, _settle) in order:
+                before = [cpu_seconds(pid) for pid in target.pids]
+                samples[name]["seq_mibps"].append(seq_mibps(target.uri))
+                spent = [cpu_seconds(pid) - b for pid, b in zip(target.pids, before, strict=True)]
+                for key, secs in zip(("cpu_ms_per_mib", "peer_ms_per_mib"), spent, strict=False):
+                    samples[name][key].append(secs * 1000 / SEQ_COUNT)
+            for name, target in order:
                 quiesce(targets)
-                samples[name]["sync4k_us"].append(sync4k_us(uri))
+                samples[name]["sync4k_us"].append(sync4k_us(target.uri))
                 if name == "pyrepl sync":
                     inside.append(control(root, "a-sync")["extra"]["sync_write_latency_us"])
             fsyncs.append(fsync_latency(root, 400))
+            pairs.append(fsync_pair_latency(root))
             rtts.append(loopback_rtt(1000))
         results = {
-            name: {k: statistics.median(v) for k, v in figures.items()}
+            name: {k: statistics.median(v) if v else 0.0 for k, v in figures.items()}
             for name, figures in samples.items()
         }
         server_us = statistics.median(float(x["median"]) for x in inside)
-        return report(results, statistics.median(fsyncs), statistics.median(rtts), server_us)
+        limits = Limits(
+            statistics.median(fsyncs), statistics.median(pairs), statistics.median(rtts)
+        )
+        return report(results, limits, server_us)
 
 
-def report(results: dict[str, dict[str, float]], fsync: float, rtt: float, server_us: float) -> int:
+@dataclass(frozen=True)
+class Limits:
+    fsync: float  # one pwrite + fdatasync, seconds
+    fsync_pair: float  # the same, while the other site does one on the same disk
+    rtt: float  # loopback TCP round trip
+
+    @property
+    def physical_us(self) -> float:
+        return (self.fsync + self.rtt) * 1e6
+
+    @property
+    def shared_disk_us(self) -> float:
+        return (self.fsync_pair + self.rtt) * 1e6
+
+
+def report(results: dict[str, dict[str, float]], limits: Limits, server_us: float) -> int:
     peer = results["nbdkit file"]
     print(f"qemu-img bench, {RUNS} interleaved rounds, medians; backing files on one file system")
     print(
@@ -312,10 +369,10 @@ def report(results: dict[str, dict[str, float]], fsync: float, rtt: float, serve
             f"{name:<20} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
             f"{r['sync4k_us']:>13.0f} {r['sync4k_us'] / peer['sync4k_us']:>9.2f}x"
         )
-    limit_us = (fsync + rtt) * 1e6
+    limit_us = limits.physical_us
     print(
-        f"physical limit of a sync write: fsync {fsync * 1e6:.0f} us + loopback RTT "
-        f"{rtt * 1e6:.0f} us = {limit_us:.0f} us"
+        f"physical limit of a sync write: fsync {limits.fsync * 1e6:.0f} us + loopback RTT "
+        f"{limits.rtt * 1e6:.0f} us = {limit_us:.0f} us"
     )
     print(
         f"pyrepl sync, inside the server (write in -> durable on both sides): "
@@ -324,7 +381,18 @@ def report(results: dict[str, dict[str, float]], fsync: float, rtt: float, serve
         f"trip (nbdkit's own 4KiB sync write, no replication: "
         f"{peer['sync4k_us']:.0f} us = {peer['sync4k_us'] / limit_us:.2f}x the limit)"
     )
+    print(
+        f"both sites share this machine's one disk: two fsyncs at once take "
+        f"{limits.fsync_pair * 1e6:.0f} us each, so a sync write cannot beat "
+        f"{limits.shared_disk_us:.0f} us here; inside the server pyrepl is at "
+        f"{server_us / limits.shared_disk_us:.2f}x that floor"
+    )
     standalone, asyn, sync = (results[f"pyrepl {m}"] for m in ("standalone", "async", "sync"))
+    print(
+        f"CPU per MiB of 1MiB writes: primary standalone {standalone['cpu_ms_per_mib']:.2f} ms, "
+        f"primary async {asyn['cpu_ms_per_mib']:.2f} ms + secondary "
+        f"{asyn['peer_ms_per_mib']:.2f} ms, on the same {os.cpu_count()} cores as the client"
+    )
     checks = [
         (
             "standalone throughput >= 50% of nbdkit",
