@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drorch.clock import Clock, SystemClock
 from drorch.environment import Environment
 from drorch.model.types import Cluster, Node, Volume
 from drorch.remote.base import CommandRunner
 from drorch.remote.local import LocalRunner
+
+if TYPE_CHECKING:
+    from drorch.replication.base import Replicator
 
 
 @dataclass(frozen=True)
@@ -77,29 +81,34 @@ def _primary_node(cluster: Cluster, volume: Volume) -> str | None:
     return None
 
 
-def _add_replicators(cluster: Cluster, env: Environment, problems: list[BuildProblem]) -> None:
-    sim = cluster.hypervisor.driver == "sim"
-    if sim:
+def open_volume_replicator(
+    cluster: Cluster, volume: Volume, node: Node, env: Environment
+) -> Replicator:
+    """The replicator of `volume` on `node` as the cluster configures it: with the `sim`
+    hypervisor a SimReplicator sharing the sim state dir, else the volume's driver."""
+    if cluster.hypervisor.driver == "sim":
         from drorch.replication.sim import SimReplicator, resolve_state_dir
 
-        state_dir = resolve_state_dir(env, cluster.hypervisor.state_dir)
+        return SimReplicator(
+            volume,
+            node,
+            env,
+            state_dir=resolve_state_dir(env, cluster.hypervisor.state_dir),
+            primary_node=_primary_node(cluster, volume),
+        )
+    from drorch.replication.drivers import open_replicator
+
+    return open_replicator(volume, node, env)
+
+
+def _add_replicators(cluster: Cluster, env: Environment, problems: list[BuildProblem]) -> None:
     for volume in cluster.volumes:
         for node_name in volume.paths:
             try:
                 _, node = cluster.node(node_name)
-                if sim:
-                    replicator = SimReplicator(
-                        volume,
-                        node,
-                        env,
-                        state_dir=state_dir,
-                        primary_node=_primary_node(cluster, volume),
-                    )
-                    env.replicators[(volume.name, node_name)] = replicator
-                else:
-                    from drorch.replication.drivers import open_replicator
-
-                    env.replicators[(volume.name, node_name)] = open_replicator(volume, node, env)
+                env.replicators[(volume.name, node_name)] = open_volume_replicator(
+                    cluster, volume, node, env
+                )
             except Exception as exc:  # any driver failure is reported, not fatal
                 problems.append(BuildProblem(f"replicator {volume.name}@{node_name}", str(exc)))
 

@@ -320,25 +320,12 @@ def verify(control: Path, fmt: str, epoch: int | None, force: bool, accept_data_
 
 @repl.command()
 @control_option
-@click.option(
-    "--discard-local",
-    is_flag=True,
-    required=True,
-    help="Throw away this side's changes and resync it from the peer.",
-)
-@click.option("--wait/--no-wait", default=True, show_default=True)
-@format_option()
-def resolve(control: Path, discard_local: bool, wait: bool, fmt: str) -> None:
-    """Resolve split brain by discarding this side's changes (it must be secondary)."""
-    if not discard_local:
-        raise click.UsageError("resolve needs --discard-local on the side whose data goes")
-    result = _call(control, "resolve", fmt, discard_local=True)
-    render(_wait_for_resync(control, result) if wait else result, fmt)
-
-
-@repl.command()
-@control_option
 @format_option()
 def stop(control: Path, fmt: str) -> None:
     """Stop a secondary's daemon cleanly (flush, exit 0). Refused while primary."""
     render(_call(control, "shutdown", fmt), fmt)
+
+
+# `resolve` (the per-daemon form and the by-site form) lives in its own module; importing
+# it registers it on the group.
+from drorch.cli import repl_resolve_cmd  # noqa: E402, F401

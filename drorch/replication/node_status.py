@@ -5,6 +5,9 @@ commands run through its runner (`address: local` -> this machine, else ssh). DR
 volumes are always asked through DRBD itself (drbdsetup), never a simulation: what the
 kernel says is the truth an operator needs. Other drivers come from the environment the
 cluster builds (e.g. pyrepl, or the sim replicator of a `sim` lab).
+
+`volume_environment()` and `volume_replicator()` give a command that acts on one volume
+(`drorch repl resolve -c`) the same choice of driver without opening any hypervisor.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from drorch.replication.base import (
     DiskState,
     ReplicationError,
     ReplicationStatus,
+    Replicator,
     Role,
 )
 from drorch.replication.drivers import open_replicator
@@ -44,19 +48,44 @@ def node_environment(
     return env
 
 
+def volume_environment(
+    cluster: Cluster, volume: Volume, base_dir: Path, clock: Clock | None = None
+) -> Environment:
+    """An environment with the runners of every node holding `volume` (no hypervisors
+    are opened): enough to ask and act on that volume's replicators."""
+    from drorch.envbuild import SshSettings, make_runner
+
+    env = Environment(base_dir=base_dir)
+    if clock is not None:
+        env.clock = clock
+    for name in volume.paths:
+        _, node = cluster.node(name)
+        env.runners[name] = make_runner(node, env.clock, SshSettings(), base_dir)
+    return env
+
+
 def volumes_on(cluster: Cluster, node: str) -> list[Volume]:
     return [v for v in cluster.volumes if node in v.paths]
+
+
+def volume_replicator(cluster: Cluster, volume: Volume, node: Node, env: Environment) -> Replicator:
+    """The replicator an operator command uses for `volume` on `node`: DRBD volumes always
+    through DRBD itself; else the one `env` already holds, or the one the cluster
+    configures (the sim replicator under `hypervisor.driver: sim`, else the driver's)."""
+    if volume.driver is Driver.DRBD:
+        return open_replicator(volume, node, env)
+    existing = env.replicators.get((volume.name, node.name))
+    if existing is not None:
+        return existing
+    from drorch.envbuild import open_volume_replicator
+
+    return open_volume_replicator(cluster, volume, node, env)
 
 
 def _replicator_status(
     cluster: Cluster, volume: Volume, node: Node, env: Environment
 ) -> ReplicationStatus:
-    if volume.driver is Driver.DRBD:
-        return open_replicator(volume, node, env).status()
-    existing = env.replicators.get((volume.name, node.name))
-    if existing is not None:
-        return existing.status()
-    return open_replicator(volume, node, env).status()
+    return volume_replicator(cluster, volume, node, env).status()
 
 
 def _error_row(volume: Volume, node: str, exc: Exception) -> dict[str, Any]:

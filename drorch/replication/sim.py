@@ -149,7 +149,12 @@ class SimReplicator(Replicator):
                 percent_in_sync=100.0 * (1 - oos / self.volume.size) if self.volume.size else 0,
                 epoch=int(state["epoch"]),
                 generation={"current": me["gen"], "base": state["base"]},
-                extra={"driver": "sim", "node": self.node, "peer": self.peer},
+                extra={
+                    "driver": "sim",
+                    "node": self.node,
+                    "peer": self.peer,
+                    "split_brain": state.get("split_brain"),
+                },
             )
 
     # -- state changes -----------------------------------------------------------------
@@ -227,13 +232,18 @@ class SimReplicator(Replicator):
         me_changed, peer_changed = me["gen"] != state["base"], peer["gen"] != state["base"]
         if me_changed and peer_changed and me["gen"] != peer["gen"]:
             me["want_connect"] = peer["want_connect"] = False  # both drop to StandAlone
+            mine = {"current": me["gen"], "base": state["base"]}
+            theirs = {"current": peer["gen"], "base": state["base"]}
+            # remembered (as pyrepl does) so status can tell it from a plain disconnect
+            state["split_brain"] = {self.node: mine, self.peer: theirs}
             raise SplitBrain(
                 f"{self.name}: split brain: both {self.node} and {self.peer} changed while"
                 " disconnected; discard one side with resolve_discard_local",
-                {"current": me["gen"], "base": state["base"]},
-                {"current": peer["gen"], "base": state["base"]},
+                mine,
+                theirs,
             )
         source, target = (me, peer) if me_changed else (peer, me)
+        state["split_brain"] = None
         target["gen"] = source["gen"]
         target["disk"] = source["disk"]
         state["base"] = source["gen"]
@@ -260,6 +270,7 @@ class SimReplicator(Replicator):
             state["base"] = peer["gen"]
             me["gen"] = peer["gen"]
             me["want_connect"] = True
+            state["split_brain"] = None
             self._maybe_resync(state)
 
     # -- simulation hooks (not part of the Replicator seam) ----------------------------
