@@ -135,6 +135,13 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
     show_default=True,
     help="Cap a resync at this many bytes per second, e.g. 100MiB (0: no cap).",
 )
+@click.option(
+    "--al-extents",
+    type=click.IntRange(16, 65534),
+    default=1237,
+    show_default=True,
+    help="Activity log slots of 4 MiB (DRBD's al-extents): resynced after a crash.",
+)
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path))
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -169,6 +176,7 @@ def serve(**opts: Any) -> None:
             max_lag_bytes=opts["max_lag"],
             on_congestion=opts["on_congestion"],
             resync_rate=opts["resync_rate"],
+            al_extents=opts["al_extents"],
         )
         options = ServeOptions(
             engine=config,

@@ -25,11 +25,12 @@ from drorch.replication.base import (
     Role,
     UnsafeOperation,
 )
-from drorch.replication.pyrepl import resync
+from drorch.replication.pyrepl import resync, writes
+from drorch.replication.pyrepl.activity import DEFAULT_SLOTS, ActivityLog
 from drorch.replication.pyrepl.bitmap import DirtyBitmap
 from drorch.replication.pyrepl.handshake import Action, SideView, SyncDecision, decide_sync
 from drorch.replication.pyrepl.meta import fresh_meta, load_meta, save_meta
-from drorch.replication.pyrepl.pipes import Payload, PipePayload, release, tee_or_copy
+from drorch.replication.pyrepl.pipes import Payload
 from drorch.replication.pyrepl.progress import ResyncProgress
 from drorch.replication.pyrepl.session import PeerSession
 from drorch.replication.pyrepl.storage import Backing
@@ -65,6 +66,7 @@ class EngineConfig:
     max_lag_bytes: int = 64 * 1024 * 1024
     on_congestion: str = "block"
     resync_rate: int = 0  # bytes per second a resync may use; 0 = as fast as possible
+    al_extents: int = DEFAULT_SLOTS  # activity log slots (DRBD's al-extents)
 
     @property
     def meta_file(self) -> Path:
@@ -73,6 +75,10 @@ class EngineConfig:
     @property
     def bitmap_file(self) -> Path:
         return self.meta_file.with_name(self.meta_file.name + ".bitmap")
+
+    @property
+    def activity_file(self) -> Path:
+        return self.meta_file.with_name(self.meta_file.name + ".al")
 
 
 class Engine:
@@ -117,6 +123,10 @@ class Engine:
         self.meta = meta
         self.backing = Backing(config.backing, config.size)
         self.bitmap = DirtyBitmap(config.bitmap_file, config.size, config.region_size)
+        self.activity = ActivityLog(
+            config.activity_file, config.size, config.region_size, config.al_extents
+        )
+        self.recovered_extents = self._recover_activity()
         self.role = config.role
         self.session: PeerSession | None = None
         self.want_connect = True
@@ -134,6 +144,27 @@ class Engine:
         self.verifier = Verifier(self)
         # seconds from a sync write entering the engine until durable on both sides
         self.sync_latency: deque[float] = deque(maxlen=SYNC_LATENCY_SAMPLES)
+
+    def _recover_activity(self) -> int:
+        """After an unclean stop of a primary, its activity log still lists the extents
+        it may have been writing: whatever it wrote there may be missing on the peer.
+        Mark them dirty (durably) so the next resync carries them; then start empty."""
+        extents = sorted(self.activity.recovered)
+        if not extents:
+            return 0
+        for extent in extents:
+            start, length = self.activity.extent_range(extent, self.config.size)
+            self.bitmap.mark(start, length)
+        self.bitmap.sync()
+        self.activity.clear()
+        log.warning(
+            "%s: unclean stop while writing: %d activity-log extents (%d bytes) marked "
+            "out of sync for the next resync",
+            self.meta.name,
+            len(extents),
+            sum(self.activity.extent_range(e, self.config.size)[1] for e in extents),
+        )
+        return len(extents)
 
     # ----------------------------------------------------------------- metadata
     def save(self, **changes: Any) -> None:
@@ -156,39 +187,7 @@ class Engine:
             dirty_regions=self.bitmap.count - len(self.hot),
         )
 
-    def _shipping(self) -> PeerSession | None:
-        s = self.session
-        if s is not None and s.alive and s.shipping and not s.ahead:
-            return s
-        return None
-
-    def _not_shipped(self, offset: int, length: int) -> bool:
-        """Record a write the peer will not see now: new generation, dirty bits."""
-        if self.meta.generation.bitmap == "0":
-            self.save(generation=self.meta.generation.diverge())
-            log.info(
-                "%s: peer not receiving, new data generation %s",
-                self.meta.name,
-                self.meta.generation.current,
-            )
-        regions = self.bitmap.span(offset, length)
-        self.hot.difference_update(regions)
-        new = self.bitmap.mark(offset, length)
-        s = self.session
-        if s is not None and s.ahead:
-            for r in regions:
-                if r not in self.todo_set:
-                    self.todo_set.add(r)
-                    self.todo.append(r)
-        return new
-
     # ---------------------------------------------------------------- data path
-    def _check_write(self, offset: int, length: int) -> None:
-        if self.role != Role.PRIMARY:
-            raise ReadOnly(f"{self.meta.name} is secondary here; writes are refused")
-        if offset < 0 or offset + length > self.config.size:
-            raise ValueError(f"{offset}+{length} is beyond the end of the volume")
-
     def writable(self) -> bool:
         return self.role == Role.PRIMARY
 
@@ -204,132 +203,19 @@ class Engine:
         done.wait()
 
     def write_then(
-        self,
-        offset: int,
-        data: Payload,
-        *,
-        fua: bool,
-        done: Callable[[], None],
+        self, offset: int, data: Payload, *, fua: bool, done: Callable[[], None]
     ) -> None:
-        """Write; call `done()` exactly once when the write may be acknowledged. Errors
-        raise here (before `done`). In sync mode `done` may run later on the link's
-        receiver thread, the moment the peer's acknowledgement arrives: the caller's
-        thread is free meanwhile (NBD requests pipeline) and no thread wake-up sits on
-        the critical path. A PipePayload is consumed (and released) here, whatever
-        happens."""
-        length = len(data)
-        seq = 0
-        started = self.clock.monotonic()
-        try:
-            with self.cond:
-                self._check_write(offset, length)
-                session = self._await_room(length)
-                if session is not None:
-                    new_bits = self._mark_shipped(offset, length)
-                    local, ship = (
-                        tee_or_copy(data) if isinstance(data, PipePayload) else (data, data)
-                    )
-                    data = local
-                    seq = session.enqueue_data(offset, ship, durable=self.mode == "sync")
-                else:
-                    new_bits = self._not_shipped(offset, length)
-                self.backing.pwrite(offset, data)
-                self.stats["writes"] += 1
-        finally:
-            release(data)
-        if session is not None and seq and self.mode == "sync":
-
-            def replicated() -> None:
-                self.sync_latency.append(self.clock.monotonic() - started)
-                done()
-
-            self._finish_write(new_bits, fua, session, seq, replicated)
-        else:
-            self._finish_write(new_bits, fua, session, seq, done)
+        """See writes.write_then: `done()` runs once the write may be acknowledged."""
+        writes.write_then(self, offset, data, fua=fua, done=done)
 
     def zero(self, offset: int, length: int, *, fua: bool, punch: bool = True) -> None:
-        """WRITE_ZEROES and TRIM: both sides end up reading zeroes."""
-        seq = 0
-        with self.cond:
-            self._check_write(offset, length)
-            session = self._await_room(0)
-            if session is not None:
-                new_bits = self._mark_shipped(offset, length)
-                seq = session.enqueue_zero(offset, length, durable=self.mode == "sync")
-            else:
-                new_bits = self._not_shipped(offset, length)
-            self.backing.zero(offset, length, punch=punch)
-        finished = threading.Event()
-        self._finish_write(new_bits, fua, session, seq, finished.set)
-        finished.wait()
-
-    def _mark_shipped(self, offset: int, length: int) -> bool:
-        new = False
-        for r in self.bitmap.span(offset, length):
-            if not self.bitmap.is_set(r):
-                self.hot.add(r)
-                new = True
-        if new:
-            self.bitmap.mark(offset, length)
-        return new
-
-    def _finish_write(
-        self,
-        new_bits: bool,
-        fua: bool,
-        session: PeerSession | None,
-        seq: int,
-        done: Callable[[], None],
-    ) -> None:
-        """Protocol C: while a peer receives, every write is durable on both sides before
-        it is acknowledged. Otherwise (async, or no peer) NBD's rules: durable on FUA."""
-        replicated_sync = session is not None and seq and self.mode == "sync"
-        if replicated_sync:
-            assert session is not None
-            session.drain()  # ship it now, then make it durable here meanwhile
-        if replicated_sync or fua:
-            if new_bits:
-                self.bitmap.sync()
-            self.backing.sync()
-        if replicated_sync:
-            assert session is not None
-            session.when_acked(seq, done)
-        else:
-            done()
-
-    def _await_room(self, length: int) -> PeerSession | None:
-        """Async mode: wait while the send queue is over max_lag_bytes (`block`), or stop
-        shipping and go ahead of the peer (`pull-ahead`). Caller holds cond."""
-        while True:
-            session = self._shipping()
-            if session is None or self.mode == "sync":
-                return session
-            if session.lag_bytes == 0 or session.lag_bytes + length <= self.config.max_lag_bytes:
-                return session
-            if self.config.on_congestion == "pull-ahead" and session.can_pull_ahead():
-                session.pull_ahead(
-                    f"send queue {session.lag_bytes} bytes exceeds max_lag_bytes "
-                    f"{self.config.max_lag_bytes}"
-                )
-                return None
-            self.cond.wait(0.5)
+        writes.zero(self, offset, length, fua=fua, punch=punch)
 
     def flush(self) -> None:
-        with self.cond:
-            session = self._shipping()
-            seq = session.enqueue_flush() if session is not None else 0
-        if session is not None and seq and self.mode == "sync":
-            session.drain()
-        self.bitmap.sync()
-        self.backing.sync()
-        if session is not None and seq and self.mode == "sync":
-            session.wait_acked(seq)  # sync: durable on the peer too; async: local only
+        writes.flush(self)
 
     def flush_local(self) -> None:
-        with self.cond:
-            self.bitmap.writeback()
-        self.bitmap.sync()
-        self.backing.sync()
+        writes.flush_local(self)
 
     # ---------------------------------------------------------------- link
     def attach(self, sock: Stream, peer: SideView, peer_bitmap: bytes) -> SyncDecision:
@@ -408,6 +294,10 @@ class Engine:
         with self.cond:
             if self.session is not None:
                 self.session.close("shutting down")
-            self.bitmap.close()
+            self.bitmap.writeback()
+            self.bitmap.sync()
             self.backing.sync()
+            self.activity.clear()  # clean stop: everything written here is durable
+            self.activity.close()
+            self.bitmap.close()
             self.backing.close()

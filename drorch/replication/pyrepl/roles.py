@@ -14,7 +14,7 @@ from drorch.replication.base import (
     StaleEpoch,
     UnsafeOperation,
 )
-from drorch.replication.pyrepl import resync
+from drorch.replication.pyrepl import resync, writes
 
 if TYPE_CHECKING:
     from drorch.replication.pyrepl.engine import Engine
@@ -95,7 +95,7 @@ def demote(engine: Engine) -> str:
         pending = _announce(engine, role=True, epoch=False)
         engine.cond.notify_all()
     _await_peer(pending)
-    engine.flush_local()
+    writes.quiesce_activity(engine)
     return "demoted to secondary"
 
 
