@@ -222,9 +222,10 @@ class Drill:
 
 @dataclass(frozen=True)
 class Hypervisors:
-    """Which hypervisor driver to use (`sim` or `libvirt`) and where `sim` keeps state."""
+    """Which hypervisor driver to use (`libvirt` or `sim`) and where `sim` keeps state.
+    The default is the real one: a simulation is only ever what the file asks for."""
 
-    driver: str = "sim"
+    driver: str = "libvirt"
     state_dir: str = ".drorch-state"
     bandwidth_mibps: float = 1000.0  # sim: link bandwidth used by pre-copy
 

@@ -113,3 +113,18 @@ def test_plan_needs_to(lab_config: Path) -> None:
     result = CliRunner().invoke(cli, ["plan", "migrate", "-c", str(lab_config)])
     assert result.exit_code == 2
     assert "Missing option '--to'" in result.stderr
+
+
+def test_a_file_without_a_hypervisor_section_is_never_simulated(tmp_path: Path) -> None:
+    """lab/drbd.yaml names no hypervisor. The default is the real driver: on this machine
+    (no DRBD kernel module, no libvirtd for these nodes) status must say what it could
+    not observe, never report a simulated, healthy DRBD pair."""
+    repo = Path(__file__).resolve().parents[2]
+    config = tmp_path / "drbd.yaml"
+    config.write_text((repo / "lab" / "drbd.yaml").read_text())
+    result = run("status", "-c", str(config), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["replication"] == []
+    assert any("r0@a1" in problem for problem in data["unobserved"]), data["unobserved"]
+    assert not (tmp_path / ".drorch-state").exists()  # the simulator never ran
