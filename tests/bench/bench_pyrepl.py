@@ -32,6 +32,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+try:
+    from tests.bench.pyrepl_floor import protocol_c_floor, shipping_floor
+except ImportError:  # run as a script: python tests/bench/bench_pyrepl.py
+    from pyrepl_floor import protocol_c_floor, shipping_floor  # type: ignore[no-redef]
+
 SIZE_MIB = 256
 RUNS = 7
 SEQ_COUNT = 256  # 1 MiB writes per run
@@ -311,7 +316,7 @@ def main() -> int:
             name: {"seq_mibps": [], "sync4k_us": [], "cpu_ms_per_mib": [], "peer_ms_per_mib": []}
             for name in targets
         }
-        fsyncs, pairs, rtts, inside = [], [], [], []
+        fsyncs, pairs, rtts, inside, floors, ships = [], [], [], [], [], []
         for round_no in range(RUNS):
             order = list(targets.items())
             if round_no % 2:
@@ -331,13 +336,20 @@ def main() -> int:
             fsyncs.append(fsync_latency(root, 400))
             pairs.append(fsync_pair_latency(root))
             rtts.append(loopback_rtt(1000))
+            floors.append(protocol_c_floor(root))
+            ships.append(shipping_floor(root, 512))
         results = {
             name: {k: statistics.median(v) if v else 0.0 for k, v in figures.items()}
             for name, figures in samples.items()
         }
         server_us = statistics.median(float(x["median"]) for x in inside)
         limits = Limits(
-            statistics.median(fsyncs), statistics.median(pairs), statistics.median(rtts)
+            statistics.median(fsyncs),
+            statistics.median(pairs),
+            statistics.median(rtts),
+            statistics.median(floors),
+            statistics.median(a for a, _ in ships),
+            statistics.median(b for _, b in ships),
         )
         return report(results, limits, server_us)
 
@@ -347,6 +359,9 @@ class Limits:
     fsync: float  # one pwrite + fdatasync, seconds
     fsync_pair: float  # the same, while the other site does one on the same disk
     rtt: float  # loopback TCP round trip
+    protocol_c: float  # a bare two-process sync write here (pyrepl_floor.py), seconds
+    pipeline_alone: float  # kernel-only pipeline (pyrepl_floor.py): MiB/s, no shipping
+    pipeline_shipping: float  # and shipping every byte to a third process
 
     @property
     def physical_us(self) -> float:
@@ -388,6 +403,21 @@ def report(results: dict[str, dict[str, float]], limits: Limits, server_us: floa
         f"{server_us / limits.shared_disk_us:.2f}x that floor"
     )
     standalone, asyn, sync = (results[f"pyrepl {m}"] for m in ("standalone", "async", "sync"))
+    floor_us = limits.protocol_c * 1e6
+    print(
+        f"bare protocol C here (two processes, two files on this disk, one round trip, no "
+        f"pyrepl): {floor_us:.0f} us = {floor_us / limit_us:.2f}x the limit; pyrepl inside "
+        f"the server is at {server_us / floor_us:.2f}x that"
+    )
+    ceiling = limits.pipeline_shipping
+    wanted = 0.8 * standalone["seq_mibps"]
+    print(
+        f"kernel-only pipeline here (client -> server -> file, tee -> third process -> "
+        f"file; pipes, no Python buffers): {limits.pipeline_alone:.0f} MiB/s alone, "
+        f"{ceiling:.0f} MiB/s shipping. pyrepl async ships {asyn['seq_mibps']:.0f} MiB/s = "
+        f"{asyn['seq_mibps'] / ceiling:.2f}x that; 80% of pyrepl standalone would be "
+        f"{wanted:.0f} MiB/s = {wanted / ceiling:.2f}x"
+    )
     print(
         f"CPU per MiB of 1MiB writes: primary standalone {standalone['cpu_ms_per_mib']:.2f} ms, "
         f"primary async {asyn['cpu_ms_per_mib']:.2f} ms + secondary "
