@@ -105,11 +105,10 @@ def _splice_out(pipe_r: int, fd: int, n: int, offset: int | None = None) -> None
 
 
 def _pipe() -> tuple[int, int]:
-    import fcntl
+    from drorch.replication.pyrepl.pipes import Pipe
 
-    r, w = os.pipe()
-    fcntl.fcntl(w, 1031, MIB)  # F_SETPIPE_SZ
-    return r, w
+    pipe = Pipe()
+    return pipe.r, pipe.w
 
 
 def _sink(listener: socket.socket, path: str, count: int) -> None:

@@ -53,7 +53,9 @@ class PipeError(OSError):
     """The kernel would not move the payload as asked (the caller falls back to a copy)."""
 
 
-class _Pipe:
+class Pipe:
+    """A pipe sized to PIPE_CAPACITY where the system allows it."""
+
     __slots__ = ("r", "size", "w")
 
     def __init__(self) -> None:
@@ -72,22 +74,22 @@ class PipePool:
     """Idle, empty pipes for reuse; at most MAX_IDLE kept open. Thread-safe."""
 
     def __init__(self) -> None:
-        self._idle: list[_Pipe] = []
+        self._idle: list[Pipe] = []
         self._lock = threading.Lock()
-        probe = _Pipe()
+        probe = Pipe()
         self.capacity = probe.size
         self._idle.append(probe)
         self._closed = False
         self.open = 1  # pipes alive, idle or holding a payload (for tests and status)
 
-    def get(self) -> _Pipe:
+    def get(self) -> Pipe:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
             self.open += 1
-        return _Pipe()
+        return Pipe()
 
-    def put(self, pipe: _Pipe, *, empty: bool) -> None:
+    def put(self, pipe: Pipe, *, empty: bool) -> None:
         with self._lock:
             if empty and not self._closed and len(self._idle) < MAX_IDLE:
                 self._idle.append(pipe)
@@ -113,9 +115,9 @@ class PipePayload:
 
     __slots__ = ("_left", "_pipe", "_pool", "length")
 
-    def __init__(self, pool: PipePool, pipe: _Pipe, length: int) -> None:
+    def __init__(self, pool: PipePool, pipe: Pipe, length: int) -> None:
         self._pool = pool
-        self._pipe: _Pipe | None = pipe
+        self._pipe: Pipe | None = pipe
         self.length = length
         self._left = length
 
@@ -160,7 +162,7 @@ class PipePayload:
             got += k
         return buf
 
-    def _live(self) -> _Pipe:
+    def _live(self) -> Pipe:
         if self._pipe is None:
             raise PipeError("payload already released")
         return self._pipe

@@ -8,27 +8,22 @@ per chunk. Plain TCP only (TLS has to decrypt in user space).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import select
 
-F_SETPIPE_SZ = 1031  # Linux fcntl; not exported by Python's fcntl module
-PIPE_SIZE = 1024 * 1024
+from drorch.replication.pyrepl.pipes import Pipe
+
 MIN_SPLICE = 64 * 1024  # below this a plain recv is cheaper than three system calls
 
 
 class Splicer:
     def __init__(self) -> None:
-        self._r, self._w = os.pipe()
-        self.size = 65536
-        with contextlib.suppress(OSError):  # fs.pipe-max-size may be lower
-            self.size = fcntl.fcntl(self._w, F_SETPIPE_SZ, PIPE_SIZE)
+        self._pipe = Pipe()
+        self._r, self._w = self._pipe.r, self._pipe.w
+        self.size = self._pipe.size
 
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._pipe.close()
 
     def socket_to_file(
         self, sock_fd: int, file_fd: int, offset: int, length: int, timeout: float
