@@ -295,6 +295,8 @@ def carry_out(
     if resync_wait is None:
         return out
     out.waited = True
+    if on_progress is not None:  # at least once: a resync may be over before the first poll
+        on_progress(out.victim)
     deadline = clock.monotonic() + resync_wait
     while not out.settled and clock.monotonic() < deadline:
         clock.sleep(min(RESYNC_POLL, max(deadline - clock.monotonic(), 0.0)))
