@@ -182,10 +182,11 @@ class HypervisorContract:
         assert pair.dest.list().count(name) == 1
 
     def test_contract_cold_start_rejects_bad_xml(self, pair: HypervisorPair) -> None:
-        before = pair.dest.list()
+        before = set(pair.dest.list())
         with pytest.raises(HypervisorError):
             pair.dest.cold_start("<domain><name>", [pair.source])
-        assert pair.dest.list() == before
+        # nothing was defined; a guest an earlier test left dying may still go away
+        assert set(pair.dest.list()) <= before
 
     # -- live migration ---------------------------------------------------------------
 
