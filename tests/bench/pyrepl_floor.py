@@ -45,9 +45,10 @@ def _secondary(port: int, path: str, count: int) -> None:
     os.close(fd)
 
 
-def protocol_c_floor(root: Path, count: int = 400) -> float:
-    """Median seconds of one minimal sync write (see the module docstring)."""
-    paths = [root / "floor-primary.img", root / "floor-secondary.img"]
+def protocol_c_floor(root: Path, root_b: Path | None = None, count: int = 400) -> float:
+    """Median seconds of one minimal sync write (see the module docstring); the
+    secondary's file in `root_b` when given (another disk)."""
+    paths = [root / "floor-primary.img", (root_b or root) / "floor-secondary.img"]
     for p in paths:
         with open(p, "wb") as f:
             f.write(bytes(BLOCK * count))
