@@ -121,12 +121,14 @@ class Engine:
                 "secondary and let it resync, or promote with --force --accept-data-loss"
             )
         self.meta = meta
-        self.backing = Backing(config.backing, config.size)
+        self.backing = Backing(config.backing, config.size, on_failure=self._detached)
         self.bitmap = DirtyBitmap(config.bitmap_file, config.size, config.region_size)
         self.activity = ActivityLog(
             config.activity_file, config.size, config.region_size, config.al_extents
         )
         self.recovered_extents = self._recover_activity()
+        if meta.disk == DiskState.DISKLESS:
+            self._reattach()
         self.role = config.role
         self.session: PeerSession | None = None
         self.want_connect = True
@@ -165,6 +167,38 @@ class Engine:
             sum(self.activity.extent_range(e, self.config.size)[1] for e in extents),
         )
         return len(extents)
+
+    def _detached(self, reason: str) -> None:
+        """The backing failed an I/O (storage.py): go Diskless, as DRBD's `on-io-error
+        detach`. This side's copy is no longer trusted or served; the link drops and
+        stays down (a peer would otherwise resync into, or from, a failed disk)."""
+        with self.cond:
+            log.error("%s: local disk detached: %s", self.meta.name, reason)
+            self.last_error = (
+                f"local disk detached after an I/O error ({reason}); the peer holds the "
+                "data: fail over to it, then repair the disk and restart this side"
+            )
+            self.want_connect = False
+            if self.session is not None:
+                self.session.close("local disk detached")
+            try:
+                self.save(disk=DiskState.DISKLESS)
+            except OSError as exc:  # the metadata may live on the failed disk too
+                self.meta = replace(self.meta, disk=DiskState.DISKLESS)
+                log.error("%s: could not record Diskless: %s", self.meta.name, exc)
+            self.cond.notify_all()
+
+    def _reattach(self) -> None:
+        """Started on a disk that was detached: whatever it holds is suspect. It attaches
+        Inconsistent with every region out of sync, so the next connect resyncs all."""
+        self.bitmap.mark(0, self.config.size)
+        self.bitmap.sync()
+        self.save(disk=DiskState.INCONSISTENT)
+        log.warning(
+            "%s: attaching a disk that was detached after an I/O error: Inconsistent, "
+            "a full resync from the peer follows",
+            self.meta.name,
+        )
 
     # ----------------------------------------------------------------- metadata
     def save(self, **changes: Any) -> None:
@@ -296,7 +330,8 @@ class Engine:
                 self.session.close("shutting down")
             self.bitmap.writeback()
             self.bitmap.sync()
-            self.backing.sync()
+            if self.backing.detached is None:
+                self.backing.sync()
             self.activity.clear()  # clean stop: everything written here is durable
             self.activity.close()
             self.bitmap.close()

@@ -125,6 +125,13 @@ def decide_sync(local: SideView, peer: SideView) -> SyncDecision:
 
 def _by_data(local: SideView, peer: SideView) -> SyncDecision:
     lg, pg = local.generation, peer.generation
+    for side, view in (("local", local), ("peer", peer)):
+        if view.disk == DiskState.DISKLESS:
+            return SyncDecision(
+                Action.REFUSE,
+                f"{side} disk is Diskless (detached after an I/O error): nothing to "
+                "resync to or from until it is repaired and restarted",
+            )
     if local.discard_local and peer.discard_local:
         return SyncDecision(Action.REFUSE, "both sides asked to discard their own data")
     if local.discard_local or peer.discard_local:

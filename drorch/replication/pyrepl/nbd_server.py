@@ -194,7 +194,7 @@ class NbdServer:
             if req.type == nbd.Cmd.READ:
                 try:
                     data = eng.read(req.offset, req.length)
-                except (NotReadable, OSError) as exc:
+                except (NotReadable, ReplicationError, OSError) as exc:
                     log.warning("nbd read failed: %s", exc)
                     replies.send(req.handle, nbd.EIO)
                     continue

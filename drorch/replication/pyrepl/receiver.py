@@ -19,7 +19,8 @@ from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import wire
 from drorch.replication.pyrepl.meta import Generation
 from drorch.replication.pyrepl.progress import ResyncProgress
-from drorch.replication.pyrepl.splice import MIN_SPLICE, Splicer
+from drorch.replication.pyrepl.splice import MIN_SPLICE, FileSideError, Splicer
+from drorch.replication.pyrepl.storage import DiskFailed
 from drorch.replication.pyrepl.tls_stream import Stream
 from drorch.replication.pyrepl.wire import FrameType, Header, WireError
 
@@ -91,6 +92,8 @@ class Receiver:
             reason = str(exc)
         except WireError as exc:
             reason = f"protocol error: {exc}"
+        except DiskFailed as exc:
+            reason = f"local disk detached: {exc}"
         except OSError as exc:
             reason = f"link error: {exc}"
         except Exception as exc:  # a bug must cost the link, not leave it half-dead
@@ -131,9 +134,13 @@ class Receiver:
         s, eng = self.session, self.engine
         self._check_sequenced(head, head.length)
         assert self._splicer is not None and isinstance(s.sock, socket.socket)
-        self._splicer.socket_to_file(
-            s.sock.fileno(), eng.backing.fd, head.offset, head.length, PEER_SILENCE_TIMEOUT
-        )
+        eng.backing.check()
+        try:
+            self._splicer.socket_to_file(
+                s.sock.fileno(), eng.backing.fd, head.offset, head.length, PEER_SILENCE_TIMEOUT
+            )
+        except FileSideError as exc:
+            raise eng.backing.fail("write", exc.cause) from exc
         if head.type == FrameType.DATA and head.flags & wire.FLAG_DURABLE:
             eng.backing.sync()
         if head.type == FrameType.RS_DATA:

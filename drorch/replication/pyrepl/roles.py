@@ -44,6 +44,11 @@ def _promote(engine: Engine, epoch: int | None, *, force: bool, accept_data_loss
     s = engine.session
     if s is not None and s.alive and s.peer.role == Role.PRIMARY:
         raise ReplicationError("the peer is primary; demote it first")
+    if engine.meta.disk == DiskState.DISKLESS:
+        raise UnsafeOperation(
+            f"local disk is Diskless ({engine.last_error or 'detached'}): there is no "
+            "data here to serve; promote the peer"
+        )
     forced = force and accept_data_loss
     if engine.meta.disk != DiskState.UP_TO_DATE and not forced:
         raise UnsafeOperation(

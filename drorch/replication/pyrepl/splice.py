@@ -16,6 +16,14 @@ from drorch.replication.pyrepl.pipes import Pipe
 MIN_SPLICE = 64 * 1024  # below this a plain recv is cheaper than three system calls
 
 
+class FileSideError(Exception):
+    """Writing the spliced data into the file failed (`cause`): a disk error."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class Splicer:
     def __init__(self) -> None:
         self._pipe = Pipe()
@@ -44,7 +52,10 @@ class Splicer:
                 raise EOFError("peer closed the connection")
             left = moved
             while left:
-                written = os.splice(self._r, file_fd, left, offset_dst=offset)
+                try:
+                    written = os.splice(self._r, file_fd, left, offset_dst=offset)
+                except OSError as exc:  # the disk's fault, not the link's
+                    raise FileSideError(exc) from exc
                 offset += written
                 left -= written
             remaining -= moved

@@ -1,15 +1,23 @@
-"""The backing file or block device: positional I/O, zeroing, hole detection, digests."""
+"""The backing file or block device: positional I/O, zeroing, hole detection, digests.
+
+DRBD's `on-io-error detach`: the first I/O error of the backing device detaches it. The
+descriptor is let go, `on_failure` tells the engine (which goes Diskless), and every
+later call raises `DiskFailed` at once, without touching the device again.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
+from drorch.replication.base import ReplicationError
 from drorch.replication.pyrepl.pipes import Payload, PipePayload
 
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -22,11 +30,24 @@ _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int6
 _fallocate.restype = ctypes.c_int
 
 
+class DiskFailed(ReplicationError):
+    """The local disk failed an I/O and is detached (NBD clients get EIO)."""
+
+
 class Backing:
     """Opens (creating or extending a regular file to `size`) and owns the descriptor."""
 
-    def __init__(self, path: Path, size: int, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        size: int,
+        *,
+        create: bool = True,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
+        self.on_failure = on_failure
+        self.detached: str | None = None  # why, once an I/O error detached the disk
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         self.fd = os.open(path, flags, 0o600)
         st = os.fstat(self.fd)
@@ -45,40 +66,69 @@ class Backing:
             os.close(self.fd)
             self.fd = -1
 
+    def check(self) -> None:
+        """DiskFailed once detached."""
+        if self.detached is not None:
+            raise DiskFailed(self.detached)
+
+    def fail(self, what: str, exc: OSError) -> DiskFailed:
+        """Detach after an I/O error (idempotent); the caller raises what this returns."""
+        if self.detached is None:
+            self.detached = f"{what} of {self.path} failed: {exc.strerror or exc}"
+            fd, self.fd = self.fd, -1
+            with contextlib.suppress(OSError):  # let go of the device, whatever it says
+                os.close(fd)
+            if self.on_failure is not None:
+                self.on_failure(self.detached)
+        return DiskFailed(self.detached)
+
     def pread(self, offset: int, length: int) -> bytes:
-        return os.pread(self.fd, length, offset)
+        self.check()
+        try:
+            return os.pread(self.fd, length, offset)
+        except OSError as exc:
+            raise self.fail("read", exc) from exc
 
     def pwrite(self, offset: int, data: Payload) -> None:
-        if isinstance(data, PipePayload):
-            data.to_file(self.fd, offset)
-            return
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, offset)
-            view = view[written:]
-            offset += written
+        self.check()
+        try:
+            if isinstance(data, PipePayload):
+                data.to_file(self.fd, offset)
+                return
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self.fd, view, offset)
+                view = view[written:]
+                offset += written
+        except OSError as exc:
+            raise self.fail("write", exc) from exc
 
     def pwrite_durable(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write and make it durable in one system call (RWF_DSYNC: the data and what is
         needed to read it back, like pwrite + fdatasync)."""
+        self.check()
         view = memoryview(data)
-        while view:
-            written = os.pwritev(self.fd, [view], offset, os.RWF_DSYNC)
-            view = view[written:]
-            offset += written
+        try:
+            while view:
+                written = os.pwritev(self.fd, [view], offset, os.RWF_DSYNC)
+                view = view[written:]
+                offset += written
+        except OSError as exc:
+            raise self.fail("durable write", exc) from exc
 
     def zero(self, offset: int, length: int, *, punch: bool = True) -> None:
         """Make [offset, offset+length) read as zeroes: punch a hole where the file
         system can (unless `punch` is false: NBD's NO_HOLE), else write zeroes."""
         if length <= 0:
             return
+        self.check()
         if self.is_file and punch:
             mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
             if _fallocate(self.fd, mode, offset, length) == 0:
                 return
             err = ctypes.get_errno()
             if err not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                raise OSError(err, os.strerror(err), str(self.path))
+                raise self.fail("discard", OSError(err, os.strerror(err), str(self.path)))
         end = offset + length
         while offset < end:
             chunk = min(len(_ZERO_CHUNK), end - offset)
@@ -90,14 +140,21 @@ class Backing:
         answerable for regular files; a device always counts as data."""
         if not self.is_file:
             return False
+        self.check()
         try:
             data_at = os.lseek(self.fd, offset, os.SEEK_DATA)
         except OSError as exc:
-            return exc.errno == errno.ENXIO
+            if exc.errno == errno.ENXIO:
+                return True
+            raise self.fail("extent lookup", exc) from exc
         return data_at >= offset + length
 
     def sync(self) -> None:
-        os.fdatasync(self.fd)
+        self.check()
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            raise self.fail("flush", exc) from exc
 
     def digest(self, offset: int, length: int) -> str:
         length = min(length, self.size - offset)

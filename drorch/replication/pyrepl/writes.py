@@ -36,6 +36,7 @@ def check_write(engine: Engine, offset: int, length: int) -> None:
 
     if engine.role != Role.PRIMARY:
         raise ReadOnly(f"{engine.meta.name} is secondary here; writes are refused")
+    engine.backing.check()  # Diskless: refused before anything is recorded
     if offset < 0 or offset + length > engine.config.size:
         raise ValueError(f"{offset}+{length} is beyond the end of the volume")
 
@@ -191,7 +192,8 @@ def flush_local(engine: Engine) -> None:
     with engine.cond:
         engine.bitmap.writeback()
     engine.bitmap.sync()
-    engine.backing.sync()
+    if engine.backing.detached is None:  # a Diskless side has nothing to flush
+        engine.backing.sync()
 
 
 def quiesce_activity(engine: Engine) -> None:
