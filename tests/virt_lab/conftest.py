@@ -26,7 +26,7 @@ from drorch.lab.lab import Lab
 from drorch.lab.layout import LabLayout
 from drorch.lab.processes import live_pid
 from drorch.remote.local import LocalRunner
-from drorch.virt.base import VMState
+from drorch.virt.base import NoSuchVM, VMState
 from drorch.virt.libvirt import LibvirtHypervisor
 
 TEST_LAYOUT = LabLayout(name="pytest", prefix="dt", subnet="10.77.61")
@@ -141,11 +141,15 @@ def guest(running_lab: RunningLab, request: pytest.FixtureRequest) -> Iterator[G
 def discard(lab: RunningLab, name: str) -> None:
     """Remove a test guest from both sites without waiting for libvirt to reap it:
     undefine (a running guest turns transient) and SIGKILL its QEMU by PID. libvirt's
-    own destroy waits ~2 s here for PID 1 to reap the zombie; tests need not."""
+    own destroy waits ~2 s here for PID 1 to reap the zombie; tests need not. So a guest
+    discarded earlier may still be listed, and vanish between any two calls here."""
     for hyp in (lab.a, lab.b):
         if hyp.state(name) == VMState.UNDEFINED:
             continue
-        hyp.undefine(name)
+        try:
+            hyp.undefine(name)
+        except NoSuchVM:
+            continue  # reaped meanwhile: nothing left to discard
         pid = live_pid(lab.layout.run_dir(hyp.site) / "qemu" / f"{name}.pid", "qemu-system")
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
