@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from drorch.clock import Clock, SystemClock
 from drorch.quorum.config import parse_listen
-from drorch.quorum.protocol import (
-    ClientProtocol,
+from drorch.quorum.messages import (
     ErrorMessage,
     Heartbeat,
     Hello,
@@ -25,8 +24,8 @@ from drorch.quorum.protocol import (
     ServerMessage,
     Vote,
     Welcome,
-    encode,
 )
+from drorch.quorum.protocol import ClientProtocol, encode
 from drorch.quorum.tls import PinError, client_context, verify_peer_fingerprint
 
 __all__ = [

@@ -23,7 +23,7 @@ from drorch.clock import Clock, SystemClock
 from drorch.model.types import Witness
 from drorch.quorum.client import MAX_RECONNECT_DELAY, QuorumConnection, QuorumError
 from drorch.quorum.lease import Change, LeaseEvent, LeaseTracker
-from drorch.quorum.protocol import Vote
+from drorch.quorum.messages import Vote
 
 log = logging.getLogger("drorch.quorum.client")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from drorch.quorum.protocol import Vote
+from drorch.quorum.messages import Vote
 
 
 class Change(Enum):

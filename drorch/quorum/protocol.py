@@ -11,85 +11,26 @@ connection must be closed). `encode()` turns a message into a frame.
 from __future__ import annotations
 
 import json
-import struct
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-VERSION = 1
-MAX_FRAME = 65536
-HEADER = struct.Struct(">I")
-
-# error codes on the wire
-BAD_FRAME = "bad_frame"
-VERSION_MISMATCH = "version"
-UNAUTHORIZED = "unauthorized"
-
-
-@dataclass(frozen=True, slots=True)
-class Hello:
-    cluster: str
-    site: str
-    node: str
-    version: int = VERSION
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    seq: int
-    want: bool
-    nodes: int
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Welcome:
-    heartbeat_ms: int
-    lease_ms: int
-    version: int = VERSION
-
-
-@dataclass(frozen=True, slots=True)
-class Vote:
-    """The server's answer to a heartbeat (or, with seq 0, to a release)."""
-
-    seq: int
-    granted: bool
-    epoch: int
-    holder: str | None
-    lease_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorMessage:
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolViolation:
-    """The peer broke the protocol; send `error` with `code` (server side) and close."""
-
-    code: str
-    message: str
-
-
-ClientMessage = Hello | Heartbeat | Release
-ServerMessage = Welcome | Vote | ErrorMessage
-Message = ClientMessage | ServerMessage
-
-
-class FrameError(ValueError):
-    """A frame or message is malformed; `code` is the wire error code to answer with."""
-
-    def __init__(self, message: str, code: str = BAD_FRAME) -> None:
-        super().__init__(message)
-        self.code = code
-
+from drorch.quorum.messages import (
+    HEADER,
+    MAX_FRAME,
+    VERSION,
+    VERSION_MISMATCH,
+    ClientMessage,
+    ErrorMessage,
+    FrameError,
+    Heartbeat,
+    Hello,
+    Message,
+    ProtocolViolation,
+    Release,
+    ServerMessage,
+    Vote,
+    Welcome,
+)
 
 _WIRE: dict[type, Any] = {
     Hello: lambda m: {

@@ -18,17 +18,9 @@ from collections import OrderedDict
 from drorch.clock import Clock
 from drorch.quorum.config import QuorumdConfig
 from drorch.quorum.grants import GrantBook
+from drorch.quorum.messages import BAD_FRAME, UNAUTHORIZED, ClientMessage, Heartbeat, Hello, Welcome
 from drorch.quorum.persister import Persister, PersistFailed
-from drorch.quorum.protocol import (
-    BAD_FRAME,
-    UNAUTHORIZED,
-    ClientMessage,
-    Heartbeat,
-    Hello,
-    Welcome,
-    encode,
-    encode_vote,
-)
+from drorch.quorum.protocol import encode, encode_vote
 from drorch.quorum.session import Session, Stage
 from drorch.quorum.state import QuorumState, write_state
 

@@ -16,13 +16,8 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, cast
 
-from drorch.quorum.protocol import (
-    BAD_FRAME,
-    ClientMessage,
-    ProtocolViolation,
-    ServerProtocol,
-    error_frame,
-)
+from drorch.quorum.messages import BAD_FRAME, ClientMessage, ProtocolViolation
+from drorch.quorum.protocol import ServerProtocol, error_frame
 from drorch.quorum.tls import PinError, peer_fingerprint
 
 if TYPE_CHECKING:

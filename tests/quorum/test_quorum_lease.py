@@ -11,7 +11,7 @@ import pytest
 
 from drorch.quorum.client import LeaseKeeper, QuorumConnection
 from drorch.quorum.lease import Change, LeaseEvent, LeaseTracker, default_safety_margin
-from drorch.quorum.protocol import Vote
+from drorch.quorum.messages import Vote
 from drorch.testing.clock import FakeClock
 from tests.quorum.conftest import (
     LEASE_MS,

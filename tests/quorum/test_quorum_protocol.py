@@ -9,22 +9,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drorch.quorum.protocol import (
+from drorch.quorum.messages import (
     BAD_FRAME,
     MAX_FRAME,
     VERSION_MISMATCH,
-    ClientProtocol,
     ErrorMessage,
-    FrameDecoder,
     FrameError,
     Heartbeat,
     Hello,
-    Phase,
     ProtocolViolation,
     Release,
-    ServerProtocol,
     Vote,
     Welcome,
+)
+from drorch.quorum.protocol import (
+    ClientProtocol,
+    FrameDecoder,
+    Phase,
+    ServerProtocol,
     encode,
     encode_object,
 )

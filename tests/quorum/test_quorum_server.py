@@ -12,7 +12,8 @@ import time
 import pytest
 
 from drorch.quorum.client import QuorumConnection, QuorumRefused, QuorumUnavailable, query_vote
-from drorch.quorum.protocol import Heartbeat, Hello, encode, encode_object
+from drorch.quorum.messages import Heartbeat, Hello
+from drorch.quorum.protocol import encode, encode_object
 from drorch.quorum.state import read_state
 from drorch.quorum.tls import client_context
 from tests.quorum.conftest import LEASE_MS, SWITCH_DELAY_MS, InProcessWitness, Pki

@@ -1,0 +1,83 @@
+"""The quorum protocol's messages, error codes and limits (see docs/quorum-protocol.md).
+
+Plain values; framing, encoding and parsing live in protocol.py, which re-exports these.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+VERSION = 1
+MAX_FRAME = 65536
+HEADER = struct.Struct(">I")
+
+# error codes on the wire
+BAD_FRAME = "bad_frame"
+VERSION_MISMATCH = "version"
+UNAUTHORIZED = "unauthorized"
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    cluster: str
+    site: str
+    node: str
+    version: int = VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    seq: int
+    want: bool
+    nodes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    heartbeat_ms: int
+    lease_ms: int
+    version: int = VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """The server's answer to a heartbeat (or, with seq 0, to a release)."""
+
+    seq: int
+    granted: bool
+    epoch: int
+    holder: str | None
+    lease_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """The peer broke the protocol; send `error` with `code` (server side) and close."""
+
+    code: str
+    message: str
+
+
+ClientMessage = Hello | Heartbeat | Release
+ServerMessage = Welcome | Vote | ErrorMessage
+Message = ClientMessage | ServerMessage
+
+
+class FrameError(ValueError):
+    """A frame or message is malformed; `code` is the wire error code to answer with."""
+
+    def __init__(self, message: str, code: str = BAD_FRAME) -> None:
+        super().__init__(message)
+        self.code = code
