@@ -129,6 +129,12 @@ def test_no_data_write_reaches_an_extent_the_durable_log_does_not_list(tmp_path:
     assert listed(al_path) == set()  # clean stop: nothing to resync on the next start
 
 
+def reopen(backing: Path) -> Engine:
+    """The engine a restarted primary would run on these files."""
+    config = EngineConfig(name="vol", backing=backing, size=VOLUME, mode="async", role=Role.PRIMARY)
+    return Engine(config, SystemClock())
+
+
 def test_kill9_of_a_writing_primary_marks_its_hot_extents_out_of_sync(
     tmp_path: Path, processes: Callable[..., ServeProcess]
 ) -> None:
@@ -138,12 +144,7 @@ def test_kill9_of_a_writing_primary_marks_its_hot_extents_out_of_sync(
         nbd.write(13 * MIB, b"y" * 8192)  # extent 3
     # the data is in the file; no peer ever saw it (standalone), and bits are set lazily
     primary.kill9()
-    engine = Engine(
-        EngineConfig(
-            name="vol", backing=primary.backing, size=VOLUME, mode="async", role=Role.PRIMARY
-        ),
-        SystemClock(),
-    )
+    engine = reopen(primary.backing)
     try:
         assert engine.recovered_extents == 2
         dirty = set(engine.bitmap.set_regions())
@@ -154,12 +155,7 @@ def test_kill9_of_a_writing_primary_marks_its_hot_extents_out_of_sync(
         assert engine.bitmap.dirty_bytes == 2 * EXTENT_SIZE
     finally:
         engine.close()
-    again = Engine(
-        EngineConfig(
-            name="vol", backing=primary.backing, size=VOLUME, mode="async", role=Role.PRIMARY
-        ),
-        SystemClock(),
-    )
+    again = reopen(primary.backing)
     try:
         assert again.recovered_extents == 0  # the clean stop emptied the log
         assert again.bitmap.dirty_bytes == 2 * EXTENT_SIZE  # the bits wait for a resync
@@ -174,12 +170,7 @@ def test_a_clean_sigterm_leaves_nothing_to_resync(
     with NbdClient(*primary.nbd, "vol") as nbd:
         nbd.write(1 * MIB, b"x" * 4096)
     assert primary.terminate() == 0
-    engine = Engine(
-        EngineConfig(
-            name="vol", backing=primary.backing, size=VOLUME, mode="async", role=Role.PRIMARY
-        ),
-        SystemClock(),
-    )
+    engine = reopen(primary.backing)
     try:
         assert engine.recovered_extents == 0
     finally:
