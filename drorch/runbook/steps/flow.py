@@ -1,0 +1,63 @@
+"""Flow step types owned by the engine: `wait`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from drorch.runbook.steps.base import (
+    Param,
+    ParamKind,
+    StepContext,
+    StepResult,
+    StepType,
+    register,
+)
+
+
+@register
+class Wait(StepType):
+    """Wait a fixed time (e.g. let a service settle before the next check).
+
+    Sleeps on the injected clock with a progress line; the step's `timeout` cuts it
+    short (STEP_TIMEOUT). Changes nothing, so it is always safe to run again."""
+
+    name = "wait"
+    params = (
+        Param("seconds", ParamKind.DURATION, "How long to wait (30s, 5m, 250ms or seconds)."),
+        Param("reason", ParamKind.STR, "Why, for the log and the report.", default=""),
+    )
+    idempotent = True
+
+    def describe(self, args: Mapping[str, object]) -> str:
+        why = f" ({args['reason']})" if args.get("reason") else ""
+        return f"wait {_secs(args)}{why}"
+
+    def check(self, ctx: StepContext, args: Mapping[str, object]) -> StepResult:
+        return StepResult(False, f"would {self.describe(args)}")
+
+    def probe(self, ctx: StepContext, args: Mapping[str, object]) -> bool:
+        return False  # a wait has no lasting effect; an interrupted one waits again
+
+    def run(self, ctx: StepContext, args: Mapping[str, object]) -> StepResult:
+        total = float(_num(args["seconds"]))
+        start = ctx.clock.monotonic()
+        # bounded: at most ceil(total) + 1 one-second sleeps on a clock that advances
+        for _ in range(math.ceil(total) + 1):
+            left = total - (ctx.clock.monotonic() - start)
+            if left <= 0:
+                break
+            ctx.progress.update(total - left, total, f"{left:.0f}s left")
+            ctx.sleep(min(1.0, left))
+        ctx.progress.update(total, total, "done")
+        return StepResult(False, f"waited {_secs(args)}", data={"waited_s": total})
+
+
+def _num(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected seconds, got {value!r}")  # bind_args typed it already
+
+
+def _secs(args: Mapping[str, object]) -> str:
+    return f"{_num(args['seconds']):g}s"
