@@ -40,8 +40,7 @@ DOWN = WitnessView(reachable=False)
             REFUSED,
             False,
             "none",
-            "exactly half (1 of 2 nodes) and the witness refused site A the lease:"
-            " site B holds it",
+            "exactly half (1 of 2 nodes) and the witness refused site A the lease: site B holds it",
         ),
         (
             2,
