@@ -20,12 +20,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from drorch.decide.quorum import QuorumDecision
-from drorch.model.types import SelfFence
+from drorch.model.types import FailoverMode, SelfFence
 
-
-class FailoverMode(StrEnum):
-    AUTOMATIC = "automatic"
-    MANUAL = "manual"
+__all__ = ["FailoverMode"]
 
 
 @dataclass(frozen=True)
