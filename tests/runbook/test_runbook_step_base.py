@@ -119,8 +119,8 @@ def test_bind_reports_every_problem_at_once() -> None:
     )
     args, problems = bind_args(params, {"secnds": 3, "site": ["A"]})
     codes = sorted(p.code for p in problems)
-    assert codes == ["BAD_ARG", "MISSING_ARG", "UNKNOWN_ARG"]
-    unknown = next(p for p in problems if p.code == "UNKNOWN_ARG")
+    assert codes == ["bad-arg", "missing-arg", "unknown-arg"]
+    unknown = next(p for p in problems if p.code == "unknown-arg")
     assert "did you mean 'seconds'" in unknown.message
     assert args == {"reason": ""}
 
@@ -201,6 +201,6 @@ def test_wait_stops_at_the_deadline() -> None:
     c = ctx(clock, deadline=clock.monotonic() + 1.5)
     with pytest.raises(StepTimeout) as info:
         load_step_types()["wait"].run(c, {"seconds": 10.0, "reason": ""})
-    assert info.value.code == "STEP_TIMEOUT"
+    assert info.value.code == "step-timeout"
     assert clock.monotonic() == pytest.approx(1001.5)
     assert c.remaining() == 0.0

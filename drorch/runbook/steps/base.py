@@ -108,6 +108,8 @@ class Param:
         else:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
+            elif isinstance(value, tuple):
+                value = list(value)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"expected a list of strings, got {_type_name(value)}")
             out = tuple(value)
@@ -170,7 +172,7 @@ def _as_bool(value: object) -> bool:
 class ArgProblem:
     """A problem binding a step's `with:` arguments; `arg` is None for the whole step."""
 
-    code: str  # UNKNOWN_ARG | MISSING_ARG | BAD_ARG
+    code: str  # unknown-arg | missing-arg | bad-arg
     arg: str | None
     message: str
 
@@ -188,18 +190,18 @@ def bind_args(
             hint = difflib.get_close_matches(key, list(by_name), n=1)
             known = ", ".join(by_name) or "none"
             extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {known})"
-            problems.append(ArgProblem("UNKNOWN_ARG", key, f"unknown argument {key!r}{extra}"))
+            problems.append(ArgProblem("unknown-arg", key, f"unknown argument {key!r}{extra}"))
             continue
         try:
             out[key] = param.coerce(value)
         except ValueError as exc:
-            problems.append(ArgProblem("BAD_ARG", key, f"argument {key!r}: {exc}"))
+            problems.append(ArgProblem("bad-arg", key, f"argument {key!r}: {exc}"))
     for param in params:
         if param.name in raw:
             continue
         if param.required:
             problems.append(
-                ArgProblem("MISSING_ARG", None, f"missing required argument {param.name!r}")
+                ArgProblem("missing-arg", None, f"missing required argument {param.name!r}")
             )
         else:
             out[param.name] = param.default
@@ -238,7 +240,7 @@ class StepTimeout(StepFailed):
     """The step ran past its deadline (raised by the context's deadline helpers)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("STEP_TIMEOUT", message)
+        super().__init__("step-timeout", message)
 
 
 class Progress(Protocol):

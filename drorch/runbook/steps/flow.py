@@ -20,7 +20,7 @@ class Wait(StepType):
     """Wait a fixed time (e.g. let a service settle before the next check).
 
     Sleeps on the injected clock with a progress line; the step's `timeout` cuts it
-    short (STEP_TIMEOUT). Changes nothing, so it is always safe to run again."""
+    short (step-timeout). Changes nothing, so it is always safe to run again."""
 
     name = "wait"
     params = (
@@ -61,3 +61,35 @@ def _num(value: object) -> float:
 
 def _secs(args: Mapping[str, object]) -> str:
     return f"{_num(args['seconds']):g}s"
+
+
+PLAN_EXECUTE = "plan.execute"
+
+
+@register
+class PlanExecute(StepType):
+    """Carry out a drorch plan: observe, compute it (as `drorch plan` shows it), and run
+    each of its steps as a step of its own.
+
+    The engine expands it when it is reached: the plan computed then is written to the
+    journal, so a resumed run continues the same plan. Blockers stop it; forceable ones
+    only with `--force`, data-loss steps only with `--accept-data-loss`. Its rollback
+    (`rollback: undo`) undoes the completed plan steps in reverse."""
+
+    name = PLAN_EXECUTE
+    params = (
+        Param("kind", ParamKind.STR, "Which plan.", choices=("migration", "failover")),
+        Param("to", ParamKind.STR, "The site to move to."),
+    )
+
+    def describe(self, args: Mapping[str, object]) -> str:
+        return f"plan {args['kind']} to {args['to']}"
+
+    def check(self, ctx: StepContext, args: Mapping[str, object]) -> StepResult:
+        raise TypeError("plan.execute is expanded by the engine")  # pragma: no cover
+
+    def probe(self, ctx: StepContext, args: Mapping[str, object]) -> bool:
+        raise TypeError("plan.execute is expanded by the engine")  # pragma: no cover
+
+    def run(self, ctx: StepContext, args: Mapping[str, object]) -> StepResult:
+        raise TypeError("plan.execute is expanded by the engine")  # pragma: no cover
