@@ -46,18 +46,9 @@ def parse_node(loc: Located, path: Path, ctx: Context) -> Node | None:
         f.text("libvirt_uri", None),
         replication_address=f.text("replication_address", None),
         migration_uri=f.text("migration_uri", None),
-        agent_fingerprint=f.text("agent_fingerprint", None),
+        agent_cert=f.text("agent_cert", None),
     )
     f.done()
-    if node.agent_fingerprint is not None:
-        try:
-            normalise_fingerprint(node.agent_fingerprint)
-        except AddressError as exc:
-            ctx.error(
-                "bad-fingerprint",
-                f"node {name}: agent_fingerprint: {exc}",
-                ctx.where.at(*path, "agent_fingerprint"),
-            )
     if node.replication_address is not None:
         try:
             ipaddress.ip_address(node.replication_address)
@@ -134,7 +125,6 @@ def parse_agent(loc: Located, ctx: Context) -> AgentSettings:
         port=f.whole("port", d.port, low=1, high=65535),
         heartbeat=f.duration("heartbeat", d.heartbeat),
         member_timeout=f.duration("member_timeout", d.member_timeout),
-        cert=f.text("cert", None),
         key=f.text("key", None),
     )
     f.done()

@@ -70,8 +70,9 @@ class Node:
     # (e.g. a dedicated replication network). None: derived, see replication/drbd/render.py.
     replication_address: str | None = None
     migration_uri: str | None = None
-    # The pinned fingerprint of this node's agent certificate (membership over mutual TLS).
-    agent_fingerprint: str | None = None
+    # This node's agent certificate (public; every node keeps a copy of every node's): the
+    # only trust anchor for its membership connections (mutual TLS, pinned).
+    agent_cert: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -204,8 +205,7 @@ class AgentSettings:
     port: int = 7445
     heartbeat: float = 1.0
     member_timeout: float = 3.0
-    cert: str | None = None
-    key: str | None = None
+    key: str | None = None  # this node's agent private key (its cert is its node's agent_cert)
 
 
 @dataclass(frozen=True)

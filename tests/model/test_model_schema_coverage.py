@@ -32,7 +32,7 @@ sites:
     nodes:
       - {name: a1, address: local, libvirt_uri: "qemu:///system",
          replication_address: 10.0.0.1, migration_uri: "qemu+tcp://10.0.0.1/system",
-         agent_fingerprint: "FINGERPRINT"}
+         agent_cert: /agents/a1.pem}
   B:
     nodes: [{name: b1, address: "root@10.0.0.2:22"}]
 distance_km: 10
@@ -57,7 +57,7 @@ services:
      placement: {A: a1}, monitors: []}
 fencing: {watchdog: device, device: /dev/watchdog1, watchdog_timeout: 4s, margin: 2s,
           self_fence: shutdown}
-agent: {failover: automatic, port: 7446, heartbeat: 500ms, member_timeout: 2s, cert: /a.pem,
+agent: {failover: automatic, port: 7446, heartbeat: 500ms, member_timeout: 2s,
         key: /a.key}
 quorum: {heartbeat: 2s, lease_timeout: 12s, switch_delay: 3s, takeover_wait: 20s}
 migration: {max_downtime: 100ms, downtime_ceiling: 1s, downtime_steps: 2, stall_iterations: 5,
