@@ -19,12 +19,17 @@ from drorch.quorum.messages import (
     MAX_FRAME,
     VERSION,
     VERSION_MISMATCH,
+    NOT_HOLDER,
     ClientMessage,
+    Cleared,
+    Current,
     ErrorMessage,
     FrameError,
     Heartbeat,
     Hello,
     Message,
+    Outdate,
+    Outdated,
     ProtocolViolation,
     Release,
     ServerMessage,
@@ -42,6 +47,10 @@ _WIRE: dict[type, Any] = {
     },
     Heartbeat: lambda m: {"type": "heartbeat", "seq": m.seq, "want": m.want, "nodes": m.nodes},
     Release: lambda m: {"type": "release"},
+    Outdate: lambda m: {"type": "outdate", "volume": m.volume},
+    Current: lambda m: {"type": "current", "volume": m.volume},
+    Outdated: lambda m: {"type": "outdated", "volume": m.volume, "epoch": m.epoch},
+    Cleared: lambda m: {"type": "cleared", "volume": m.volume, "epoch": m.epoch},
     Welcome: lambda m: {
         "type": "welcome",
         "version": m.version,
@@ -55,6 +64,7 @@ _WIRE: dict[type, Any] = {
         "epoch": m.epoch,
         "holder": m.holder,
         "lease_ms": m.lease_ms,
+        "outdated": list(m.outdated),
     },
     ErrorMessage: lambda m: {"type": "error", "code": m.code, "message": m.message},
 }
@@ -75,12 +85,28 @@ def encode_object(obj: dict[str, Any]) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def encode_vote(seq: int, granted: bool, epoch: int, holder: str | None, lease_ms: int) -> bytes:
-    """The frame of one vote, built directly (the daemon sends ten thousand a second)."""
+NO_OUTDATED = "[]"
+
+
+def outdated_fragment(volumes: list[str] | tuple[str, ...]) -> str:
+    """The JSON text of a vote's `outdated` list (sorted), built once per record change."""
+    return _ENCODER.encode(sorted(volumes))
+
+
+def encode_vote(
+    seq: int,
+    granted: bool,
+    epoch: int,
+    holder: str | None,
+    lease_ms: int,
+    outdated: str = NO_OUTDATED,
+) -> bytes:
+    """The frame of one vote, built directly (the daemon sends ten thousand a second).
+    `outdated` is the JSON text of the sorted list (`outdated_fragment`)."""
     who = "null" if holder is None else _ENCODER.encode(holder)
     body = (
         f'{{"type":"vote","seq":{seq},"granted":{"true" if granted else "false"},'
-        f'"epoch":{epoch},"holder":{who},"lease_ms":{lease_ms}}}'
+        f'"epoch":{epoch},"holder":{who},"lease_ms":{lease_ms},"outdated":{outdated}}}'
     ).encode()
     return HEADER.pack(len(body)) + body
 
@@ -187,7 +213,20 @@ def client_message(obj: dict[str, Any]) -> ClientMessage:
         )
     if kind == "release":
         return Release()
+    if kind == "outdate":
+        return Outdate(_name(obj, "volume"))
+    if kind == "current":
+        return Current(_name(obj, "volume"))
     raise FrameError(f"unknown message type {kind!r}")
+
+
+def _volume_list(obj: dict[str, Any]) -> tuple[str, ...]:
+    value = obj.get("outdated", _MISSING)
+    if value is _MISSING:
+        raise FrameError("vote: missing field 'outdated'")
+    if type(value) is not list or not all(type(v) is str and v for v in value):
+        raise FrameError("vote: field 'outdated' must be a list of volume names")
+    return tuple(value)
 
 
 def server_message(obj: dict[str, Any]) -> ServerMessage:
@@ -211,7 +250,12 @@ def server_message(obj: dict[str, Any]) -> ServerMessage:
             _non_negative(obj, "epoch"),
             holder,
             _non_negative(obj, "lease_ms"),
+            _volume_list(obj),
         )
+    if kind == "outdated":
+        return Outdated(_name(obj, "volume"), _non_negative(obj, "epoch"))
+    if kind == "cleared":
+        return Cleared(_name(obj, "volume"), _non_negative(obj, "epoch"))
     if kind == "error":
         return ErrorMessage(_field(obj, "code", str), _field(obj, "message", str))
     raise FrameError(f"unknown message type {kind!r}")
@@ -317,6 +361,9 @@ class ClientProtocol:
         try:
             for body in self._decoder.feed(data):
                 msg = server_message(parse_body(body))
+                if isinstance(msg, ErrorMessage) and msg.code == NOT_HOLDER:
+                    events.append(msg)  # a refused outdate/current: the session goes on
+                    continue
                 if isinstance(msg, ErrorMessage):
                     self.phase = Phase.CLOSED
                     events.append(msg)
