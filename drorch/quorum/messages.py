@@ -72,6 +72,8 @@ class Vote:
     lease_ms: int
     # sorted volumes whose copy at the asking site is outdated (the witness's records)
     outdated: tuple[str, ...] = ()
+    # (volume, epoch since which it is outdated there), when the server says (optional)
+    outdated_since: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

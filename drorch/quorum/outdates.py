@@ -39,9 +39,13 @@ class OutdateBook:
         volumes = self.records.setdefault(cluster, {})
         old = volumes.get(volume)
         if old is not None and old.site == site:
-            return old.epoch, False, (
-                f"{volume}: only {site}'s copy is current since epoch {old.epoch} (already "
-                "recorded)"
+            return (
+                old.epoch,
+                False,
+                (
+                    f"{volume}: only {site}'s copy is current since epoch {old.epoch} (already "
+                    "recorded)"
+                ),
             )
         volumes[volume] = OutdateRecord(site, epoch)
         self._changed(cluster)
@@ -71,10 +75,10 @@ class OutdateBook:
             text = by_site[site] = outdated_fragment(self.outdated_at(cluster, site))
         return text
 
-    def outdated_at(self, cluster: str, site: str) -> list[str]:
-        """Sorted volumes of `cluster` whose copy at `site` is outdated."""
+    def outdated_at(self, cluster: str, site: str) -> dict[str, int]:
+        """Volumes of `cluster` whose copy at `site` is outdated -> since which epoch."""
         volumes = self.records.get(cluster, {})
-        return sorted(v for v, r in volumes.items() if r.site != site)
+        return {v: r.epoch for v, r in sorted(volumes.items()) if r.site != site}
 
     def _changed(self, cluster: str) -> None:
         self._fragments.pop(cluster, None)

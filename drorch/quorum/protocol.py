@@ -17,11 +17,11 @@ from typing import Any
 from drorch.quorum.messages import (
     HEADER,
     MAX_FRAME,
+    NOT_HOLDER,
     VERSION,
     VERSION_MISMATCH,
-    NOT_HOLDER,
-    ClientMessage,
     Cleared,
+    ClientMessage,
     Current,
     ErrorMessage,
     FrameError,
@@ -65,6 +65,7 @@ _WIRE: dict[type, Any] = {
         "holder": m.holder,
         "lease_ms": m.lease_ms,
         "outdated": list(m.outdated),
+        **({"outdated_since": dict(m.outdated_since)} if m.outdated_since else {}),
     },
     ErrorMessage: lambda m: {"type": "error", "code": m.code, "message": m.message},
 }
@@ -88,9 +89,15 @@ def encode_object(obj: dict[str, Any]) -> bytes:
 NO_OUTDATED = "[]"
 
 
-def outdated_fragment(volumes: list[str] | tuple[str, ...]) -> str:
-    """The JSON text of a vote's `outdated` list (sorted), built once per record change."""
-    return _ENCODER.encode(sorted(volumes))
+def outdated_fragment(since: dict[str, int]) -> str:
+    """The JSON text of a vote's `outdated` list (sorted) and, when it is not empty, of
+    `outdated_since` (volume -> epoch of the record); built once per record change."""
+    if not since:
+        return NO_OUTDATED
+    names = sorted(since)
+    return (
+        f'{_ENCODER.encode(names)},"outdated_since":{_ENCODER.encode({v: since[v] for v in names})}'
+    )
 
 
 def encode_vote(
@@ -102,7 +109,7 @@ def encode_vote(
     outdated: str = NO_OUTDATED,
 ) -> bytes:
     """The frame of one vote, built directly (the daemon sends ten thousand a second).
-    `outdated` is the JSON text of the sorted list (`outdated_fragment`)."""
+    `outdated` is the JSON text after `"outdated":` (`outdated_fragment`)."""
     who = "null" if holder is None else _ENCODER.encode(holder)
     body = (
         f'{{"type":"vote","seq":{seq},"granted":{"true" if granted else "false"},'
@@ -229,6 +236,15 @@ def _volume_list(obj: dict[str, Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _since(obj: dict[str, Any], names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    value = obj.get("outdated_since", {})
+    if type(value) is not dict or not all(
+        type(e) is int and e >= 0 and v in names for v, e in value.items()
+    ):
+        raise FrameError("vote: field 'outdated_since' must map outdated volumes to epochs")
+    return tuple(sorted(value.items()))
+
+
 def server_message(obj: dict[str, Any]) -> ServerMessage:
     """Validate a parsed object as a server → client message."""
     kind = obj["type"]
@@ -250,7 +266,8 @@ def server_message(obj: dict[str, Any]) -> ServerMessage:
             _non_negative(obj, "epoch"),
             holder,
             _non_negative(obj, "lease_ms"),
-            _volume_list(obj),
+            outdated := _volume_list(obj),
+            _since(obj, outdated),
         )
     if kind == "outdated":
         return Outdated(_name(obj, "volume"), _non_negative(obj, "epoch"))

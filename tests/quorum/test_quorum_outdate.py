@@ -26,7 +26,9 @@ def test_holder_outdates_and_votes_list_the_outdated_copies(witness: InProcessWi
         # on disk before the answer: read the file right after it
         records = read_state(witness.state_file).outdates["c1"]
         assert records == {"appdata": OutdateRecord("A", 1), "dbdata": OutdateRecord("A", 1)}
-        assert b.heartbeat(2, False, 1).outdated == ("appdata", "dbdata")
+        vote = b.heartbeat(2, False, 1)
+        assert vote.outdated == ("appdata", "dbdata")
+        assert vote.outdated_since == (("appdata", 1), ("dbdata", 1))
         assert a.heartbeat(2, True, 1).outdated == ()  # A's own copies are the current ones
         assert a.outdate("dbdata") == 1  # idempotent: still "since epoch 1"
         assert a.current("dbdata") == 1
@@ -99,10 +101,10 @@ def test_records_survive_kill_and_restart_grace(
 
 def test_book_fragments_follow_changes() -> None:
     book = OutdateBook({"c1": {"v": OutdateRecord("A", 3)}})
-    assert book.fragment("c1", "B") == '["v"]'
+    assert book.fragment("c1", "B") == '["v"],"outdated_since":{"v":3}'
     assert book.fragment("c1", "A") == "[]"
     assert book.outdate("c1", "A", "a", 4)[:2] == (4, True)
-    assert book.fragment("c1", "B") == '["a","v"]'
+    assert book.fragment("c1", "B") == '["a","v"],"outdated_since":{"a":4,"v":3}'
     assert book.current("c1", "v")[0] is True
     assert book.current("c1", "a")[0] is True
     assert book.fragment("c1", "B") == "[]" and book.durable() == {}
