@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "vm": "drorch.cli.vm_cmd:vm",
     "lab": "drorch.cli.lab_cmd:lab",
     "watchdog": "drorch.cli.watchdog_cmd:watchdog",
+    "agent": "drorch.cli.agent_cmd:agent",
+    "maintenance": "drorch.cli.agent_cmd:maintenance",
 }
 
 
