@@ -17,7 +17,7 @@ from pathlib import Path
 
 from drorch.quorum.client import QuorumConnection
 from tests.drbd.conftest import QuorumDaemon
-from tests.drbd.conftest import quorum_daemon as quorum_daemon  # noqa: F401  # the fixture
+from tests.drbd.conftest import quorum_daemon as quorum_daemon  # the fixture
 from tests.pyrepl.conftest import REPO, ServeProcess
 
 Start = Callable[..., ServeProcess]
@@ -69,7 +69,7 @@ def hold(daemon: QuorumDaemon, site: str) -> QuorumConnection:
 
 
 def test_fence_peer_hook_exit_codes(
-    quorum_daemon: QuorumDaemon,  # noqa: F811
+    quorum_daemon: QuorumDaemon,
     tmp_path: Path,
 ) -> None:
     a_yaml = cluster_file(tmp_path, quorum_daemon, "A")
@@ -91,7 +91,7 @@ def test_fence_peer_hook_exit_codes(
 
 
 def test_promote_of_a_copy_the_witness_marks_outdated(
-    quorum_daemon: QuorumDaemon,  # noqa: F811
+    quorum_daemon: QuorumDaemon,
     tmp_path: Path,
     processes: Start,
 ) -> None:

@@ -43,10 +43,10 @@ def test_a_site_without_the_lease_gets_not_holder_and_keeps_its_session(
     witness: InProcessWitness,
 ) -> None:
     with witness.connect("c1", "A", "a1") as a, witness.connect("c1", "B", "b1") as b:
-        with pytest.raises(NotHolder, match="does not hold a live lease.*holder: none"):
+        with pytest.raises(NotHolder, match=r"does not hold a live lease.*holder: none"):
             a.outdate("dbdata")  # nobody holds quorum yet
         assert a.heartbeat(1, True, 1).granted
-        with pytest.raises(NotHolder, match="site B does not hold.*holder: A"):
+        with pytest.raises(NotHolder, match=r"site B does not hold.*holder: A"):
             b.outdate("dbdata")
         with pytest.raises(NotHolder):
             b.current("dbdata")
