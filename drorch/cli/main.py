@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "lab": "drorch.cli.lab_cmd:lab",
     "runbook": "drorch.cli.runbook_cmd:runbook",
     "watchdog": "drorch.cli.watchdog_cmd:watchdog",
+    "agent": "drorch.cli.agent_cmd:agent",
+    "maintenance": "drorch.cli.agent_cmd:maintenance",
 }
 
 

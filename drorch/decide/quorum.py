@@ -22,8 +22,8 @@ class QuorumBasis(StrEnum):
 
 @dataclass(frozen=True)
 class WitnessView:
-    """What the witness said to this site in its last answer. `reachable` False means
-    no answer within the lease; `granted` means this site holds the lease."""
+    """What the witness said to this site. `granted`: this site holds a lease that is still
+    valid by its own (conservative) count; `reachable` False: no answer lately."""
 
     reachable: bool
     granted: bool = False
@@ -65,19 +65,22 @@ def decide_quorum(
             QuorumBasis.NONE,
             f"exactly half ({of}) and no witness is configured to break the tie",
         )
+    if witness.granted:
+        # A lease granted earlier is valid until it runs out (the keeper counts it from the
+        # send time of the heartbeat that earned it, minus a margin), reachable or not.
+        late = "" if witness.reachable else " (the witness is unreachable now)"
+        return QuorumDecision(
+            True,
+            QuorumBasis.WITNESS,
+            f"exactly half ({of}); the witness granted site {site} the lease"
+            f" (epoch {witness.epoch}, {witness.lease_left:g}s left){late}",
+            epoch=witness.epoch,
+        )
     if not witness.reachable:
         return QuorumDecision(
             False,
             QuorumBasis.NONE,
             f"exactly half ({of}) and the witness is unreachable: no tiebreaker",
-        )
-    if witness.granted:
-        return QuorumDecision(
-            True,
-            QuorumBasis.WITNESS,
-            f"exactly half ({of}); the witness granted site {site} the lease"
-            f" (epoch {witness.epoch}, {witness.lease_left:g}s left)",
-            epoch=witness.epoch,
         )
     holder = f"site {witness.holder} holds it" if witness.holder else "it granted nobody"
     return QuorumDecision(

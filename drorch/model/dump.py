@@ -45,6 +45,7 @@ def _node(n: Node) -> dict[str, Any]:
         ("libvirt_uri", n.libvirt_uri),
         ("replication_address", n.replication_address),
         ("migration_uri", n.migration_uri),
+        ("agent_cert", n.agent_cert),
     )
     out.update({key: value for key, value in optional if value is not None})
     return out
@@ -139,6 +140,14 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         "margin": duration(f.margin),
         "self_fence": f.self_fence.value,
     }
+    a = c.agent
+    out["agent"] = {
+        "failover": a.failover.value,
+        "port": a.port,
+        "heartbeat": duration(a.heartbeat),
+        "member_timeout": duration(a.member_timeout),
+    }
+    out["agent"].update({k: v for k, v in (("key", a.key),) if v})
     out["quorum"] = {
         "heartbeat": duration(q.heartbeat),
         "lease_timeout": duration(q.lease_timeout),

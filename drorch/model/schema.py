@@ -17,9 +17,11 @@ from drorch.model.fields import MISSING, Context, Fields, Path, expect_mapping
 from drorch.model.schema_resources import parse_service, parse_vm, parse_volume
 from drorch.model.source import Located
 from drorch.model.types import (
+    AgentSettings,
     Cluster,
     Drill,
     DrillKind,
+    FailoverMode,
     Fencing,
     Hypervisors,
     MigrationPolicy,
@@ -44,6 +46,7 @@ def parse_node(loc: Located, path: Path, ctx: Context) -> Node | None:
         f.text("libvirt_uri", None),
         replication_address=f.text("replication_address", None),
         migration_uri=f.text("migration_uri", None),
+        agent_cert=f.text("agent_cert", None),
     )
     f.done()
     if node.replication_address is not None:
@@ -112,6 +115,20 @@ def parse_fencing(loc: Located, ctx: Context) -> Fencing:
     )
     f.done()
     return fencing
+
+
+def parse_agent(loc: Located, ctx: Context) -> AgentSettings:
+    f = Fields(loc, ("agent",), ctx, "agent")
+    d = AgentSettings()
+    agent = AgentSettings(
+        failover=f.choice("failover", FailoverMode, d.failover),
+        port=f.whole("port", d.port, low=1, high=65535),
+        heartbeat=f.duration("heartbeat", d.heartbeat),
+        member_timeout=f.duration("member_timeout", d.member_timeout),
+        key=f.text("key", None),
+    )
+    f.done()
+    return agent
 
 
 def parse_quorum(loc: Located, ctx: Context) -> QuorumTimings:
@@ -216,6 +233,7 @@ def parse_cluster(root: Located, ctx: Context) -> Cluster | None:
         vms=_list(f, "vms", parse_vm, ctx),
         services=_list(f, "services", parse_service, ctx),
         fencing=_section(f, "fencing", parse_fencing, Fencing()),
+        agent=_section(f, "agent", parse_agent, AgentSettings()),
         quorum=_section(f, "quorum", parse_quorum, QuorumTimings()),
         migration=_section(f, "migration", parse_migration, MigrationPolicy()),
         hypervisor=_section(f, "hypervisor", parse_hypervisor, Hypervisors()),

@@ -11,7 +11,7 @@ least `2 * distance_km / 195000` seconds of round trip.
 from __future__ import annotations
 
 from drorch.model.fields import Context
-from drorch.model.types import Cluster, ReplicationMode, WatchdogKind
+from drorch.model.types import Cluster, FailoverMode, ReplicationMode, WatchdogKind
 
 FIBRE_KM_PER_S = 195_000.0
 MIN_HEARTBEATS_PER_LEASE = 3
@@ -67,6 +67,24 @@ def check_quorum(c: Cluster, ctx: Context) -> None:
         )
 
 
+def check_agent(c: Cluster, ctx: Context) -> None:
+    a = c.agent
+    if a.member_timeout < 2 * a.heartbeat:
+        ctx.error(
+            "member-timeout-too-short",
+            f"agent.member_timeout {a.member_timeout:g}s is shorter than two agent heartbeats"
+            f" ({2 * a.heartbeat:g}s): one lost heartbeat would declare a healthy site lost",
+            ctx.where.at("agent", "member_timeout"),
+        )
+    if a.failover is FailoverMode.AUTOMATIC and c.fencing.watchdog is WatchdogKind.NONE:
+        ctx.error(
+            "automatic-without-watchdog",
+            "agent.failover is automatic but fencing.watchdog is none: nothing guarantees"
+            " that a lost site stops writing before the other site takes over",
+            ctx.where.at("agent", "failover"),
+        )
+
+
 def check_migration(c: Cluster, ctx: Context) -> None:
     m = c.migration
     if m.max_downtime > m.downtime_ceiling:
@@ -98,5 +116,6 @@ def check_distance(c: Cluster, ctx: Context) -> None:
 
 def check_all(c: Cluster, ctx: Context) -> None:
     check_quorum(c, ctx)
+    check_agent(c, ctx)
     check_migration(c, ctx)
     check_distance(c, ctx)

@@ -32,6 +32,11 @@ class WatchdogKind(StrEnum):
     NONE = "none"
 
 
+class FailoverMode(StrEnum):
+    AUTOMATIC = "automatic"  # the surviving site's agent takes over on its own
+    MANUAL = "manual"  # it reports "ready to take over" and waits for `drorch failover`
+
+
 class SelfFence(StrEnum):
     SUICIDE = "suicide"
     SHUTDOWN = "shutdown"
@@ -65,6 +70,9 @@ class Node:
     # (e.g. a dedicated replication network). None: derived, see replication/drbd/render.py.
     replication_address: str | None = None
     migration_uri: str | None = None
+    # This node's agent certificate (public; every node keeps a copy of every node's): the
+    # only trust anchor for its membership connections (mutual TLS, pinned).
+    agent_cert: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -189,6 +197,18 @@ class Fencing:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    """The per-node agent: membership heartbeats between the sites' agents (mutual TLS,
+    pinned certificates), and whether a lost site is taken over automatically."""
+
+    failover: FailoverMode = FailoverMode.MANUAL
+    port: int = 7445
+    heartbeat: float = 1.0
+    member_timeout: float = 3.0
+    key: str | None = None  # this node's agent private key (its cert is its node's agent_cert)
+
+
+@dataclass(frozen=True)
 class QuorumTimings:
     """`takeover_wait` is derived as lease_timeout + switch_delay when not written."""
 
@@ -240,6 +260,7 @@ class Cluster:
     vms: tuple[VM, ...] = ()
     services: tuple[Service, ...] = ()
     fencing: Fencing = field(default_factory=Fencing)
+    agent: AgentSettings = field(default_factory=AgentSettings)
     quorum: QuorumTimings = field(default_factory=QuorumTimings)
     migration: MigrationPolicy = field(default_factory=MigrationPolicy)
     hypervisor: Hypervisors = field(default_factory=Hypervisors)

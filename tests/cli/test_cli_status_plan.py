@@ -34,7 +34,9 @@ def test_status_json_reports_sites_replication_and_vms(lab_config: Path) -> None
         "db": ("running", "undefined"), "web": ("running", "undefined"),
     }  # fmt: skip
     assert data["timings"]["takeover_wait"] == "15s"
-    assert data["unobserved"] == []
+    assert data["problems"] == [] and data["health"] == "healthy"
+    assert data["simulated"].startswith("yes: VMs and replication are the simulator")
+    assert {r["driver"] for r in data["replication"]} == {"sim"}
     assert (lab_config.parent / ".drorch-state").is_dir()  # sim state next to the file
 
 
@@ -42,7 +44,8 @@ def test_status_table_and_yaml(lab_config: Path) -> None:
     table = run("status", "-c", str(lab_config))
     assert table.exit_code == 0
     assert "active_site: A (2 volume(s) are primary at A)" in table.stdout
-    assert "unobserved: nothing: every driver answered" in table.stdout
+    assert "problems: none: every invariant holds and every driver answered" in table.stdout
+    assert "health: healthy" in table.stdout
     data = yaml.safe_load(run("status", "-c", str(lab_config), "--format", "yaml").stdout)
     assert data["cluster"] == "hq-dr"
 
@@ -52,10 +55,11 @@ def test_status_reports_what_it_cannot_observe(lab_config: Path) -> None:
     broken = lab_config.parent / ".drorch-state" / "replication" / "dbdata.json"
     broken.write_text("{garbage")
     result = run("status", "-c", str(lab_config), "--format", "json")
-    assert result.exit_code == 0
+    assert result.exit_code == 2, "what cannot be observed is never healthy"
     data = json.loads(result.stdout)
-    assert len(data["unobserved"]) == 2
-    assert all("dbdata" in p and "unreadable" in p for p in data["unobserved"])
+    unobserved = [p for p in data["problems"] if p["code"] == "unobserved"]
+    assert len(unobserved) == 2 and data["health"] == "broken"
+    assert all("dbdata" in p["message"] and "unreadable" in p["message"] for p in unobserved)
     assert {r["volume"] for r in data["replication"]} == {"appdata"}
 
 
@@ -123,8 +127,26 @@ def test_a_file_without_a_hypervisor_section_is_never_simulated(tmp_path: Path) 
     config = tmp_path / "drbd.yaml"
     config.write_text((repo / "lab" / "drbd.yaml").read_text())
     result = run("status", "-c", str(config), "--format", "json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output
     data = json.loads(result.stdout)
     assert data["replication"] == []
-    assert any("r0@a1" in problem for problem in data["unobserved"]), data["unobserved"]
+    messages = [p["message"] for p in data["problems"]]
+    assert any("r0@a1" in m for m in messages), messages
+    assert {"site-unreachable"} <= {p["code"] for p in data["problems"]}
     assert not (tmp_path / ".drorch-state").exists()  # the simulator never ran
+
+
+def test_status_after_moving_a_vm_without_its_volume_is_broken(lab_config: Path) -> None:
+    """What `make demo` used to leave behind: web at B, its volume still secondary at B.
+    Status used to exit 0 on it."""
+    assert run("vm", "migrate", "web", "--to", "B", "-c", str(lab_config)).exit_code == 0
+    result = run("status", "-c", str(lab_config), "--format", "json")
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["health"] == "broken"
+    assert {p["code"] for p in data["problems"]} == {
+        "vm-on-non-primary-volume",
+        "volume-away-from-vm",
+    }
+    yaml_out = yaml.safe_load(run("status", "-c", str(lab_config), "--format", "yaml").stdout)
+    assert yaml_out["problems"] == data["problems"]  # every format prints the same reports

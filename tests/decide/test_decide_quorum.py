@@ -10,6 +10,7 @@ GRANTED = WitnessView(reachable=True, granted=True, holder="A", epoch=7, lease_l
 REFUSED = WitnessView(reachable=True, granted=False, holder="B", epoch=7)
 NOBODY = WitnessView(reachable=True, granted=False)
 DOWN = WitnessView(reachable=False)
+HELD_UNREACHABLE = WitnessView(reachable=False, granted=True, holder="A", epoch=7, lease_left=1.5)
 
 
 @pytest.mark.parametrize(
@@ -68,6 +69,15 @@ DOWN = WitnessView(reachable=False)
             "exactly half (1 of 2 nodes) and no witness is configured to break the tie",
         ),
         (2, ("a1", "b1"), DOWN, True, "majority", "majority: 2 of 2 nodes are members"),
+        (
+            2,
+            ("a1",),
+            HELD_UNREACHABLE,
+            True,
+            "witness",
+            "exactly half (1 of 2 nodes); the witness granted site A the lease"
+            " (epoch 7, 1.5s left) (the witness is unreachable now)",
+        ),
     ],
 )
 def test_quorum_table(

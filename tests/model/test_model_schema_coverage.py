@@ -20,7 +20,7 @@ STRUCTURAL = {("Site", "name"), ("Site", "nodes")}
 
 MODELS = [
     types.Node, types.Site, types.Witness, types.DrbdOptions, types.PyreplOptions,
-    types.Volume, types.Monitor, types.VM, types.Service, types.Fencing,
+    types.Volume, types.Monitor, types.VM, types.Service, types.Fencing, types.AgentSettings,
     types.QuorumTimings, types.MigrationPolicy, types.Drill, types.Hypervisors, types.Cluster,
 ]  # fmt: skip
 
@@ -31,12 +31,13 @@ sites:
   A:
     nodes:
       - {name: a1, address: local, libvirt_uri: "qemu:///system",
-         replication_address: 10.0.0.1, migration_uri: "qemu+tcp://10.0.0.1/system"}
+         replication_address: 10.0.0.1, migration_uri: "qemu+tcp://10.0.0.1/system",
+         agent_cert: /agents/a1.pem}
   B:
     nodes: [{name: b1, address: "root@10.0.0.2:22"}]
 distance_km: 10
 write_latency_budget: 2ms
-witness: {address: "127.0.0.1:7443", fingerprint: "%s", cert: /c.pem, key: /c.key}
+witness: {address: "127.0.0.1:7443", fingerprint: "FINGERPRINT", cert: /c.pem, key: /c.key}
 volumes:
   - {name: d, driver: drbd, mode: async, size: 1GiB, port: 7789, paths: {a1: /d, b1: /d},
      drbd: {device: /dev/drbd3, ping_timeout: 1s, timeout: 7s, ko_count: 3, verify_alg: md5,
@@ -56,12 +57,14 @@ services:
      placement: {A: a1}, monitors: []}
 fencing: {watchdog: device, device: /dev/watchdog1, watchdog_timeout: 4s, margin: 2s,
           self_fence: shutdown}
+agent: {failover: automatic, port: 7446, heartbeat: 500ms, member_timeout: 2s,
+        key: /a.key}
 quorum: {heartbeat: 2s, lease_timeout: 12s, switch_delay: 3s, takeover_wait: 20s}
 migration: {max_downtime: 100ms, downtime_ceiling: 1s, downtime_steps: 2, stall_iterations: 5,
             auto_converge: false, allow_postcopy: true, bandwidth_mibps: 100, deadline: 5m}
 hypervisor: {driver: libvirt, state_dir: /var/lib/drorch, bandwidth_mibps: 10}
 drills: [{name: w, kind: live-roundtrip, schedule: "@weekly", target: B}]
-""" % ("ab" * 32)
+""".replace("FINGERPRINT", "ab" * 32)
 
 
 def yaml_key(model: type, field: str) -> str:

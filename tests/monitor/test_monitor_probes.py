@@ -21,6 +21,11 @@ from drorch.remote.local import LocalRunner
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     p = subprocess.Popen(["bash", "-c", "exec -a drorch-mon-test sleep 30"])
+    cmdline = Path(f"/proc/{p.pid}/cmdline")
+    for _ in range(200):  # bounded: until bash has exec'ed (Popen returns before that)
+        if cmdline.read_bytes().startswith(b"drorch-mon-test\0"):
+            break
+        threading.Event().wait(0.01)
     yield p
     if p.poll() is None:
         p.kill()

@@ -269,10 +269,25 @@ def test_async_block_waits_for_room_and_loses_nothing(cluster: Cluster) -> None:
 def test_two_primaries_refuse_to_connect(cluster: Cluster) -> None:
     a, b = cluster.pair()
     a.call("disconnect")
-    b.call("promote", epoch=0)
+    b.call("promote", epoch=1)
     with pytest.raises(ReplicationError) as info:
         a.call("connect")
-    assert "both sides are primary" in str(info.value)
+    assert "this side is a stale primary" in str(info.value)
+
+
+def test_promotion_epochs_are_strict(cluster: Cluster) -> None:
+    """A new primary never shares an epoch with an earlier one: equal is refused, and a
+    promotion without one takes one above every epoch this replica has seen."""
+    a, b = cluster.pair()
+    a.call("disconnect")
+    with pytest.raises(ReplicationError, match="epoch 0 was already seen here"):
+        b.call("promote", epoch=0)
+    assert b.status()["role"] == "secondary"
+    assert b.call("promote")["message"] == "promoted at epoch 1"
+    b.call("demote")
+    with pytest.raises(ReplicationError, match="epoch 1 was already seen here"):
+        b.call("promote", epoch=1)
+    assert b.call("promote")["message"] == "promoted at epoch 2"
 
 
 def test_primary_restart_reconnects_without_resync(cluster: Cluster) -> None:

@@ -11,6 +11,7 @@ subclass the engine raised (SplitBrain keeps both sides' generation ids).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -62,10 +63,23 @@ class ControlServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        """Bind the socket. A socket file nobody answers on (a crashed daemon's) is
+        replaced; one a live daemon answers on is refused, never taken over."""
+        if os.path.exists(self.path):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(2.0)
+                try:
+                    probe.connect(str(self.path))
+                except OSError:
+                    os.unlink(self.path)  # stale
+                else:
+                    raise OSError(errno.EADDRINUSE, "in use by a running pyrepl daemon")
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(str(self.path))
+        try:
+            srv.bind(str(self.path))
+        except BaseException:
+            srv.close()
+            raise
         os.chmod(self.path, 0o600)
         srv.listen(8)
         srv.settimeout(0.5)
@@ -82,8 +96,9 @@ class ControlServer:
             self._thread.join(5.0)
         if self._server is not None:
             self._server.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            self._server = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)  # ours: only a socket this server bound is removed
 
     def _accept_loop(self) -> None:
         assert self._server is not None

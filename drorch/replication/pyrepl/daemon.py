@@ -79,16 +79,29 @@ class Daemon:
         self._stop = threading.Event()
         self.shutdown_requested = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeep, daemon=True)
+        self._closed = False
 
     def start(self) -> None:
+        """Start serving. A part that cannot start (an address in use, a control folder
+        that does not exist, a socket path too long) raises ReplicationError naming that
+        part and the system's reason; everything already started is closed again."""
+        stage = f"the replication listener on {format_address(self.options.listen)}"
         try:
             self.link.start()
             if self.nbd is not None:
+                where = format_address(self.options.nbd) or self.options.nbd_unix
+                stage = f"the NBD export on {where}"
                 self.nbd.start()
                 self.engine.nbd_uri = self.nbd.uri
+            stage = f"the control socket {self.options.control}"
             self.control.start()
-        except BaseException:
-            self.close()
+        except BaseException as exc:
+            try:
+                self.close()
+            except Exception as cleanup:  # never let the cleanup hide the cause
+                log.warning("cleanup after a failed start: %s", cleanup)
+            if isinstance(exc, OSError):
+                raise ReplicationError(f"cannot start {stage}: {exc.strerror or exc}") from exc
             raise
         self._housekeeper.start()
         log.info(
@@ -107,6 +120,10 @@ class Daemon:
             self.engine.housekeeping()
 
     def close(self) -> None:
+        """Stop everything and flush. Idempotent: a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         self.control.close()
         if self.nbd is not None:

@@ -30,6 +30,7 @@ from drorch.replication.pyrepl.activity import DEFAULT_SLOTS, ActivityLog
 from drorch.replication.pyrepl.bitmap import DirtyBitmap
 from drorch.replication.pyrepl.handshake import Action, SideView, SyncDecision, decide_sync
 from drorch.replication.pyrepl.meta import fresh_meta, load_meta, save_meta
+from drorch.replication.pyrepl.owner import OwnerLock
 from drorch.replication.pyrepl.pipes import Payload
 from drorch.replication.pyrepl.progress import ResyncProgress
 from drorch.replication.pyrepl.session import PeerSession
@@ -92,6 +93,16 @@ class Engine:
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
         self.mode = config.mode
+        if not config.meta_file.parent.is_dir():
+            raise ReplicationError(f"{config.meta_file.parent}: no such directory")
+        self.owner = OwnerLock(config.meta_file)  # before anything reads or writes the replica
+        try:
+            self._open(config)
+        except BaseException:
+            self.owner.release()
+            raise
+
+    def _open(self, config: EngineConfig) -> None:
         meta_file = config.meta_file
         if meta_file.exists():
             if not config.backing.exists():
@@ -336,3 +347,4 @@ class Engine:
             self.activity.close()
             self.bitmap.close()
             self.backing.close()
+            self.owner.release()

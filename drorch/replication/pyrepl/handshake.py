@@ -93,13 +93,19 @@ def decide_sync(local: SideView, peer: SideView) -> SyncDecision:
             f"volume mismatch: local {local.name}/{local.size}B/{local.region_size}B regions, "
             f"peer {peer.name}/{peer.size}B/{peer.region_size}B regions",
         )
-    if peer.role == Role.PRIMARY and peer.epoch < local.epoch:
+    data = _by_data(local, peer)
+    if data.action == Action.SPLIT_BRAIN:
+        return data  # both changed while apart: only a resolve helps, whatever the epochs
+    # An operator's resolve (discard one side) names the survivor; it then learns the
+    # newest epoch on connect. Otherwise a primary with an older epoch is stale.
+    resolving = local.discard_local or peer.discard_local
+    if not resolving and peer.role == Role.PRIMARY and peer.epoch < local.epoch:
         return SyncDecision(
             Action.STALE_EPOCH,
             f"peer is primary with fencing epoch {peer.epoch}, older than epoch "
             f"{local.epoch} seen here: the peer is a stale primary",
         )
-    if local.role == Role.PRIMARY and local.epoch < peer.epoch:
+    if not resolving and local.role == Role.PRIMARY and local.epoch < peer.epoch:
         return SyncDecision(
             Action.STALE_EPOCH,
             f"this primary's fencing epoch {local.epoch} is older than epoch {peer.epoch} "
@@ -107,7 +113,7 @@ def decide_sync(local: SideView, peer: SideView) -> SyncDecision:
         )
     if local.role == Role.PRIMARY and peer.role == Role.PRIMARY:
         return SyncDecision(Action.REFUSE, "both sides are primary; demote one before connecting")
-    decision = _by_data(local, peer)
+    decision = data
     if decision.action == Action.TARGET and local.role == Role.PRIMARY:
         return SyncDecision(
             Action.REFUSE,

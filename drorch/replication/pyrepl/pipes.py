@@ -142,7 +142,10 @@ class PipePayload:
                 if moved == 0:
                     raise EOFError("client closed the connection mid-request")
                 payload.length += moved
-            payload._left = length
+                # `_left` is always what the pipe holds: if the payload ends early the
+                # pipe is not empty, and release() must not hand it back to the pool
+                # (its stale bytes would start the next client's write).
+                payload._left += moved
             return payload
         except BaseException:
             payload.release()
@@ -222,6 +225,7 @@ class PipePayload:
         return b"".join(chunks)
 
     def release(self) -> None:
+        """Give the pipe back: to the pool only if it is empty, else it is closed."""
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
             self._pool.put(pipe, empty=self._left == 0)

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 def promote(engine: Engine, epoch: int | None, *, force: bool, accept_data_loss: bool) -> str:
     """Become primary; returns once the connected peer (if any) has acknowledged."""
     with engine.cond:
+        was_primary = engine.role == Role.PRIMARY
         message = _promote(engine, epoch, force=force, accept_data_loss=accept_data_loss)
-        pending = _announce(engine, role=True, epoch=epoch is not None)
+        pending = _announce(engine, role=True, epoch=epoch is not None or not was_primary)
     _await_peer(pending)
     return message
 
@@ -41,6 +42,15 @@ def _promote(engine: Engine, epoch: int | None, *, force: bool, accept_data_loss
             engine.save(epoch=epoch)
             return f"already primary; fencing epoch raised to {epoch}"
         return "already primary"
+    # A new primary takes a fencing epoch no primary of this volume had before: equal is
+    # refused (two primaries would share it), none given means one above all seen here.
+    if epoch is not None and epoch == engine.meta.epoch:
+        raise StaleEpoch(
+            f"epoch {epoch} was already seen here: a promotion needs an epoch greater than"
+            f" {engine.meta.epoch} (the witness's grant, or leave --epoch out)"
+        )
+    if epoch is None:
+        epoch = engine.meta.epoch + 1
     s = engine.session
     if s is not None and s.alive and s.peer.role == Role.PRIMARY:
         raise ReplicationError("the peer is primary; demote it first")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drorch.replication.base import ReplicationError
+from drorch.replication.pyrepl.owner import lock_fd
 from drorch.replication.pyrepl.pipes import Payload, PipePayload
 
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -50,6 +51,11 @@ class Backing:
         self.detached: str | None = None  # why, once an I/O error detached the disk
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         self.fd = os.open(path, flags, 0o600)
+        try:
+            lock_fd(self.fd, f"the backing file {path}")
+        except BaseException:
+            os.close(self.fd)
+            raise
         st = os.fstat(self.fd)
         self.is_file = stat.S_ISREG(st.st_mode)
         if self.is_file and st.st_size < size:

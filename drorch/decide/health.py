@@ -1,0 +1,193 @@
+"""Is the cluster healthy? PURE: the invariants `drorch status` checks, over a Snapshot.
+
+Each check returns coded reports (severity, code, message, what to do), the way
+`pcs status` and `crm_mon` flag trouble. Nothing observed means nothing vouched for: an
+unreachable site or a driver that could not be asked is an error, never "healthy".
+
+    reports = check_health(snapshot)
+    exit_code(reports)  # 0 healthy, 1 degraded (warnings), 2 broken (errors)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from drorch.decide.snapshot import PRIMARY, Snapshot
+
+ACTIVE_VM_STATES = ("running", "paused")  # a paused guest still holds its disks
+
+
+class Health(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    severity: Health
+    code: str
+    message: str
+    action: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "severity": self.severity.value,
+            "code": self.code,
+            "message": self.message,
+            "action": self.action,
+        }
+
+
+def _error(code: str, message: str, action: str) -> HealthReport:
+    return HealthReport(Health.ERROR, code, message, action)
+
+
+def _warn(code: str, message: str, action: str) -> HealthReport:
+    return HealthReport(Health.WARNING, code, message, action)
+
+
+def _active_sites(s: Snapshot, domain: str) -> list[str]:
+    return [
+        site.name for site in s.cluster.sites if s.vm_state(domain, site.name) in ACTIVE_VM_STATES
+    ]
+
+
+def _handing_over(s: Snapshot, volume: str) -> bool:
+    """A live hand-over: a VM on the volume runs at one site and is paused (receiving
+    the migration) at the other. Only then are two primaries expected."""
+    for vm in s.cluster.vms:
+        if volume in vm.volumes:
+            states = {s.vm_state(vm.domain, site.name) for site in s.cluster.sites}
+            if states == {"running", "paused"}:
+                return True
+    return False
+
+
+def vm_at_two_sites(s: Snapshot) -> Iterator[HealthReport]:
+    for vm in s.cluster.vms:
+        sites = _active_sites(s, vm.domain)
+        states = {s.vm_state(vm.domain, site) for site in sites}
+        if len(sites) > 1 and states != {"running", "paused"}:  # not a live migration
+            yield _error(
+                "vm-at-two-sites",
+                f"VM {vm.name} runs at {' and '.join(sites)}: two copies write to its disks",
+                f"stop the copy at the site whose volumes are not primary"
+                f" (`drorch vm destroy {vm.name} --site SITE`), then check the data",
+            )
+
+
+def vm_on_non_primary_volume(s: Snapshot) -> Iterator[HealthReport]:
+    for vm in s.cluster.vms:
+        for site in _active_sites(s, vm.domain):
+            for vol in vm.volumes:
+                r = s.replica(vol, site)
+                if r is not None and r.role != PRIMARY:
+                    yield _error(
+                        "vm-on-non-primary-volume",
+                        f"VM {vm.name} runs at {site} but its volume {vol} is {r.role} there",
+                        f"promote {vol} at {site} (`drorch repl promote`) or stop {vm.name}"
+                        f" at {site}",
+                    )
+
+
+def two_primaries(s: Snapshot) -> Iterator[HealthReport]:
+    for vol in s.cluster.volumes:
+        sites = [
+            site.name
+            for site in s.cluster.sites
+            if (r := s.replica(vol.name, site.name)) and r.role == PRIMARY
+        ]
+        if len(sites) > 1 and not _handing_over(s, vol.name):
+            yield _error(
+                "two-primaries",
+                f"volume {vol.name} is primary at both {' and '.join(sites)} outside a live"
+                " hand-over: a split brain in the making",
+                f"demote {vol.name} at the site that must not write (`drorch repl demote`)",
+            )
+
+
+def volume_away_from_vm(s: Snapshot) -> Iterator[HealthReport]:
+    for vm in s.cluster.vms:
+        running = _active_sites(s, vm.domain)
+        if len(running) != 1:
+            continue
+        for vol in vm.volumes:
+            prim = [
+                site.name
+                for site in s.cluster.sites
+                if (r := s.replica(vol, site.name)) and r.role == PRIMARY
+            ]
+            if prim and running[0] not in prim:
+                yield _error(
+                    "volume-away-from-vm",
+                    f"volume {vol} is primary at {prim[0]} while its VM {vm.name} runs at"
+                    f" {running[0]}",
+                    f"move the volume with the VM (`drorch migrate --to {running[0]}`) or"
+                    f" stop {vm.name}",
+                )
+
+
+def unreachable_sites(s: Snapshot) -> Iterator[HealthReport]:
+    for site in s.cluster.sites:
+        if not s.is_reachable(site.name):
+            yield _error(
+                "site-unreachable",
+                f"site {site.name} is unreachable: none of its drivers answered",
+                f"check the network and the nodes of site {site.name}; nothing there is"
+                " known to be running or stopped",
+            )
+
+
+def replication_health(s: Snapshot) -> Iterator[HealthReport]:
+    for vol in s.cluster.volumes:
+        for site in s.cluster.sites:
+            r = s.replica(vol.name, site.name)
+            if r is None:
+                continue
+            if r.connection not in ("Connected", "SyncSource", "SyncTarget"):
+                yield _warn(
+                    "replication-not-connected",
+                    f"volume {vol.name} at {site.name} is {r.connection} (disk {r.disk}):"
+                    " writes are not replicated",
+                    f"reconnect it (`drorch repl connect`); if it says split brain, resolve it"
+                    f" (`drorch repl resolve --volume {vol.name}`)",
+                )
+            elif r.out_of_sync_bytes or r.lag_bytes or r.disk != "UpToDate":
+                yield _warn(
+                    "replication-behind",
+                    f"volume {vol.name} at {site.name} is {r.disk} with"
+                    f" {r.out_of_sync_bytes} bytes out of sync and {r.lag_bytes} bytes of lag",
+                    "wait for the resync before any planned switch",
+                )
+
+
+def unobserved(s: Snapshot) -> Iterator[HealthReport]:
+    for what in s.unobserved:
+        yield _error(
+            "unobserved",
+            f"could not be observed: {what}",
+            "fix the driver or its connection; until then status cannot vouch for it",
+        )
+
+
+CHECKS: tuple[Callable[[Snapshot], Iterator[HealthReport]], ...] = (
+    unreachable_sites,
+    unobserved,
+    vm_at_two_sites,
+    two_primaries,
+    vm_on_non_primary_volume,
+    volume_away_from_vm,
+    replication_health,
+)
+
+
+def check_health(s: Snapshot) -> tuple[HealthReport, ...]:
+    return tuple(r for check in CHECKS for r in check(s))
+
+
+def exit_code(reports: tuple[HealthReport, ...]) -> int:
+    if any(r.severity is Health.ERROR for r in reports):
+        return 2
+    return 1 if reports else 0

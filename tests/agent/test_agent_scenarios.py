@@ -1,0 +1,222 @@
+"""The agent's loop against a witness in memory (the real grant state machine), fake
+watchdog devices and fake resources, all on one FakeClock: the split-brain stories,
+cycle by cycle, with the role log checked at every instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from drorch.agent.loop import Agent
+from drorch.decide.agent import SelfFenceDecision, Takeover, TakeoverAction
+from drorch.model.loader import parse_cluster_text
+from drorch.model.types import Cluster, FailoverMode
+from drorch.testing.clock import FakeClock
+from drorch.testing.fake_watchdog import FakeWatchdogKernel, fake_linux_watchdog
+from drorch.testing.fake_witness import FakeWitness
+
+CONFIG = """
+cluster: c
+primary_site: A
+sites:
+  A: {nodes: [{name: a1}]}
+  B: {nodes: [{name: b1}]}
+volumes: []
+fencing: {watchdog: device, watchdog_timeout: 5s, margin: 1s}
+quorum: {heartbeat: 1s, lease_timeout: 10s, switch_delay: 5s}
+agent: {failover: automatic}
+"""
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    witness: FakeWitness
+    primary: dict[str, set[str]] = field(default_factory=lambda: {"A": {"db"}, "B": set()})
+    partitioned: bool = False
+    dead: set[str] = field(default_factory=set)
+    history: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+
+    def members(self, node: str) -> tuple[str, ...]:
+        if self.partitioned:
+            return (node,)
+        alive = {"a1": "A", "b1": "B"}
+        return tuple(sorted(n for n, s in alive.items() if s not in self.dead or n == node))
+
+    def record(self) -> None:
+        both = frozenset(s for s, res in self.primary.items() if res)
+        self.history.append((self.clock.monotonic(), both))
+
+
+class Resources:
+    def __init__(self, world: World, site: str) -> None:
+        self.w, self.site = world, site
+
+    def primary_here(self) -> tuple[str, ...]:
+        return tuple(sorted(self.w.primary[self.site]))
+
+    def self_fence(self, decision: SelfFenceDecision) -> list[str]:
+        gone = sorted(self.w.primary[self.site])
+        self.w.primary[self.site].clear()
+        return [f"self-fenced {', '.join(gone)}"]
+
+
+def _cluster(**agent: str) -> Cluster:
+    c, _ = parse_cluster_text(CONFIG, "c.yaml")
+    if agent:
+        c = replace(c, agent=replace(c.agent, failover=FailoverMode(agent["failover"])))
+    return c
+
+
+def _agents(
+    world: World, cluster: Cluster, tmp: Path
+) -> tuple[dict[str, Agent], dict[str, FakeWatchdogKernel]]:
+    agents, kernels = {}, {}
+    for node, site in (("a1", "A"), ("b1", "B")):
+        dog, kernel = fake_linux_watchdog(world.clock)
+
+        def failover(t: Takeover, epoch: int, site: str = site) -> bool:
+            world.primary[site] = {"db"}
+            return True
+
+        agents[site] = Agent(
+            cluster,
+            node,
+            clock=world.clock,
+            watchdog=dog,
+            members=lambda node=node: world.members(node),
+            lease=world.witness.source(site),
+            resources=Resources(world, site),
+            run_failover=failover,
+            role_log=tmp / "roles.jsonl",
+        )
+        kernels[site] = kernel
+    return agents, kernels
+
+
+def _run(
+    world: World, agents: dict[str, Agent], seconds: int, skip: frozenset[str] = frozenset()
+) -> None:
+    for _ in range(seconds * 4):  # bounded: 4 cycles a second of fake time
+        for site, agent in agents.items():
+            if site not in skip and site not in world.dead:
+                agent.cycle()
+            world.record()
+        world.clock.advance(0.25)
+
+
+@pytest.fixture
+def world() -> World:
+    clock = FakeClock()
+    return World(clock, FakeWitness(clock, lease=10.0, switch_delay=5.0))
+
+
+def _never_both(world: World) -> None:
+    both = [t for t, sites in world.history if len(sites) > 1]
+    assert not both, f"both sites primary at {both[:3]}"
+
+
+def test_partition_witness_reachable_from_b_only(world: World, tmp_path: Path) -> None:
+    agents, kernels = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)  # A gains the lease, both healthy
+    assert agents["A"].last is not None and agents["A"].last.quorum.has_quorum
+    world.partitioned = True
+    world.witness.cut_off = {"A"}
+    cut = world.clock.monotonic()
+    fenced_at = taken_at = None
+    for _ in range(30 * 4):  # bounded: 30 s of fake time
+        for site in ("A", "B"):
+            agents[site].cycle()
+            world.record()
+        if fenced_at is None and not world.primary["A"]:
+            fenced_at = world.clock.monotonic() - cut
+        if taken_at is None and world.primary["B"]:
+            taken_at = world.clock.monotonic() - cut
+        world.clock.advance(0.25)
+    _never_both(world)
+    assert fenced_at is not None and taken_at is not None
+    assert fenced_at < 10.0, "A must stop writing when its lease runs out"
+    assert taken_at >= 15.0, f"B took over after {taken_at}s, before takeover_wait"
+    assert fenced_at < taken_at
+    b = agents["B"].last
+    assert b is not None and b.takeover.action is TakeoverAction.NONE
+    assert b.takeover.reason == "site B already runs the cluster"
+    assert not kernels["B"].fired
+    roles = (tmp_path / "roles.jsonl").read_text().splitlines()
+    assert len(roles) >= 3
+
+
+def test_agent_killed_its_watchdog_fires(world: World, tmp_path: Path) -> None:
+    agents, kernels = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)
+    assert agents["A"].armed
+    _run(world, agents, 4, skip=frozenset({"A"}))  # A's loop is dead (kill -9 / SIGSTOP): no feeds
+    assert not kernels["A"].fired
+    _run(world, agents, 2, skip=frozenset({"A"}))
+    assert kernels["A"].fired, "the watchdog did not fire 6 s after the last feed"
+
+
+def test_witness_down_both_healthy_nothing_moves(world: World, tmp_path: Path) -> None:
+    agents, kernels = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)
+    world.witness.down = True
+    _run(world, agents, 30)
+    assert world.primary == {"A": {"db"}, "B": set()}
+    assert not kernels["A"].fired and not kernels["B"].fired
+    a = agents["A"].last
+    assert a is not None and a.quorum.reason == "majority: 2 of 2 nodes are members"
+
+
+def test_witness_down_and_site_a_killed_nothing_promotes(world: World, tmp_path: Path) -> None:
+    agents, _ = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)
+    world.witness.down = True
+    world.dead = {"A"}
+    world.primary["A"].clear()  # A's power is gone
+    _run(world, agents, 60)
+    assert world.primary["B"] == set()
+    b = agents["B"].last
+    assert b is not None and b.takeover.action is TakeoverAction.NONE
+    assert b.takeover.reason.startswith("site A lost 59.8s ago, but site B has no quorum:")
+    assert "the witness is unreachable: no tiebreaker" in b.takeover.reason
+
+
+def test_old_site_returns_nothing_moves_back(world: World, tmp_path: Path) -> None:
+    agents, _ = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)
+    world.dead = {"A"}
+    world.primary["A"].clear()
+    _run(world, agents, 25)
+    assert world.primary["B"] == {"db"}
+    world.dead = set()  # A is back, as a secondary: its agent restarts
+    _run(world, agents, 30)
+    assert world.primary == {"A": set(), "B": {"db"}}
+    _never_both(world)
+    a = agents["A"].last
+    assert a is not None and a.takeover.reason == "site B is a member: nothing to take over"
+
+
+def test_manual_mode_reports_ready(world: World, tmp_path: Path) -> None:
+    agents, _ = _agents(world, _cluster(failover="manual"), tmp_path)
+    _run(world, agents, 3)
+    world.dead = {"A"}
+    world.primary["A"].clear()
+    _run(world, agents, 25)
+    assert world.primary["B"] == set()
+    b = agents["B"].last
+    assert b is not None and b.takeover.action is TakeoverAction.READY
+    assert b.takeover.reason.startswith("ready to take over, because site A lost")
+    assert b.takeover.reason.endswith("run `drorch failover --to B`")
+
+
+def test_maintenance_disarms_and_acts_on_nothing(world: World, tmp_path: Path) -> None:
+    agents, kernels = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)
+    for a in agents.values():
+        a.maintenance = lambda: True
+    world.dead = {"A"}
+    _run(world, agents, 30, skip=frozenset({"A"}))
+    assert not agents["B"].armed and not kernels["B"].running
+    assert world.primary["B"] == set()

@@ -1,0 +1,109 @@
+"""The status invariants as a table: each broken picture gives its coded report."""
+
+from __future__ import annotations
+
+import pytest
+
+from drorch.decide.health import Health, check_health, exit_code
+from drorch.decide.snapshot import Snapshot
+from tests.decide.conftest import healthy_at_a, replica
+
+STANDALONE = replica("dbdata", "B", "secondary", conn="StandAlone")
+
+
+def _with(**changes: object) -> Snapshot:
+    base = healthy_at_a()
+    replicas = dict(base.replicas)
+    vms = dict(base.vm_states)
+    replicas.update(changes.pop("replicas", {}))  # type: ignore[call-overload]
+    vms.update(changes.pop("vms", {}))  # type: ignore[call-overload]
+    return healthy_at_a(replicas=replicas, vm_states=vms, **changes)
+
+
+def test_healthy_cluster_has_no_reports() -> None:
+    assert check_health(healthy_at_a()) == ()
+    assert exit_code(()) == 0
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "code", "message"),
+    [
+        (
+            _with(vms={("db-vm", "B"): "running"}),
+            "vm-at-two-sites",
+            "VM db runs at A and B: two copies write to its disks",
+        ),
+        (
+            _with(vms={("db-vm", "A"): "shutoff", ("db-vm", "B"): "running"}),
+            "vm-on-non-primary-volume",
+            "VM db runs at B but its volume dbdata is secondary there",
+        ),
+        (
+            _with(replicas={("webdata", "B"): replica("webdata", "B", "primary")}),
+            "two-primaries",
+            "volume webdata is primary at both A and B outside a live hand-over: a split"
+            " brain in the making",
+        ),
+        (
+            _with(
+                vms={("db-vm", "A"): "shutoff", ("db-vm", "B"): "running"},
+                replicas={("dbdata", "B"): replica("dbdata", "B", "primary"),
+                          ("dbdata", "A"): replica("dbdata", "A", "secondary")},
+            ),
+            None,
+            None,
+        ),
+        (
+            _with(vms={("web", "A"): "shutoff", ("web", "B"): "running"},
+                  replicas={("webdata", "B"): replica("webdata", "B", "secondary")}),
+            "volume-away-from-vm",
+            "volume webdata is primary at A while its VM web runs at B",
+        ),
+        (
+            healthy_at_a(reachable={"A": True, "B": False}),
+            "site-unreachable",
+            "site B is unreachable: none of its drivers answered",
+        ),
+        (
+            _with(replicas={("dbdata", "B"): STANDALONE}),
+            "replication-not-connected",
+            "volume dbdata at B is StandAlone (disk UpToDate): writes are not replicated",
+        ),
+        (
+            _with(replicas={("dbdata", "B"): replica("dbdata", "B", "secondary", "Inconsistent",
+                                                     "SyncTarget", behind=4096)}),
+            "replication-behind",
+            "volume dbdata at B is Inconsistent with 4096 bytes out of sync and 0 bytes of lag",
+        ),
+        (
+            healthy_at_a(unobserved=("replication dbdata@b1: ControlUnreachable: no daemon",)),
+            "unobserved",
+            "could not be observed: replication dbdata@b1: ControlUnreachable: no daemon",
+        ),
+    ],
+)  # fmt: skip
+def test_each_invariant(snapshot: Snapshot, code: str | None, message: str | None) -> None:
+    reports = check_health(snapshot)
+    if code is None:
+        assert reports == ()
+        return
+    found = [r for r in reports if r.code == code]
+    assert [r.message for r in found] == [message], reports
+    assert found[0].action
+
+
+def test_live_hand_over_is_not_two_primaries() -> None:
+    s = _with(
+        replicas={("webdata", "B"): replica("webdata", "B", "primary")},
+        vms={("web", "B"): "paused"},  # the migration's destination, receiving
+    )
+    assert check_health(s) == ()
+
+
+def test_exit_codes() -> None:
+    warn = check_health(
+        _with(replicas={("dbdata", "B"): replica("dbdata", "B", "secondary", conn="StandAlone")})
+    )
+    assert {r.severity for r in warn} == {Health.WARNING} and exit_code(warn) == 1
+    broken = check_health(healthy_at_a(reachable={"A": True, "B": False}))
+    assert exit_code(broken) == 2
