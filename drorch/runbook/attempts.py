@@ -2,7 +2,7 @@
 
 Each attempt gets a deadline: `timeout` after it starts, never past the total retry
 deadline. A failed attempt is retried only when its `StepFailed.code` is in
-`retry.on`, at most `attempts` times, and only while the next backoff still ends
+`retry.codes`, at most `attempts` times, and only while the next backoff still ends
 before the total deadline. Anything but StepFailed from a step (a bug, an OSError) is
 turned into StepFailed("step-error") so it is journaled and reported, never a traceback.
 """
@@ -60,7 +60,7 @@ def run_attempts(
         return total is not None and clock.monotonic() + upcoming >= total
 
     def retryable(exc: BaseException) -> bool:
-        return isinstance(exc, StepFailed) and exc.code in retry.on
+        return isinstance(exc, StepFailed) and exc.code in retry.codes
 
     def wait(state: tenacity.RetryCallState) -> float:
         n = state.attempt_number - 1

@@ -53,7 +53,9 @@ class Lab:
             opts.confirmer = YesConfirmer("tester")
         return Engine(runbook, tiny_cluster(), self.env, opts)
 
-    def run(self, text: str, params: dict[str, object] | None = None, **options: object) -> RunSummary:
+    def run(
+        self, text: str, params: dict[str, object] | None = None, **options: object
+    ) -> RunSummary:
         return self.engine(text, **options).start(params or {})
 
     def lines(self) -> list[str]:

@@ -71,8 +71,10 @@ def test_failure_rolls_back_completed_steps_in_reverse(lab: Lab) -> None:
 
 
 def test_abort_leaves_things_as_they_are(lab: Lab) -> None:
-    text = THREE.replace("action: ledger.add, with: {ledger: LEDGER, token: c}",
-                         "action: ledger.flaky, with: {ledger: LEDGER, token: c, failures: 1}")  # fmt: skip
+    text = THREE.replace(
+        "action: ledger.add, with: {ledger: LEDGER, token: c}",
+        "action: ledger.flaky, with: {ledger: LEDGER, token: c, failures: 1}",
+    )
     summary = lab.run(text)
     assert summary.status == "failed"
     assert "three failed: flaky: try 1 failed" in summary.message
@@ -105,7 +107,7 @@ steps:
     action: ledger.flaky
     with: {ledger: LEDGER, token: x, failures: 2, code: busy}
     timeout: 10s
-    retry: {attempts: 4, backoff: 2s, on: [busy]}
+    retry: {attempts: 4, backoff: 2s, codes: [busy]}
 """
     summary = lab.run(text)
     assert summary.status == "succeeded"
@@ -121,7 +123,7 @@ steps:
     action: ledger.flaky
     with: {ledger: LEDGER, token: x, failures: 2, code: data-diverged}
     timeout: 10s
-    retry: {attempts: 4, backoff: 2s, on: [busy]}
+    retry: {attempts: 4, backoff: 2s, codes: [busy]}
 """
     assert lab.run(text).status == "failed"
     assert lab.lines() == ["try x"]
@@ -134,7 +136,7 @@ steps:
   - id: flaky
     action: ledger.flaky
     with: {ledger: LEDGER, token: x, failures: 50, code: busy}
-    retry: {attempts: 50, backoff: 10s, multiplier: 1, on: [busy], deadline: 35s}
+    retry: {attempts: 50, backoff: 10s, multiplier: 1, codes: [busy], deadline: 35s}
 """
     assert lab.run(text).status == "failed"
     assert lab.lines() == ["try x"] * 4  # at 0, 10, 20, 30 s; the next would end past 35 s
@@ -168,7 +170,7 @@ def test_gate_answers_are_recorded_with_who(lab: Lab) -> None:
     events = Journal(lab.env.state_dir).events(summary.run_id)
     confirm = next(e for e in events if e.kind == "confirm")
     assert (confirm.step, confirm.status, confirm.confirmer) == ("two", "approved", "alice (tty)")
-    end = [e for e in events if e.kind == "end" and e.step == "two"][0]
+    end = next(e for e in events if e.kind == "end" and e.step == "two")
     assert end.confirmer == "alice (tty)"
 
 
