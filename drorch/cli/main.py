@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "drbd": "drorch.cli.drbd_cmd:drbd",
     "vm": "drorch.cli.vm_cmd:vm",
     "lab": "drorch.cli.lab_cmd:lab",
+    "runbook": "drorch.cli.runbook_cmd:runbook",
     "watchdog": "drorch.cli.watchdog_cmd:watchdog",
     "agent": "drorch.cli.agent_cmd:agent",
     "maintenance": "drorch.cli.agent_cmd:maintenance",
