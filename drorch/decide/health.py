@@ -148,8 +148,7 @@ def vm_down(s: Snapshot) -> Iterator[HealthReport]:
             yield _error(
                 "vm-stopped",
                 f"VM {vm.name} runs at no site: its service is down",
-                f"start it where its volumes are primary (`drorch vm start {vm.name} --site"
-                " SITE`)",
+                f"start it where its volumes are primary (`drorch vm start {vm.name} --site SITE`)",
             )
 
 
