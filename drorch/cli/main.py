@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "lab": "drorch.cli.lab_cmd:lab",
     "runbook": "drorch.cli.runbook_cmd:runbook",
     "watchdog": "drorch.cli.watchdog_cmd:watchdog",
+    "sim": "drorch.cli.sim_cmd:sim",
     "agent": "drorch.cli.agent_cmd:agent",
     "maintenance": "drorch.cli.agent_cmd:maintenance",
 }
