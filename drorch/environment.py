@@ -6,6 +6,8 @@ The CLI, the agent and the runbook engine each build one; tests build one from
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,16 +20,33 @@ if TYPE_CHECKING:
     from drorch.virt.base import Hypervisor
 
 
+def default_state_dir(
+    environ: Mapping[str, str] | None = None, euid: int | None = None, home: Path | None = None
+) -> Path:
+    """Where drorch keeps state (runbook journal, run locks): `$DRORCH_STATE_DIR`, else
+    `/var/lib/drorch` as root, else `$XDG_STATE_HOME/drorch` (`~/.local/state/drorch`)."""
+    env = os.environ if environ is None else environ
+    if env.get("DRORCH_STATE_DIR"):
+        return Path(env["DRORCH_STATE_DIR"])
+    if (os.geteuid() if euid is None else euid) == 0:
+        return Path("/var/lib/drorch")
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"]) / "drorch"
+    return (home or Path.home()) / ".local" / "state" / "drorch"
+
+
 @dataclass
 class Environment:
     """`runners` by node name; `hypervisors` by site name; `replicators` by
-    (volume name, node name). `base_dir` resolves relative paths in the config."""
+    (volume name, node name). `base_dir` resolves relative paths in the config;
+    `state_dir` is where everything that keeps state keeps it (see default_state_dir)."""
 
     clock: Clock = field(default_factory=SystemClock)
     runners: dict[str, CommandRunner] = field(default_factory=dict)
     hypervisors: dict[str, Hypervisor] = field(default_factory=dict)
     replicators: dict[tuple[str, str], Replicator] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
+    state_dir: Path = field(default_factory=default_state_dir)
 
     def runner(self, node: str) -> CommandRunner:
         return self.runners[node]

@@ -77,12 +77,20 @@ def observe(cluster: Cluster, env: Environment) -> Observation:
                 unobserved.append(_problem(f"VM {vm.name} at {site_name}", exc))
     reachable = {s: answered[s] or not asked[s] for s in answered}
     epoch = max((r.epoch for r in replicas.values()), default=0)
+    fenced: dict[str, bool] = {}
+    fenced_reason: dict[str, str] = {}
+    if cluster.hypervisor.driver == "sim":  # the simulated witness's word on lost sites
+        from drorch.virt.sim_world import sim_fencing
+
+        fenced, fenced_reason = sim_fencing(cluster, env, env.clock.now())
     snapshot = Snapshot(
         cluster=cluster,
         now=env.clock.now(),
         replicas=replicas,
         vm_states=vm_states,
         reachable=reachable,
+        fenced=fenced,
+        fenced_reason=fenced_reason,
         epoch=epoch,
         unobserved=tuple(unobserved),
     )

@@ -21,7 +21,9 @@ COMMANDS: dict[str, str] = {
     "drbd": "drorch.cli.drbd_cmd:drbd",
     "vm": "drorch.cli.vm_cmd:vm",
     "lab": "drorch.cli.lab_cmd:lab",
+    "runbook": "drorch.cli.runbook_cmd:runbook",
     "watchdog": "drorch.cli.watchdog_cmd:watchdog",
+    "sim": "drorch.cli.sim_cmd:sim",
     "agent": "drorch.cli.agent_cmd:agent",
     "maintenance": "drorch.cli.agent_cmd:maintenance",
 }

@@ -20,6 +20,7 @@ from drorch.model.reports import ConfigError, Position, ReportItem
 from drorch.model.source import Located, parse_located
 from drorch.runbook import load_fields as f
 from drorch.runbook.model import OnFailure, Retry, Runbook, RunbookStep, references, substitute
+from drorch.runbook.names import REPLICA_FIELDS
 from drorch.runbook.steps.base import Param, ParamKind, StepType, bind_args, load_step_types
 from drorch.runbook.when import Condition, WhenError, parse_condition
 
@@ -336,10 +337,14 @@ class _StepLoader:
                     "steps.ID.data.KEY",
                     at,
                 )
-        elif root == "observed" and OBSERVED.get(seg[1]) != len(seg) - 1:
+        elif root == "observed" and (
+            OBSERVED.get(seg[1]) != len(seg) - 1
+            or (seg[1] == "replica" and seg[-1] not in REPLICA_FIELDS)
+        ):
             r.error(
                 "bad-when",
-                f"{what} when: {dotted!r}: use observed.replica.VOLUME.SITE.FIELD, "
+                f"{what} when: {dotted!r}: use observed.replica.VOLUME.SITE."
+                f"{'|'.join(REPLICA_FIELDS)}, "
                 "observed.vm.VM.SITE, observed.reachable.SITE or observed.epoch",
                 at,
             )

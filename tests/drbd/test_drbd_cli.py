@@ -286,9 +286,11 @@ def test_status_from_proc_drbd_on_a_node_without_drbd(fake_env: dict[str, str]) 
         "--format",
         "json",
     )
-    assert result.exit_code == 0, result.output
+    # like the other sources: "not loaded", never "secondary, Diskless, 100% in sync"
+    assert result.exit_code == 1, result.output
     row = json.loads(result.stdout)[0]
-    assert row["extra"] == {"up": False, "reason": "/proc/drbd is missing: no DRBD module"}
+    assert row["role"] == "unknown" and "disk" not in row
+    assert "the drbd kernel module is not loaded" in row["extra"]["error"]
 
 
 @pytest.mark.parametrize(
