@@ -10,6 +10,7 @@ import logging
 import shlex
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from drorch.envbuild import build_environment_report
 from drorch.fencing.devices import watchdog_for
 from drorch.fencing.soft import SelfFenceActions
 from drorch.model.types import Cluster
+from drorch.quorum.client import QuorumConnection, QuorumError
 from drorch.statedir import default_state_dir
 
 log = logging.getLogger("drorch.agent")
@@ -30,6 +32,11 @@ log = logging.getLogger("drorch.agent")
 
 class AgentStartError(Exception):
     """The agent refuses to start; the message says why."""
+
+
+class WitnessTimingMismatch(QuorumError):
+    """The witness's welcome timings differ from the cluster file's (never retried into
+    a lease: the keeper keeps failing, and says why)."""
 
 
 def _host(cluster: Cluster, node: str) -> str:
@@ -97,6 +104,34 @@ def _port(cluster: Cluster, node: str) -> int:
     return cluster.agent.port + (names.index(node) if cluster.node(node)[1].is_local else 0)
 
 
+def checked_witness(
+    cluster: Cluster, node: str, base: Path, clock: Clock
+) -> Callable[[], QuorumConnection]:
+    """A connect function for the lease keeper that refuses a witness whose `welcome`
+    timings disagree with the cluster file (the keeper then never gains the lease)."""
+    from drorch.model.timing import witness_timing_problems
+
+    w = cluster.witness
+    assert w is not None
+    if w.cert is None or w.key is None:
+        raise AgentStartError("the witness config names no client cert/key for this site")
+    site = cluster.node(node)[0].name
+    cert, key = base / w.cert, base / w.key
+
+    def connect() -> QuorumConnection:
+        conn = QuorumConnection(
+            w.address, w.fingerprint, cert, key, cluster.name, site, node, clock=clock
+        )
+        welcome = conn.connect()
+        problems = witness_timing_problems(cluster, welcome.heartbeat_ms, welcome.lease_ms)
+        if problems:
+            conn.close()
+            raise WitnessTimingMismatch("; ".join(problems))
+        return conn
+
+    return connect
+
+
 def run(
     config: Path, cluster: Cluster, node: str, stop: threading.Event, state: Path | None = None
 ) -> int:
@@ -137,16 +172,19 @@ def run(
         from drorch.quorum.keeper import LeaseKeeper
 
         lease = KeeperLease()
-        keeper = LeaseKeeper.for_witness(
-            cluster.witness,
-            cluster.name,
-            cluster.node(node)[0].name,
-            node,
+        connect = checked_witness(cluster, node, base, clock)
+        try:
+            connect().close()  # disagreeing timings refuse the start; a down witness does not
+        except WitnessTimingMismatch as e:
+            raise AgentStartError(f"the witness disagrees with {config}: {e}") from e
+        except QuorumError as e:
+            log.warning("the witness cannot be asked at start (%s); the keeper keeps trying", e)
+        keeper = LeaseKeeper(
+            connect,
             lease.on_gained,
             lease.on_lost,
             clock=clock,
             nodes=lambda: len(membership.table.members()),
-            base_dir=base,
         )
         lease.keeper = keeper
     agent = Agent(
