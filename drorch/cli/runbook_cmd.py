@@ -198,8 +198,8 @@ def run(file: Path, config: Path, dry_run: bool, yes: bool, params: tuple[str, .
 
 
 def _journal() -> Any:
-    from drorch.environment import default_state_dir
     from drorch.runbook.journal import Journal, JournalError
+    from drorch.statedir import default_state_dir
 
     try:
         return Journal(default_state_dir())
