@@ -143,8 +143,9 @@ class Engine:
                 result = run_plan(self, step, replay)
             else:
                 result = self._run_step(self._unit(step), replay)
-            if result == "would-fail":
+            if result == "would-fail" or (dry and result == "failed"):
                 would_fail += 1
+                continue
             if result == "declined":
                 status, message = "declined", f"stopped: the operator declined {step.id}"
                 break
@@ -318,7 +319,8 @@ class Engine:
         self._event(unit.key, "end", unit, status="failed", message=failure.message, data=data,
                     confirmer=self._answers.get(unit.key, ""))  # fmt: skip
         self.outcomes[unit.key] = StepOutcome("failed", False, failure.message, data)
-        self.options.output.line(f"  FAILED {failure.code}: {failure.message}")
+        verdict = "WOULD FAIL" if self.options.dry_run else "FAILED"
+        self.options.output.line(f"  {verdict} {failure.code}: {failure.message}")
         return "failed"
 
     def _remember(self, unit: Unit, status: str, result: StepResult) -> None:
@@ -326,40 +328,10 @@ class Engine:
         if status in DONE:
             self.completed.append(_Done(unit, result))
 
-    # ---- rollback -----------------------------------------------------------------
-
     def _rollback(self, replay: Replay) -> str:
-        if not replay.rollback_started:
-            self._event("", "rollback", data={"steps": [d.unit.key for d in self.completed]})
-        self.options.output.line("rolling back the completed steps, newest first")
-        done = list(reversed(self.completed))
-        for item in done:
-            for unit in self._undo_units(item):
-                if self._run_step(unit, replay) == "failed":
-                    return "rollback-failed"
-        return "rolled-back"
+        from drorch.runbook.rollback import roll_back
 
-    def _undo_units(self, item: _Done) -> list[Unit]:
-        unit = item.unit
-        top = unit.step
-        if item.is_plan:
-            assert top is not None
-            return [self._unit(rb, f"{unit.key}~{rb.id}", "rollback") for rb in top.rollback]
-        if unit.parent is not None:
-            parent = self.runbook.step(unit.parent.split("/")[0])
-            if parent is None or not parent.undo:
-                return []
-        elif top is None or not (top.undo or top.rollback):
-            return []
-        elif top.rollback:
-            return [self._unit(rb, f"{unit.key}~{rb.id}", "rollback") for rb in top.rollback]
-        step_type = self.types[unit.action]
-        if step_type.undo is None:
-            self.options.output.line(f"  {unit.key}: {unit.action} has no undo; left as is")
-            return []
-        args = step_type.undo_args(unit.args, item.result)
-        return [Unit(f"{unit.key}~undo", step_type.undo, args, "rollback",
-                     reason=f"undo {unit.key}")]  # fmt: skip
+        return roll_back(self, replay)
 
     # ---- helpers ------------------------------------------------------------------
 

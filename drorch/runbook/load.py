@@ -310,10 +310,11 @@ class _StepLoader:
         dotted = ".".join(seg)
         root = seg[0]
         if root not in WHEN_ROOTS or len(seg) < 2:
+            hint = f" (a string? quote it: '{dotted}')" if len(seg) == 1 else ""
             r.error(
                 "bad-when",
                 f"{what} when: {dotted!r}: names start with {', '.join(WHEN_ROOTS)} "
-                "and name a field (e.g. params.mode)",
+                f"and name a field (e.g. params.mode){hint}",
                 at,
             )
         elif root == "params" and (len(seg) != 2 or seg[1] not in self.params):

@@ -52,6 +52,7 @@ def test_encode_is_length_prefixed_compact_json() -> None:
         "epoch": 3,
         "holder": None,
         "lease_ms": 3000,
+        "outdated": [],
     }
     assert json.loads(encode(Welcome(1000, 3000))[4:]) == {
         "type": "welcome",

@@ -28,6 +28,11 @@ def main() -> None:
     argv = sys.argv[1:]
     split = argv.index("--")
     opts, rest = argv[:split], argv[split + 1 :]
+    if opts and opts[0] == "--plan-standins":
+        from tests.runbook.plan_standins import install
+
+        install()
+        opts = opts[1:]
     if opts[0] == "--after-events":
         limit = int(opts[1])
         original = Journal.append

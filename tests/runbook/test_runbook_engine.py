@@ -215,3 +215,20 @@ def test_progress_reaches_the_output(lab: Lab) -> None:
     lab.run("name: w\nsteps: [{id: w, action: wait, with: {seconds: 2}}]\n")
     assert [u[0] for u in lab.output.updates] == ["[1/1] w"] * 3
     assert lab.output.updates[-1][1:] == (2.0, 2.0, "done")
+
+
+def test_dry_run_that_would_fail_never_rolls_back(lab: Lab) -> None:
+    text = """\
+name: plan
+steps:
+  - {id: one, action: ledger.add, with: {ledger: LEDGER, token: a}, rollback: undo}
+  - id: go
+    action: plan.execute
+    with: {kind: migration, to: C}
+    on_failure: rollback
+"""
+    summary = lab.run(text, dry_run=True)
+    assert summary.status == "dry-run-failed"
+    assert "  WOULD FAIL unknown-site: no site 'C' in cluster tiny" in lab.output.lines
+    assert not any("rolling back" in line for line in lab.output.lines)
+    assert lab.lines() == []
