@@ -151,6 +151,7 @@ def _carry_out(
     from drorch.runbook.journal import JournalError
     from drorch.runbook.setup import ParamError, RunRefused
 
+    engine: Engine | None = None
     with cluster_environment(config) as loaded:
         for problem in loaded.problems:
             click.echo(f"note: {problem}", err=True)
@@ -164,8 +165,12 @@ def _carry_out(
         except JournalError as exc:
             _die(str(exc), EXIT_REFUSED)
         except KeyboardInterrupt:
-            rid = getattr(engine, "run_id", "") or "RUN_ID"
+            rid = (engine.run_id if engine else "") or "RUN_ID"
             _die(f"interrupted; `drorch runbook resume {rid}` continues the run", 130)
+        except Exception as exc:  # a bug must not print a traceback; the run is resumable
+            rid = (engine.run_id if engine else "") or "RUN_ID"
+            _die(f"internal error: {type(exc).__name__}: {exc}; the journal keeps run {rid} "
+                 f"(`drorch runbook resume {rid}`)", EXIT_FAILED)  # fmt: skip
     if summary.status in ("succeeded", "dry-run"):
         return
     if summary.refused:

@@ -75,5 +75,9 @@ class TtyConfirmer:
         self.who = f"{operator_name()} ({tty})"
 
     def ask(self, prompt: str, step: str) -> Answer:
-        approved = click.confirm(f"[{step}] {prompt}", default=False)
+        try:
+            approved = click.confirm(f"[{step}] {prompt}", default=False)
+        except click.Abort:  # Ctrl-C or end of input at the prompt: that is a no
+            click.echo("", err=True)
+            approved = False
         return Answer(approved, self.who)

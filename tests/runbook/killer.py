@@ -33,7 +33,7 @@ def main() -> None:
 
         install()
         opts = opts[1:]
-    if opts[0] == "--after-events":
+    if opts and opts[0] == "--after-events":
         limit = int(opts[1])
         original = Journal.append
         count = {"n": 0}
@@ -45,7 +45,7 @@ def main() -> None:
                 _die()
 
         Journal.append = append  # type: ignore[method-assign]
-    elif opts[0] == "--in-step":
+    elif opts and opts[0] == "--in-step":
         token, _, when = opts[1].partition(":")
         original_append = ledger._append
 

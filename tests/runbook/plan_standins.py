@@ -44,7 +44,25 @@ class _StandIn(StepType):
         return StepResult(True, self._line(args))
 
 
+_KINDS = {str: ParamKind.STR, int: ParamKind.INT, float: ParamKind.FLOAT,
+          bool: ParamKind.BOOL, tuple: ParamKind.STR_LIST}  # fmt: skip
+
+
+def _action_params(action: object) -> tuple[Param, ...]:
+    """The Action's typed Step.params (drorch.decide.params), when that module exists."""
+    try:
+        from drorch.decide import params as spec  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return ()
+    table = getattr(spec, "ACTION_PARAMS", {})
+    return tuple(
+        Param(key, _KINDS.get(getattr(p, "kind", str), ParamKind.STR), "", default=None)
+        for key, p in dict(table.get(action, {})).items()
+    )
+
+
 def install() -> None:
-    for name in ACTION_STEP_TYPES.values():
+    for action, name in ACTION_STEP_TYPES.items():
         if name not in STEP_TYPES:
-            STEP_TYPES[name] = type(name, (_StandIn,), {"name": name})()
+            params = _StandIn.params + _action_params(action)
+            STEP_TYPES[name] = type(name, (_StandIn,), {"name": name, "params": params})()

@@ -151,3 +151,13 @@ def test_list_shows_runbooks_in_a_dir(setup: dict[str, str], tmp_path: Path) -> 
     rows = {r["name"]: r for r in json.loads(out)}
     assert rows["cli-test"]["steps"] == 2 and rows["cli-test"]["description"] == "Two ledger lines."
     assert rows["broken"]["description"].startswith("INVALID")
+
+
+@pytest.mark.parametrize(("typed", "approved"), [("y\n", True), ("n\n", False), ("", False)])
+def test_tty_confirmer_records_the_operator(typed: str, approved: bool) -> None:
+    from drorch.cli.runbook_output import TtyConfirmer
+
+    with CliRunner().isolation(input=typed, env={"SUDO_USER": "carol"}):
+        answer = TtyConfirmer().ask("Promote B?", "promote")
+    assert answer.approved is approved
+    assert answer.who.startswith("carol (")

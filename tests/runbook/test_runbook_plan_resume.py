@@ -80,3 +80,24 @@ def test_killed_mid_plan_resumes_the_journaled_plan(files: dict[str, Path], afte
     assert lines(files["ledger"]) == wanted  # each plan step exactly once, in order
     if after > 4:
         assert "the plan journaled at the start" in resumed.stdout
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "state" not in p.relative_to(root).parts}  # fmt: skip
+
+
+def test_dry_run_of_the_plan_changes_nothing_on_the_sim_lab(files: dict[str, Path]) -> None:
+    # first touch: the sim drivers create their state (VMs running at A, volumes in sync)
+    first = _drorch(files, [], "runbook", "run", str(files["rb"]), "-c", str(files["cfg"]),
+                    "--dry-run")  # fmt: skip
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = _tree(files["cfg"].parent)
+    assert any(name.startswith(".drorch-state") for name in before)
+    dry = _drorch(files, [], "runbook", "run", str(files["rb"]), "-c", str(files["cfg"]),
+                  "--dry-run")  # fmt: skip
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert _tree(files["cfg"].parent) == before
+    assert not files["ledger"].exists()  # no step's run() was called
+    assert "would ask: Move everything to B?" in dry.stdout
+    assert "would change: would vm.migrate_live web" in dry.stdout
