@@ -102,6 +102,10 @@ def self_fence_cmd(config: Path, node: str) -> None:
     from drorch.model.types import SelfFence
 
     cluster = load_or_exit(config)
+    try:
+        cluster.node(node)
+    except KeyError:
+        raise click.BadParameter(f"no node {node!r} in {config}", param_hint="--node") from None
     env, _ = build_environment_report(cluster, config.resolve().parent)
     try:
         done = EnvResources(cluster, node, env).self_fence(

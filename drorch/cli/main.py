@@ -4,6 +4,8 @@ e.g. libvirt is only needed by the commands that use it."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 import click
@@ -51,4 +53,20 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="drorch")
+    """The entry point. Whatever a command fails with, no Python traceback reaches the
+    user: an unexpected exception is a bug, reported on one line (DRORCH_DEBUG=1 shows
+    the traceback)."""
+    try:
+        cli(prog_name="drorch")
+    except KeyboardInterrupt:
+        click.echo("drorch: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("DRORCH_DEBUG"):
+            raise
+        click.echo(
+            f"drorch: error: {type(exc).__name__}: {exc} (a bug in drorch: please report it;"
+            " DRORCH_DEBUG=1 shows where)",
+            err=True,
+        )
+        sys.exit(1)

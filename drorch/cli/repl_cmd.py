@@ -213,10 +213,17 @@ def status(control: Path | None, config: Path | None, node: str | None, fmt: str
         return
     if config is None or node is None or control is not None:
         raise click.UsageError("give either --control SOCKET, or -c CONFIG --node NODE")
-    from drorch.replication.node_status import volume_statuses
+    from drorch.model.reports import ConfigError
+    from drorch.replication.node_status import UnknownNode, volume_statuses
 
     try:
         rows = volume_statuses(config, node)
+    except ConfigError as exc:  # every problem with FILE:LINE:COL, exit 2
+        for report in exc.reports:
+            click.echo(str(report), err=True)
+        sys.exit(2)
+    except UnknownNode as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--node") from None
     except ReplicationError as exc:
         _fail(exc)
     render(rows, fmt, None if fmt != "table" else STATUS_COLUMNS)
