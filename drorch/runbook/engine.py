@@ -99,6 +99,7 @@ class Engine:
         finally:
             if lock is not None:
                 lock.release()
+            self.journal.close()
 
     def resume(self, run_id: str) -> RunSummary:
         record = self.journal.run(run_id)
@@ -125,6 +126,7 @@ class Engine:
         finally:
             if lock is not None:
                 lock.release()
+            self.journal.close()
 
     # ---- the run ------------------------------------------------------------------
 

@@ -3,11 +3,15 @@ timeouts, failure policies and rollback, dry run, the journal."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from drorch.runbook.gates import ScriptedConfirmer
 from drorch.runbook.journal import Journal
 from drorch.runbook.setup import ParamError, RunRefused
+from drorch.testing.clock import FakeClock
+from drorch.testing.ledger_steps import lines
 from tests.runbook.conftest import Lab
 
 THREE = """\
@@ -232,3 +236,41 @@ steps:
     assert "  WOULD FAIL unknown-site: no site 'C' in cluster tiny" in lab.output.lines
     assert not any("rolling back" in line for line in lab.output.lines)
     assert lab.lines() == []
+
+
+def test_when_reads_observed_state_of_the_sim_lab(tmp_path: Path) -> None:
+    from drorch.envbuild import build_environment_report
+    from drorch.model.loader import parse_cluster_text
+    from drorch.runbook.engine import Engine
+    from drorch.runbook.load import parse_runbook_text
+    from drorch.runbook.setup import RecordingOutput, RunOptions
+    from tests.conftest import REPO
+
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text((REPO / "lab" / "sim.yaml").read_text())
+    cluster, _ = parse_cluster_text(cfg.read_text(), str(cfg))
+    env, problems = build_environment_report(cluster, tmp_path, FakeClock())
+    assert problems == []
+    env.state_dir = tmp_path / "state"
+    ledger = tmp_path / "ledger"
+    text = f"""\
+name: observed
+steps:
+  - id: runs-at-a
+    action: ledger.add
+    with: {{ledger: {ledger}, token: a}}
+    when: observed.vm.web.A == 'running' and observed.replica.appdata.A.role == 'primary'
+  - id: runs-at-b
+    action: ledger.add
+    with: {{ledger: {ledger}, token: b}}
+    when: observed.vm.web.B == 'running' or observed.reachable.B == false
+  - id: epoch
+    action: ledger.add
+    with: {{ledger: {ledger}, token: e}}
+    when: observed.epoch >= 0 and observed.replica.appdata.B.out_of_sync_bytes == 0
+"""
+    output = RecordingOutput()
+    engine = Engine(parse_runbook_text(text, "rb.yaml"), cluster, env,
+                    RunOptions(output=output, user="t"))  # fmt: skip
+    assert engine.start({}).status == "succeeded"
+    assert lines(ledger) == ["add a", "add e"]
