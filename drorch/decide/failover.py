@@ -46,15 +46,70 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
     ]
 
 
+def promotion_epoch(snapshot: Snapshot, dst: str) -> tuple[int, str]:
+    """The epoch a promotion at `dst` takes, and where it comes from: the witness's grant
+    to `dst` when it holds it, else the grant it will get (witness epoch + 1), else (no
+    witness view) the highest replica epoch + 1."""
+    view = snapshot.witness.get(dst)
+    floor = snapshot.epoch + 1
+    if view is not None and view.granted and view.epoch >= snapshot.epoch:
+        return view.epoch, f"the witness's grant to {dst}"
+    if view is not None:
+        return max(view.epoch + 1, floor), f"the witness's next grant ({dst} must hold it)"
+    return floor, "the highest replica epoch + 1 (the witness was not asked)"
+
+
+def rpo_notes(snapshot: Snapshot, lost: str, dst: str) -> list[str]:
+    """What a failover to `dst` would lose, per volume, as far as can be known."""
+    notes: list[str] = []
+    asked = snapshot.witness_asked(dst)
+    for vol in snapshot.cluster.volumes:
+        since = snapshot.outdated_since(vol.name, dst)
+        replica = snapshot.replica(vol.name, dst)
+        if since is not None:
+            notes.append(
+                f"RPO {vol.name}: every write at {lost} since epoch {since} (the witness "
+                f"records {vol.name} at {dst} as outdated)"
+            )
+        elif replica is None or replica.disk != UP_TO_DATE:
+            disk = replica.disk if replica else "unknown"
+            notes.append(f"RPO {vol.name}: unknown, the replica at {dst} is {disk}")
+        elif not asked:
+            notes.append(
+                f"RPO {vol.name}: 0 only if {dst}'s copy is current; the witness was not "
+                f"asked as {dst} ({snapshot.witness_errors.get(dst, 'no witness client')})"
+            )
+        elif vol.mode == "sync":
+            notes.append(f"RPO {vol.name}: 0 (sync, UpToDate, no outdate record at the witness)")
+        else:
+            notes.append(f"RPO {vol.name}: up to its lag ({replica.lag_bytes} B last seen; async)")
+    return notes
+
+
 def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str]) -> list[Step]:
     c = snapshot.cluster
-    epoch = snapshot.epoch + 1
+    epoch, _ = promotion_epoch(snapshot, dst)
     steps: list[Step] = []
     for vol in c.volumes:
         node = replica_node(c, vol, dst)
         replica = snapshot.replica(vol.name, dst)
         disk = replica.disk if replica else "unknown"
         base = f"promote {vol.name} at {dst} with quorum epoch {epoch}"
+        since = snapshot.outdated_since(vol.name, dst)
+        if since is not None and disk not in UNUSABLE_DISKS:
+            steps.append(
+                Step(
+                    Action.PROMOTE,
+                    vol.name,
+                    f"{base}: DATA-LOSS RISK: {vol.name} at {dst} is outdated since epoch "
+                    f"{since}: {lost} wrote alone after the link failed; needs force with "
+                    "a data-loss acknowledgement",
+                    site=dst,
+                    node=node,
+                    data_loss=True,
+                )
+            )
+            continue
         if disk in UNUSABLE_DISKS:
             blockers.append(
                 f"{vol.name}: the replica at {dst} is {disk}; it holds no usable copy, so"
@@ -99,7 +154,13 @@ def plan_failover(snapshot: Snapshot, to_site: str) -> Plan:
     lost = c.other_site(to_site).name
     dst = to_site
     src, why_src = active_site(snapshot)
-    notes = [f"the cluster ran at {src}: {why_src}", *snapshot.unobserved]
+    epoch, epoch_source = promotion_epoch(snapshot, to_site)
+    notes = [
+        f"the cluster ran at {src}: {why_src}",
+        f"promotion epoch {epoch}: {epoch_source}",
+        *rpo_notes(snapshot, c.other_site(to_site).name, to_site),
+        *snapshot.unobserved,
+    ]
     blockers: list[str] = []
     if snapshot.is_reachable(lost) and not snapshot.fenced.get(lost):
         blockers.append(
