@@ -8,12 +8,11 @@ every VM from its saved XML (dependencies first) -> start the services -> verify
 
 from __future__ import annotations
 
-from drorch.decide.snapshot import UP_TO_DATE, Snapshot, active_site, replica_node
+from drorch.decide.snapshot import Snapshot, active_site, replica_node
 from drorch.decide.startup import start_service_steps, start_vm_steps, verify_steps
-from drorch.decide.steps import Action, Plan, Step, fmt_seconds
-
-# Replicas whose data cannot be booted at all (partial resync, no disk).
-UNUSABLE_DISKS = ("Inconsistent", "Diskless")
+from drorch.decide.steps import Action, Plan, Step, blocker, fmt_seconds, note
+from drorch.model.reports import ReportItem
+from drorch.model.states import UNUSABLE_DISKS, DiskState
 
 
 def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
@@ -26,6 +25,7 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
                 lost,
                 f"{lost} is confirmed fenced ({why}): it can no longer write",
                 site=lost,
+                params={"confirmed": True, "how": why},
             )
         ]
     return [
@@ -34,6 +34,7 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
             lost,
             f"{lost} is not confirmed fenced: check that its lease at the witness has expired",
             site=lost,
+            params={"confirmed": False},
         ),
         Step(
             Action.WAIT_TAKEOVER,
@@ -42,11 +43,18 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
             f" {fmt_seconds(q.lease_timeout)} + switch_delay {fmt_seconds(q.switch_delay)})"
             f" so {lost}'s watchdog has surely fired before anything is promoted",
             site=lost,
+            params={
+                "seconds": q.takeover_wait,
+                "lease_timeout": q.lease_timeout,
+                "switch_delay": q.switch_delay,
+            },
         ),
     ]
 
 
-def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str]) -> list[Step]:
+def _promote_steps(
+    snapshot: Snapshot, lost: str, dst: str, blockers: list[ReportItem]
+) -> list[Step]:
     c = snapshot.cluster
     epoch = snapshot.epoch + 1
     steps: list[Step] = []
@@ -55,14 +63,18 @@ def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str])
         replica = snapshot.replica(vol.name, dst)
         disk = replica.disk if replica else "unknown"
         base = f"promote {vol.name} at {dst} with quorum epoch {epoch}"
+        params = {"epoch": epoch, "second_primary": False, "disk": disk}
         if disk in UNUSABLE_DISKS:
             blockers.append(
-                f"{vol.name}: the replica at {dst} is {disk}; it holds no usable copy, so"
-                " nothing can start from it"
+                blocker(
+                    "replica-unusable",
+                    f"{vol.name}: the replica at {dst} is {disk}; it holds no usable copy, so"
+                    " nothing can start from it",
+                )
             )
             steps.append(Step(Action.PROMOTE, vol.name, f"{base}: impossible, disk is {disk}",
-                              site=dst, node=node, data_loss=True))  # fmt: skip
-        elif disk != UP_TO_DATE:
+                              site=dst, node=node, data_loss=True, params=params))  # fmt: skip
+        elif disk != DiskState.UP_TO_DATE:
             steps.append(
                 Step(
                     Action.PROMOTE,
@@ -73,6 +85,7 @@ def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str])
                     site=dst,
                     node=node,
                     data_loss=True,
+                    params=params,
                 )
             )
         else:
@@ -83,6 +96,7 @@ def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str])
                     f"{base}: its disk is UpToDate, so no acknowledged write is lost",
                     site=dst,
                     node=node,
+                    params=params,
                 )
             )
     return steps
@@ -93,21 +107,29 @@ def plan_failover(snapshot: Snapshot, to_site: str) -> Plan:
     c = snapshot.cluster
     names = [s.name for s in c.sites]
     if to_site not in names:
-        return Plan(
-            "failover", "?", to_site, (), (f"{to_site!r} is not a site ({', '.join(names)})",)
-        )
+        unknown = blocker("unknown-site", f"{to_site!r} is not a site ({', '.join(names)})")
+        return Plan("failover", "?", to_site, (), (unknown,))
     lost = c.other_site(to_site).name
     dst = to_site
     src, why_src = active_site(snapshot)
-    notes = [f"the cluster ran at {src}: {why_src}", *snapshot.unobserved]
-    blockers: list[str] = []
+    notes = [
+        note("active-site", f"the cluster ran at {src}: {why_src}"),
+        *(note("unobserved", u) for u in snapshot.unobserved),
+    ]
+    blockers: list[ReportItem] = []
     if snapshot.is_reachable(lost) and not snapshot.fenced.get(lost):
+        # never forceable: the way past it is fencing `lost`, not overriding the check
         blockers.append(
-            f"{lost} is still reachable and not fenced: taking over now risks split brain;"
-            f" use `plan migrate --to {dst}` while both sites are up"
+            blocker(
+                "source-not-fenced",
+                f"{lost} is still reachable and not fenced: taking over now risks split"
+                f" brain; use `plan migrate --to {dst}` while both sites are up",
+            )
         )
     if not snapshot.is_reachable(dst):
-        blockers.append(f"site {dst} is unreachable: nothing can be started there")
+        blockers.append(
+            blocker("site-unreachable", f"site {dst} is unreachable: nothing can be started there")
+        )
     steps = _fence_steps(snapshot, lost)
     steps += _promote_steps(snapshot, lost, dst, blockers)
     steps += start_vm_steps(
