@@ -95,6 +95,7 @@ def open_volume_replicator(
             env,
             state_dir=resolve_state_dir(env, cluster.hypervisor.state_dir),
             primary_node=_primary_node(cluster, volume),
+            sites={n.name: s.name for s in cluster.sites for n in s.nodes},
         )
     from drorch.replication.drivers import open_replicator
 

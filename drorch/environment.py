@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drorch.clock import Clock, SystemClock
+from drorch.statedir import default_state_dir
 
 if TYPE_CHECKING:
     from drorch.remote.base import CommandRunner
@@ -21,13 +22,15 @@ if TYPE_CHECKING:
 @dataclass
 class Environment:
     """`runners` by node name; `hypervisors` by site name; `replicators` by
-    (volume name, node name). `base_dir` resolves relative paths in the config."""
+    (volume name, node name). `base_dir` resolves relative paths in the config;
+    `state_dir` is where everything that keeps state keeps it (see default_state_dir)."""
 
     clock: Clock = field(default_factory=SystemClock)
     runners: dict[str, CommandRunner] = field(default_factory=dict)
     hypervisors: dict[str, Hypervisor] = field(default_factory=dict)
     replicators: dict[tuple[str, str], Replicator] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
+    state_dir: Path = field(default_factory=default_state_dir)
 
     def runner(self, node: str) -> CommandRunner:
         return self.runners[node]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drorch.decide.snapshot import ReplicaView, Snapshot
+from drorch.decide.snapshot import ReplicaView, Snapshot, WitnessView
 from drorch.environment import Environment
 from drorch.model.types import Cluster
+
+WITNESS_TIMEOUT = 3.0  # seconds per site; an unreachable witness must not stall status
 
 
 @dataclass
@@ -25,6 +27,41 @@ class Observation:
 
 def _problem(what: str, exc: BaseException) -> str:
     return f"{what}: {type(exc).__name__}: {exc}"
+
+
+def observe_witness(
+    cluster: Cluster, env: Environment
+) -> tuple[dict[str, WitnessView], dict[tuple[str, str], int], dict[str, str]]:
+    """Ask the witness as each site (its configured client cert): the vote and the
+    outdate records for that site. A witness pins each cert for one site, so on a real
+    node only its own site answers; the others land in the errors."""
+    views: dict[str, WitnessView] = {}
+    outdated: dict[tuple[str, str], int] = {}
+    errors: dict[str, str] = {}
+    witness = cluster.witness
+    if witness is None or not witness.cert or not witness.key:
+        return views, outdated, errors
+    from drorch.quorum.client import QuorumError
+    from drorch.quorum.fence import witness_view
+
+    for site in cluster.sites:
+        if not site.nodes:
+            continue
+        try:
+            vote = witness_view(
+                witness, cluster.name, site.name, site.nodes[0].name, env.base_dir,
+                timeout=WITNESS_TIMEOUT,
+            )  # fmt: skip
+        except (QuorumError, OSError, ValueError) as exc:
+            errors[site.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        views[site.name] = WitnessView(
+            site.name, vote.holder, vote.epoch, vote.granted, vote.lease_ms
+        )
+        since = dict(vote.outdated_since)
+        for volume in vote.outdated:
+            outdated[(volume, site.name)] = since.get(volume, vote.epoch)
+    return views, outdated, errors
 
 
 def observe(cluster: Cluster, env: Environment) -> Observation:
@@ -77,13 +114,25 @@ def observe(cluster: Cluster, env: Environment) -> Observation:
                 unobserved.append(_problem(f"VM {vm.name} at {site_name}", exc))
     reachable = {s: answered[s] or not asked[s] for s in answered}
     epoch = max((r.epoch for r in replicas.values()), default=0)
+    fenced: dict[str, bool] = {}
+    fenced_reason: dict[str, str] = {}
+    if cluster.hypervisor.driver == "sim":  # the simulated witness's word on lost sites
+        from drorch.virt.sim_world import sim_fencing
+
+        fenced, fenced_reason = sim_fencing(cluster, env, env.clock.now())
+    views, outdated, witness_errors = observe_witness(cluster, env)
     snapshot = Snapshot(
         cluster=cluster,
         now=env.clock.now(),
         replicas=replicas,
         vm_states=vm_states,
         reachable=reachable,
+        fenced=fenced,
+        fenced_reason=fenced_reason,
         epoch=epoch,
         unobserved=tuple(unobserved),
+        witness=views,
+        outdated=outdated,
+        witness_errors=witness_errors,
     )
     return Observation(snapshot, raw_repl, vm_states)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from drorch.decide.currency import currency
 from drorch.decide.health import Health, HealthReport, check_health
-from drorch.decide.snapshot import active_site
+from drorch.decide.snapshot import Snapshot, active_site
 from drorch.model.types import Cluster
 from drorch.model.units import format_duration
 from drorch.observe import Observation
@@ -29,6 +30,32 @@ def health_reports(obs: Observation, problems: list[str]) -> tuple[HealthReport,
     return unbuilt + check_health(obs.snapshot)
 
 
+def _witness(snap: Snapshot) -> list[dict[str, Any]]:
+    """The witness as each site saw it (or why it could not be asked as that site)."""
+    rows: list[dict[str, Any]] = []
+    for site in sorted({*snap.witness, *snap.witness_errors}):
+        view = snap.witness.get(site)
+        outdated = sorted(
+            f"{v} since epoch {e}" for (v, s), e in snap.outdated.items() if s == site
+        )
+        rows.append(
+            {
+                "asked_as": site,
+                "holder": view.holder if view else None,
+                "epoch": view.epoch if view else None,
+                "outdated_here": outdated,
+                "error": snap.witness_errors.get(site),
+            }
+        )
+    return rows
+
+
+def _current(snap: Snapshot, volume: str, site: str) -> str:
+    """Per replica: is it guaranteed current, and if not since when / why."""
+    ok, why = currency(snap, volume, site)
+    return f"{'yes' if ok else 'no'}: {why}"
+
+
 def status_data(
     cluster: Cluster, obs: Observation, reports: tuple[HealthReport, ...], verdict: int
 ) -> dict[str, Any]:
@@ -36,6 +63,7 @@ def status_data(
     site, why = active_site(snap)
     q = cluster.quorum
     simulated = cluster.hypervisor.driver == "sim"
+    node_site = {n.name: s.name for s in cluster.sites for n in s.nodes}
     return {
         "cluster": cluster.name,
         "health": VERDICT[verdict],
@@ -47,6 +75,7 @@ def status_data(
         "active_site": site,
         "active_because": why,
         "quorum_epoch": snap.epoch,
+        "witness": _witness(snap),
         "timings": {
             "heartbeat": format_duration(q.heartbeat),
             "lease_timeout": format_duration(q.lease_timeout),
@@ -77,6 +106,7 @@ def status_data(
                 "peer_disk": st["peer_disk"],
                 "out_of_sync": st["out_of_sync_bytes"],
                 "epoch": st["epoch"],
+                "current": _current(snap, vol, node_site.get(node, "?")),
             }
             for (vol, node), st in obs.replication.items()
         ],

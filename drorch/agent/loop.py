@@ -139,6 +139,7 @@ class Agent:
         self.last: CycleReport | None = None
         self._last_primary: tuple[str, ...] | None = None
         self._last_renewal: float | None = None
+        self._started: float | None = None
 
     # -- observe ------------------------------------------------------------------------
     def _witness(self) -> tuple[WitnessView | None, LeaseState | None]:
@@ -224,6 +225,15 @@ class Agent:
         )
         feed = decide_feed(view)
         fence = decide_self_fence(view, self.cluster.fencing.self_fence)
+        if self._started is None:
+            self._started = now
+        grace = self.cluster.agent.member_timeout - (now - self._started)
+        if fence.fence and grace > 0:
+            # Just started: the peers' heartbeats may not have arrived yet. Nothing can
+            # take over before takeover_wait anyway, and the watchdog is not armed.
+            fence = SelfFenceDecision(
+                False, None, f"starting: {grace:.1f}s more for membership to form"
+            )
         takeover = decide_takeover(
             view,
             takeover_wait=self.cluster.quorum.takeover_wait,
@@ -238,6 +248,7 @@ class Agent:
         report.watchdog = {
             "armed": self.armed,
             "device": self.watchdog.name,
+            "pid": getattr(self.watchdog, "pid", None),
             **self.feeds.as_dict(),
         }
         self.last = report

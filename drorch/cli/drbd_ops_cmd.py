@@ -91,13 +91,32 @@ def primary_cmd(
     accept_data_loss: bool,
     dry_run: bool,
 ) -> None:
-    """Become Primary (drbdadm primary); refused while the peer is Primary or the local
-    disk is not UpToDate, unless --force --accept-data-loss."""
+    """Become Primary (drbdadm primary); refused while the peer is Primary, the local disk
+    is not UpToDate, or (with a witness) the witness marks this copy outdated or this site
+    does not hold the lease, unless --force --accept-data-loss. Without --epoch the epoch
+    is the witness grant's."""
+    from drorch.cli.loading import load_or_exit
+    from drorch.replication.witness_check import check_promotion
+
     with replicator(config, volume, node) as drv:
         if dry_run:
             show_plan(drv, "primary", force=force, accept_data_loss=accept_data_loss)
             return
-        drv.promote(epoch, force=force, accept_data_loss=accept_data_loss)
+        check = check_promotion(
+            load_or_exit(config),
+            volume,
+            drv.node.name,
+            config.resolve().parent,
+            force=force,
+            accept_data_loss=accept_data_loss,
+        )
+        for note in check.notes:
+            click.echo(f"warning: forced past: {note}", err=True)
+        drv.promote(
+            check.epoch if epoch is None else epoch,
+            force=force,
+            accept_data_loss=accept_data_loss,
+        )
         click.echo("; ".join(drv.log))
 
 

@@ -4,6 +4,8 @@ e.g. libvirt is only needed by the commands that use it."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 import click
@@ -21,7 +23,11 @@ COMMANDS: dict[str, str] = {
     "drbd": "drorch.cli.drbd_cmd:drbd",
     "vm": "drorch.cli.vm_cmd:vm",
     "lab": "drorch.cli.lab_cmd:lab",
+    "runbook": "drorch.cli.runbook_cmd:runbook",
     "watchdog": "drorch.cli.watchdog_cmd:watchdog",
+    "sim": "drorch.cli.sim_cmd:sim",
+    "agent": "drorch.cli.agent_cmd:agent",
+    "maintenance": "drorch.cli.agent_cmd:maintenance",
 }
 
 
@@ -47,4 +53,20 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="drorch")
+    """The entry point. Whatever a command fails with, no Python traceback reaches the
+    user: an unexpected exception is a bug, reported on one line (DRORCH_DEBUG=1 shows
+    the traceback)."""
+    try:
+        cli(prog_name="drorch")
+    except KeyboardInterrupt:
+        click.echo("drorch: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("DRORCH_DEBUG"):
+            raise
+        click.echo(
+            f"drorch: error: {type(exc).__name__}: {exc} (a bug in drorch: please report it;"
+            " DRORCH_DEBUG=1 shows where)",
+            err=True,
+        )
+        sys.exit(1)

@@ -214,10 +214,17 @@ def status(control: Path | None, config: Path | None, node: str | None, fmt: str
         return
     if config is None or node is None or control is not None:
         raise click.UsageError("give either --control SOCKET, or -c CONFIG --node NODE")
-    from drorch.replication.node_status import volume_statuses
+    from drorch.model.reports import ConfigError
+    from drorch.replication.node_status import UnknownNode, volume_statuses
 
     try:
         rows = volume_statuses(config, node)
+    except ConfigError as exc:  # every problem with FILE:LINE:COL, exit 2
+        for report in exc.reports:
+            click.echo(str(report), err=True)
+        sys.exit(2)
+    except UnknownNode as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--node") from None
     except ReplicationError as exc:
         _fail(exc)
     render(rows, fmt, None if fmt != "table" else STATUS_COLUMNS)
@@ -269,16 +276,63 @@ def _wait_for_resync(control: Path, result: dict[str, Any]) -> dict[str, Any]:
 
 @repl.command()
 @_role_options
+@click.option(
+    "-c", "--config", "config", type=click.Path(path_type=Path),
+    help="Cluster file: ask its witness first (with --node).",
+)  # fmt: skip
+@click.option("--node", help="This node's name in the cluster file (with -c).")
 def promote(
-    control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool
+    control: Path,
+    fmt: str,
+    epoch: int | None,
+    force: bool,
+    accept_data_loss: bool,
+    config: Path | None,
+    node: str | None,
 ) -> None:
-    """Become primary at fencing EPOCH; refuses a disk that is not UpToDate unless forced."""
+    """Become primary at fencing EPOCH; refuses a disk that is not UpToDate unless forced.
+
+    With -c CONFIG --node NODE and a witness in it: also refuses when the witness marks
+    this copy outdated or this site does not hold the lease, and takes the epoch from the
+    witness's grant."""
     if force != accept_data_loss:
         raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
+    if (config is None) != (node is None):
+        raise click.UsageError("-c CONFIG and --node go together")
+    if config is not None and node is not None:
+        epoch = _witness_epoch(control, config, node, epoch, force, fmt)
     render(
         _call(control, "promote", fmt, epoch=epoch, force=force, accept_data_loss=accept_data_loss),
         fmt,
     )
+
+
+def _witness_epoch(
+    control: Path, config: Path, node: str, epoch: int | None, force: bool, fmt: str
+) -> int | None:
+    from drorch.cli.loading import load_or_exit
+    from drorch.replication.witness_check import check_promotion
+
+    cluster = load_or_exit(config)
+    try:
+        cluster.node(node)
+    except KeyError:
+        raise click.UsageError(f"{node}: no such node in {cluster.name}") from None
+    volume = str(_call(control, "status", fmt)["name"])
+    try:
+        check = check_promotion(
+            cluster,
+            volume,
+            node,
+            config.resolve().parent,
+            force=force,
+            accept_data_loss=force,
+        )
+    except ReplicationError as exc:
+        _fail(exc, fmt)
+    for note in check.notes:
+        click.echo(f"warning: forced past: {note}", err=True)
+    return check.epoch if epoch is None else epoch
 
 
 @repl.command()
@@ -337,4 +391,4 @@ def stop(control: Path, fmt: str) -> None:
 
 # `resolve` (the per-daemon form and the by-site form) lives in its own module; importing
 # it registers it on the group.
-from drorch.cli import repl_resolve_cmd  # noqa: E402, F401
+from drorch.cli import repl_fence_cmd, repl_resolve_cmd  # noqa: E402, F401

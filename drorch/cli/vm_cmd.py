@@ -61,6 +61,9 @@ def cluster_vms(config: Path) -> Iterator[ClusterVMs]:
         env.close()
 
 
+EXIT_REFUSED = 3
+
+
 @click.group("vm")
 def vm() -> None:
     """The cluster's VMs: where they run, live migration and cold failover."""
@@ -219,22 +222,57 @@ def migrate_cmd(
 @click.option(
     "--force",
     is_flag=True,
-    help="Start even though another site cannot be reached to confirm the VM is stopped.",
+    help="Override a forceable refusal (a site that cannot confirm the VM is stopped).",
 )
-@click.option("--dry-run", is_flag=True, help="Show where the XML comes from; start nothing.")
+@click.option(
+    "--accept-data-loss", is_flag=True, help="Acknowledge that forcing may lose or corrupt data."
+)
+@click.option("--dry-run", is_flag=True, help="Check and show the XML source; start nothing.")
 @format_option()
 def failover_start_cmd(
-    name: str, to: str, config: Path, xml_file: Path | None, force: bool, dry_run: bool, fmt: str
+    name: str,
+    to: str,
+    config: Path,
+    xml_file: Path | None,
+    force: bool,
+    accept_data_loss: bool,
+    dry_run: bool,
+    fmt: str,
 ) -> None:
     """Cold failover: define VM NAME at site --to from saved XML and start it.
 
-    Refused while the VM runs at any site that can be asked. Promote its volumes first."""
+    Refused (exit 3) while the VM runs at another site, while a volume of it is not
+    primary at --to, or while another site cannot confirm it is stopped (that one only is
+    forceable, with --force --accept-data-loss). A dry run reports the same refusals."""
+    from drorch.virt.failover_checks import failover_refusals
+
+    if force != accept_data_loss:
+        raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
     with cluster_vms(config) as vms:
+        model = vms.vm(name)
+        to = vms.site_name(to)
+        states = vms.states(model.domain)
+        refusals = failover_refusals(vms.cluster, vms.env, model, to, states)
+        blocking = [r for r in refusals if not (r.forceable and force)]
         xml, source = vms.saved_xml(name, to, xml_file)
-        if dry_run:
-            model = vms.vm(name)
-            states = {site: str(state) for site, state in vms.states(model.domain).items()}
-            render({"vm": model.name, "to": to, "xml_from": source, **states}, fmt)
+        if dry_run or blocking:
+            render(
+                {
+                    "vm": model.name,
+                    "to": to,
+                    "xml_from": source,
+                    **{site: str(state) for site, state in states.items()},
+                    "refused": [r.as_dict() for r in blocking]
+                    if fmt != "table"
+                    else "; ".join(f"{r.code}: {r.message}" for r in blocking) or None,
+                    "would_start": not blocking,
+                },
+                fmt,
+            )
+            for r in blocking:
+                click.echo(f"drorch: error: refused: {r.code}: {r.message}", err=True)
+            if blocking:
+                sys.exit(EXIT_REFUSED)
             return
         result = vms.failover_start(name, to, xml, force_unreachable=force)
         render(

@@ -52,11 +52,51 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
     ]
 
 
+def promotion_epoch(snapshot: Snapshot, dst: str) -> tuple[int, str]:
+    """The epoch a promotion at `dst` takes, and where it comes from: the witness's grant
+    to `dst` when it holds it, else the grant it will get (witness epoch + 1), else (no
+    witness view) the highest replica epoch + 1."""
+    view = snapshot.witness.get(dst)
+    floor = snapshot.epoch + 1
+    if view is not None and view.granted and view.epoch >= snapshot.epoch:
+        return view.epoch, f"the witness's grant to {dst}"
+    if view is not None:
+        return max(view.epoch + 1, floor), f"the witness's next grant ({dst} must hold it)"
+    return floor, "the highest replica epoch + 1 (the witness was not asked)"
+
+
+def rpo_notes(snapshot: Snapshot, lost: str, dst: str) -> list[str]:
+    """What a failover to `dst` would lose, per volume, as far as can be known."""
+    notes: list[str] = []
+    asked = snapshot.witness_asked(dst)
+    for vol in snapshot.cluster.volumes:
+        since = snapshot.outdated_since(vol.name, dst)
+        replica = snapshot.replica(vol.name, dst)
+        if since is not None:
+            notes.append(
+                f"RPO {vol.name}: every write at {lost} since epoch {since} (the witness "
+                f"records {vol.name} at {dst} as outdated)"
+            )
+        elif replica is None or replica.disk != DiskState.UP_TO_DATE:
+            disk = replica.disk if replica else "unknown"
+            notes.append(f"RPO {vol.name}: unknown, the replica at {dst} is {disk}")
+        elif not asked:
+            notes.append(
+                f"RPO {vol.name}: 0 only if {dst}'s copy is current; the witness was not "
+                f"asked as {dst} ({snapshot.witness_errors.get(dst, 'no witness client')})"
+            )
+        elif vol.mode == "sync":
+            notes.append(f"RPO {vol.name}: 0 (sync, UpToDate, no outdate record at the witness)")
+        else:
+            notes.append(f"RPO {vol.name}: up to its lag ({replica.lag_bytes} B last seen; async)")
+    return notes
+
+
 def _promote_steps(
     snapshot: Snapshot, lost: str, dst: str, blockers: list[ReportItem]
 ) -> list[Step]:
     c = snapshot.cluster
-    epoch = snapshot.epoch + 1
+    epoch, _ = promotion_epoch(snapshot, dst)
     steps: list[Step] = []
     for vol in c.volumes:
         node = replica_node(c, vol, dst)
@@ -64,6 +104,22 @@ def _promote_steps(
         disk = replica.disk if replica else "unknown"
         base = f"promote {vol.name} at {dst} with quorum epoch {epoch}"
         params = {"epoch": epoch, "second_primary": False, "disk": disk}
+        since = snapshot.outdated_since(vol.name, dst)
+        if since is not None and disk not in UNUSABLE_DISKS:
+            steps.append(
+                Step(
+                    Action.PROMOTE,
+                    vol.name,
+                    f"{base}: DATA-LOSS RISK: {vol.name} at {dst} is outdated since epoch "
+                    f"{since}: {lost} wrote alone after the link failed; needs force with "
+                    "a data-loss acknowledgement",
+                    site=dst,
+                    node=node,
+                    data_loss=True,
+                    params=params,
+                )
+            )
+            continue
         if disk in UNUSABLE_DISKS:
             blockers.append(
                 blocker(
@@ -112,8 +168,11 @@ def plan_failover(snapshot: Snapshot, to_site: str) -> Plan:
     lost = c.other_site(to_site).name
     dst = to_site
     src, why_src = active_site(snapshot)
+    epoch, epoch_source = promotion_epoch(snapshot, to_site)
     notes = [
         note("active-site", f"the cluster ran at {src}: {why_src}"),
+        note("promotion-epoch", f"promotion epoch {epoch}: {epoch_source}"),
+        *(note("rpo", n) for n in rpo_notes(snapshot, lost, to_site)),
         *(note("unobserved", u) for u in snapshot.unobserved),
     ]
     blockers: list[ReportItem] = []

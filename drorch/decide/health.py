@@ -128,6 +128,29 @@ def volume_away_from_vm(s: Snapshot) -> Iterator[HealthReport]:
                 )
 
 
+def vm_down(s: Snapshot) -> Iterator[HealthReport]:
+    """A VM that runs nowhere, or crashed, is an outage (only judged when every site
+    could be asked: an unreachable site is reported on its own)."""
+    if not all(s.is_reachable(site.name) for site in s.cluster.sites):
+        return
+    for vm in s.cluster.vms:
+        states = {site.name: s.vm_state(vm.domain, site.name) for site in s.cluster.sites}
+        crashed = [site for site, st in states.items() if st == "crashed"]
+        if crashed:
+            yield _error(
+                "vm-crashed",
+                f"VM {vm.name} crashed at {', '.join(crashed)}",
+                f"look at its console log, then restart it (`drorch vm start {vm.name}"
+                f" --site {crashed[0]}`)",
+            )
+        elif not any(st in ACTIVE_VM_STATES for st in states.values()):
+            yield _error(
+                "vm-stopped",
+                f"VM {vm.name} runs at no site: its service is down",
+                f"start it where its volumes are primary (`drorch vm start {vm.name} --site SITE`)",
+            )
+
+
 def unreachable_sites(s: Snapshot) -> Iterator[HealthReport]:
     for site in s.cluster.sites:
         if not s.is_reachable(site.name):
@@ -178,6 +201,7 @@ CHECKS: tuple[Callable[[Snapshot], Iterator[HealthReport]], ...] = (
     two_primaries,
     vm_on_non_primary_volume,
     volume_away_from_vm,
+    vm_down,
     replication_health,
 )
 

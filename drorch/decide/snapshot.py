@@ -45,10 +45,27 @@ class ReplicaView:
 
 
 @dataclass(frozen=True)
+class WitnessView:
+    """The witness as one site sees it (a `want:false` vote): who holds the lease, the
+    cluster's epoch, whether `site` holds it."""
+
+    site: str
+    holder: str | None
+    epoch: int
+    granted: bool
+    lease_ms: int
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """`replicas` by (volume, site); `vm_states` by (vm name, site) in libvirt's words;
     `reachable`/`fenced` by site; `epoch` is the highest quorum epoch seen (a new primary
-    takes epoch + 1); `unobserved` lists what could not be observed, for the operator."""
+    takes epoch + 1); `unobserved` lists what could not be observed, for the operator.
+
+    The witness: `witness` by asking site; `outdated` by (volume, site) -> the epoch since
+    which the witness records that copy as outdated (another site wrote alone);
+    `witness_errors` by site, why the witness could not be asked as that site (a site
+    missing from both was not asked: no witness, or no client cert configured)."""
 
     cluster: Cluster
     now: float = 0.0
@@ -59,6 +76,16 @@ class Snapshot:
     fenced_reason: Mapping[str, str] = field(default_factory=_empty)
     epoch: int = 0
     unobserved: tuple[str, ...] = ()
+    witness: Mapping[str, WitnessView] = field(default_factory=dict)
+    outdated: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    witness_errors: Mapping[str, str] = field(default_factory=dict)
+
+    def outdated_since(self, volume: str, site: str) -> int | None:
+        """The epoch since which the witness marks `volume` at `site` outdated, or None."""
+        return self.outdated.get((volume, site))
+
+    def witness_asked(self, site: str) -> bool:
+        return site in self.witness
 
     def replica(self, volume: str, site: str) -> ReplicaView | None:
         return self.replicas.get((volume, site))

@@ -119,3 +119,24 @@ def check_all(c: Cluster, ctx: Context) -> None:
     check_agent(c, ctx)
     check_migration(c, ctx)
     check_distance(c, ctx)
+
+
+def witness_timing_problems(c: Cluster, heartbeat_ms: int, lease_ms: int) -> list[str]:
+    """What the witness's `welcome` says against the cluster file: the lease the witness
+    grants must be the `lease_timeout` every safety rule here was derived from, and it
+    must expect heartbeats as often as the sites send them. Any difference breaks the
+    timing chain (a longer lease there lets a lost site keep quorum past takeover_wait)."""
+    problems = []
+    q = c.quorum
+    if lease_ms != round(q.lease_timeout * 1000):
+        problems.append(
+            f"the witness grants {lease_ms} ms leases but quorum.lease_timeout is"
+            f" {q.lease_timeout:g}s: set one to the other (takeover_wait, the watchdog and"
+            " the fencing chain are derived from lease_timeout)"
+        )
+    if heartbeat_ms != round(q.heartbeat * 1000):
+        problems.append(
+            f"the witness expects a heartbeat every {heartbeat_ms} ms but quorum.heartbeat is"
+            f" {q.heartbeat:g}s"
+        )
+    return problems

@@ -16,9 +16,14 @@ from typing import TYPE_CHECKING, Any
 from drorch.clock import Clock, SystemClock
 from drorch.quorum.config import parse_listen
 from drorch.quorum.messages import (
+    NOT_HOLDER,
+    Cleared,
+    Current,
     ErrorMessage,
     Heartbeat,
     Hello,
+    Outdate,
+    Outdated,
     ProtocolViolation,
     Release,
     ServerMessage,
@@ -30,6 +35,7 @@ from drorch.quorum.tls import PinError, client_context, verify_peer_fingerprint
 
 __all__ = [
     "LeaseKeeper",
+    "NotHolder",
     "QuorumConnection",
     "QuorumError",
     "QuorumRefused",
@@ -61,6 +67,11 @@ class QuorumRefused(QuorumError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"witness refused: {code}: {message}")
         self.code = code
+
+
+class NotHolder(QuorumRefused):
+    """An `outdate`/`current` was refused: this site holds no live lease. The session
+    stays open."""
 
 
 class QuorumConnection:
@@ -176,6 +187,8 @@ class QuorumConnection:
                     raise QuorumUnavailable(f"witness broke the protocol: {event.message}")
                 self._inbox.append(event)
         msg = self._inbox.pop(0)
+        if isinstance(msg, ErrorMessage) and msg.code == NOT_HOLDER:
+            raise NotHolder(msg.code, msg.message)
         if isinstance(msg, ErrorMessage):
             self.close()
             raise QuorumRefused(msg.code, msg.message)
@@ -218,6 +231,34 @@ class QuorumConnection:
             vote = self.receive_vote(max(0.0, deadline - self.clock.monotonic()))
             if vote.seq == 0:
                 return vote
+
+    def outdate(self, volume: str) -> int:
+        """Record, durably on the witness, that only this site's copy of `volume` is
+        current (the peer's is outdated). Returns the epoch since which it is so.
+        NotHolder if this site holds no live lease; QuorumUnavailable if no answer."""
+        self._send(encode(Outdate(volume)))
+        reply = self._reply(Outdated, volume)
+        assert isinstance(reply, Outdated)
+        return reply.epoch
+
+    def current(self, volume: str) -> int:
+        """Clear the outdate record of `volume` (the peer is UpToDate again); returns the
+        cluster's epoch. NotHolder / QuorumUnavailable as for `outdate`."""
+        self._send(encode(Current(volume)))
+        reply = self._reply(Cleared, volume)
+        assert isinstance(reply, Cleared)
+        return reply.epoch
+
+    def _reply(self, kind: type[Outdated] | type[Cleared], volume: str) -> Outdated | Cleared:
+        """The answer to an outdate/current (votes of earlier heartbeats are skipped)."""
+        deadline = self.clock.monotonic() + self.timeout
+        while True:
+            msg = self._next(deadline)
+            if isinstance(msg, kind) and msg.volume == volume:
+                return msg
+            if not isinstance(msg, Vote):
+                self.close()
+                raise QuorumUnavailable(f"expected {kind.__name__.lower()}, got {msg!r}")
 
     def close(self) -> None:
         if self._sock is not None:

@@ -111,6 +111,17 @@ class GrantBook:
             return state.holder
         return None
 
+    def holds(self, cluster: str, site: str, now: float) -> int | None:
+        """The epoch if `site` holds a live lease on this daemon's clock (during restart
+        grace only once it has renewed), else None. Outdate records need this."""
+        state = self.clusters.get(cluster)
+        if state is None or state.holder != site:
+            return None
+        self._settle(state, now)
+        if state.holder == site and state.lease_until is not None and now < state.lease_until:
+            return state.epoch
+        return None
+
     def _vote(
         self, state: ClusterLease, site: str, now: float, persist: bool, why: str
     ) -> Decision:

@@ -16,6 +16,7 @@ HEADER = struct.Struct(">I")
 BAD_FRAME = "bad_frame"
 VERSION_MISMATCH = "version"
 UNAUTHORIZED = "unauthorized"
+NOT_HOLDER = "not_holder"  # outdate/current from a site without a live lease: stays open
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,21 @@ class Release:
 
 
 @dataclass(frozen=True, slots=True)
+class Outdate:
+    """The holder records that only its own copy of `volume` is current (the peer's is
+    outdated); answered `Outdated` once that is durable."""
+
+    volume: str
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """The holder clears the outdate record of `volume` (the peer is UpToDate again)."""
+
+    volume: str
+
+
+@dataclass(frozen=True, slots=True)
 class Welcome:
     heartbeat_ms: int
     lease_ms: int
@@ -54,6 +70,26 @@ class Vote:
     epoch: int
     holder: str | None
     lease_ms: int
+    # sorted volumes whose copy at the asking site is outdated (the witness's records)
+    outdated: tuple[str, ...] = ()
+    # (volume, epoch since which it is outdated there), when the server says (optional)
+    outdated_since: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outdated:
+    """Answer to `outdate`: durable; only the holder's copy is current since `epoch`."""
+
+    volume: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """Answer to `current`: the record is gone (durably), at the cluster's `epoch`."""
+
+    volume: str
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +106,8 @@ class ProtocolViolation:
     message: str
 
 
-ClientMessage = Hello | Heartbeat | Release
-ServerMessage = Welcome | Vote | ErrorMessage
+ClientMessage = Hello | Heartbeat | Release | Outdate | Current
+ServerMessage = Welcome | Vote | Outdated | Cleared | ErrorMessage
 Message = ClientMessage | ServerMessage
 
 

@@ -17,14 +17,19 @@ from typing import Any
 from drorch.quorum.messages import (
     HEADER,
     MAX_FRAME,
+    NOT_HOLDER,
     VERSION,
     VERSION_MISMATCH,
+    Cleared,
     ClientMessage,
+    Current,
     ErrorMessage,
     FrameError,
     Heartbeat,
     Hello,
     Message,
+    Outdate,
+    Outdated,
     ProtocolViolation,
     Release,
     ServerMessage,
@@ -42,6 +47,10 @@ _WIRE: dict[type, Any] = {
     },
     Heartbeat: lambda m: {"type": "heartbeat", "seq": m.seq, "want": m.want, "nodes": m.nodes},
     Release: lambda m: {"type": "release"},
+    Outdate: lambda m: {"type": "outdate", "volume": m.volume},
+    Current: lambda m: {"type": "current", "volume": m.volume},
+    Outdated: lambda m: {"type": "outdated", "volume": m.volume, "epoch": m.epoch},
+    Cleared: lambda m: {"type": "cleared", "volume": m.volume, "epoch": m.epoch},
     Welcome: lambda m: {
         "type": "welcome",
         "version": m.version,
@@ -55,6 +64,8 @@ _WIRE: dict[type, Any] = {
         "epoch": m.epoch,
         "holder": m.holder,
         "lease_ms": m.lease_ms,
+        "outdated": list(m.outdated),
+        **({"outdated_since": dict(m.outdated_since)} if m.outdated_since else {}),
     },
     ErrorMessage: lambda m: {"type": "error", "code": m.code, "message": m.message},
 }
@@ -75,12 +86,34 @@ def encode_object(obj: dict[str, Any]) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def encode_vote(seq: int, granted: bool, epoch: int, holder: str | None, lease_ms: int) -> bytes:
-    """The frame of one vote, built directly (the daemon sends ten thousand a second)."""
+NO_OUTDATED = "[]"
+
+
+def outdated_fragment(since: dict[str, int]) -> str:
+    """The JSON text of a vote's `outdated` list (sorted) and, when it is not empty, of
+    `outdated_since` (volume -> epoch of the record); built once per record change."""
+    if not since:
+        return NO_OUTDATED
+    names = sorted(since)
+    return (
+        f'{_ENCODER.encode(names)},"outdated_since":{_ENCODER.encode({v: since[v] for v in names})}'
+    )
+
+
+def encode_vote(
+    seq: int,
+    granted: bool,
+    epoch: int,
+    holder: str | None,
+    lease_ms: int,
+    outdated: str = NO_OUTDATED,
+) -> bytes:
+    """The frame of one vote, built directly (the daemon sends ten thousand a second).
+    `outdated` is the JSON text after `"outdated":` (`outdated_fragment`)."""
     who = "null" if holder is None else _ENCODER.encode(holder)
     body = (
         f'{{"type":"vote","seq":{seq},"granted":{"true" if granted else "false"},'
-        f'"epoch":{epoch},"holder":{who},"lease_ms":{lease_ms}}}'
+        f'"epoch":{epoch},"holder":{who},"lease_ms":{lease_ms},"outdated":{outdated}}}'
     ).encode()
     return HEADER.pack(len(body)) + body
 
@@ -187,7 +220,29 @@ def client_message(obj: dict[str, Any]) -> ClientMessage:
         )
     if kind == "release":
         return Release()
+    if kind == "outdate":
+        return Outdate(_name(obj, "volume"))
+    if kind == "current":
+        return Current(_name(obj, "volume"))
     raise FrameError(f"unknown message type {kind!r}")
+
+
+def _volume_list(obj: dict[str, Any]) -> tuple[str, ...]:
+    value = obj.get("outdated", _MISSING)
+    if value is _MISSING:
+        raise FrameError("vote: missing field 'outdated'")
+    if type(value) is not list or not all(type(v) is str and v for v in value):
+        raise FrameError("vote: field 'outdated' must be a list of volume names")
+    return tuple(value)
+
+
+def _since(obj: dict[str, Any], names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    value = obj.get("outdated_since", {})
+    if type(value) is not dict or not all(
+        type(e) is int and e >= 0 and v in names for v, e in value.items()
+    ):
+        raise FrameError("vote: field 'outdated_since' must map outdated volumes to epochs")
+    return tuple(sorted(value.items()))
 
 
 def server_message(obj: dict[str, Any]) -> ServerMessage:
@@ -211,7 +266,13 @@ def server_message(obj: dict[str, Any]) -> ServerMessage:
             _non_negative(obj, "epoch"),
             holder,
             _non_negative(obj, "lease_ms"),
+            outdated := _volume_list(obj),
+            _since(obj, outdated),
         )
+    if kind == "outdated":
+        return Outdated(_name(obj, "volume"), _non_negative(obj, "epoch"))
+    if kind == "cleared":
+        return Cleared(_name(obj, "volume"), _non_negative(obj, "epoch"))
     if kind == "error":
         return ErrorMessage(_field(obj, "code", str), _field(obj, "message", str))
     raise FrameError(f"unknown message type {kind!r}")
@@ -317,6 +378,9 @@ class ClientProtocol:
         try:
             for body in self._decoder.feed(data):
                 msg = server_message(parse_body(body))
+                if isinstance(msg, ErrorMessage) and msg.code == NOT_HOLDER:
+                    events.append(msg)  # a refused outdate/current: the session goes on
+                    continue
                 if isinstance(msg, ErrorMessage):
                     self.phase = Phase.CLOSED
                     events.append(msg)

@@ -18,9 +18,22 @@ from collections import OrderedDict
 from drorch.clock import Clock
 from drorch.quorum.config import QuorumdConfig
 from drorch.quorum.grants import GrantBook
-from drorch.quorum.messages import BAD_FRAME, UNAUTHORIZED, ClientMessage, Heartbeat, Hello, Welcome
+from drorch.quorum.messages import (
+    BAD_FRAME,
+    NOT_HOLDER,
+    UNAUTHORIZED,
+    Cleared,
+    ClientMessage,
+    Current,
+    Heartbeat,
+    Hello,
+    Outdate,
+    Outdated,
+    Welcome,
+)
+from drorch.quorum.outdates import OutdateBook
 from drorch.quorum.persister import Persister, PersistFailed
-from drorch.quorum.protocol import encode, encode_vote
+from drorch.quorum.protocol import encode, encode_vote, error_frame
 from drorch.quorum.session import Session, Stage
 from drorch.quorum.state import QuorumState, write_state
 
@@ -60,6 +73,7 @@ class QuorumServer:
         self.config = config
         self.context = context
         self.grants = grants
+        self.outdates = OutdateBook(state.outdates)
         self.state = state
         self.clock = clock
         self.pins = config.pins_by_fingerprint()
@@ -79,7 +93,9 @@ class QuorumServer:
     def snapshot(self) -> QuorumState:
         """The durable state as of now (taken on the loop thread, written on another)."""
         s = self.state
-        return QuorumState(s.max_lease_ms, s.max_switch_delay_ms, self.grants.durable())
+        return QuorumState(
+            s.max_lease_ms, s.max_switch_delay_ms, self.grants.durable(), self.outdates.durable()
+        )
 
     def write(self, state: QuorumState) -> None:
         write_state(self.config.state_file, state)
@@ -251,6 +267,9 @@ class QuorumServer:
         elif type(msg) is Hello:
             self._hello(session, msg)
             return
+        elif type(msg) is Outdate or type(msg) is Current:
+            self._record(session, msg, now)
+            return
         else:
             decision = self.grants.release(cluster, site, now)
             seq = 0
@@ -259,8 +278,41 @@ class QuorumServer:
             log.info("cluster %s: %s", cluster, decision.reason)
             persister.changed(cluster)
         frame = encode_vote(
-            seq, decision.granted, decision.epoch, decision.holder, self.config.lease_ms
+            seq,
+            decision.granted,
+            decision.epoch,
+            decision.holder,
+            self.config.lease_ms,
+            self.outdates.fragment(cluster, site),
         )
+        persister.send_when_durable(session, cluster, frame)
+
+    def _record(self, session: Session, msg: Outdate | Current, now: float) -> None:
+        """`outdate`/`current` from the holder: change the record, persist, then answer.
+        From anyone else: `not_holder`, and the session stays open."""
+        persister = self._persister
+        assert persister is not None
+        cluster, site, volume = session.cluster, session.site, msg.volume
+        epoch = self.grants.holds(cluster, site, now)
+        verb = "outdate" if type(msg) is Outdate else "current"
+        if epoch is None:
+            holder = self.grants.live_holder(cluster, now)
+            why = (
+                f"{verb} {volume}: site {site} does not hold a live lease of cluster "
+                f"{cluster} (holder: {holder or 'none'})"
+            )
+            log.warning("%s/%s: refused: %s", cluster, site, why)
+            persister.send_when_durable(session, cluster, error_frame(NOT_HOLDER, why))
+            return
+        if type(msg) is Outdate:
+            since, changed, why = self.outdates.outdate(cluster, site, volume, epoch)
+            frame = encode(Outdated(volume, since))
+        else:
+            changed, why = self.outdates.current(cluster, volume)
+            frame = encode(Cleared(volume, epoch))
+        log.info("cluster %s: %s (from %s)", cluster, why, session.node)
+        if changed:
+            persister.changed(cluster)
         persister.send_when_durable(session, cluster, frame)
 
     def _hello(self, session: Session, hello: Hello) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drorch.quorum.grants import DurableLease
+from drorch.quorum.outdates import OutdateRecord
 
 FORMAT = 1
 
@@ -28,16 +30,24 @@ class QuorumState:
     max_lease_ms: int
     max_switch_delay_ms: int
     clusters: dict[str, DurableLease] = field(default_factory=dict)
+    # cluster -> volume -> only this site's copy is current, since this epoch
+    outdates: dict[str, dict[str, OutdateRecord]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        clusters: dict[str, Any] = {}
+        for name, d in sorted(self.clusters.items()):
+            entry: dict[str, Any] = {"epoch": d.epoch, "holder": d.holder}
+            records = self.outdates.get(name)
+            if records:
+                entry["current_only"] = {
+                    v: {"site": r.site, "epoch": r.epoch} for v, r in sorted(records.items())
+                }
+            clusters[name] = entry
         return {
             "format": FORMAT,
             "max_lease_ms": self.max_lease_ms,
             "max_switch_delay_ms": self.max_switch_delay_ms,
-            "clusters": {
-                name: {"epoch": d.epoch, "holder": d.holder}
-                for name, d in sorted(self.clusters.items())
-            },
+            "clusters": clusters,
         }
 
     @classmethod
@@ -55,6 +65,7 @@ class QuorumState:
         if not isinstance(raw, dict):
             raise bad("clusters must be an object")
         clusters: dict[str, DurableLease] = {}
+        outdates: dict[str, dict[str, OutdateRecord]] = {}
         for name, entry in raw.items():
             if not isinstance(entry, dict):
                 raise bad(f"cluster {name!r} must be an object")
@@ -64,8 +75,24 @@ class QuorumState:
             if holder is not None and not isinstance(holder, str):
                 raise bad(f"cluster {name!r}: holder must be a string or null")
             clusters[name] = DurableLease(epoch, holder)
+            records = _records(entry.get("current_only", {}), name, bad)
+            if records:
+                outdates[name] = records
         assert isinstance(lease, int) and isinstance(delay, int)
-        return cls(lease, delay, clusters)
+        return cls(lease, delay, clusters, outdates)
+
+
+def _records(raw: Any, cluster: str, bad: Callable[[str], StateError]) -> dict[str, OutdateRecord]:
+    if not isinstance(raw, dict):
+        raise bad(f"cluster {cluster!r}: current_only must be an object")
+    records: dict[str, OutdateRecord] = {}
+    for volume, rec in raw.items():
+        site = rec.get("site") if isinstance(rec, dict) else None
+        epoch = rec.get("epoch") if isinstance(rec, dict) else None
+        if not isinstance(site, str) or not site or type(epoch) is not int or epoch < 0:
+            raise bad(f"cluster {cluster!r}: record of {volume!r} needs a site and an epoch")
+        records[volume] = OutdateRecord(site, epoch)
+    return records
 
 
 def read_state(path: Path) -> QuorumState:

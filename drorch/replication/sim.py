@@ -14,6 +14,7 @@ changed, that is split brain and the volume stays StandAlone.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -64,6 +65,7 @@ class SimReplicator(Replicator):
         *,
         state_dir: Path | None = None,
         primary_node: str | None = None,
+        sites: dict[str, str] | None = None,
     ) -> None:
         if node.name not in volume.paths:
             raise ReplicationError(f"volume {volume.name} has no replica on node {node.name}")
@@ -76,7 +78,9 @@ class SimReplicator(Replicator):
         self.peer = peers[0]
         self._primary_node = primary_node
         directory = state_dir or resolve_state_dir(env, DEFAULT_STATE_DIR)
+        self.world = directory
         self.path = directory / "replication" / f"{volume.name}.json"
+        self.sites = dict(sites or {})  # node -> site, for the simulated faults
 
     # -- persistence -------------------------------------------------------------------
 
@@ -122,8 +126,21 @@ class SimReplicator(Replicator):
 
     # -- derived views -----------------------------------------------------------------
 
-    @staticmethod
-    def _connected(state: State) -> bool:
+    def _site_down(self, node: str) -> bool:
+        site = self.sites.get(node)
+        return site is not None and (self.world / f"sim-{site}.down").exists()
+
+    def _link_cut(self) -> bool:
+        """A simulated partition, or either side's site powered off (`drorch sim`)."""
+        return (
+            (self.world / "sim-partition").exists()
+            or self._site_down(self.node)
+            or self._site_down(self.peer)
+        )
+
+    def _connected(self, state: State) -> bool:
+        if self._link_cut():
+            return False
         return all(r["up"] and r["want_connect"] for r in state["replicas"].values())
 
     def _conn(self, state: State) -> ConnState:
@@ -133,6 +150,11 @@ class SimReplicator(Replicator):
         return ConnState.CONNECTING if me["up"] and me["want_connect"] else ConnState.STANDALONE
 
     def status(self) -> ReplicationStatus:
+        if self._site_down(self.node):
+            raise ReplicationError(
+                f"{self.name}@{self.node}: unreachable: site {self.sites[self.node]} is powered"
+                " off (simulated)"
+            )
         with self._state(write=False) as state:
             me, peer = state["replicas"][self.node], state["replicas"][self.peer]
             connected = self._connected(state)
@@ -274,6 +296,18 @@ class SimReplicator(Replicator):
             self._maybe_resync(state)
 
     # -- simulation hooks (not part of the Replicator seam) ----------------------------
+
+    def rebooted(self) -> None:
+        """The node came back after a power loss: its replica is up and Secondary (a
+        rebooted node never comes back primary), and reconnects if it can."""
+        with self._state(write=True) as state:
+            me = state["replicas"][self.node]
+            me["role"], me["up"], me["want_connect"] = Role.SECONDARY.value, True, True
+            self._maybe_resync_quietly(state)
+
+    def _maybe_resync_quietly(self, state: State) -> None:
+        with contextlib.suppress(SplitBrain):  # recorded in the state; status shows it
+            self._maybe_resync(state)
 
     def write(self, nbytes: int) -> None:
         """Simulate the primary writing `nbytes`. While disconnected the peer falls behind

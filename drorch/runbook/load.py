@@ -20,6 +20,7 @@ from drorch.model.reports import ConfigError, Position, ReportItem
 from drorch.model.source import Located, parse_located
 from drorch.runbook import load_fields as f
 from drorch.runbook.model import OnFailure, Retry, Runbook, RunbookStep, references, substitute
+from drorch.runbook.names import REPLICA_FIELDS
 from drorch.runbook.steps.base import Param, ParamKind, StepType, bind_args, load_step_types
 from drorch.runbook.when import Condition, WhenError, parse_condition
 
@@ -309,10 +310,11 @@ class _StepLoader:
         dotted = ".".join(seg)
         root = seg[0]
         if root not in WHEN_ROOTS or len(seg) < 2:
+            hint = f" (a string? quote it: '{dotted}')" if len(seg) == 1 else ""
             r.error(
                 "bad-when",
                 f"{what} when: {dotted!r}: names start with {', '.join(WHEN_ROOTS)} "
-                "and name a field (e.g. params.mode)",
+                f"and name a field (e.g. params.mode){hint}",
                 at,
             )
         elif root == "params" and (len(seg) != 2 or seg[1] not in self.params):
@@ -336,10 +338,14 @@ class _StepLoader:
                     "steps.ID.data.KEY",
                     at,
                 )
-        elif root == "observed" and OBSERVED.get(seg[1]) != len(seg) - 1:
+        elif root == "observed" and (
+            OBSERVED.get(seg[1]) != len(seg) - 1
+            or (seg[1] == "replica" and seg[-1] not in REPLICA_FIELDS)
+        ):
             r.error(
                 "bad-when",
-                f"{what} when: {dotted!r}: use observed.replica.VOLUME.SITE.FIELD, "
+                f"{what} when: {dotted!r}: use observed.replica.VOLUME.SITE."
+                f"{'|'.join(REPLICA_FIELDS)}, "
                 "observed.vm.VM.SITE, observed.reachable.SITE or observed.epoch",
                 at,
             )

@@ -119,7 +119,7 @@ def runbook_param(name: str, node: Located, reports: Reports) -> Param | None:
     return param
 
 
-RETRY_KEYS = ("attempts", "backoff", "multiplier", "max_backoff", "on", "deadline")
+RETRY_KEYS = ("attempts", "backoff", "multiplier", "max_backoff", "codes", "deadline")
 
 
 def retry(node: Located, step_timeout: float | None, what: str, reports: Reports) -> Retry | None:
@@ -128,9 +128,6 @@ def retry(node: Located, step_timeout: float | None, what: str, reports: Reports
     body = mapping(node, f"{what} retry", reports)
     if body is None:
         return None
-    if "True" in body and "on" not in body:  # YAML 1.1 reads a bare `on:` key as true
-        body["on"] = body.pop("True")
-        node.key_positions["on"] = node.key_positions.pop("True", node.position)
     check_keys(node, RETRY_KEYS, ("attempts",), f"{what} retry", reports)
     ok = True
     attempts = 1
@@ -166,13 +163,13 @@ def retry(node: Located, step_timeout: float | None, what: str, reports: Reports
         else:
             multiplier = float(raw)
     codes: tuple[str, ...] = ()
-    if "on" in body:
-        raw = body["on"].plain()
+    if "codes" in body:
+        raw = body["codes"].plain()
         if isinstance(raw, str):
             raw = [raw]
         if not isinstance(raw, list) or not raw or not all(isinstance(c, str) and c for c in raw):
             reports.error(
-                "bad-retry", f"{what} retry on: a list of error codes", body["on"].position
+                "bad-retry", f"{what} retry codes: a list of error codes", body["codes"].position
             )
             ok = False
         else:
@@ -180,7 +177,7 @@ def retry(node: Located, step_timeout: float | None, what: str, reports: Reports
     elif attempts > 1:
         reports.error(
             "bad-retry",
-            f"{what} retry: name the error codes to retry ('on'); retrying every failure "
+            f"{what} retry: name the error codes to retry ('codes'); retrying every failure "
             "could repeat a step that half-happened",
             node.position,
         )

@@ -9,7 +9,7 @@
         action: check.quorum
         with: {site: "${params.to}"}
         timeout: 30s
-        retry: {attempts: 3, backoff: 2s, on: [witness-unreachable]}
+        retry: {attempts: 3, backoff: 2s, codes: [witness-unreachable]}
       - id: go
         action: plan.execute
         with: {kind: migration, to: "${params.to}"}
@@ -40,7 +40,7 @@ class OnFailure(StrEnum):
 
 @dataclass(frozen=True)
 class Retry:
-    """Retry a failed attempt whose code is in `on`, waiting `backoff` (doubling by
+    """Retry a failed attempt whose code is in `codes`, waiting `backoff` (doubling by
     `multiplier`, at most `max_backoff`), for at most `attempts` attempts and never
     past `deadline` seconds since the first attempt (the total deadline)."""
 
@@ -48,7 +48,7 @@ class Retry:
     backoff: float = 1.0
     multiplier: float = 2.0
     max_backoff: float = 30.0
-    on: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
     deadline: float | None = None
 
 
@@ -76,7 +76,7 @@ class RunbookStep:
         if self.timeout is not None:
             out["timeout"] = self.timeout
         if self.retry.attempts > 1:
-            out["retry"] = {"attempts": self.retry.attempts, "on": list(self.retry.on)}
+            out["retry"] = {"attempts": self.retry.attempts, "on": list(self.retry.codes)}
         if self.confirm is not None:
             out["confirm"] = self.confirm
         out["on_failure"] = self.on_failure.value

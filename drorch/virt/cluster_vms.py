@@ -104,6 +104,10 @@ class ClusterVMs:
             why = self.unavailable.get(site, "hypervisor not available")
             raise HypervisorError(f"site {site}: {why}") from None
 
+    def site_name(self, site: str) -> str:
+        """`site` if the cluster has it; VMOperationRefused naming the sites otherwise."""
+        return self._site_name(site)
+
     def _site_name(self, site: str) -> str:
         names = [s.name for s in self.cluster.sites]
         if site not in names:

@@ -8,6 +8,9 @@ files, and the second file of the fsync probes, to another file system):
   2. pyrepl standalone             (primary, no peer)
   3. pyrepl async, peer on loopback
   4. pyrepl sync,  peer on loopback
+  5. QEMU active mirror: a primary qemu-storage-daemon with blockdev-mirror
+     copy-mode=write-blocking to a secondary qemu-storage-daemon over NBD (the peer for
+     pyrepl sync: ratio target <= 1.0x), and copy-mode=background (the peer for async)
 
 Figures: 1 MiB sequential writes (MiB/s, queue depth 4) and 4 KiB synchronous writes
 (`-t writethrough`: every write is FUA; latency = median over runs of elapsed/count).
@@ -37,8 +40,10 @@ from pathlib import Path
 
 try:
     from tests.bench.pyrepl_floor import protocol_c_floor, shipping_floor
+    from tests.bench.qsd_mirror import mirror_checks, mirror_idle, qsd_mirror
 except ImportError:  # run as a script: python tests/bench/bench_pyrepl.py
     from pyrepl_floor import protocol_c_floor, shipping_floor  # type: ignore[no-redef]
+    from qsd_mirror import mirror_checks, mirror_idle, qsd_mirror  # type: ignore[no-redef]
 
 SIZE_MIB = 256
 RUNS = 7
@@ -327,6 +332,14 @@ def main() -> int:
         }
         for mode in (None, "async", "sync"):
             targets[f"pyrepl {mode or 'standalone'}"] = stack.enter_context(pyrepl(root, mode))
+        for copy_mode in ("write-blocking", "background"):  # QEMU's mirror: the peers
+            label = f"qsd-{copy_mode}"
+            uri, pids = stack.enter_context(
+                qsd_mirror(root, label, copy_mode, SIZE_MIB, backing_dir(root, "secondary"))
+            )
+            targets[f"qemu mirror {copy_mode}"] = Target(
+                uri, lambda label=label: mirror_idle(label, root), pids
+            )
         for target in targets.values():
             warm_up(target.uri)
             target.settle()
@@ -445,6 +458,7 @@ def report(results: dict[str, dict[str, float]], limits: Limits, server_us: floa
         f"{asyn['peer_ms_per_mib']:.2f} ms, on the same {os.cpu_count()} cores as the client"
     )
     checks = [
+        *mirror_checks(results),
         (
             "standalone throughput >= 50% of nbdkit",
             standalone["seq_mibps"] / peer["seq_mibps"],

@@ -107,3 +107,16 @@ def test_exit_codes() -> None:
     assert {r.severity for r in warn} == {Health.WARNING} and exit_code(warn) == 1
     broken = check_health(healthy_at_a(reachable={"A": True, "B": False}))
     assert exit_code(broken) == 2
+
+
+def test_a_vm_that_runs_nowhere_or_crashed_is_an_outage() -> None:
+    stopped = check_health(_with(vms={("db-vm", "A"): "shutoff"}))
+    assert [(r.code, r.message) for r in stopped] == [
+        ("vm-stopped", "VM db runs at no site: its service is down")
+    ]
+    crashed = check_health(_with(vms={("db-vm", "A"): "crashed"}))
+    assert [r.code for r in crashed] == ["vm-crashed"]
+    # with a site unreachable, only the unreachable site is reported for it
+    assert "vm-stopped" not in {
+        r.code for r in check_health(healthy_at_a(reachable={"A": False, "B": True}, vm_states={}))
+    }

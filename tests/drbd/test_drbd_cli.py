@@ -21,6 +21,17 @@ from tests.drbd.test_drbd_render import drbdadm
 LAB = Path(__file__).resolve().parents[2] / "lab" / "drbd.yaml"
 
 
+def lab_without_witness(tmp_path: Path) -> Path:
+    """lab/drbd.yaml minus its witness: promotion paths that are about DRBD alone (with a
+    witness, `drbd primary` asks it first: tests/drbd/test_drbd_fence_peer.py)."""
+    lines = LAB.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("witness:"))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" "))
+    path = tmp_path / "drbd-no-witness.yaml"
+    path.write_text("".join(lines[:start] + lines[end:]))
+    return path
+
+
 @pytest.fixture
 def fake_env(tmp_path: Path) -> dict[str, str]:
     bin_dir = install_fake_drbd(tmp_path / "bin")
@@ -171,15 +182,18 @@ def test_operations_run_drbdadm_through_the_local_runner(fake_env: dict[str, str
     assert calls(fake_env)[-1] == "drbdadm up r0"
 
 
-def test_primary_error_paths_exit_1_with_drbd_message(fake_env: dict[str, str]) -> None:
+def test_primary_error_paths_exit_1_with_drbd_message(
+    fake_env: dict[str, str], tmp_path: Path
+) -> None:
+    lab = lab_without_witness(tmp_path)
     fake_env["DRBD_FAKE_FAIL"] = "drbdadm-primary-peer-primary.stderr"
-    result = invoke(fake_env, "drbd", "primary", "-c", str(LAB), "r0", "--node", "a1")
+    result = invoke(fake_env, "drbd", "primary", "-c", str(lab), "r0", "--node", "a1")
     assert result.exit_code == 1
     assert "the peer is still Primary; demote it first" in result.stderr
     assert "Multiple primaries not allowed by config" in result.stderr
     del fake_env["DRBD_FAKE_FAIL"]
     fake_env["DRBD_FAKE_STATE"] = "outdated-local"
-    result = invoke(fake_env, "drbd", "primary", "-c", str(LAB), "r0", "--node", "a1", "--force")
+    result = invoke(fake_env, "drbd", "primary", "-c", str(lab), "r0", "--node", "a1", "--force")
     assert result.exit_code == 1
     assert "--force also needs --accept-data-loss" in result.stderr
     assert [c for c in calls(fake_env) if c.startswith("drbdadm primary")] == [
@@ -272,9 +286,11 @@ def test_status_from_proc_drbd_on_a_node_without_drbd(fake_env: dict[str, str]) 
         "--format",
         "json",
     )
-    assert result.exit_code == 0, result.output
+    # like the other sources: "not loaded", never "secondary, Diskless, 100% in sync"
+    assert result.exit_code == 1, result.output
     row = json.loads(result.stdout)[0]
-    assert row["extra"] == {"up": False, "reason": "/proc/drbd is missing: no DRBD module"}
+    assert row["role"] == "unknown" and "disk" not in row
+    assert "the drbd kernel module is not loaded" in row["extra"]["error"]
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from drorch.model.types import Cluster, Witness
-from drorch.quorum.client import QuorumConnection
+from drorch.quorum.client import QuorumConnection, Vote
+from drorch.quorum.fence import OutdateAnswer
 from drorch.quorum.tls import generate_self_signed
 from drorch.replication.drbd.fence_peer import (
     PEER_IS_PRIMARY,
@@ -25,29 +26,46 @@ from drorch.replication.drbd.fence_peer import (
 )
 from tests.drbd.clusters import two_site_cluster
 from tests.drbd.conftest import QuorumDaemon
+from tests.drbd.test_drbd_cli import fake_env  # noqa: F401  # the fixture, shared
 
 CTX = FenceContext("r0", "a1", "A", "b1", "B")
 
 
-@dataclass(frozen=True)
-class V:
-    granted: bool
-    epoch: int
-    holder: str | None
+def V(granted: bool, epoch: int, holder: str | None) -> Vote:
+    return Vote(1, granted, epoch, holder, 3000)
 
 
 @pytest.mark.parametrize(
-    ("vote", "error", "code", "reason"),
+    ("answer", "error", "code", "reason"),
     [
-        (V(True, 7, "A"), None, PEER_OUTDATED, "site A holds quorum (epoch 7)"),
-        (V(False, 8, "B"), None, PEER_IS_PRIMARY, "site B holds quorum (epoch 8)"),
-        (V(False, 3, "A"), None, UNDECIDED, "recorded holder but its lease is not live"),
-        (V(False, 0, None), None, UNDECIDED, "no site holds quorum (epoch 0)"),
+        (
+            OutdateAnswer(V(True, 7, "A"), recorded=7),
+            None,
+            PEER_OUTDATED,
+            "site A holds quorum (epoch 7) and the witness recorded durably that only "
+            "site A's copy is current since epoch 7: site B is Outdated",
+        ),
+        # holding the lease is not enough: without the durable record nobody is outdated
+        (OutdateAnswer(V(True, 7, "A")), None, UNDECIDED, "has recorded no outdate"),
+        (
+            OutdateAnswer(V(True, 7, "A"), refused="not_holder: lapsed"),
+            None,
+            UNDECIDED,
+            "the witness did not record the outdate (not_holder: lapsed)",
+        ),
+        (OutdateAnswer(V(False, 8, "B")), None, PEER_IS_PRIMARY, "site B holds quorum (epoch 8)"),
+        (
+            OutdateAnswer(V(False, 3, "A")),
+            None,
+            UNDECIDED,
+            "recorded holder but its lease is not live",
+        ),
+        (OutdateAnswer(V(False, 0, None)), None, UNDECIDED, "no site holds quorum (epoch 0)"),
         (None, "QuorumUnavailable: refused", UNDECIDED, "cannot ask the witness"),
     ],
 )
-def test_decisions(vote: V | None, error: str | None, code: int, reason: str) -> None:
-    decision = decide_fence_peer(CTX, vote, error)
+def test_decisions(answer: OutdateAnswer | None, error: str | None, code: int, reason: str) -> None:
+    decision = decide_fence_peer(CTX, answer, error)
     assert decision.exit_code == code
     assert reason in decision.reason
     assert decision.reason.startswith("r0: a1 (site A) lost b1")
@@ -111,12 +129,35 @@ def test_against_a_real_quorum_daemon(quorum_daemon: QuorumDaemon) -> None:
     assert first.exit_code == UNDECIDED and "no site holds quorum" in first.reason
     with connect(quorum_daemon, "A") as holder:
         assert holder.heartbeat(1, want=True, nodes=1).granted
-        a = run_fence_peer(cluster_for(quorum_daemon, "A"), env, node="a1")
-        assert a.exit_code == PEER_OUTDATED, a.reason
-        assert "site A holds quorum (epoch 1)" in a.reason
+        with connect(quorum_daemon, "B") as peer:
+            assert peer.heartbeat(1, want=False, nodes=1).outdated == ()
+            a = run_fence_peer(cluster_for(quorum_daemon, "A"), env, node="a1")
+            assert a.exit_code == PEER_OUTDATED, a.reason
+            assert "site A holds quorum (epoch 1)" in a.reason
+            # the record is on the witness: B's copy of r0 is outdated, as B sees it
+            assert peer.heartbeat(2, want=False, nodes=1).outdated == ("r0",)
+        state = (quorum_daemon.folder / "quorumd.state").read_text()
+        assert '"r0": {' in state and '"site": "A"' in state
         b_env = {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "0"}
         b = run_fence_peer(cluster_for(quorum_daemon, "B"), b_env, node="b1")
         assert b.exit_code == PEER_IS_PRIMARY, b.reason
+
+
+def lab_with_witness(tmp_path: Path, daemon: QuorumDaemon, site: str) -> Path:
+    """lab/drbd.yaml as cluster c1, its witness the real daemon, with `site`'s cert."""
+    from tests.drbd.test_drbd_cli import LAB
+
+    cluster_yaml = tmp_path / f"cluster-{site}.yaml"
+    text = LAB.read_text().replace("cluster: drbd-lab", "cluster: c1")
+    text = text.replace("127.0.0.1:7405", f"127.0.0.1:{daemon.port}")
+    text = text.replace(
+        '"sha256:0000000000000000000000000000000000000000000000000000000000000000"',
+        f'"{daemon.fingerprint}"',
+    )
+    text = text.replace("/etc/drorch/site.crt", str(daemon.cert(site)))
+    text = text.replace("/etc/drorch/site.key", str(daemon.key(site)))
+    cluster_yaml.write_text(text)
+    return cluster_yaml
 
 
 def test_real_drbdadm_runs_the_rendered_handler_against_a_real_daemon(
@@ -129,18 +170,8 @@ def test_real_drbdadm_runs_the_rendered_handler_against_a_real_daemon(
     from click.testing import CliRunner
 
     from drorch.cli.main import cli
-    from tests.drbd.test_drbd_cli import LAB
 
-    cluster_yaml = tmp_path / "cluster.yaml"
-    text = LAB.read_text().replace("cluster: drbd-lab", "cluster: c1")
-    text = text.replace("127.0.0.1:7405", f"127.0.0.1:{quorum_daemon.port}")
-    text = text.replace(
-        '"sha256:0000000000000000000000000000000000000000000000000000000000000000"',
-        f'"{quorum_daemon.fingerprint}"',
-    )
-    text = text.replace("/etc/drorch/site.crt", str(quorum_daemon.cert("A")))
-    text = text.replace("/etc/drorch/site.key", str(quorum_daemon.key("A")))
-    cluster_yaml.write_text(text)
+    cluster_yaml = lab_with_witness(tmp_path, quorum_daemon, "A")
     rendered = CliRunner().invoke(
         cli,
         [
@@ -171,3 +202,57 @@ def test_real_drbdadm_runs_the_rendered_handler_against_a_real_daemon(
         during = fence_peer()
     assert during.returncode == PEER_OUTDATED, during.stderr
     assert "r0: a1 (site A) lost b1; site A holds quorum (epoch 1)" in during.stderr
+
+
+def test_outdated_peer_cannot_be_promoted_without_the_acknowledgement(
+    quorum_daemon: QuorumDaemon,
+    tmp_path: Path,
+    fake_env: dict[str, str],  # noqa: F811  # the imported fixture
+) -> None:
+    """The link fails, A's handler records the outdate (exit 4: A resumes); A then goes
+    away. B, though its DRBD disk claims UpToDate (scripted drbdsetup output) and B now
+    holds the lease, is refused: the witness says B's copy is outdated since epoch 1.
+    With --force --accept-data-loss it is promoted, at the witness grant's epoch."""
+    from tests.drbd.test_drbd_cli import calls, invoke
+
+    env = {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "1"}
+    with connect(quorum_daemon, "A") as a:
+        assert a.heartbeat(1, want=True, nodes=1).granted
+        fenced = run_fence_peer(cluster_for(quorum_daemon, "A"), env, node="a1")
+        assert fenced.exit_code == PEER_OUTDATED, fenced.reason
+        a.release()  # site A is gone; its lease ends
+    b_yaml = lab_with_witness(tmp_path, quorum_daemon, "B")
+    primary = ["drbd", "primary", "-c", str(b_yaml), "r0", "--node", "b1"]
+    no_lease = invoke(fake_env, *primary)
+    assert no_lease.exit_code == 1
+    assert "r0 at B is outdated since epoch 1: A wrote alone after the link failed" in (
+        no_lease.stderr
+    )
+    assert "site B does not hold the quorum lease" in no_lease.stderr
+    with connect(quorum_daemon, "B") as b:
+        assert b.heartbeat(1, want=True, nodes=1).epoch == 2
+        refused = invoke(fake_env, *primary)
+        assert refused.exit_code == 1, refused.output
+        assert "r0 at B is outdated since epoch 1" in refused.stderr
+        assert "does not hold" not in refused.stderr
+        assert not [c for c in calls(fake_env) if c.startswith("drbdadm primary")]
+        forced = invoke(fake_env, *primary, "--force", "--accept-data-loss")
+        assert forced.exit_code == 0, forced.output
+        assert "forced past: r0 at B is outdated since epoch 1" in forced.stderr
+        assert [c for c in calls(fake_env) if c.startswith("drbdadm primary")]
+        assert "recorded epoch 2" in forced.stdout
+
+
+def test_handler_fails_while_the_witness_is_down(tmp_path: Path) -> None:
+    """Witness unreachable: exit 1 (DRBD keeps I/O suspended and retries); nothing says
+    the peer is outdated."""
+    cert, key, fp = generate_self_signed("c1-a", tmp_path)
+    with __import__("socket").socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cluster = replace(
+        two_site_cluster(), witness=Witness(f"127.0.0.1:{port}", fp, str(cert), str(key))
+    )
+    decision = run_fence_peer(cluster, {"DRBD_RESOURCE": "r0"}, node="a1")
+    assert decision.exit_code == UNDECIDED
+    assert "cannot ask the witness" in decision.reason

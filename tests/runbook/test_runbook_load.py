@@ -77,7 +77,7 @@ steps:
     action: toy.promote
     with: {volume: "${params.vol}", epoch: "7"}
     timeout: 30s
-    retry: {attempts: 3, backoff: 1s, on: [busy]}
+    retry: {attempts: 3, backoff: 1s, codes: [busy]}
     rollback: undo
   - id: settle
     action: wait
@@ -99,7 +99,7 @@ def test_good_runbook_loads() -> None:
     rb = load(GOOD)
     assert rb.name == "move"  # type: ignore[attr-defined]
     first, settle, go = rb.steps  # type: ignore[attr-defined]
-    assert first.retry.attempts == 3 and first.retry.on == ("busy",)
+    assert first.retry.attempts == 3 and first.retry.codes == ("busy",)
     assert first.retry.deadline == pytest.approx(3 * 30 + 1 + 2)  # derived total deadline
     assert first.undo is True
     assert settle.on_failure is OnFailure.CONTINUE
@@ -135,7 +135,7 @@ steps:
     action: toy.promote
     with: {volume: "${params.volume}", epoch: [1], wait: "${oops}"}
     rollback: undo
-    retry: {attempts: 3, on: [busy]}
+    retry: {attempts: 3, codes: [busy]}
   - id: three
     action: toy.demote
     with: {volume: a}
@@ -227,7 +227,7 @@ S = "name: x\nsteps: [{id: a, action: wait, with: {seconds: 1}, "
         ),
         (
             "name: x\nsteps: [{id: a, action: wait, with: {seconds: 1}, "
-            "retry: {attempts: 1000, on: [x]}}]\n",
+            "retry: {attempts: 1000, codes: [x]}}]\n",
             "bad-retry",
         ),
         (

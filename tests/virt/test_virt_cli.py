@@ -146,8 +146,8 @@ def test_virt_cli_bad_duration(config: Path) -> None:
 def test_virt_cli_cold_failover(config: Path, tmp_path: Path) -> None:
     c = str(config)
     busy = drorch("vm", "failover-start", "db", "--to", "B", "-c", c)
-    assert busy.exit_code == 1
-    assert "refusing to start db at site B: it is running at site A" in busy.stderr
+    assert busy.exit_code == 3
+    assert "refused: vm-running-elsewhere: db is running at site A" in busy.stderr
     down = drorch("vm", "shutdown", "db", "--site", "A", "-c", c)
     assert down.stdout.strip() == "db: shut down gracefully at site A (1.0 s)"
     result = drorch("vm", "failover-start", "db", "--to", "B", "-c", c, "--format", "json")
@@ -168,11 +168,11 @@ def test_virt_cli_cold_failover_with_site_a_unreadable(config: Path, tmp_path: P
     assert drorch("vm", "list", "-c", c).exit_code == 0
     (tmp_path / "state" / "sim-A.json").write_text("{torn")  # site A cannot be asked
     refused = drorch("vm", "failover-start", "db", "--to", "B", "-c", c, "--xml", str(xml))
-    assert refused.exit_code == 1
-    assert "cannot confirm db is stopped at A (unreachable)" in refused.stderr
+    assert refused.exit_code == 3
+    assert "refused: site-unconfirmed: cannot confirm db is stopped at site A" in refused.stderr
     forced = drorch(
         "vm", "failover-start", "db", "--to", "B", "-c", c, "--xml", str(xml), "--force",
-        "--format", "json",
+        "--accept-data-loss", "--format", "json",
     )  # fmt: skip
     assert forced.exit_code == 0, forced.output
     assert json.loads(forced.stdout)["xml_from"] == str(xml)

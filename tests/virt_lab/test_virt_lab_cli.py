@@ -82,8 +82,8 @@ def test_drorch_vm_failover_start_boots_the_vm_at_b_after_site_a_lost_it(
     config.write_text(lab_cluster_yaml(running_lab.layout, [g.name]))
 
     refused = drorch("vm", "failover-start", g.name, "--to", "siteB", "-c", str(config))
-    assert refused.returncode == 1
-    assert "running at site siteA" in refused.stderr
+    assert refused.returncode == 3
+    assert "refused: vm-running-elsewhere" in refused.stderr and "at site siteA" in refused.stderr
     assert running_lab.b.state(g.name) == VMState.UNDEFINED
 
     pid = live_pid(running_lab.layout.run_dir("siteA") / "qemu" / f"{g.name}.pid", "qemu")

@@ -11,14 +11,18 @@ what happened (drbd.conf(5), "fence-peer"):
     7  the peer was fenced off the cluster (STONITH)
     anything else: the handler is "broken": nothing is outdated, promotion is refused
 
-drorch never guesses. It asks the witness (a `want:false` query: no lease changes) and:
+drorch never guesses, and never answers "outdated" for a peer nothing has outdated. It
+asks the witness as this node's site (`drorch.quorum.fence.record_outdate`):
 
-- this site holds quorum: the peer's site cannot hold it, cannot promote (drorch
-  promotes only with the quorum epoch) and self-fences when its lease runs out -> 4;
+- this site holds quorum: the witness is asked to record that only this site's copy of
+  the resource is current; once that record is durable on the witness -> 4. The peer can
+  no longer be promoted without `--force --accept-data-loss` (plan, agent, promote all
+  check the record), and it self-fences when its lease runs out;
 - the peer's site holds quorum: the peer is the active side -> 6;
-- nobody holds it, this site's lease is in restart grace, no witness is configured, or
-  the witness cannot be asked -> 1, deliberately "broken": nothing is outdated, so a
-  promotion stays refused until an operator or the agent decides.
+- the witness refuses the record (the lease lapsed meanwhile), nobody holds quorum, this
+  site's lease is in restart grace, no witness is configured, or the witness cannot be
+  asked -> 1, which DRBD logs as "fence-peer helper broken": nothing is outdated, I/O
+  stays suspended (`fencing resource-only` with `suspend-io`), and DRBD retries.
 
 DRBD passes DRBD_RESOURCE and DRBD_PEER_NODE_ID (plus DRBD_NODE_ID_<id>=<host>).
 """
@@ -29,10 +33,10 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from drorch.model.types import Cluster, Witness
-from drorch.quorum.client import QuorumError, query_vote
+from drorch.quorum.client import QuorumError
+from drorch.quorum.fence import OutdateAnswer, WitnessSetupError, record_outdate
 from drorch.replication.drbd.render import peers
 
 PEER_INCONSISTENT = 3
@@ -41,15 +45,6 @@ PEER_UNREACHABLE = 5
 PEER_IS_PRIMARY = 6
 PEER_FENCED = 7
 UNDECIDED = 1  # not a fence-peer answer: DRBD outdates nobody
-
-
-class VoteLike(Protocol):
-    @property
-    def granted(self) -> bool: ...
-    @property
-    def epoch(self) -> int: ...
-    @property
-    def holder(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -67,24 +62,39 @@ class FenceContext:
     peer_site: str
 
 
-def decide_fence_peer(ctx: FenceContext, vote: VoteLike | None, error: str | None) -> FenceDecision:
+def decide_fence_peer(
+    ctx: FenceContext, answer: OutdateAnswer | None, error: str | None
+) -> FenceDecision:
     """Pure: the exit code for DRBD, from the witness's answer (or why there is none)."""
     where = f"{ctx.resource}: {ctx.node} (site {ctx.site}) lost {ctx.peer_node}"
-    if vote is None:
+    if answer is None:
         return FenceDecision(
             UNDECIDED, f"{where}; cannot ask the witness ({error}): outdating nobody"
         )
-    if vote.granted:
+    vote = answer.vote
+    if answer.recorded is not None:
         return FenceDecision(
             PEER_OUTDATED,
-            f"{where}; site {ctx.site} holds quorum (epoch {vote.epoch}): "
-            f"site {ctx.peer_site} cannot be promoted, peer counts as Outdated",
+            f"{where}; site {ctx.site} holds quorum (epoch {vote.epoch}) and the witness "
+            f"recorded durably that only site {ctx.site}'s copy is current since epoch "
+            f"{answer.recorded}: site {ctx.peer_site} is Outdated",
         )
     if vote.holder == ctx.peer_site:
         return FenceDecision(
             PEER_IS_PRIMARY,
             f"{where}; site {ctx.peer_site} holds quorum (epoch {vote.epoch}): "
             "the peer is the active side, this node's data becomes Outdated",
+        )
+    if answer.refused is not None:
+        return FenceDecision(
+            UNDECIDED,
+            f"{where}; the witness did not record the outdate ({answer.refused}): outdating nobody",
+        )
+    if vote.granted:
+        return FenceDecision(
+            UNDECIDED,
+            f"{where}; site {ctx.site} holds quorum (epoch {vote.epoch}) but the witness "
+            "has recorded no outdate: outdating nobody",
         )
     if vote.holder == ctx.site:
         return FenceDecision(
@@ -135,23 +145,15 @@ def fence_context(
     )
 
 
-Query = Callable[[Witness, FenceContext], VoteLike]
+Query = Callable[[Witness, FenceContext], OutdateAnswer]
 
 
-def ask_witness(witness: Witness, ctx: FenceContext, cluster: str, base_dir: Path) -> VoteLike:
-    """One `want:false` query to the quorum daemon (mutual TLS, pinned certificate)."""
-    if not witness.cert or not witness.key:
-        raise FenceSetupError("the witness has no client cert/key configured for this site")
-    return query_vote(
-        witness.address,
-        witness.fingerprint,
-        base_dir / witness.cert,
-        base_dir / witness.key,
-        cluster,
-        ctx.site,
-        ctx.node,
-        timeout=5.0,
-    )
+def ask_witness(witness: Witness, ctx: FenceContext, cluster: str, base_dir: Path) -> OutdateAnswer:
+    """Ask the quorum daemon (mutual TLS, pinned certificate) to record the outdate."""
+    try:
+        return record_outdate(witness, cluster, ctx.site, ctx.node, ctx.resource, base_dir)
+    except WitnessSetupError as exc:
+        raise FenceSetupError(str(exc)) from exc
 
 
 def run_fence_peer(
@@ -169,7 +171,7 @@ def run_fence_peer(
         return decide_fence_peer(ctx, None, "no witness is configured")
     ask: Query = query or (lambda w, c: ask_witness(w, c, cluster.name, base_dir))
     try:
-        vote = ask(cluster.witness, ctx)
+        answer = ask(cluster.witness, ctx)
     except (QuorumError, OSError, FenceSetupError) as exc:
         return decide_fence_peer(ctx, None, f"{type(exc).__name__}: {exc}")
-    return decide_fence_peer(ctx, vote, None)
+    return decide_fence_peer(ctx, answer, None)

@@ -14,7 +14,7 @@ from drorch.model.types import Volume
 from drorch.remote.base import CommandRunner, RunnerError
 from drorch.replication.base import ReplicationError, ReplicationStatus
 from drorch.replication.drbd.events2 import events2_argv, parse_events2
-from drorch.replication.drbd.ops import Op, classify
+from drorch.replication.drbd.ops import DrbdModuleMissing, Op, classify
 from drorch.replication.drbd.proc_drbd import parse_proc_drbd
 from drorch.replication.drbd.render import minor
 from drorch.replication.drbd.state import down_status, to_status
@@ -50,7 +50,8 @@ def read_status(runner: CommandRunner, volume: Volume, source: str = "json") -> 
         if any(marker in text for marker in NOT_UP):
             return down_status(volume.name, mode, "not up on this node")
         if source == "proc" and "No such file" in text:
-            return down_status(volume.name, mode, "/proc/drbd is missing: no DRBD module")
+            # no /proc/drbd: no module, so nothing is known (never "secondary, in sync")
+            raise DrbdModuleMissing(Op.STATUS, result, "the drbd kernel module is not loaded")
         classify(Op.STATUS, result)  # raises the typed error (module missing, ...)
     if source == "json":
         try:

@@ -15,7 +15,7 @@ undoes it (`undo`), and documents itself (the class docstring).
 
 Steps act only through `StepContext.env` (runners, hypervisors, replicators, clock)
 and report failures by raising `StepFailed(code, message)`; the engine retries only
-the codes a runbook names in `retry.on`. Timeouts are cooperative: a step that waits
+the codes a runbook names in `retry.codes`. Timeouts are cooperative: a step that waits
 uses `ctx.sleep()` / `ctx.check_deadline()`, which raise `StepTimeout` at the step's
 deadline, and passes `ctx.remaining()` to blocking calls that take a timeout.
 """
@@ -224,7 +224,7 @@ class StepResult:
 
 
 class StepFailed(Exception):
-    """A step could not do its work. `code` is stable (retry.on names it); `data` goes
+    """A step could not do its work. `code` is stable (retry.codes names it); `data` goes
     into the journal."""
 
     def __init__(

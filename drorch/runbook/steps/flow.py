@@ -68,8 +68,10 @@ PLAN_EXECUTE = "plan.execute"
 
 @register
 class PlanExecute(StepType):
-    """Carry out a drorch plan: observe, compute it (as `drorch plan` shows it), and run
-    each of its steps as a step of its own.
+    """Carry out a drorch plan (migration or failover), one step per plan step.
+
+    Observes, computes the plan as `drorch plan` shows it, and runs each of its steps
+    as a step of its own.
 
     The engine expands it when it is reached: the plan computed then is written to the
     journal, so a resumed run continues the same plan. Blockers stop it; forceable ones

@@ -1,0 +1,46 @@
+"""Failover plans read the witness's outdate records: an outdated copy is promoted only
+with a data-loss acknowledgement, the reason names the record, the plan states its RPO
+and the promotion epoch comes from the witness's grant."""
+
+from __future__ import annotations
+
+from drorch.decide.plan import plan_failover
+from drorch.decide.steps import messages
+from drorch.decide.snapshot import WitnessView
+from tests.decide.conftest import healthy_at_a
+from tests.decide.test_decide_plans import site_a_lost
+
+
+def promote_reasons(plan: object) -> dict[str, tuple[bool, str]]:
+    return {
+        s.target: (s.data_loss, s.reason)
+        for s in plan.steps  # type: ignore[attr-defined]
+        if s.action == "promote"
+    }
+
+
+def test_an_outdated_copy_needs_the_acknowledgement_and_says_why() -> None:
+    witness = {"B": WitnessView("B", "B", 8, True, 3000)}
+    snap = healthy_at_a(**site_a_lost(), witness=witness, outdated={("dbdata", "B"): 7})
+    plan = plan_failover(snap, "B")
+    promotes = promote_reasons(plan)
+    data_loss, reason = promotes["dbdata"]
+    assert data_loss
+    assert "dbdata at B is outdated since epoch 7: A wrote alone after the link failed" in reason
+    assert "with quorum epoch 8" in reason  # the grant's epoch, not replica epoch + 1
+    assert plan.needs_data_loss_ack
+    assert "RPO dbdata: every write at A since epoch 7" in " | ".join(messages(plan.notes))
+    assert "promotion epoch 8: the witness's grant to B" in messages(plan.notes)
+
+
+def test_rpo_zero_only_when_the_witness_was_asked() -> None:
+    asked = healthy_at_a(**site_a_lost(), witness={"B": WitnessView("B", None, 4, False, 3000)})
+    notes = messages(plan_failover(asked, "B").notes)
+    assert "RPO dbdata: 0 (sync, UpToDate, no outdate record at the witness)" in notes
+    assert "promotion epoch 5: the witness's next grant (B must hold it)" in notes
+    not_asked = healthy_at_a(**site_a_lost(), witness_errors={"B": "QuorumUnavailable: down"})
+    notes = messages(plan_failover(not_asked, "B").notes)
+    assert any(
+        n.startswith("RPO dbdata: 0 only if B's copy is current") and "down" in n for n in notes
+    )
+    assert not promote_reasons(plan_failover(not_asked, "B"))["dbdata"][0]
