@@ -5,8 +5,8 @@ and the promotion epoch comes from the witness's grant."""
 from __future__ import annotations
 
 from drorch.decide.plan import plan_failover
-from drorch.decide.steps import messages
 from drorch.decide.snapshot import WitnessView
+from drorch.decide.steps import messages
 from tests.decide.conftest import healthy_at_a
 from tests.decide.test_decide_plans import site_a_lost
 

@@ -149,7 +149,7 @@ def test_blockers_and_notes_are_coded() -> None:
     plan = plan_failover(healthy_at_a(), "B")
     assert [(b.code, b.forceable) for b in plan.blockers] == [("source-not-fenced", False)]
     assert all(b.severity is Severity.ERROR for b in plan.blockers)
-    assert [n.code for n in plan.notes] == ["active-site"]
+    assert [n.code for n in plan.notes] == ["active-site", "promotion-epoch", "rpo", "rpo"]
     assert plan.notes[0].severity is Severity.INFO
     assert plan.blocking(force=True) == plan.blockers  # --force does not relax it
 
