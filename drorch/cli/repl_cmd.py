@@ -187,6 +187,13 @@ def serve(**opts: Any) -> None:
             nbd_unix=opts["nbd_unix"],
             tls=tls,
         )
+        from drorch.replication.pyrepl.serve_checks import serve_problems
+
+        problems = serve_problems(options)
+        if problems:
+            for problem in problems:
+                click.echo(f"drorch: error: {problem}", err=True)
+            sys.exit(2)
         sys.exit(run(options))
     except ReplicationError as exc:
         _fail(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -73,7 +74,10 @@ def parse_size(value: object) -> int:
     if not m:
         raise UnitError(f"expected a size like 64KiB or 1GiB, got {value!r}")
     unit = (m.group(2) or "").upper()
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    exact = Fraction(m.group(1)) * _SIZE_UNITS[unit]
+    if exact.denominator != 1:
+        raise UnitError(f"{value!r} is not a whole number of bytes")
+    return int(exact)
 
 
 def format_size(size: int) -> str:
