@@ -22,6 +22,7 @@ from drorch.cli.drbd_cmd import (
     replicator,
 )
 from drorch.cli.output import format_option, render
+from drorch.model.states import in_sync, is_syncing
 from drorch.remote.base import CommandTimeout
 
 dry_run_option = click.option(
@@ -250,7 +251,7 @@ def watch_cmd(
         try:
             for st in drv.watch(timeout):
                 seen += 1
-                syncing = st.connection.value in ("SyncSource", "SyncTarget")
+                syncing = is_syncing(st.connection)
                 if syncing and fmt == "table":
                     bar = bar or ProgressBar(f"resync {volume}", 1000)
                     done = st.extra.get("resync_done_percent", st.percent_in_sync)
@@ -269,10 +270,7 @@ def watch_cmd(
                         header_done, last_row = True, row
                     else:
                         render(st.as_dict(), fmt)
-                synced = (
-                    st.connection.value == "Connected"
-                    and st.disk.value == st.peer_disk.value == "UpToDate"
-                )
+                synced = in_sync(st.disk, st.connection, peer_disk=st.peer_disk)
                 if until_synced and synced:
                     break
                 if count is not None and seen >= count:

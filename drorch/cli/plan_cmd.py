@@ -1,6 +1,9 @@
 """`drorch plan migrate|failover --to SITE`: show the ordered steps before anything moves.
 
-Exit 0 when the plan is runnable, 1 when something blocks it (the blockers say what)."""
+Exit 0 when the plan is runnable, 1 when something blocks it (the blockers say what).
+Blockers are coded reports; `--force` relaxes only the forceable ones (e.g. a replica that
+could not be observed, which its wait-in-sync step re-checks at run time), never a split
+brain risk or a replica nothing can start from."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ def plan() -> None:
     """Plan a migration or failover (read only: nothing is changed)."""
 
 
-def _show(config: Path, to_site: str, fmt: str, kind: str) -> None:
+def _show(config: Path, to_site: str, fmt: str, kind: str, force: bool) -> None:
     from drorch.decide.plan import plan_failover, plan_migration
     from drorch.observe import observe
 
@@ -27,17 +30,32 @@ def _show(config: Path, to_site: str, fmt: str, kind: str) -> None:
         snapshot = observe(loaded.cluster, loaded.env).snapshot
     planner = plan_migration if kind == "migrate" else plan_failover
     result = planner(snapshot, to_site)
+    blocking = result.blocking(force)
     data: dict[str, Any] = result.as_dict()
-    data["notes"] = [*data["notes"], *loaded.problems]
+    data["notes"] += [
+        {"code": "config", "message": p, "severity": "warning", "forceable": False}
+        for p in loaded.problems
+    ]
+    data["blocking"] = [b.code for b in blocking]
     if fmt == "table":
         title = "planned migration" if result.kind == "migration" else "failover"
         head = f"{title} {result.from_site} -> {result.to_site}"
-        verdict = "runnable" if result.runnable else "BLOCKED"
+        if result.runnable:
+            verdict = "runnable"
+        elif not blocking:
+            verdict = "runnable with --force"
+        else:
+            verdict = "BLOCKED"
         if result.needs_data_loss_ack:
             verdict += ", needs a data-loss acknowledgement"
         lines = [f"{head}: {len(result.steps)} steps, {verdict}"]
-        lines += [f"note: {n}" for n in data["notes"]]
-        lines += [f"blocked: {b}" for b in result.blockers]
+        lines += [f"note: {n['message']}" for n in data["notes"]]
+        for b in result.blockers:
+            if b in blocking:
+                tag = "forceable with --force" if b.forceable else "not forceable"
+                lines.append(f"blocked: {b.message} [{b.code}, {tag}]")
+            else:
+                lines.append(f"forced: {b.message} [{b.code}]")
         click.echo("\n".join(lines) + "\n")
         rows = [
             {
@@ -52,23 +70,32 @@ def _show(config: Path, to_site: str, fmt: str, kind: str) -> None:
         render(rows, fmt)
     else:
         render(data, fmt)
-    if not result.runnable:
+    if blocking:
         sys.exit(1)
+
+
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Relax the forceable blockers (only those; the report says which).",
+)
 
 
 @plan.command()
 @click.option("--to", "to_site", required=True, help="The site to move to.")
 @config_option
+@force_option
 @format_option()
-def migrate(to_site: str, config: Path, fmt: str) -> None:
+def migrate(to_site: str, config: Path, force: bool, fmt: str) -> None:
     """Planned migration (both sites up): live-migrate what can move, cold-move the rest."""
-    _show(config, to_site, fmt, "migrate")
+    _show(config, to_site, fmt, "migrate", force)
 
 
 @plan.command()
 @click.option("--to", "to_site", required=True, help="The surviving site to take over at.")
 @config_option
+@force_option
 @format_option()
-def failover(to_site: str, config: Path, fmt: str) -> None:
+def failover(to_site: str, config: Path, force: bool, fmt: str) -> None:
     """Failover after losing a site: fence-safe wait, promote, start everything."""
-    _show(config, to_site, fmt, "failover")
+    _show(config, to_site, fmt, "failover", force)

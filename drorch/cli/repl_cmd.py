@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from drorch.cli.output import format_option, render
+from drorch.model.states import is_syncing
 from drorch.replication.base import ReplicationError, SplitBrain, StaleEpoch, UnsafeOperation
 
 EXIT_FAILED, EXIT_UNSAFE, EXIT_SPLIT_BRAIN, EXIT_STALE_EPOCH = 1, 3, 4, 5
@@ -255,7 +256,7 @@ def _wait_for_resync(control: Path, result: dict[str, Any]) -> dict[str, Any]:
     from drorch.cli.progress import ProgressBar
     from drorch.clock import SystemClock
 
-    if result.get("connection") not in ("SyncSource", "SyncTarget"):
+    if not is_syncing(str(result.get("connection"))):
         return result
     clock = SystemClock()
     bar: ProgressBar | None = None
@@ -265,7 +266,7 @@ def _wait_for_resync(control: Path, result: dict[str, Any]) -> dict[str, Any]:
         resync = (st.get("extra") or {}).get("resync") or {}
         if bar is None and resync:
             bar = ProgressBar(f"resync {st['name']}", int(resync.get("total_bytes") or 1))
-        if st["connection"] not in ("SyncSource", "SyncTarget"):
+        if not is_syncing(st["connection"]):
             if bar is not None:
                 bar.finish(f"{st['connection']}, disk {st['disk']}")
             return {**result, "connection": st["connection"], "disk": st["disk"]}

@@ -9,7 +9,8 @@ know what its peer wrote since.
 
 from __future__ import annotations
 
-from drorch.decide.snapshot import PRIMARY, UP_TO_DATE, Snapshot
+from drorch.decide.snapshot import Snapshot
+from drorch.model.states import DiskState, Role
 
 
 def currency(snapshot: Snapshot, volume: str, site: str) -> tuple[bool, str]:
@@ -20,9 +21,9 @@ def currency(snapshot: Snapshot, volume: str, site: str) -> tuple[bool, str]:
     replica = snapshot.replica(volume, site)
     if replica is None:
         return False, "unknown: not observed"
-    if replica.role == PRIMARY:
+    if replica.role == Role.PRIMARY:
         return True, "primary: this is the copy being written"
-    if replica.disk != UP_TO_DATE:
+    if replica.disk != DiskState.UP_TO_DATE:
         return False, f"disk {replica.disk}"
     if replica.in_sync:
         return True, "connected, UpToDate, nothing out of sync or lagging"

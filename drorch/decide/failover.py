@@ -8,12 +8,11 @@ every VM from its saved XML (dependencies first) -> start the services -> verify
 
 from __future__ import annotations
 
-from drorch.decide.snapshot import UP_TO_DATE, Snapshot, active_site, replica_node
+from drorch.decide.snapshot import Snapshot, active_site, replica_node
 from drorch.decide.startup import start_service_steps, start_vm_steps, verify_steps
-from drorch.decide.steps import Action, Plan, Step, fmt_seconds
-
-# Replicas whose data cannot be booted at all (partial resync, no disk).
-UNUSABLE_DISKS = ("Inconsistent", "Diskless")
+from drorch.decide.steps import Action, Plan, Step, blocker, fmt_seconds, note
+from drorch.model.reports import ReportItem
+from drorch.model.states import UNUSABLE_DISKS, DiskState
 
 
 def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
@@ -26,6 +25,7 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
                 lost,
                 f"{lost} is confirmed fenced ({why}): it can no longer write",
                 site=lost,
+                params={"confirmed": True, "how": why},
             )
         ]
     return [
@@ -34,6 +34,7 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
             lost,
             f"{lost} is not confirmed fenced: check that its lease at the witness has expired",
             site=lost,
+            params={"confirmed": False},
         ),
         Step(
             Action.WAIT_TAKEOVER,
@@ -42,8 +43,21 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
             f" {fmt_seconds(q.lease_timeout)} + switch_delay {fmt_seconds(q.switch_delay)})"
             f" so {lost}'s watchdog has surely fired before anything is promoted",
             site=lost,
+            params={
+                "seconds": q.takeover_wait,
+                "lease_timeout": q.lease_timeout,
+                "switch_delay": q.switch_delay,
+            },
         ),
     ]
+
+
+def outdated_reason(volume: str, site: str, writer: str, since: int) -> str:
+    """The one wording of a witness outdate record (plans; `repl promote` says the same)."""
+    return (
+        f"{volume} at {site} is outdated since epoch {since}: {writer} wrote alone after the"
+        " link failed"
+    )
 
 
 def promotion_epoch(snapshot: Snapshot, dst: str) -> tuple[int, str]:
@@ -71,7 +85,7 @@ def rpo_notes(snapshot: Snapshot, lost: str, dst: str) -> list[str]:
                 f"RPO {vol.name}: every write at {lost} since epoch {since} (the witness "
                 f"records {vol.name} at {dst} as outdated)"
             )
-        elif replica is None or replica.disk != UP_TO_DATE:
+        elif replica is None or replica.disk != DiskState.UP_TO_DATE:
             disk = replica.disk if replica else "unknown"
             notes.append(f"RPO {vol.name}: unknown, the replica at {dst} is {disk}")
         elif not asked:
@@ -86,7 +100,9 @@ def rpo_notes(snapshot: Snapshot, lost: str, dst: str) -> list[str]:
     return notes
 
 
-def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str]) -> list[Step]:
+def _promote_steps(
+    snapshot: Snapshot, lost: str, dst: str, blockers: list[ReportItem]
+) -> list[Step]:
     c = snapshot.cluster
     epoch, _ = promotion_epoch(snapshot, dst)
     steps: list[Step] = []
@@ -95,29 +111,42 @@ def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str])
         replica = snapshot.replica(vol.name, dst)
         disk = replica.disk if replica else "unknown"
         base = f"promote {vol.name} at {dst} with quorum epoch {epoch}"
+        params = {"epoch": epoch, "second_primary": False, "disk": disk}
         since = snapshot.outdated_since(vol.name, dst)
         if since is not None and disk not in UNUSABLE_DISKS:
+            # forceable, and the step still needs the data-loss acknowledgement
+            blockers.append(
+                blocker(
+                    "replica-outdated",
+                    f"{outdated_reason(vol.name, dst, lost, since)}; promoting it loses "
+                    f"every write {lost} made since",
+                    forceable=True,
+                )
+            )
             steps.append(
                 Step(
                     Action.PROMOTE,
                     vol.name,
-                    f"{base}: DATA-LOSS RISK: {vol.name} at {dst} is outdated since epoch "
-                    f"{since}: {lost} wrote alone after the link failed; needs force with "
-                    "a data-loss acknowledgement",
+                    f"{base}: DATA-LOSS RISK: {outdated_reason(vol.name, dst, lost, since)};"
+                    " needs force with a data-loss acknowledgement",
                     site=dst,
                     node=node,
                     data_loss=True,
+                    params=params,
                 )
             )
             continue
         if disk in UNUSABLE_DISKS:
             blockers.append(
-                f"{vol.name}: the replica at {dst} is {disk}; it holds no usable copy, so"
-                " nothing can start from it"
+                blocker(
+                    "replica-unusable",
+                    f"{vol.name}: the replica at {dst} is {disk}; it holds no usable copy, so"
+                    " nothing can start from it",
+                )
             )
             steps.append(Step(Action.PROMOTE, vol.name, f"{base}: impossible, disk is {disk}",
-                              site=dst, node=node, data_loss=True))  # fmt: skip
-        elif disk != UP_TO_DATE:
+                              site=dst, node=node, data_loss=True, params=params))  # fmt: skip
+        elif disk != DiskState.UP_TO_DATE:
             steps.append(
                 Step(
                     Action.PROMOTE,
@@ -128,6 +157,7 @@ def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str])
                     site=dst,
                     node=node,
                     data_loss=True,
+                    params=params,
                 )
             )
         else:
@@ -138,6 +168,7 @@ def _promote_steps(snapshot: Snapshot, lost: str, dst: str, blockers: list[str])
                     f"{base}: its disk is UpToDate, so no acknowledged write is lost",
                     site=dst,
                     node=node,
+                    params=params,
                 )
             )
     return steps
@@ -148,27 +179,32 @@ def plan_failover(snapshot: Snapshot, to_site: str) -> Plan:
     c = snapshot.cluster
     names = [s.name for s in c.sites]
     if to_site not in names:
-        return Plan(
-            "failover", "?", to_site, (), (f"{to_site!r} is not a site ({', '.join(names)})",)
-        )
+        unknown = blocker("unknown-site", f"{to_site!r} is not a site ({', '.join(names)})")
+        return Plan("failover", "?", to_site, (), (unknown,))
     lost = c.other_site(to_site).name
     dst = to_site
     src, why_src = active_site(snapshot)
     epoch, epoch_source = promotion_epoch(snapshot, to_site)
     notes = [
-        f"the cluster ran at {src}: {why_src}",
-        f"promotion epoch {epoch}: {epoch_source}",
-        *rpo_notes(snapshot, c.other_site(to_site).name, to_site),
-        *snapshot.unobserved,
+        note("active-site", f"the cluster ran at {src}: {why_src}"),
+        note("promotion-epoch", f"promotion epoch {epoch}: {epoch_source}"),
+        *(note("rpo", n) for n in rpo_notes(snapshot, lost, to_site)),
+        *(note("unobserved", u) for u in snapshot.unobserved),
     ]
-    blockers: list[str] = []
+    blockers: list[ReportItem] = []
     if snapshot.is_reachable(lost) and not snapshot.fenced.get(lost):
+        # never forceable: the way past it is fencing `lost`, not overriding the check
         blockers.append(
-            f"{lost} is still reachable and not fenced: taking over now risks split brain;"
-            f" use `plan migrate --to {dst}` while both sites are up"
+            blocker(
+                "source-not-fenced",
+                f"{lost} is still reachable and not fenced: taking over now risks split"
+                f" brain; use `plan migrate --to {dst}` while both sites are up",
+            )
         )
     if not snapshot.is_reachable(dst):
-        blockers.append(f"site {dst} is unreachable: nothing can be started there")
+        blockers.append(
+            blocker("site-unreachable", f"site {dst} is unreachable: nothing can be started there")
+        )
     steps = _fence_steps(snapshot, lost)
     steps += _promote_steps(snapshot, lost, dst, blockers)
     steps += start_vm_steps(

@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-from drorch.decide.snapshot import PRIMARY, Snapshot
-
-ACTIVE_VM_STATES = ("running", "paused")  # a paused guest still holds its disks
+from drorch.decide.snapshot import Snapshot
+from drorch.model.states import ACTIVE_VM_STATES, Role, VMState
 
 
 class Health(StrEnum):
@@ -60,7 +59,7 @@ def _handing_over(s: Snapshot, volume: str) -> bool:
     for vm in s.cluster.vms:
         if volume in vm.volumes:
             states = {s.vm_state(vm.domain, site.name) for site in s.cluster.sites}
-            if states == {"running", "paused"}:
+            if states == {VMState.RUNNING, VMState.PAUSED}:
                 return True
     return False
 
@@ -69,7 +68,7 @@ def vm_at_two_sites(s: Snapshot) -> Iterator[HealthReport]:
     for vm in s.cluster.vms:
         sites = _active_sites(s, vm.domain)
         states = {s.vm_state(vm.domain, site) for site in sites}
-        if len(sites) > 1 and states != {"running", "paused"}:  # not a live migration
+        if len(sites) > 1 and states != {VMState.RUNNING, VMState.PAUSED}:  # not a live migration
             yield _error(
                 "vm-at-two-sites",
                 f"VM {vm.name} runs at {' and '.join(sites)}: two copies write to its disks",
@@ -83,7 +82,7 @@ def vm_on_non_primary_volume(s: Snapshot) -> Iterator[HealthReport]:
         for site in _active_sites(s, vm.domain):
             for vol in vm.volumes:
                 r = s.replica(vol, site)
-                if r is not None and r.role != PRIMARY:
+                if r is not None and r.role != Role.PRIMARY:
                     yield _error(
                         "vm-on-non-primary-volume",
                         f"VM {vm.name} runs at {site} but its volume {vol} is {r.role} there",
@@ -97,7 +96,7 @@ def two_primaries(s: Snapshot) -> Iterator[HealthReport]:
         sites = [
             site.name
             for site in s.cluster.sites
-            if (r := s.replica(vol.name, site.name)) and r.role == PRIMARY
+            if (r := s.replica(vol.name, site.name)) and r.role == Role.PRIMARY
         ]
         if len(sites) > 1 and not _handing_over(s, vol.name):
             yield _error(
@@ -117,7 +116,7 @@ def volume_away_from_vm(s: Snapshot) -> Iterator[HealthReport]:
             prim = [
                 site.name
                 for site in s.cluster.sites
-                if (r := s.replica(vol, site.name)) and r.role == PRIMARY
+                if (r := s.replica(vol, site.name)) and r.role == Role.PRIMARY
             ]
             if prim and running[0] not in prim:
                 yield _error(

@@ -15,64 +15,74 @@ hand-over needs both copies identical at every write, which only sync (protocol 
 from __future__ import annotations
 
 from drorch.decide.order import dependents_map, resources, stop_order
-from drorch.decide.snapshot import RUNNING, Snapshot, active_site, replica_node
+from drorch.decide.snapshot import Snapshot, active_site, replica_node
 from drorch.decide.startup import (
     service_node,
     start_service_steps,
     start_vm_steps,
     verify_steps,
 )
-from drorch.decide.steps import Action, Plan, Step, fmt_bytes, fmt_seconds
+from drorch.decide.steps import Action, Plan, Step, blocker, fmt_bytes, fmt_seconds, note
+from drorch.model.reports import ReportItem
+from drorch.model.states import UNUSABLE_DISKS, ConnState, VMState
 from drorch.model.types import VM, Cluster, ReplicationMode, Service
 
 
 def _stop_reason(
     res: VM | Service,
-    users: dict[str, list[str]],
-    moving_cold: set[str],
+    waiting: list[str],
     src: str,
-    why_cold: dict[str, str],
+    why_cold: dict[str, tuple[str, ...]],
 ) -> str:
-    why = why_cold.get(res.name, f"{res.name} is not migratable")
+    slow = why_cold.get(res.name)
+    why = (
+        f"{_uses_async(res.name, slow)}; a live hand-over needs sync replication, so it moves cold"
+        if slow
+        else f"{res.name} is not migratable"
+    )
     reason = f"{why}: stop it at {src} before the volumes switch"
-    waiting = [d for d in users.get(res.name, []) if d in moving_cold]
     if waiting:
         verb = "depends" if len(waiting) == 1 else "depend"
         reason += f" (after {', '.join(waiting)}, which {verb} on it)"
     return reason
 
 
-def _async_blocked(c: Cluster) -> dict[str, str]:
-    """Migratable VMs that must move cold because a volume of theirs is async."""
-    out: dict[str, str] = {}
+def _uses_async(name: str, slow: tuple[str, ...]) -> str:
+    return f"{name} uses {', '.join(slow)}, replicated asynchronously"
+
+
+def _async_blocked(c: Cluster) -> dict[str, tuple[str, ...]]:
+    """Migratable VMs that must move cold because a volume of theirs is async, with
+    those volumes."""
+    out: dict[str, tuple[str, ...]] = {}
     for vm in c.vms:
         if not vm.migratable:
             continue
-        slow = [v for v in vm.volumes if c.volume(v).mode is ReplicationMode.ASYNC]
+        slow = tuple(v for v in vm.volumes if c.volume(v).mode is ReplicationMode.ASYNC)
         if slow:
-            out[vm.name] = (
-                f"{vm.name} uses {', '.join(slow)}, replicated asynchronously; a live"
-                " hand-over needs sync replication, so it moves cold"
-            )
+            out[vm.name] = slow
     return out
 
 
 def _stop_steps(
-    c: Cluster, snapshot: Snapshot, src: str, why_cold: dict[str, str]
+    c: Cluster, snapshot: Snapshot, src: str, why_cold: dict[str, tuple[str, ...]]
 ) -> tuple[list[Step], set[str]]:
     cold = {r.name for r in resources(c) if not r.migratable} | set(why_cold)
     users = dependents_map(c)
     steps: list[Step] = []
     for res in stop_order(c, cold):
+        waiting = [d for d in users.get(res.name, []) if d in cold]
+        reason = _stop_reason(res, waiting, src, why_cold)
         if isinstance(res, VM):
-            if snapshot.vm_state(res.domain, src) != RUNNING:
+            if snapshot.vm_state(res.domain, src) != VMState.RUNNING:
                 continue
             steps.append(
                 Step(
                     Action.SHUTDOWN_VM,
                     res.name,
-                    _stop_reason(res, users, cold, src, why_cold),
+                    reason,
                     site=src,
+                    params={"domain": res.domain, "before": tuple(waiting)},
                 )
             )
         else:
@@ -81,16 +91,21 @@ def _stop_steps(
                 Step(
                     Action.STOP_SERVICE,
                     res.name,
-                    _stop_reason(res, users, cold, src, why_cold),
+                    reason,
                     site=src,
                     node=node,
+                    params={"before": tuple(waiting)},
                 )
             )
     return steps, cold
 
 
 def _volume_steps(
-    snapshot: Snapshot, src: str, dst: str, blockers: list[str], live_volumes: set[str]
+    snapshot: Snapshot,
+    src: str,
+    dst: str,
+    blockers: list[ReportItem],
+    live_volumes: set[str],
 ) -> tuple[list[Step], list[Step]]:
     c = snapshot.cluster
     waits: list[Step] = []
@@ -101,16 +116,25 @@ def _volume_steps(
         here, there = snapshot.replica(vol.name, src), snapshot.replica(vol.name, dst)
         if there is None or here is None:
             blockers.append(
-                f"{vol.name}: replication state at {src if here is None else dst} is unknown;"
-                " a planned migration needs both replicas observed"
+                blocker(
+                    "replica-unobserved",
+                    f"{vol.name}: replication state at {src if here is None else dst} is"
+                    " unknown; a planned migration needs both replicas observed",
+                    forceable=True,  # its wait-in-sync step still checks at run time
+                )
             )
-        elif there.disk in ("Inconsistent", "Diskless") or here.connection == "StandAlone":
+        elif there.disk in UNUSABLE_DISKS or here.connection == ConnState.STANDALONE:
             blockers.append(
-                f"{vol.name}: the replica at {dst} is {there.disk} and the link is"
-                f" {here.connection}; it cannot catch up, so a planned migration would lose"
-                " data (reconnect it first, or use `plan failover` if the source is lost)"
+                blocker(
+                    "replica-cannot-catch-up",
+                    f"{vol.name}: the replica at {dst} is {there.disk} and the link is"
+                    f" {here.connection}; it cannot catch up, so a planned migration would"
+                    " lose data (reconnect it first, or use `plan failover` if the source is"
+                    " lost)",
+                )
             )
         behind = "" if here is None else _behind(here.out_of_sync_bytes, here.lag_bytes)
+        lag = 0 if here is None else max(here.out_of_sync_bytes, here.lag_bytes)
         mode = "sync" if vol.mode is ReplicationMode.SYNC else "async"
         waits.append(
             Step(
@@ -119,6 +143,7 @@ def _volume_steps(
                 f"{vol.name} ({mode}) must be UpToDate at {dst} before it switches{behind}",
                 site=dst,
                 node=dst_node,
+                params={"mode": mode, "source_site": src, "behind_bytes": lag},
             )
         )
         if vol.name in live_volumes:
@@ -140,6 +165,11 @@ def _volume_steps(
                 f" epoch fences any late write from {src}",
                 site=dst,
                 node=dst_node,
+                params={
+                    "epoch": epoch,
+                    "second_primary": False,
+                    "disk": there.disk if there else "unknown",
+                },
             )
         )
     return waits, switches
@@ -151,13 +181,13 @@ def _behind(out_of_sync: int, lag: int) -> str:
     return " (in sync now)"
 
 
-def _live_vms(snapshot: Snapshot, src: str, why_cold: dict[str, str]) -> list[VM]:
+def _live_vms(snapshot: Snapshot, src: str, why_cold: dict[str, tuple[str, ...]]) -> list[VM]:
     return [
         vm
         for vm in snapshot.cluster.vms
         if vm.migratable
         and vm.name not in why_cold
-        and snapshot.vm_state(vm.domain, src) == RUNNING
+        and snapshot.vm_state(vm.domain, src) == VMState.RUNNING
     ]
 
 
@@ -165,18 +195,22 @@ def _live_steps(snapshot: Snapshot, src: str, dst: str, live: list[VM]) -> list[
     c = snapshot.cluster
     steps: list[Step] = []
     budget = fmt_seconds(c.migration.max_downtime)
+    epoch = snapshot.epoch + 1
     opened: set[str] = set()
     for vm in live:
         vols = [v for v in vm.volumes if v not in opened]
         opened.update(vols)
         for v in vols:
             vol = c.volume(v)
+            pair = tuple(n for n in (replica_node(c, vol, src), replica_node(c, vol, dst)) if n)
+            there = snapshot.replica(v, dst)
             steps.append(
                 Step(
                     Action.ALLOW_TWO_PRIMARIES,
                     v,
                     f"{vm.name}'s live hand-over needs {v} open at both sites for a moment;"
                     " sync replication keeps the two copies identical",
+                    params={"vm": vm.name, "nodes": pair},
                 )
             )
             steps.append(
@@ -187,6 +221,11 @@ def _live_steps(snapshot: Snapshot, src: str, dst: str, live: list[VM]) -> list[
                     " there when it resumes",
                     site=dst,
                     node=replica_node(c, vol, dst),
+                    params={
+                        "epoch": epoch,
+                        "second_primary": True,
+                        "disk": there.disk if there else "unknown",
+                    },
                 )
             )
         disks = (
@@ -198,10 +237,17 @@ def _live_steps(snapshot: Snapshot, src: str, dst: str, live: list[VM]) -> list[
                 vm.name,
                 f"{vm.name} is migratable: live-migrate it to {dst} (pause budget {budget}){disks}",
                 site=dst,
+                params={
+                    "domain": vm.domain,
+                    "from_site": src,
+                    "max_downtime": c.migration.max_downtime,
+                    "volumes": tuple(vm.volumes),
+                },
             )
         )
         for v in vols:
             vol = c.volume(v)
+            pair = tuple(n for n in (replica_node(c, vol, src), replica_node(c, vol, dst)) if n)
             steps.append(
                 Step(
                     Action.DEMOTE,
@@ -217,6 +263,7 @@ def _live_steps(snapshot: Snapshot, src: str, dst: str, live: list[VM]) -> list[
                     v,
                     f"only {dst} may write {v} again: forbid two primaries, so a late"
                     f" promotion at {src} is refused",
+                    params={"vm": vm.name, "nodes": pair, "primary_site": dst},
                 )
             )
     for svc in c.services:
@@ -229,6 +276,7 @@ def _live_steps(snapshot: Snapshot, src: str, dst: str, live: list[VM]) -> list[
                     f" {service_node(c, svc, dst)} without stopping what depends on it",
                     site=dst,
                     node=service_node(c, svc, dst),
+                    params={"from_site": src, "from_node": service_node(c, svc, src)},
                 )
             )
     return steps
@@ -239,27 +287,26 @@ def plan_migration(snapshot: Snapshot, to_site: str) -> Plan:
     c = snapshot.cluster
     names = [s.name for s in c.sites]
     if to_site not in names:
-        return Plan(
-            "migration", "?", to_site, (), (f"{to_site!r} is not a site ({', '.join(names)})",)
-        )
+        unknown = blocker("unknown-site", f"{to_site!r} is not a site ({', '.join(names)})")
+        return Plan("migration", "?", to_site, (), (unknown,))
     src, why_src = active_site(snapshot)
     dst = to_site
-    notes = [f"the cluster runs at {src}: {why_src}", *snapshot.unobserved]
+    notes = [
+        note("active-site", f"the cluster runs at {src}: {why_src}"),
+        *(note("unobserved", u) for u in snapshot.unobserved),
+    ]
     if src == dst:
-        return Plan(
-            "migration",
-            src,
-            dst,
-            (),
-            (f"nothing to do: the cluster already runs at {dst}",),
-            tuple(notes),
-        )
-    blockers: list[str] = []
+        there = blocker("already-at-target", f"nothing to do: the cluster already runs at {dst}")
+        return Plan("migration", src, dst, (), (there,), tuple(notes))
+    blockers: list[ReportItem] = []
     for site in (src, dst):
         if not snapshot.is_reachable(site):
             blockers.append(
-                f"site {site} is unreachable: a planned migration needs both sites"
-                + (" (use `plan failover` for a lost source)" if site == src else "")
+                blocker(
+                    "site-unreachable",
+                    f"site {site} is unreachable: a planned migration needs both sites"
+                    + (" (use `plan failover` for a lost source)" if site == src else ""),
+                )
             )
     why_cold = _async_blocked(c)
     stops, cold = _stop_steps(c, snapshot, src, why_cold)
@@ -270,13 +317,17 @@ def plan_migration(snapshot: Snapshot, to_site: str) -> Plan:
     # a VM deliberately shut off at the source stays off; one not observed there is moved
     cold_vms = []
     for vm in c.vms:
-        if vm.name not in cold or snapshot.vm_state(vm.domain, dst) == RUNNING:
+        if vm.name not in cold or snapshot.vm_state(vm.domain, dst) == VMState.RUNNING:
             continue  # live-migrated, or already running at the target
-        if (vm.domain, src) in snapshot.vm_states and snapshot.vm_state(vm.domain, src) != RUNNING:
-            notes.append(f"{vm.name} is not running at {src}: it is left stopped")
+        if (vm.domain, src) in snapshot.vm_states and snapshot.vm_state(
+            vm.domain, src
+        ) != VMState.RUNNING:
+            notes.append(
+                note("vm-left-stopped", f"{vm.name} is not running at {src}: it is left stopped")
+            )
         else:
             cold_vms.append(vm.name)
-    moved_cold = {n: why.split(";")[0] + " (moved cold)" for n, why in why_cold.items()}
+    moved_cold = {n: _uses_async(n, slow) + " (moved cold)" for n, slow in why_cold.items()}
     starts = start_vm_steps(snapshot, cold_vms, src, dst, "{name} is not migratable", moved_cold)
     services = start_service_steps(snapshot, [s.name for s in c.services if not s.migratable], dst)
     steps = [*stops, *waits, *switches, *lives, *starts, *services, *verify_steps(c, dst)]

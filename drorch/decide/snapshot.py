@@ -1,8 +1,8 @@
 """The frozen picture decisions are made from: the model plus what was observed.
 
 Built by `drorch.observe` (which does the I/O); tests build them directly. States are
-plain strings with DRBD's and libvirt's spelling ("UpToDate", "Connected", "running"), so
-this module needs nothing but the model and the standard library.
+strings with DRBD's and libvirt's spelling ("UpToDate", "Connected", "running"); the names
+are the StrEnums of `drorch.model.states`, which compare equal to those strings.
 """
 
 from __future__ import annotations
@@ -12,13 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from drorch.model.states import Role, VMState, in_sync
 from drorch.model.types import Cluster, Volume
-
-UP_TO_DATE = "UpToDate"
-CONNECTED = "Connected"
-PRIMARY = "primary"
-RUNNING = "running"
-UNDEFINED = "undefined"
 
 
 def _empty() -> Mapping[str, str]:
@@ -41,11 +36,11 @@ class ReplicaView:
 
     @property
     def in_sync(self) -> bool:
-        return (
-            self.disk == UP_TO_DATE
-            and self.connection == CONNECTED
-            and self.out_of_sync_bytes == 0
-            and self.lag_bytes == 0
+        return in_sync(
+            self.disk,
+            self.connection,
+            out_of_sync_bytes=self.out_of_sync_bytes,
+            lag_bytes=self.lag_bytes,
         )
 
 
@@ -96,7 +91,7 @@ class Snapshot:
         return self.replicas.get((volume, site))
 
     def vm_state(self, vm: str, site: str) -> str:
-        return self.vm_states.get((vm, site), UNDEFINED)
+        return self.vm_states.get((vm, site), VMState.UNDEFINED)
 
     def is_reachable(self, site: str) -> bool:
         return self.reachable.get(site, True)
@@ -114,11 +109,11 @@ def replica_node(cluster: Cluster, volume: Volume, site: str) -> str | None:
 def active_site(snapshot: Snapshot) -> tuple[str, str]:
     """Where the cluster runs now, and why: the site holding the primary replicas, else
     the site where most VMs run, else the configured primary site."""
-    primaries = Counter(r.site for r in snapshot.replicas.values() if r.role == PRIMARY)
+    primaries = Counter(r.site for r in snapshot.replicas.values() if r.role == Role.PRIMARY)
     if primaries:
         site, count = primaries.most_common(1)[0]
         return site, f"{count} volume(s) are primary at {site}"
-    running = Counter(s for (_, s), state in snapshot.vm_states.items() if state == RUNNING)
+    running = Counter(s for (_, s), state in snapshot.vm_states.items() if state == VMState.RUNNING)
     if running:
         site, count = running.most_common(1)[0]
         return site, f"no volume is primary; {count} VM(s) run at {site}"

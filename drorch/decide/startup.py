@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from drorch.decide.order import start_order
-from drorch.decide.snapshot import RUNNING, UNDEFINED, Snapshot
+from drorch.decide.snapshot import Snapshot
 from drorch.decide.steps import Action, Step
+from drorch.model.states import VMState
 from drorch.model.types import VM, Cluster, Service
 
 
@@ -22,14 +23,20 @@ def _after(res: VM | Service) -> str:
 
 
 def define_step(vm: VM, snapshot: Snapshot, from_site: str, to_site: str) -> Step | None:
-    if snapshot.vm_state(vm.domain, to_site) != UNDEFINED:
+    if snapshot.vm_state(vm.domain, to_site) != VMState.UNDEFINED:
         return None
     source = f"its domain XML {vm.xml}" if vm.xml else f"the XML saved from {from_site}"
+    params: dict[str, object] = {"domain": vm.domain, "from_site": from_site}
+    if vm.xml:
+        params |= {"xml_source": "file", "xml_path": str(vm.xml)}
+    else:
+        params["xml_source"] = "saved"
     return Step(
         Action.DEFINE_VM,
         vm.name,
         f"{vm.name} is not defined at {to_site}: define it from {source}",
         site=to_site,
+        params=params,
     )
 
 
@@ -48,7 +55,7 @@ def start_vm_steps(
     for res in start_order(c, names):
         if not isinstance(res, VM):
             continue
-        if snapshot.vm_state(res.domain, to_site) == RUNNING:
+        if snapshot.vm_state(res.domain, to_site) == VMState.RUNNING:
             continue
         define = define_step(res, snapshot, from_site, to_site)
         if define:
@@ -61,6 +68,11 @@ def start_vm_steps(
                 f"{(why_by_name or {}).get(res.name, why.format(name=res.name))}:"
                 f" start it at {to_site}{disks}{_after(res)}",
                 site=to_site,
+                params={
+                    "domain": res.domain,
+                    "volumes": tuple(res.volumes),
+                    "after": tuple(res.depends_on),
+                },
             )
         )
     return steps
@@ -80,6 +92,7 @@ def start_service_steps(snapshot: Snapshot, names: Iterable[str], to_site: str) 
                 f"start {res.name} on {node}{_after(res) or ' (it depends on nothing)'}",
                 site=to_site,
                 node=node,
+                params={"after": tuple(res.depends_on)},
             )
         )
     return steps
@@ -98,6 +111,14 @@ def verify_steps(cluster: Cluster, to_site: str) -> list[Step]:
                     f" {m.target!r} (level {m.level}) must pass within {m.timeout:g}s",
                     site=to_site,
                     node=node,
+                    params={
+                        "resource": res.name,
+                        "monitor": m.name,
+                        "type": m.type.value,
+                        "check": str(m.target),
+                        "level": m.level,
+                        "timeout": m.timeout,
+                    },
                 )
             )
     return steps

@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from drorch.decide.actions import Action
+from drorch.decide.params import ACTION_PARAMS, check_params
+from drorch.model.reports import ReportItem, Severity
+
+__all__ = [
+    "ACTION_PARAMS",
+    "Action",
+    "Plan",
+    "Step",
+    "blocker",
+    "fmt_bytes",
+    "fmt_seconds",
+    "messages",
+    "note",
+]
 
 
-class Action(StrEnum):
-    STOP_SERVICE = "stop-service"
-    SHUTDOWN_VM = "shutdown-vm"
-    WAIT_IN_SYNC = "wait-in-sync"
-    DEMOTE = "demote"
-    PROMOTE = "promote"
-    ALLOW_TWO_PRIMARIES = "allow-two-primaries"
-    MIGRATE_LIVE = "migrate-live"
-    FORBID_TWO_PRIMARIES = "forbid-two-primaries"
-    RELOCATE_SERVICE = "relocate-service"
-    DEFINE_VM = "define-vm"
-    START_VM = "start-vm"
-    START_SERVICE = "start-service"
-    VERIFY_MONITOR = "verify-monitor"
-    CONFIRM_FENCED = "confirm-fenced"
-    WAIT_TAKEOVER = "wait-takeover"
+def _no_params() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True)
 class Step:
-    """One step. `site`/`node` say where it acts; `data_loss` marks a step that may lose
-    acknowledged writes and so needs an explicit data-loss acknowledgement to run."""
+    """One step. `site`/`node` say where it acts; `params` carry the rest of what it
+    needs, typed per action (`drorch.decide.params.ACTION_PARAMS`, checked here);
+    `data_loss` marks a step that may lose acknowledged writes and so needs an explicit
+    data-loss acknowledgement to run. `reason` is the same facts in an operator's words."""
 
     action: Action
     target: str
@@ -35,6 +44,10 @@ class Step:
     site: str | None = None
     node: str | None = None
     data_loss: bool = False
+    params: Mapping[str, object] = field(default_factory=_no_params, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", check_params(self.action, self.params))
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -44,24 +57,45 @@ class Step:
             "node": self.node,
             "data_loss": self.data_loss,
             "reason": self.reason,
+            "params": {k: _plain(v) for k, v in self.params.items()},
         }
+
+
+def blocker(code: str, message: str, *, forceable: bool = False) -> ReportItem:
+    """Why a plan must not run. `forceable`: `--force` may run it anyway (the operator
+    knows something drorch could not observe; a step still re-checks at run time)."""
+    return ReportItem(code, message, forceable=forceable)
+
+
+def note(code: str, message: str) -> ReportItem:
+    """Something the operator should know about a plan; never blocks it."""
+    return ReportItem(code, message, severity=Severity.INFO)
+
+
+def messages(reports: tuple[ReportItem, ...]) -> tuple[str, ...]:
+    return tuple(r.message for r in reports)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """An ordered plan. `blockers` explain why it must not run as is (empty = runnable);
-    `notes` are things the operator should know (e.g. what could not be observed)."""
+    """An ordered plan. `blockers` are coded reports saying why it must not run as is
+    (empty = runnable); `--force` relaxes only the forceable ones (`blocking(force)`).
+    `notes` are coded reports the operator should know (e.g. what could not be observed)."""
 
     kind: str  # migration | failover
     from_site: str
     to_site: str
     steps: tuple[Step, ...]
-    blockers: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
+    blockers: tuple[ReportItem, ...] = ()
+    notes: tuple[ReportItem, ...] = ()
 
     @property
     def runnable(self) -> bool:
         return not self.blockers
+
+    def blocking(self, force: bool = False) -> tuple[ReportItem, ...]:
+        """The blockers that stop it: all, or with `force` only the unforceable ones."""
+        return tuple(b for b in self.blockers if not (force and b.forceable))
 
     @property
     def needs_data_loss_ack(self) -> bool:
@@ -74,8 +108,8 @@ class Plan:
             "to_site": self.to_site,
             "runnable": self.runnable,
             "needs_data_loss_ack": self.needs_data_loss_ack,
-            "blockers": list(self.blockers),
-            "notes": list(self.notes),
+            "blockers": [b.as_dict() for b in self.blockers],
+            "notes": [n.as_dict() for n in self.notes],
             "steps": [s.as_dict() for s in self.steps],
         }
 

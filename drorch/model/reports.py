@@ -13,6 +13,7 @@ from enum import StrEnum
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"
 
 
 @dataclass(frozen=True, order=True)
@@ -41,6 +42,17 @@ class ReportItem:
         where = f"{self.position}: " if self.position else ""
         tag = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
         return f"{where}{tag}{self.code}: {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "code": self.code,
+            "message": self.message,
+            "severity": self.severity.value,
+            "forceable": self.forceable,
+        }
+        if self.position is not None:
+            out["position"] = str(self.position)
+        return out
 
 
 class ConfigError(Exception):

@@ -10,32 +10,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-
-class Role(StrEnum):
-    PRIMARY = "primary"
-    SECONDARY = "secondary"
-    UNKNOWN = "unknown"
-
-
-class DiskState(StrEnum):
-    UP_TO_DATE = "UpToDate"
-    INCONSISTENT = "Inconsistent"
-    OUTDATED = "Outdated"
-    DISKLESS = "Diskless"
-    CONSISTENT = "Consistent"
-    UNKNOWN = "DUnknown"
-
-
-class ConnState(StrEnum):
-    STANDALONE = "StandAlone"
-    CONNECTING = "Connecting"
-    CONNECTED = "Connected"
-    SYNC_SOURCE = "SyncSource"
-    SYNC_TARGET = "SyncTarget"
+# re-exported: the one definition lives in drorch.model.states
+from drorch.model.states import ConnState as ConnState
+from drorch.model.states import DiskState as DiskState
+from drorch.model.states import Role as Role
 
 
 def _empty() -> Mapping[str, Any]:

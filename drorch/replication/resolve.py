@@ -30,6 +30,7 @@ from typing import Any
 from drorch.clock import Clock
 from drorch.model.fields import suggestion
 from drorch.model.reports import ReportItem, Severity
+from drorch.model.states import in_sync
 from drorch.model.types import Cluster, Node, Volume
 from drorch.replication.base import (
     ConnState,
@@ -257,13 +258,9 @@ class ResolveOutcome:
     waited: bool = False
 
 
-def in_sync(victim: ReplicationStatus, survivor: ReplicationStatus) -> bool:
-    return (
-        victim.connection is ConnState.CONNECTED
-        and survivor.connection is ConnState.CONNECTED
-        and victim.disk is DiskState.UP_TO_DATE
-        and survivor.disk is DiskState.UP_TO_DATE
-    )
+def settled(victim: ReplicationStatus, survivor: ReplicationStatus) -> bool:
+    """Both sides Connected and UpToDate (`drorch.model.states.in_sync` of each)."""
+    return in_sync(victim.disk, victim.connection) and in_sync(survivor.disk, survivor.connection)
 
 
 def carry_out(
@@ -291,7 +288,7 @@ def carry_out(
     else:
         out.steps.append(f"{s.label}: already {survivor_state.connection.value}")
     out.victim, out.survivor = victim.status(), survivor.status()
-    out.settled = in_sync(out.victim, out.survivor)
+    out.settled = settled(out.victim, out.survivor)
     if resync_wait is None:
         return out
     out.waited = True
@@ -303,7 +300,7 @@ def carry_out(
         out.victim, out.survivor = victim.status(), survivor.status()
         if on_progress is not None:
             on_progress(out.victim)
-        out.settled = in_sync(out.victim, out.survivor)
+        out.settled = settled(out.victim, out.survivor)
     if out.settled:
         out.steps.append(f"{v.label}: resynced from {s.node}; both UpToDate and Connected")
     return out

@@ -110,7 +110,7 @@ def _children(
     observation = observe(engine.cluster, engine.env)
     plan = compute_plan(observation.snapshot, kind, to)
     for note in plan.notes:
-        out.line(f"  note: {note}")
+        out.line(f"  note: {note.message}")
     blocked = blockers(plan, engine.options.force)
     if blocked:
         raise StepFailed("plan-blocked", "; ".join(blocked), data={"blockers": blocked})
@@ -124,7 +124,7 @@ def _children(
         )
     engine._event(parent.key, "expand", parent, data={
         "kind": plan.kind, "from": plan.from_site, "to": plan.to_site,
-        "notes": [str(n) for n in plan.notes], "children": [c.as_dict() for c in children],
+        "notes": [n.message for n in plan.notes], "children": [c.as_dict() for c in children],
     })  # fmt: skip
     out.line(f"  plan {plan.kind} {plan.from_site} -> {plan.to_site}: {len(children)} steps")
     for i, c in enumerate(children, start=1):

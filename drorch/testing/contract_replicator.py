@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import pytest
 
+from drorch.model.states import in_sync
 from drorch.replication.base import (
     ConnState,
     DiskState,
@@ -78,9 +79,10 @@ def wait_for(
         time.sleep(poll)
 
 
-def in_sync(rep: Replicator) -> bool:
+def synced(rep: Replicator) -> bool:
+    """This replica is Connected and UpToDate (`drorch.model.states.in_sync`)."""
     st = rep.status()
-    return st.connection in CONNECTED and st.disk == DiskState.UP_TO_DATE
+    return in_sync(st.disk, st.connection)
 
 
 class ReplicatorContract:
@@ -149,7 +151,7 @@ class ReplicatorContract:
         pair.secondary.disconnect()
         assert pair.secondary.status().connection == ConnState.STANDALONE
         pair.secondary.connect()
-        wait_for(pair, "reconnect", lambda: in_sync(pair.secondary) and in_sync(pair.primary))
+        wait_for(pair, "reconnect", lambda: synced(pair.secondary) and synced(pair.primary))
 
     def test_verify_of_a_synced_pair_finds_nothing(self, pair: ReplicatorPair) -> None:
         result = pair.primary.verify()
@@ -193,8 +195,8 @@ class ReplicatorContract:
         self._split_brain(pair)
         pair.secondary.resolve_discard_local()
         pair.primary.connect()
-        wait_for(pair, "resync after resolve", lambda: in_sync(pair.secondary))
-        wait_for(pair, "primary connected", lambda: in_sync(pair.primary))
+        wait_for(pair, "resync after resolve", lambda: synced(pair.secondary))
+        wait_for(pair, "primary connected", lambda: synced(pair.primary))
         assert pair.secondary.status().generation.get("current") == (
             pair.primary.status().generation.get("current")
         )

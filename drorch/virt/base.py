@@ -9,15 +9,8 @@ import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-
-class VMState(StrEnum):
-    RUNNING = "running"
-    PAUSED = "paused"
-    SHUTOFF = "shutoff"
-    CRASHED = "crashed"
-    UNDEFINED = "undefined"
+from drorch.model.states import VMState as VMState  # re-exported; defined there
 
 
 @dataclass(frozen=True)

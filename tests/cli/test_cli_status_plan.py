@@ -103,14 +103,32 @@ def test_plan_failover_refused_while_source_is_up(lab_config: Path) -> None:
     data = yaml.safe_load(result.stdout)
     assert data["kind"] == "failover"
     assert data["blockers"] == [
-        "A is still reachable and not fenced: taking over now risks split brain; use"
-        " `plan migrate --to B` while both sites are up"
+        {
+            "code": "source-not-fenced",
+            "message": "A is still reachable and not fenced: taking over now risks split"
+            " brain; use `plan migrate --to B` while both sites are up",
+            "severity": "error",
+            "forceable": False,
+        }
     ]
+    assert data["blocking"] == ["source-not-fenced"]
+    promote = next(s for s in data["steps"] if s["action"] == "promote")
+    epoch = promote["params"]["epoch"]
+    assert isinstance(epoch, int) and f"with quorum epoch {epoch}:" in promote["reason"]
     assert [s["action"] for s in data["steps"]][:3] == [
         "confirm-fenced",
         "wait-takeover",
         "promote",
     ]
+
+
+def test_force_does_not_relax_an_unforceable_blocker(lab_config: Path) -> None:
+    result = run("plan", "failover", "--to", "B", "-c", str(lab_config), "--force")
+    assert result.exit_code == 1
+    assert (
+        "blocked: A is still reachable and not fenced: taking over now risks split brain; use"
+        " `plan migrate --to B` while both sites are up [source-not-fenced, not forceable]"
+    ) in result.stdout
 
 
 def test_plan_needs_to(lab_config: Path) -> None:

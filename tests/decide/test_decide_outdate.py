@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from drorch.decide.plan import plan_failover
 from drorch.decide.snapshot import WitnessView
+from drorch.decide.steps import messages
 from tests.decide.conftest import healthy_at_a
 from tests.decide.test_decide_plans import site_a_lost
 
@@ -28,17 +29,22 @@ def test_an_outdated_copy_needs_the_acknowledgement_and_says_why() -> None:
     assert "dbdata at B is outdated since epoch 7: A wrote alone after the link failed" in reason
     assert "with quorum epoch 8" in reason  # the grant's epoch, not replica epoch + 1
     assert plan.needs_data_loss_ack
-    assert "RPO dbdata: every write at A since epoch 7" in " | ".join(plan.notes)
-    assert "promotion epoch 8: the witness's grant to B" in plan.notes
+    (outdated,) = [b for b in plan.blockers if b.code == "replica-outdated"]
+    assert outdated.forceable
+    assert outdated.message.startswith(
+        "dbdata at B is outdated since epoch 7: A wrote alone after the link failed"
+    )
+    assert "RPO dbdata: every write at A since epoch 7" in " | ".join(messages(plan.notes))
+    assert "promotion epoch 8: the witness's grant to B" in messages(plan.notes)
 
 
 def test_rpo_zero_only_when_the_witness_was_asked() -> None:
     asked = healthy_at_a(**site_a_lost(), witness={"B": WitnessView("B", None, 4, False, 3000)})
-    notes = plan_failover(asked, "B").notes
+    notes = messages(plan_failover(asked, "B").notes)
     assert "RPO dbdata: 0 (sync, UpToDate, no outdate record at the witness)" in notes
     assert "promotion epoch 5: the witness's next grant (B must hold it)" in notes
     not_asked = healthy_at_a(**site_a_lost(), witness_errors={"B": "QuorumUnavailable: down"})
-    notes = plan_failover(not_asked, "B").notes
+    notes = messages(plan_failover(not_asked, "B").notes)
     assert any(
         n.startswith("RPO dbdata: 0 only if B's copy is current") and "down" in n for n in notes
     )

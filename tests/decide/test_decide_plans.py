@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from drorch.decide.plan import Plan, plan_failover, plan_migration
+from drorch.decide.steps import messages
 from tests.decide.conftest import healthy_at_a, replica
 
 Row = tuple[str, str, str | None, str | None, str]
@@ -114,7 +115,7 @@ def test_hurricane_migration_a_to_b() -> None:
     assert (plan.from_site, plan.to_site, plan.kind) == ("A", "B", "migration")
     assert rows(plan) == MIGRATION_A_TO_B
     assert not plan.needs_data_loss_ack
-    assert plan.notes == ("the cluster runs at A: 2 volume(s) are primary at A",)
+    assert messages(plan.notes) == ("the cluster runs at A: 2 volume(s) are primary at A",)
 
 
 def test_migration_skips_what_is_already_in_place() -> None:
@@ -124,7 +125,7 @@ def test_migration_skips_what_is_already_in_place() -> None:
     actions = [(a, t) for a, t, *_ in rows(plan)]
     assert ("shutdown-vm", "db") not in actions  # not running at A
     assert ("define-vm", "db") not in actions and ("start-vm", "db") not in actions
-    assert plan.notes == ("the cluster runs at A: 2 volume(s) are primary at A",)
+    assert messages(plan.notes) == ("the cluster runs at A: 2 volume(s) are primary at A",)
 
 
 def test_migration_leaves_a_stopped_vm_stopped() -> None:
@@ -132,7 +133,7 @@ def test_migration_leaves_a_stopped_vm_stopped() -> None:
               ("db-vm", "B"): "undefined", ("web", "B"): "undefined"}  # fmt: skip
     plan = plan_migration(healthy_at_a(vm_states=states), "B")
     assert "db" not in [t for a, t, *_ in rows(plan) if a in ("define-vm", "start-vm")]
-    assert plan.notes[-1] == "db is not running at A: it is left stopped"
+    assert messages(plan.notes)[-1] == "db is not running at A: it is left stopped"
 
 
 BLOCKED_MIGRATIONS = [
@@ -151,7 +152,7 @@ def test_blocked_migrations_say_why() -> None:
     for why, overrides, to, blocker in BLOCKED_MIGRATIONS:
         plan = plan_migration(healthy_at_a(**overrides), to)
         assert not plan.runnable, why
-        assert blocker in plan.blockers, (why, plan.blockers)
+        assert blocker in messages(plan.blockers), (why, plan.blockers)
 
 
 def test_migration_refused_when_replica_cannot_catch_up() -> None:
@@ -162,7 +163,7 @@ def test_migration_refused_when_replica_cannot_catch_up() -> None:
         "dbdata", "B", "secondary", disk="Outdated", conn="StandAlone"
     )
     plan = plan_migration(healthy_at_a(replicas=broken), "B")
-    assert plan.blockers == (
+    assert messages(plan.blockers) == (
         "dbdata: the replica at B is Outdated and the link is StandAlone; it cannot catch"
         " up, so a planned migration would lose data (reconnect it first, or use `plan"
         " failover` if the source is lost)",
@@ -232,7 +233,7 @@ def test_failover_with_confirmed_fencing_does_not_wait() -> None:
 
 def test_failover_refused_while_the_source_is_reachable() -> None:
     plan = plan_failover(healthy_at_a(), "B")
-    assert plan.blockers == (
+    assert messages(plan.blockers) == (
         "A is still reachable and not fenced: taking over now risks split brain; use"
         " `plan migrate --to B` while both sites are up",
     )
@@ -245,7 +246,7 @@ def test_failover_refused_from_an_inconsistent_replica() -> None:
         ("webdata", "B"): replica("webdata", "B", "secondary"),
     }
     plan = plan_failover(healthy_at_a(**lost), "B")
-    assert plan.blockers == (
+    assert messages(plan.blockers) == (
         "dbdata: the replica at B is Inconsistent; it holds no usable copy, so nothing can"
         " start from it",
     )

@@ -36,6 +36,7 @@ from drorch.replication.base import (
     SplitBrain,
 )
 from drorch.replication.node_status import volume_environment, volume_replicator
+from drorch.testing.contract_replicator import synced
 from tests.pyrepl.conftest import wait_until
 from tests.pyrepl.nbd_client import NbdClient
 
@@ -156,11 +157,6 @@ def _kill(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _in_sync(rep: Replicator) -> bool:
-    st = rep.status()
-    return st.connection is ConnState.CONNECTED and st.disk is DiskState.UP_TO_DATE
-
-
 def start_lab(root: Path) -> Iterator[Lab]:
     config = root / "cluster.yaml"
     config.write_text(CONFIG.format(port=free_port_pair(), nbd_port=free_port_pair()))
@@ -176,7 +172,7 @@ def start_lab(root: Path) -> Iterator[Lab]:
             pids.append(int(rep.status().extra["pid"]))
         wait_until("connected", lambda: a.status().connection is ConnState.CONNECTED)
         a.promote(force=True, accept_data_loss=True)  # day 0: a1's disk is the source
-        wait_until("initial sync", lambda: _in_sync(a) and _in_sync(b))
+        wait_until("initial sync", lambda: synced(a) and synced(b))
         lab = Lab(config, a, b)
         lab.write(a, 0, COMMON)
         yield lab

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from drorch.runbook.expand import ACTION_STEP_TYPES
 from drorch.runbook.steps.base import (
+    REQUIRED,
     STEP_TYPES,
     Param,
     ParamKind,
@@ -55,8 +56,14 @@ def _action_params(action: object) -> tuple[Param, ...]:
     except ImportError:
         return ()
     table = getattr(spec, "ACTION_PARAMS", {})
+    empty = {str: "", int: 0, float: 0.0, bool: False, tuple: ()}
     return tuple(
-        Param(key, _KINDS.get(getattr(p, "kind", str), ParamKind.STR), "", default=None)
+        Param(
+            key,
+            _KINDS.get(p.kind, ParamKind.STR),
+            "",
+            default=REQUIRED if p.required else empty.get(p.kind, ""),
+        )
         for key, p in dict(table.get(action, {})).items()
     )
 
