@@ -230,6 +230,7 @@ class Engine:
             epoch=m.epoch,
             discard_local=m.discard_local,
             dirty_regions=self.bitmap.count - len(self.hot),
+            mode=self.mode,
         )
 
     # ---------------------------------------------------------------- data path

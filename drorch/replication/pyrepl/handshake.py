@@ -27,6 +27,7 @@ class SideView:
     epoch: int
     discard_local: bool = False
     dirty_regions: int = 0
+    mode: str = ""  # sync | async; "" from a peer too old to say
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class SideView:
             "epoch": self.epoch,
             "discard_local": self.discard_local,
             "dirty_regions": self.dirty_regions,
+            "mode": self.mode,
         }
 
     @classmethod
@@ -55,6 +57,7 @@ class SideView:
             epoch=int(data["epoch"]),
             discard_local=bool(data.get("discard_local", False)),
             dirty_regions=int(data.get("dirty_regions", 0)),
+            mode=str(data.get("mode", "")),
         )
 
 

@@ -152,6 +152,14 @@ class Link:
                 f"{peer.region_size}B regions: this is {mine[0]}/{mine[1]}B/{mine[2]}B regions"
             )
             return eng.last_error
+        if peer.mode and peer.mode != eng.mode:
+            # DRBD refuses differing protocols too: a sync primary must never count an
+            # async peer's acknowledgement as "on both disks"
+            eng.last_error = (
+                f"refused a peer in {peer.mode} mode: this side replicates {eng.mode};"
+                " both sides of a volume must use the same mode"
+            )
+            return eng.last_error
         if not eng.want_connect:
             return "StandAlone: not accepting connections"
         if eng.session is not None and eng.session.alive:
@@ -215,11 +223,20 @@ class Link:
                     return
                 eng.attach(sock, peer, bytes(peer_bitmap))
         except Rejected as exc:
-            log.debug("%s: peer declined: %s", eng.meta.name, exc)
+            reason = f"the peer refused this side: {exc}"
+            with eng.lock:
+                if not _benign(str(exc)) and eng.last_error != reason:  # once, not every dial
+                    log.warning("%s: %s", eng.meta.name, reason)
+                    eng.last_error = reason
             sock.close()
         except (OSError, EOFError, WireError, ValueError, KeyError, PinError) as exc:
             log.info("%s: replication handshake failed: %s", eng.meta.name, exc)
             sock.close()
+
+
+def _benign(reason: str) -> bool:
+    """Refusals that are part of normal operation, not a misconfiguration."""
+    return reason.startswith(("already connected", "both sides dial", "StandAlone"))
 
 
 def _essence(view: SideView) -> tuple[object, ...]:
