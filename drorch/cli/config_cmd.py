@@ -39,7 +39,7 @@ def validate(config: Path, fmt: str, strict: bool) -> None:
     if fmt != "table":
         render(
             {
-                "ok": not errors,
+                "ok": not errors and not (strict and warnings),
                 "errors": [_report(r) for r in errors],
                 "warnings": [_report(r) for r in warnings],
             },
@@ -48,7 +48,9 @@ def validate(config: Path, fmt: str, strict: bool) -> None:
     else:
         for report in sorted([*errors, *warnings], key=lambda r: (r.position, r.code)):
             click.echo(str(report))  # the report is this command's output
-        if not errors:
+        if not errors and warnings and strict:
+            click.echo(f"not ok: {len(warnings)} warning(s), and --strict makes warnings fail")
+        elif not errors:
             click.echo("ok" if not warnings else f"ok ({len(warnings)} warning(s))")
     if errors:
         sys.exit(EXIT_CONFIG)

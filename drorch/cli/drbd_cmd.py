@@ -288,5 +288,30 @@ def fence_peer_cmd(config: Path, node: str | None) -> None:
     sys.exit(decision.exit_code)
 
 
+@drbd.command("unfence-peer")
+@config_option
+@node_option
+def unfence_peer_cmd(config: Path, node: str | None) -> None:
+    """DRBD's unfence-peer handler (set by `render`): the peer is UpToDate again, so ask
+    the witness to clear the outdate record. Exit 0 cleared, 1 not (retried by drorch)."""
+    from drorch.quorum.client import QuorumError
+    from drorch.quorum.fence import WitnessSetupError, record_current
+    from drorch.replication.drbd.fence_peer import FenceSetupError, fence_context
+
+    cluster = load(config)
+    try:
+        ctx = fence_context(cluster, dict(os.environ), node)
+        if cluster.witness is None:
+            raise FenceSetupError("no witness is configured")
+        epoch = record_current(
+            cluster.witness, cluster.name, ctx.site, ctx.node, ctx.resource,
+            config.resolve().parent,
+        )  # fmt: skip
+    except (FenceSetupError, WitnessSetupError, QuorumError, OSError) as exc:
+        click.echo(f"drorch unfence-peer: {exc} -> exit 1", err=True)
+        sys.exit(1)
+    click.echo(f"drorch unfence-peer: {ctx.resource}: record cleared (epoch {epoch})", err=True)
+
+
 # The operation commands live in their own module; importing it registers them.
 from drorch.cli import drbd_ops_cmd  # noqa: E402, F401

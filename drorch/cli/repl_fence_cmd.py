@@ -87,3 +87,43 @@ def fence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
         f"is current since epoch {answer.recorded}: the peer is Outdated"
     )
     sys.exit(EXIT_RECORDED)
+
+
+@repl.command("unfence-peer")
+@click.option(
+    "-c", "--config", "config", type=click.Path(path_type=Path), required=True,
+    help="The cluster file (its witness: address, pinned fingerprint, this site's cert).",
+)  # fmt: skip
+@click.option("--volume", required=True, help="The volume whose peer is UpToDate again.")
+@click.option("--node", required=True, help="This node (the primary).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+def unfence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
+    """The peer resynced and is UpToDate: clear the witness's outdate record (`current`).
+    Exit 0 cleared; 3 this site does not hold the lease; 1 the witness cannot be asked."""
+    from drorch.quorum.client import NotHolder, QuorumError
+    from drorch.quorum.fence import WitnessSetupError, record_current
+
+    cluster = load_or_exit(config)
+    if volume not in {v.name for v in cluster.volumes}:
+        click.echo(f"drorch: error: {volume}: no such volume in {cluster.name}", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        site = cluster.node(node)[0].name
+    except KeyError:
+        click.echo(f"drorch: error: {node}: no such node in {cluster.name}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if cluster.witness is None:
+        click.echo("drorch: error: no witness is configured: there is no record", err=True)
+        sys.exit(EXIT_FAILED)
+    try:
+        epoch = record_current(
+            cluster.witness, cluster.name, site, node, volume, config.resolve().parent,
+            timeout=timeout,
+        )  # fmt: skip
+    except NotHolder as exc:
+        click.echo(f"drorch: error: unfence-peer {volume}: {exc}", err=True)
+        sys.exit(EXIT_UNSAFE)
+    except (QuorumError, WitnessSetupError, OSError) as exc:
+        click.echo(f"drorch: error: unfence-peer {volume}: cannot ask the witness: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"unfence-peer {volume}: the witness cleared its record (epoch {epoch})")

@@ -52,6 +52,14 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
     ]
 
 
+def outdated_reason(volume: str, site: str, writer: str, since: int) -> str:
+    """The one wording of a witness outdate record (plans; `repl promote` says the same)."""
+    return (
+        f"{volume} at {site} is outdated since epoch {since}: {writer} wrote alone after the"
+        " link failed"
+    )
+
+
 def promotion_epoch(snapshot: Snapshot, dst: str) -> tuple[int, str]:
     """The epoch a promotion at `dst` takes, and where it comes from: the witness's grant
     to `dst` when it holds it, else the grant it will get (witness epoch + 1), else (no
@@ -106,13 +114,21 @@ def _promote_steps(
         params = {"epoch": epoch, "second_primary": False, "disk": disk}
         since = snapshot.outdated_since(vol.name, dst)
         if since is not None and disk not in UNUSABLE_DISKS:
+            # forceable, and the step still needs the data-loss acknowledgement
+            blockers.append(
+                blocker(
+                    "replica-outdated",
+                    f"{outdated_reason(vol.name, dst, lost, since)}; promoting it loses "
+                    f"every write {lost} made since",
+                    forceable=True,
+                )
+            )
             steps.append(
                 Step(
                     Action.PROMOTE,
                     vol.name,
-                    f"{base}: DATA-LOSS RISK: {vol.name} at {dst} is outdated since epoch "
-                    f"{since}: {lost} wrote alone after the link failed; needs force with "
-                    "a data-loss acknowledgement",
+                    f"{base}: DATA-LOSS RISK: {outdated_reason(vol.name, dst, lost, since)};"
+                    " needs force with a data-loss acknowledgement",
                     site=dst,
                     node=node,
                     data_loss=True,

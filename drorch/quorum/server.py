@@ -333,62 +333,18 @@ class QuorumServer:
         log.info("session %s authenticated", session.describe())
         session.send(encode(Welcome(self.config.heartbeat_ms, self.config.lease_ms)))
 
-    # --- status ------------------------------------------------------------------------
+    # --- status (drorch.quorum.server_status) -----------------------------------------
 
     def status(self) -> list[dict[str, object]]:
-        """Per cluster: holder with a live lease, epoch, seconds left, and the sessions
-        of each site with the partition size (`nodes`) each node last reported."""
-        now = self.clock.monotonic()
-        by_cluster: dict[str, dict[str, list[str]]] = {}
-        for session in self.sessions.values():
-            if session.authenticated:
-                nodes = f"{session.node}({session.nodes} nodes)"
-                by_cluster.setdefault(session.cluster, {}).setdefault(session.site, []).append(
-                    nodes
-                )
-        rows: list[dict[str, object]] = []
-        for name in sorted(self.config.clusters):
-            lease = self.grants.clusters.get(name)
-            holder = self.grants.live_holder(name, now)
-            left = None
-            if lease is not None and lease.lease_until is not None and holder is not None:
-                left = round(max(0.0, lease.lease_until - now), 3)
-            rows.append(
-                {
-                    "cluster": name,
-                    "holder": holder,
-                    "epoch": lease.epoch if lease else 0,
-                    "lease_left_s": left,
-                    "sessions": {
-                        site: sorted(v) for site, v in sorted(by_cluster.get(name, {}).items())
-                    },
-                }
-            )
-        return rows
+        from drorch.quorum.server_status import status_rows
+
+        return status_rows(self)
 
     def log_status(self) -> None:
         """SIGUSR1: one log line per cluster, plus the connection counters."""
-        grace = " (restart grace)" if self.grants.in_grace(self.clock.monotonic()) else ""
-        log.info(
-            "status%s: %d session(s), %d without hello, %d refused, %d evicted",
-            grace,
-            sum(1 for s in self.sessions.values() if s.authenticated),
-            len(self.unauthenticated),
-            self.refused,
-            self.evicted,
-        )
-        for row in self.status():
-            by_site = row["sessions"]
-            assert isinstance(by_site, dict)
-            sessions = "; ".join(f"{site}: {', '.join(v)}" for site, v in by_site.items())
-            log.info(
-                "status %s: holder %s, epoch %s, lease left %s s, sessions %s",
-                row["cluster"],
-                row["holder"] or "-",
-                row["epoch"],
-                row["lease_left_s"] if row["lease_left_s"] is not None else "-",
-                sessions or "-",
-            )
+        from drorch.quorum.server_status import log_status
+
+        log_status(self)
 
     # --- deadlines ---------------------------------------------------------------------
 

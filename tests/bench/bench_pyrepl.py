@@ -409,12 +409,12 @@ def report(results: dict[str, dict[str, float]], limits: Limits, server_us: floa
     disks = f"secondaries' files on {split}" if split else "backing files on one file system"
     print(f"qemu-img bench, {RUNS} interleaved rounds, medians; {disks}")
     print(
-        f"{'target':<20} {'1MiB seq MiB/s':>15} {'vs nbdkit':>10} "
+        f"{'target':<27} {'1MiB seq MiB/s':>15} {'vs nbdkit':>10} "
         f"{'4KiB sync us':>13} {'vs nbdkit':>10}"
     )
     for name, r in results.items():
         print(
-            f"{name:<20} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
+            f"{name:<27} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
             f"{r['sync4k_us']:>13.0f} {r['sync4k_us'] / peer['sync4k_us']:>9.2f}x"
         )
     limit_us = limits.physical_us

@@ -76,6 +76,11 @@ def test_validate_warnings_and_strict(lab_config: Path) -> None:
     assert [ln.split(": ")[1:3] for ln in lines[:-1]] == [["warning", "latency-budget"]] * 2
     strict = run("config", "validate", "--strict", "-c", str(lab_config))
     assert strict.exit_code == 1
+    assert strict.stdout.splitlines()[-1] == (
+        "not ok: 2 warning(s), and --strict makes warnings fail"
+    )
+    as_json = run("config", "validate", "--strict", "-c", str(lab_config), "--format", "json")
+    assert as_json.exit_code == 1 and '"ok": false' in as_json.stdout
 
 
 def test_validate_missing_file_exits_2(tmp_path: Path) -> None:

@@ -29,6 +29,11 @@ def test_an_outdated_copy_needs_the_acknowledgement_and_says_why() -> None:
     assert "dbdata at B is outdated since epoch 7: A wrote alone after the link failed" in reason
     assert "with quorum epoch 8" in reason  # the grant's epoch, not replica epoch + 1
     assert plan.needs_data_loss_ack
+    (outdated,) = [b for b in plan.blockers if b.code == "replica-outdated"]
+    assert outdated.forceable
+    assert outdated.message.startswith(
+        "dbdata at B is outdated since epoch 7: A wrote alone after the link failed"
+    )
     assert "RPO dbdata: every write at A since epoch 7" in " | ".join(messages(plan.notes))
     assert "promotion epoch 8: the witness's grant to B" in messages(plan.notes)
 

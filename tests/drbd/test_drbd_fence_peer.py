@@ -201,6 +201,7 @@ def test_real_drbdadm_runs_the_rendered_handler_against_a_real_daemon(
         assert holder.heartbeat(1, want=True, nodes=1).granted
         during = fence_peer()
     assert during.returncode == PEER_OUTDATED, during.stderr
+    assert "unfence-peer" in rendered.stdout
     assert "r0: a1 (site A) lost b1; site A holds quorum (epoch 1)" in during.stderr
 
 
@@ -241,6 +242,12 @@ def test_outdated_peer_cannot_be_promoted_without_the_acknowledgement(
         assert "forced past: r0 at B is outdated since epoch 1" in forced.stderr
         assert [c for c in calls(fake_env) if c.startswith("drbdadm primary")]
         assert "recorded epoch 2" in forced.stdout
+        # DRBD's unfence-peer handler (the peer resynced): B, the holder, clears the record
+        fake_env["DRBD_RESOURCE"] = "r0"
+        cleared = invoke(fake_env, "drbd", "unfence-peer", "-c", str(b_yaml), "--node", "b1")
+        assert cleared.exit_code == 0, cleared.output
+        assert "record cleared (epoch 2)" in cleared.stderr
+        assert b.heartbeat(2, want=True, nodes=1).outdated == ()
 
 
 def test_handler_fails_while_the_witness_is_down(tmp_path: Path) -> None:

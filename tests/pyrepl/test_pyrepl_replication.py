@@ -269,6 +269,7 @@ def test_async_block_waits_for_room_and_loses_nothing(cluster: Cluster) -> None:
 def test_two_primaries_refuse_to_connect(cluster: Cluster) -> None:
     a, b = cluster.pair()
     a.call("disconnect")
+    wait_until("b sees a go", lambda: b.status()["connection"] != "Connected")
     b.call("promote", epoch=1)
     with pytest.raises(ReplicationError) as info:
         a.call("connect")
@@ -280,6 +281,7 @@ def test_promotion_epochs_are_strict(cluster: Cluster) -> None:
     promotion without one takes one above every epoch this replica has seen."""
     a, b = cluster.pair()
     a.call("disconnect")
+    wait_until("b sees a go", lambda: b.status()["connection"] != "Connected")
     with pytest.raises(ReplicationError, match="epoch 0 was already seen here"):
         b.call("promote", epoch=0)
     assert b.status()["role"] == "secondary"

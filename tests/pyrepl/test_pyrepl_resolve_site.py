@@ -229,6 +229,8 @@ def test_resolve_by_site_discards_the_victims_changes(lab: Lab) -> None:
 
     # a plain disconnect is not a split brain either: connect fixes it
     lab.b.disconnect()
+    # a1 notices the disconnect on its own time: take the snapshot once it has
+    wait_until("a1 sees b1 go", lambda: lab.a.status().connection is not ConnState.CONNECTED)
     before = lab.snapshot()
     plain = resolve(lab.config, "--volume", "vol", "--discard", "B", "--accept-data-loss")
     assert plain.exit_code == 1

@@ -82,6 +82,15 @@ def test_fence_peer_hook_exit_codes(
         assert recorded.returncode == 0, recorded.stderr
         assert "only site A's copy of vol is current since epoch 1" in recorded.stdout
         assert a.heartbeat(2, want=True, nodes=1).outdated == ()
+        assert '"vol": {' in (quorum_daemon.folder / "quorumd.state").read_text()
+        unfence = ["repl", "unfence-peer", "-c", str(a_yaml), "--volume", "vol", "--node", "a1"]
+        cleared = drorch(*unfence)
+        assert cleared.returncode == 0, cleared.stderr
+        assert "cleared its record (epoch 1)" in cleared.stdout
+        assert '"vol": {' not in (quorum_daemon.folder / "quorumd.state").read_text()
+    b_yaml = cluster_file(tmp_path, quorum_daemon, "B")
+    b_unfence = drorch("repl", "unfence-peer", "-c", str(b_yaml), "--volume", "vol", "--node", "b1")
+    assert b_unfence.returncode == 3 and "not_holder" in b_unfence.stderr
     unknown = drorch("repl", "fence-peer", "-c", str(a_yaml), "--volume", "nope", "--node", "a1")
     assert unknown.returncode == 2 and "nope: no such volume" in unknown.stderr
     down_yaml = cluster_file(tmp_path, quorum_daemon, "A", port=1)

@@ -66,7 +66,9 @@ def test_a_released_or_lapsed_lease_may_not_outdate(witness: InProcessWitness) -
         with pytest.raises(NotHolder):
             a.outdate("dbdata")
         assert a.heartbeat(2, True, 1).granted
-        time.sleep(0.7)  # the 600 ms lease runs out without renewal
+        for seq in range(3, 7):  # the 600 ms lease runs out: want:false never renews
+            time.sleep(0.2)  # (and a frame every 0.2 s keeps the session under its idle
+            a.heartbeat(seq, False, 1)  # deadline of 600 ms)
         with pytest.raises(NotHolder):
             a.outdate("dbdata")
 

@@ -240,6 +240,8 @@ def render(
         "    }",
         "    handlers {",
         f'        fence-peer "{fence_cmd}";',
+        # the peer is UpToDate again: clear the witness's outdate record
+        f'        unfence-peer "{fence_cmd.replace(" fence-peer", " unfence-peer", 1)}";',
         "    }",
     ]
     for p in nodes:
