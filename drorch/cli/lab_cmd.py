@@ -101,12 +101,25 @@ def heal(lab_name: str, prefix: str, subnet: str) -> None:
 @lab.command()
 @_lab_options
 @click.option("--guest", "guests", multiple=True, help="VM names (default: labvm).")
-def config(lab_name: str, prefix: str, subnet: str, guests: tuple[str, ...]) -> None:
-    """Print the lab's cluster config (driver libvirt), e.g. > lab/libvirt.yaml."""
+@click.option(
+    "--relative-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write paths relative to this folder (where the file will live), e.g. lab.",
+)
+def config(
+    lab_name: str, prefix: str, subnet: str, guests: tuple[str, ...], relative_to: Path | None
+) -> None:
+    """Print the lab's cluster config (driver libvirt), e.g.
+    `drorch lab config --relative-to lab > lab/libvirt.yaml`."""
     from drorch.lab.cluster_config import lab_cluster_yaml
 
     with _lab(lab_name, prefix, subnet) as the_lab:
-        click.echo(lab_cluster_yaml(the_lab.layout, guests or ("labvm",)), nl=False)
+        text = lab_cluster_yaml(
+            the_lab.layout,
+            guests or ("labvm",),
+            relative_to=relative_to.resolve() if relative_to else None,
+        )
+        click.echo(text, nl=False)
 
 
 @lab.command()

@@ -45,6 +45,7 @@ from drorch.virt.libvirt_conn import (
     libvirt_module,
     open_connection,
     site_node,
+    socket_relative_to,
     translate,
 )
 from drorch.virt.libvirt_migrate import (
@@ -59,16 +60,19 @@ from drorch.virt.libvirt_request import migration_request
 from drorch.virt.xmlmap import remap_disks, with_uuid
 
 DEFAULT_URI = "qemu:///system"
+
+
 SHUTDOWN_REPEAT = 3.0  # seconds between ACPI power-button presses during a shutdown
 
 
 class LibvirtHypervisor(Hypervisor):
     def __init__(self, cluster: Cluster, site: Site, env: Environment) -> None:
         node = site_node(site)
-        uri = node.libvirt_uri or DEFAULT_URI
 
         def absolute(path: str) -> str:  # relative paths are relative to the config file
             return path if path.startswith("/") else str(env.base_dir / path)
+
+        uri = socket_relative_to(node.libvirt_uri or DEFAULT_URI, absolute)
 
         paths: dict[str, str] = {}
         for volume in cluster.volumes:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -166,3 +167,19 @@ def derived_peer_uri(uri: str) -> str | None:
     """A URI with a host (qemu+tls://h/system) is reachable from the peer as is."""
     parts = urlsplit(uri)
     return uri if parts.hostname and "+unix" not in parts.scheme else None
+
+
+def socket_relative_to(uri: str, absolute: Callable[[str], str]) -> str:
+    """`qemu+unix:///system?socket=REL` with a relative socket path, made absolute the way
+    every other path in the cluster file is: relative to the file's folder (so a lab
+    config in the repository names no one machine's checkout)."""
+    head, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    parts = []
+    for part in query.split("&"):
+        key, eq, value = part.partition("=")
+        if key == "socket" and eq and value and not value.startswith("/"):
+            part = f"socket={absolute(value)}"
+        parts.append(part)
+    return f"{head}?{'&'.join(parts)}"
