@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -315,19 +316,24 @@ def promote(
         raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
     if (config is None) != (node is None):
         raise click.UsageError("-c CONFIG and --node go together")
+    claim = None
     if config is not None and node is not None:
-        epoch = _witness_epoch(control, config, node, epoch, force, fmt)
+        epoch, claim = _witness_epoch(control, config, node, epoch, force, fmt)
     render(
         _call(control, "promote", fmt, epoch=epoch, force=force, accept_data_loss=accept_data_loss),
         fmt,
     )
+    if claim is not None:
+        click.echo(f"note: {claim()}", err=True)
 
 
 def _witness_epoch(
     control: Path, config: Path, node: str, epoch: int | None, force: bool, fmt: str
-) -> int | None:
+) -> tuple[int | None, Callable[[], str] | None]:
+    """The epoch to promote with, and (forced past the witness's record) what to run
+    after the promotion: record this site's copy as the current one."""
     from drorch.cli.loading import load_or_exit
-    from drorch.replication.witness_check import check_promotion
+    from drorch.replication.witness_check import check_promotion, claim_after_forced_promotion
 
     cluster = load_or_exit(config)
     try:
@@ -348,7 +354,13 @@ def _witness_epoch(
         _fail(exc, fmt)
     for note in check.notes:
         click.echo(f"warning: forced past: {note}", err=True)
-    return check.epoch if epoch is None else epoch
+    base = config.resolve().parent
+    claim = (
+        (lambda: claim_after_forced_promotion(cluster, volume, node, base))
+        if check.overrode_record
+        else None
+    )
+    return (check.epoch if epoch is None else epoch), claim
 
 
 @repl.command()
