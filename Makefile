@@ -3,31 +3,45 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# Two stamps, so `make demo` and `make test` each install what they need, in either order
+# on a fresh machine: BASE is drorch + the [dev] tools (pure Python wheels; enough for the
+# demo, lint and typecheck); FULL adds the [libvirt] extra, whose libvirt-python builds
+# against libvirt-dev, a system package that `make sysdeps` installs first.
+BASE := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench sysdeps venv clean
+.PHONY: demo demo-sysdeps test lint typecheck pytest bench sysdeps venv clean
 
-$(STAMP): pyproject.toml
+$(BASE): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[dev]'
+	touch $(BASE)
+
+$(STAMP): $(BASE)
 	@# libvirt-python is sdist-only; it builds against libvirt-dev (a system package).
 	$(PIP) install -q -e '.[libvirt]' || { echo "libvirt-python failed to build; is libvirt-dev installed? (make sysdeps)"; exit 1; }
 	touch $(STAMP)
 
 venv: $(STAMP)
 
+# Everything the test suite needs (tests/system-packages.txt), as root.
 sysdeps:
-	bash tests/install-system-packages.sh
+	bash tests/install-system-packages.sh tests/system-packages.txt
 
-demo: $(STAMP)
+# What the demo needs (lab/demo-packages.txt): the simulated lab runs no hypervisor.
+demo-sysdeps:
+	bash tests/install-system-packages.sh lab/demo-packages.txt
+
+demo: demo-sysdeps $(BASE)
 	bash lab/demo.sh
 
-lint: $(STAMP)
+lint: $(BASE)
 	$(VENV)/bin/ruff check drorch tests
 	$(VENV)/bin/ruff format --check drorch tests
+	$(VENV)/bin/lint-imports
 
-typecheck: $(STAMP)
+typecheck: $(BASE)
 	$(VENV)/bin/mypy --strict drorch
 
 pytest: $(STAMP)

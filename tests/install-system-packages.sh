@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages listed in tests/system-packages.txt that are missing.
-# Runs apt only when something is missing and we are root; otherwise says what is missing.
+# Install the Debian packages listed in LIST (default tests/system-packages.txt; paths are
+# relative to the repository) that are missing. Runs apt only when something is missing
+# and we are root; otherwise says what is missing.
 set -euo pipefail
-cd "$(dirname "$0")"
-mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' system-packages.txt)
+cd "$(dirname "$0")/.."
+list="${1:-tests/system-packages.txt}"
+mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$list")
 missing=()
 for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

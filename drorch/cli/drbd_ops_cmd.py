@@ -118,6 +118,13 @@ def primary_cmd(
             accept_data_loss=accept_data_loss,
         )
         click.echo("; ".join(drv.log))
+        if check.overrode_record:
+            from drorch.replication.witness_check import claim_after_forced_promotion
+
+            claim = claim_after_forced_promotion(
+                load_or_exit(config), volume, drv.node.name, config.resolve().parent
+            )
+            click.echo(f"note: {claim}", err=True)
 
 
 def _data_loss(flag: bool, what: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -251,34 +252,43 @@ def _unused(op: str, epoch: int | None, force: bool, accept_data_loss: bool) -> 
         click.echo(f"note: --epoch/--force/--accept-data-loss have no effect on {op}", err=True)
 
 
-def _wait_for_resync(control: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """connect/resolve: follow a resync that started, with a progress bar."""
+def _wait_for_resync(control: Path, result: dict[str, Any], out_of_sync: int = 0) -> dict[str, Any]:
+    """connect/resolve: follow a resync with a progress bar. `out_of_sync` is what was
+    out of sync before: then the bar is drawn even when the resync ended before the first
+    poll (a small one does), so a resync that happened is always shown."""
     from drorch.cli.progress import ProgressBar
     from drorch.clock import SystemClock
+    from drorch.wait import wait_until
 
-    if not is_syncing(str(result.get("connection"))):
+    if not is_syncing(str(result.get("connection"))) and not out_of_sync:
         return result
     clock = SystemClock()
     bar: ProgressBar | None = None
-    deadline = clock.monotonic() + 24 * 3600.0
-    while clock.monotonic() < deadline:
-        st = _call(control, "status")
+    last: dict[str, Any] = {}
+
+    def resynced() -> bool:
+        nonlocal bar
+        st = last["st"] = _call(control, "status")
         resync = (st.get("extra") or {}).get("resync") or {}
-        if bar is None and resync:
-            bar = ProgressBar(f"resync {st['name']}", int(resync.get("total_bytes") or 1))
+        total = int(resync.get("total_bytes") or out_of_sync or 1)
+        bar = bar or ProgressBar(f"resync {st['name']}", total)
         if not is_syncing(st["connection"]):
-            if bar is not None:
-                bar.finish(f"{st['connection']}, disk {st['disk']}")
-            return {**result, "connection": st["connection"], "disk": st["disk"]}
-        if bar is not None:
-            eta = resync.get("eta_seconds")
-            detail = f"{resync.get('done_bytes', 0)}/{resync.get('total_bytes', 0)} B"
-            bar.update(
-                int(resync.get("done_bytes") or 0),
-                detail + (f", ETA {eta:.0f}s" if eta is not None else ""),
-            )
-        clock.sleep(0.5)
-    return result
+            return True
+        eta = resync.get("eta_seconds")
+        detail = f"{resync.get('done_bytes', 0)}/{resync.get('total_bytes', 0)} B"
+        bar.update(
+            int(resync.get("done_bytes") or 0),
+            detail + (f", ETA {eta:.0f}s" if eta is not None else ""),
+        )
+        return False
+
+    if not wait_until(clock, resynced, clock.monotonic() + 24 * 3600.0, interval=0.5):
+        return result
+    st = last["st"]
+    if bar is not None:
+        sent = f", {out_of_sync} B were out of sync" if out_of_sync else ""
+        bar.finish(f"{st['connection']}, disk {st['disk']}{sent}")
+    return {**result, "connection": st["connection"], "disk": st["disk"]}
 
 
 @repl.command()
@@ -306,19 +316,24 @@ def promote(
         raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
     if (config is None) != (node is None):
         raise click.UsageError("-c CONFIG and --node go together")
+    claim = None
     if config is not None and node is not None:
-        epoch = _witness_epoch(control, config, node, epoch, force, fmt)
+        epoch, claim = _witness_epoch(control, config, node, epoch, force, fmt)
     render(
         _call(control, "promote", fmt, epoch=epoch, force=force, accept_data_loss=accept_data_loss),
         fmt,
     )
+    if claim is not None:
+        click.echo(f"note: {claim()}", err=True)
 
 
 def _witness_epoch(
     control: Path, config: Path, node: str, epoch: int | None, force: bool, fmt: str
-) -> int | None:
+) -> tuple[int | None, Callable[[], str] | None]:
+    """The epoch to promote with, and (forced past the witness's record) what to run
+    after the promotion: record this site's copy as the current one."""
     from drorch.cli.loading import load_or_exit
-    from drorch.replication.witness_check import check_promotion
+    from drorch.replication.witness_check import check_promotion, claim_after_forced_promotion
 
     cluster = load_or_exit(config)
     try:
@@ -339,7 +354,13 @@ def _witness_epoch(
         _fail(exc, fmt)
     for note in check.notes:
         click.echo(f"warning: forced past: {note}", err=True)
-    return check.epoch if epoch is None else epoch
+    base = config.resolve().parent
+    claim = (
+        (lambda: claim_after_forced_promotion(cluster, volume, node, base))
+        if check.overrode_record
+        else None
+    )
+    return (check.epoch if epoch is None else epoch), claim
 
 
 @repl.command()
@@ -363,8 +384,9 @@ def connect(
 ) -> None:
     """Connect to the peer; resync if needed. Split brain exits 4 and stays StandAlone."""
     _unused("connect", epoch, force, accept_data_loss)
+    before = int(_call(control, "status", fmt).get("out_of_sync_bytes") or 0) if wait else 0
     result = _call(control, "connect", fmt)
-    render(_wait_for_resync(control, result) if wait else result, fmt)
+    render(_wait_for_resync(control, result, before) if wait else result, fmt)
 
 
 @repl.command()

@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from drorch.clock import Clock
 from drorch.lab.image import GuestImage
+from drorch.wait import wait_until
 
 _HEARTBEAT = re.compile(rb"HEARTBEAT (\d+)")
 
@@ -80,13 +81,15 @@ def last_heartbeat(serial_log: Path) -> int | None:
 def wait_heartbeat(serial_log: Path, clock: Clock, *, above: int = 0, timeout: float = 30.0) -> int:
     """Wait until the log shows a heartbeat greater than `above`; return it.
     TimeoutError names the last heartbeat seen."""
-    deadline = clock.monotonic() + timeout
-    seen = last_heartbeat(serial_log)
-    while clock.monotonic() < deadline:
+    seen: int | None = None
+
+    def beat() -> bool:
+        nonlocal seen
         seen = last_heartbeat(serial_log)
-        if seen is not None and seen > above:
-            return seen
-        clock.sleep(0.1)
+        return seen is not None and seen > above
+
+    if wait_until(clock, beat, clock.monotonic() + timeout, interval=0.1) and seen is not None:
+        return seen
     raise TimeoutError(
         f"{serial_log}: no heartbeat above {above} within {timeout:g} s (last seen: {seen})"
     )

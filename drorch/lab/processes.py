@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 from drorch.clock import Clock
+from drorch.wait import wait_until
 
 
 def cmdline(pid: int) -> str:
@@ -50,17 +51,15 @@ def stop_pid(pid: int, expect: str, clock: Clock, grace: float = 10.0) -> str:
     if expect not in cmdline(pid):
         return f"pid {pid} is not {expect} any more; left alone"
     os.kill(pid, signal.SIGTERM)
-    deadline = clock.monotonic() + grace
-    while clock.monotonic() < deadline:
-        if expect not in cmdline(pid) or _is_zombie(pid):
-            return f"stopped {expect} (pid {pid}) with SIGTERM"
-        clock.sleep(0.1)
+
+    def gone() -> bool:
+        return expect not in cmdline(pid) or _is_zombie(pid)
+
+    if wait_until(clock, gone, clock.monotonic() + grace, interval=0.1):
+        return f"stopped {expect} (pid {pid}) with SIGTERM"
     if expect in cmdline(pid):
         os.kill(pid, signal.SIGKILL)
-        kill_deadline = clock.monotonic() + 5.0
-        while expect in cmdline(pid) and not _is_zombie(pid):
-            if clock.monotonic() > kill_deadline:
-                return f"{expect} (pid {pid}) survived SIGKILL for 5 s"
-            clock.sleep(0.05)
+        if not wait_until(clock, gone, clock.monotonic() + 5.0, interval=0.05):
+            return f"{expect} (pid {pid}) survived SIGKILL for 5 s"
         return f"killed {expect} (pid {pid}) after {grace:g} s without exiting"
     return f"stopped {expect} (pid {pid}) with SIGTERM"

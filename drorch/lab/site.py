@@ -16,6 +16,7 @@ from drorch.clock import Clock
 from drorch.lab.layout import LabLayout
 from drorch.lab.processes import live_pid, stop_pid
 from drorch.remote.base import CommandRunner
+from drorch.wait import wait_until
 
 
 class SiteError(Exception):
@@ -129,15 +130,18 @@ class LabSiteDaemons:
             check=True,
         )
         uri = self.layout.local_uri(self.site.name)
-        deadline = self.clock.monotonic() + timeout
         last = ""
-        while self.clock.monotonic() < deadline:
-            if self.layout.socket(self.site.name).exists():
-                probe = self.runner.run(["virsh", "-c", uri, "uri"], timeout=timeout)
-                if probe.ok:
-                    return
-                last = probe.stderr.strip()
-            self.clock.sleep(0.2)
+
+        def answers() -> bool:
+            nonlocal last
+            if not self.layout.socket(self.site.name).exists():
+                return False
+            probe = self.runner.run(["virsh", "-c", uri, "uri"], timeout=timeout)
+            last = probe.stderr.strip()
+            return probe.ok
+
+        if wait_until(self.clock, answers, self.clock.monotonic() + timeout, interval=0.2):
+            return
         log = self.dirs["/var/log/libvirt"] / "libvirtd.log"
         raise SiteError(
             f"{self.site.name}: libvirtd did not answer on {uri} within {timeout:g} s"

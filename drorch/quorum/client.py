@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from drorch.clock import Clock, SystemClock
 from drorch.quorum.config import parse_listen
 from drorch.quorum.messages import (
+    NOT_CURRENT,
     NOT_HOLDER,
     Cleared,
     Current,
@@ -35,6 +36,7 @@ from drorch.quorum.tls import PinError, client_context, verify_peer_fingerprint
 
 __all__ = [
     "LeaseKeeper",
+    "NotCurrent",
     "NotHolder",
     "QuorumConnection",
     "QuorumError",
@@ -72,6 +74,12 @@ class QuorumRefused(QuorumError):
 class NotHolder(QuorumRefused):
     """An `outdate`/`current` was refused: this site holds no live lease. The session
     stays open."""
+
+
+class NotCurrent(QuorumRefused):
+    """An `outdate` was refused: the witness records this site's own copy as outdated
+    (send it with force only after a promotion forced with a data-loss acknowledgement).
+    The session stays open."""
 
 
 class QuorumConnection:
@@ -189,6 +197,8 @@ class QuorumConnection:
         msg = self._inbox.pop(0)
         if isinstance(msg, ErrorMessage) and msg.code == NOT_HOLDER:
             raise NotHolder(msg.code, msg.message)
+        if isinstance(msg, ErrorMessage) and msg.code == NOT_CURRENT:
+            raise NotCurrent(msg.code, msg.message)
         if isinstance(msg, ErrorMessage):
             self.close()
             raise QuorumRefused(msg.code, msg.message)
@@ -232,11 +242,11 @@ class QuorumConnection:
             if vote.seq == 0:
                 return vote
 
-    def outdate(self, volume: str) -> int:
+    def outdate(self, volume: str, force: bool = False) -> int:
         """Record, durably on the witness, that only this site's copy of `volume` is
         current (the peer's is outdated). Returns the epoch since which it is so.
         NotHolder if this site holds no live lease; QuorumUnavailable if no answer."""
-        self._send(encode(Outdate(volume)))
+        self._send(encode(Outdate(volume, force)))
         reply = self._reply(Outdated, volume)
         assert isinstance(reply, Outdated)
         return reply.epoch

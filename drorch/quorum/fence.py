@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drorch.model.types import Witness
-from drorch.quorum.client import NotHolder, QuorumConnection, QuorumError, Vote
+from drorch.quorum.client import NotCurrent, NotHolder, QuorumConnection, QuorumError, Vote
 
 
 class WitnessSetupError(ValueError):
@@ -71,19 +71,22 @@ def record_outdate(
     volume: str,
     base_dir: Path,
     timeout: float = 5.0,
+    force: bool = False,
 ) -> OutdateAnswer:
     """Ask the witness to record that only `site`'s copy of `volume` is current.
 
     Sends `outdate` only when the `want:false` vote says this site holds the lease (a
     site that does not gets `not_holder` anyway; asking first keeps the log quiet).
+    A site whose own copy the witness records as outdated gets `not_current` unless
+    `force` (only after a promotion forced with a data-loss acknowledgement).
     Raises QuorumError (unreachable, timeout, refused) or WitnessSetupError."""
     with connection(witness, cluster, site, node, base_dir, timeout) as conn:
         vote = conn.heartbeat(1, want=False, nodes=0)
         if not vote.granted:
             return OutdateAnswer(vote)
         try:
-            return OutdateAnswer(vote, recorded=conn.outdate(volume))
-        except NotHolder as exc:  # the lease lapsed between the vote and the outdate
+            return OutdateAnswer(vote, recorded=conn.outdate(volume, force))
+        except (NotHolder, NotCurrent) as exc:  # lease lapsed meanwhile / own copy stale
             return OutdateAnswer(vote, refused=str(exc))
 
 

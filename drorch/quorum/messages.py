@@ -17,6 +17,8 @@ BAD_FRAME = "bad_frame"
 VERSION_MISMATCH = "version"
 UNAUTHORIZED = "unauthorized"
 NOT_HOLDER = "not_holder"  # outdate/current from a site without a live lease: stays open
+NOT_CURRENT = "not_current"  # outdate from a site whose own copy is outdated: stays open
+REFUSALS = (NOT_HOLDER, NOT_CURRENT)  # error codes after which the session goes on
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class Outdate:
     outdated); answered `Outdated` once that is durable."""
 
     volume: str
+    # replace a record naming another site (after a promotion forced with a data-loss
+    # acknowledgement); without it such an outdate is refused with `not_current`
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)

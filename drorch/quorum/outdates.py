@@ -33,6 +33,11 @@ class OutdateBook:
         }
         self._fragments: dict[str, dict[str, str]] = {}  # cluster -> site -> JSON list
 
+    def conflict(self, cluster: str, site: str, volume: str) -> OutdateRecord | None:
+        """The record that says `site`'s own copy of `volume` is outdated, if any."""
+        old = self.records.get(cluster, {}).get(volume)
+        return old if old is not None and old.site != site else None
+
     def outdate(self, cluster: str, site: str, volume: str, epoch: int) -> tuple[int, bool, str]:
         """`site` (the holder, at `epoch`) wrote `volume` alone. Returns (the epoch since
         which the peer is outdated, whether the durable state changed, a reason)."""

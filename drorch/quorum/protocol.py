@@ -17,7 +17,7 @@ from typing import Any
 from drorch.quorum.messages import (
     HEADER,
     MAX_FRAME,
-    NOT_HOLDER,
+    REFUSALS,
     VERSION,
     VERSION_MISMATCH,
     Cleared,
@@ -47,7 +47,11 @@ _WIRE: dict[type, Any] = {
     },
     Heartbeat: lambda m: {"type": "heartbeat", "seq": m.seq, "want": m.want, "nodes": m.nodes},
     Release: lambda m: {"type": "release"},
-    Outdate: lambda m: {"type": "outdate", "volume": m.volume},
+    Outdate: lambda m: {
+        "type": "outdate",
+        "volume": m.volume,
+        **({"force": True} if m.force else {}),
+    },
     Current: lambda m: {"type": "current", "volume": m.volume},
     Outdated: lambda m: {"type": "outdated", "volume": m.volume, "epoch": m.epoch},
     Cleared: lambda m: {"type": "cleared", "volume": m.volume, "epoch": m.epoch},
@@ -221,7 +225,10 @@ def client_message(obj: dict[str, Any]) -> ClientMessage:
     if kind == "release":
         return Release()
     if kind == "outdate":
-        return Outdate(_name(obj, "volume"))
+        force = obj.get("force", False)
+        if type(force) is not bool:
+            raise FrameError("outdate: field 'force' must be bool")
+        return Outdate(_name(obj, "volume"), force)
     if kind == "current":
         return Current(_name(obj, "volume"))
     raise FrameError(f"unknown message type {kind!r}")
@@ -378,7 +385,7 @@ class ClientProtocol:
         try:
             for body in self._decoder.feed(data):
                 msg = server_message(parse_body(body))
-                if isinstance(msg, ErrorMessage) and msg.code == NOT_HOLDER:
+                if isinstance(msg, ErrorMessage) and msg.code in REFUSALS:
                     events.append(msg)  # a refused outdate/current: the session goes on
                     continue
                 if isinstance(msg, ErrorMessage):

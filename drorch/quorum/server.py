@@ -20,6 +20,7 @@ from drorch.quorum.config import QuorumdConfig
 from drorch.quorum.grants import GrantBook
 from drorch.quorum.messages import (
     BAD_FRAME,
+    NOT_CURRENT,
     NOT_HOLDER,
     UNAUTHORIZED,
     Cleared,
@@ -305,6 +306,16 @@ class QuorumServer:
             persister.send_when_durable(session, cluster, error_frame(NOT_HOLDER, why))
             return
         if type(msg) is Outdate:
+            old = self.outdates.conflict(cluster, site, volume)
+            if old is not None and not msg.force:
+                why = (
+                    f"outdate {volume}: the witness records {site}'s own copy as outdated "
+                    f"(only {old.site}'s is current since epoch {old.epoch}); promote it "
+                    "with --force --accept-data-loss first"
+                )
+                log.warning("%s/%s: refused: %s", cluster, site, why)
+                persister.send_when_durable(session, cluster, error_frame(NOT_CURRENT, why))
+                return
             since, changed, why = self.outdates.outdate(cluster, site, volume, epoch)
             frame = encode(Outdated(volume, since))
         else:

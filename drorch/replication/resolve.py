@@ -40,6 +40,7 @@ from drorch.replication.base import (
     Replicator,
     Role,
 )
+from drorch.wait import wait_until
 
 RESYNC_POLL = 0.5  # seconds between two looks at a running resync
 
@@ -294,13 +295,18 @@ def carry_out(
     out.waited = True
     if on_progress is not None:  # at least once: a resync may be over before the first poll
         on_progress(out.victim)
-    deadline = clock.monotonic() + resync_wait
-    while not out.settled and clock.monotonic() < deadline:
-        clock.sleep(min(RESYNC_POLL, max(deadline - clock.monotonic(), 0.0)))
+
+    def poll() -> bool:
         out.victim, out.survivor = victim.status(), survivor.status()
         if on_progress is not None:
             on_progress(out.victim)
         out.settled = settled(out.victim, out.survivor)
+        return out.settled
+
+    deadline = clock.monotonic() + resync_wait
+    if not out.settled and resync_wait > 0:
+        clock.sleep(min(RESYNC_POLL, resync_wait))  # just asked: ask again after a pause
+        wait_until(clock, poll, deadline, interval=RESYNC_POLL)
     if out.settled:
         out.steps.append(f"{v.label}: resynced from {s.node}; both UpToDate and Connected")
     return out

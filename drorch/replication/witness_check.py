@@ -34,6 +34,31 @@ class PromotionCheck:
 
     epoch: int | None
     notes: tuple[str, ...] = ()
+    overrode_record: bool = False  # forced past the witness's record: claim it after
+
+
+def claim_after_forced_promotion(cluster: Cluster, volume: str, node: str, base_dir: Path) -> str:
+    """After a promotion forced past the witness's record: record that only this site's
+    copy is current now (the other site's later writes are the ones given up), so the
+    other copy cannot be promoted without an acknowledgement either. Returns what
+    happened, for the operator (never raises: the promotion already happened)."""
+    from drorch.quorum.fence import record_outdate
+
+    witness = cluster.witness
+    if witness is None:
+        return "no witness"
+    site = cluster.node(node)[0].name
+    try:
+        answer = record_outdate(witness, cluster.name, site, node, volume, base_dir, force=True)
+    except (QuorumError, WitnessSetupError, OSError) as exc:
+        return f"the witness could not record {site} as current ({exc}): record it again"
+    if answer.recorded is None:
+        why = answer.refused or "this site does not hold the lease"
+        return f"the witness did not record {site} as current ({why})"
+    return (
+        f"the witness now records only {site}'s copy of {volume} as current "
+        f"(since epoch {answer.recorded})"
+    )
 
 
 def outdated_reason(volume: str, site: str, writer: str, since: int | None) -> str:
@@ -85,4 +110,5 @@ def check_promotion(
             + "; ".join(refusals)
             + " (--force --accept-data-loss to promote anyway)"
         )
-    return PromotionCheck(epoch, tuple(refusals))
+    overrode = any(r.startswith(f"{volume} at {site} is outdated") for r in refusals)
+    return PromotionCheck(epoch, tuple(refusals), overrode)

@@ -24,13 +24,13 @@ Capabilities are explicit:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
 
+from drorch.clock import SystemClock
 from drorch.model.states import in_sync
 from drorch.replication.base import (
     ConnState,
@@ -42,6 +42,7 @@ from drorch.replication.base import (
     SplitBrain,
     StaleEpoch,
 )
+from drorch.wait import wait_until
 
 STATUS_KEYS = {
     "name",
@@ -70,13 +71,9 @@ def wait_for(
     pair: ReplicatorPair, what: str, check: Callable[[], bool], poll: float = 0.05
 ) -> None:
     """Poll `check` until true or `settle_timeout` passes (then fail naming `what`)."""
-    deadline = time.monotonic() + pair.settle_timeout
-    while True:
-        if check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {pair.settle_timeout}s waiting for {what}")
-        time.sleep(poll)
+    clock = SystemClock()
+    if not wait_until(clock, check, clock.monotonic() + pair.settle_timeout, interval=poll):
+        raise AssertionError(f"timed out after {pair.settle_timeout}s waiting for {what}")
 
 
 def synced(rep: Replicator) -> bool:

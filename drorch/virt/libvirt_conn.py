@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from drorch.clock import Clock
 from drorch.model.types import Node, Site
 from drorch.virt.base import HypervisorError, NoSuchVM
+from drorch.wait import wait_until
 
 _event_loop_lock = threading.Lock()
 _event_loop_thread: threading.Thread | None = None
@@ -110,9 +111,7 @@ def open_connection(
     opener = _Opener(uri)
     thread = threading.Thread(target=opener, name=f"libvirt-open {uri}", daemon=True)
     thread.start()
-    deadline = clock.monotonic() + connect_timeout
-    while not opener.done.is_set() and clock.monotonic() < deadline:
-        clock.sleep(0.02)
+    wait_until(clock, opener.done.is_set, clock.monotonic() + connect_timeout, interval=0.02)
     with opener.lock:
         if not opener.done.is_set():
             opener.abandoned = True

@@ -53,6 +53,20 @@ def drorch(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _view(daemon: QuorumDaemon, site: str) -> QuorumConnection:
+    conn = QuorumConnection(
+        f"127.0.0.1:{daemon.port}",
+        daemon.fingerprint,
+        daemon.cert(site),
+        daemon.key(site),
+        "c1",
+        site,
+        f"{site.lower()}1",
+    )
+    conn.connect()
+    return conn
+
+
 def hold(daemon: QuorumDaemon, site: str) -> QuorumConnection:
     conn = QuorumConnection(
         f"127.0.0.1:{daemon.port}",
@@ -125,5 +139,9 @@ def test_promote_of_a_copy_the_witness_marks_outdated(
         forced = drorch(*promote, "--force", "--accept-data-loss")
         assert forced.returncode == 0, forced.stderr
         assert "forced past: vol at B is outdated since epoch 1" in forced.stderr
+        # B's copy is the current one now: A's copy, should it return, is the outdated one
+        assert "now records only B's copy of vol as current (since epoch 2)" in forced.stderr
+        with _view(quorum_daemon, "A") as a_view:
+            assert a_view.heartbeat(1, want=False, nodes=1).outdated == ("vol",)
     status = b_proc.status()
     assert (status["role"], status["epoch"]) == ("primary", 2), json.dumps(status)

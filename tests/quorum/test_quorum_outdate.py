@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drorch.quorum.client import NotHolder
+from drorch.quorum.client import NotCurrent, NotHolder
 from drorch.quorum.outdates import OutdateBook, OutdateRecord
 from drorch.quorum.state import read_state
 from tests.quorum.conftest import DaemonProcess, InProcessWitness, Pki
@@ -94,8 +94,12 @@ def test_records_survive_kill_and_restart_grace(
     with d2.connect("c1", "B", "b1") as b:  # after grace and A's lapse: B may be granted
         vote = b.heartbeat(2, True, 1)
         assert (vote.granted, vote.epoch, vote.outdated) == (True, 2, ("dbdata", "other"))
-        # B now holds the lease and records that only its copy is current from epoch 2
-        assert b.outdate("dbdata") == 2
+        # B holds the lease, but its own copy of dbdata is the outdated one: refused
+        with pytest.raises(NotCurrent, match=r"records B's own copy as outdated"):
+            b.outdate("dbdata")
+        assert b.heartbeat(3, True, 1).granted  # the session goes on
+        # after a promotion forced with a data-loss acknowledgement, B claims it
+        assert b.outdate("dbdata", force=True) == 2
     assert d2.terminate() == 0
     records = read_state(d2.state_file).outdates["c1"]
     assert records == {"dbdata": OutdateRecord("B", 2), "other": OutdateRecord("A", 1)}

@@ -31,6 +31,7 @@ from drorch.replication.base import (
     VerifyResult,
 )
 from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable, raise_error
+from drorch.wait import wait_until
 
 if TYPE_CHECKING:
     from drorch.environment import Environment
@@ -211,13 +212,17 @@ class PyreplReplicator(Replicator):
                 check=True,
                 timeout=30,
             )
-        deadline = self.env.clock.monotonic() + UP_WAIT
-        while self.env.clock.monotonic() < deadline:
+
+        def answers() -> bool:
             try:
                 self._call("status")
-                return
             except ControlUnreachable:
-                self.env.clock.sleep(0.1)
+                return False
+            return True
+
+        clock = self.env.clock
+        if wait_until(clock, answers, clock.monotonic() + UP_WAIT, interval=0.1):
+            return
         raise ReplicationError(f"pyrepl daemon for {self.name} did not start; see {log_path}")
 
     def down(self) -> None:
