@@ -185,6 +185,38 @@ def replication_health(s: Snapshot) -> Iterator[HealthReport]:
                 )
 
 
+def witness_health(s: Snapshot) -> Iterator[HealthReport]:
+    """The tiebreaker: can it be asked, does it agree with the timings, which copies does
+    it record as outdated."""
+    lease_ms = round(s.cluster.quorum.lease_timeout * 1000)
+    for site, why in sorted(s.witness_errors.items()):
+        yield _warn(
+            "witness-unreachable",
+            f"the witness cannot be asked as site {site}: {why}",
+            "until it answers, an exactly-half partition has no tiebreaker and nothing"
+            " promotes automatically; check the witness and the network to it",
+        )
+    seen: set[int] = set()
+    for site, view in sorted(s.witness.items()):
+        if view.lease_ms != lease_ms and view.lease_ms not in seen:
+            seen.add(view.lease_ms)
+            yield _error(
+                "witness-timings",
+                f"the witness grants {view.lease_ms} ms leases but quorum.lease_timeout is"
+                f" {s.cluster.quorum.lease_timeout:g}s (asked as site {site})",
+                "make them equal: takeover_wait and the watchdog are derived from"
+                " lease_timeout, so a different lease at the witness breaks the fencing chain",
+            )
+    for (volume, site), epoch in sorted(s.outdated.items()):
+        yield _warn(
+            "replica-outdated",
+            f"the witness records {volume} at {site} as outdated since epoch {epoch}: it is"
+            " not guaranteed current, and promoting it would lose writes",
+            f"reconnect it and let it resync (`drorch repl connect`); until then {site} can"
+            " take over only with --force --accept-data-loss",
+        )
+
+
 def unobserved(s: Snapshot) -> Iterator[HealthReport]:
     for what in s.unobserved:
         yield _error(
@@ -203,6 +235,7 @@ CHECKS: tuple[Callable[[Snapshot], Iterator[HealthReport]], ...] = (
     volume_away_from_vm,
     vm_down,
     replication_health,
+    witness_health,
 )
 
 

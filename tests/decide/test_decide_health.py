@@ -120,3 +120,20 @@ def test_a_vm_that_runs_nowhere_or_crashed_is_an_outage() -> None:
     assert "vm-stopped" not in {
         r.code for r in check_health(healthy_at_a(reachable={"A": False, "B": True}, vm_states={}))
     }
+
+
+def test_witness_reports() -> None:
+    from drorch.decide.snapshot import WitnessView
+
+    down = check_health(healthy_at_a(witness_errors={"A": "cannot connect: refused"}))
+    assert [(r.code, r.severity) for r in down] == [("witness-unreachable", Health.WARNING)]
+    views = {"A": WitnessView("A", "A", 4, True, 3000), "B": WitnessView("B", "A", 4, False, 3000)}
+    wrong = check_health(healthy_at_a(witness=views))
+    assert [r.message for r in wrong] == [
+        "the witness grants 3000 ms leases but quorum.lease_timeout is 10s (asked as site A)"
+    ]
+    ok = {s: WitnessView(s, "A", 4, s == "A", 10000) for s in ("A", "B")}
+    assert check_health(healthy_at_a(witness=ok)) == ()
+    out = check_health(healthy_at_a(outdated={("dbdata", "B"): 7}))
+    assert [r.code for r in out] == ["replica-outdated"]
+    assert "dbdata at B as outdated since epoch 7" in out[0].message
