@@ -45,4 +45,5 @@ class KeeperLease:
             lease_left=max(0.0, (t.held_until or now) - now) if held else 0.0,
             renewed_at=t.held_until if held else None,  # moves forward on every renewal
             gained_at=gained,
+            outdated_here=tuple(vote.outdated) if vote is not None else (),
         )

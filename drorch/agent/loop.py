@@ -52,6 +52,7 @@ class LeaseState:
     lease_left: float = 0.0
     renewed_at: float | None = None
     gained_at: float | None = None
+    outdated_here: tuple[str, ...] = ()  # volumes the witness records outdated at this site
 
 
 class LeaseSource(Protocol):
@@ -221,6 +222,7 @@ class Agent:
             maintenance=maintenance,
             peer_lost_since=self.peer_lost_since,
             peer_lease_expired_for=expired_for,
+            outdated_here=lease.outdated_here if lease is not None else (),
             active_here=self.took_over_epoch is not None,
         )
         feed = decide_feed(view)

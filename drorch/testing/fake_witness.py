@@ -20,6 +20,7 @@ class FakeWitness:
     cluster: str = "c"
     down: bool = False
     cut_off: set[str] = field(default_factory=set)  # sites that cannot reach it
+    outdated: dict[str, tuple[str, ...]] = field(default_factory=dict)  # site -> volumes
 
     def __post_init__(self) -> None:
         self.book = GrantBook(self.lease, self.switch_delay)
@@ -65,4 +66,5 @@ class SiteLease:
             lease_left=max(0.0, (self.held_until or now) - now),
             renewed_at=self.renewed_at,
             gained_at=self.gained_at,
+            outdated_here=self.w.outdated.get(self.site, ()) if reachable else (),
         )

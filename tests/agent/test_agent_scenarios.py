@@ -220,3 +220,17 @@ def test_maintenance_disarms_and_acts_on_nothing(world: World, tmp_path: Path) -
     _run(world, agents, 30, skip=frozenset({"A"}))
     assert not agents["B"].armed and not kernels["B"].running
     assert world.primary["B"] == set()
+
+
+def test_an_outdated_survivor_refuses_to_take_over(world: World, tmp_path: Path) -> None:
+    """The witness records B's copy as outdated (A wrote alone): B may not promote."""
+    agents, _ = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)
+    world.witness.outdated["B"] = ("dbdata",)
+    world.dead = {"A"}
+    world.primary["A"].clear()
+    _run(world, agents, 25)
+    assert world.primary["B"] == set()
+    b = agents["B"].last
+    assert b is not None and b.takeover.action is TakeoverAction.REFUSED
+    assert b.takeover.reason.startswith("the witness marks dbdata at B outdated")
