@@ -18,7 +18,12 @@ elif ! command -v drorch >/dev/null; then
     drorch() { python3 -m drorch "$@"; }
 fi
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings only on a terminal, and never with NO_COLOR set (https://no-color.org).
+if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then
+    say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    say() { printf '\n== %s\n' "$*"; }
+fi
 
 say "1. Validate the cluster description (every problem at once, FILE:LINE:COL: CODE)"
 drorch config validate -c "$cfg"

@@ -32,3 +32,4 @@ def test_demo_script_validates_shows_status_and_plans(repo_root: Path, tmp_path:
     assert "blocked: A is still reachable and not fenced" in out
     assert "unknown key 'heartbeet' in quorum; did you mean 'heartbeat'?" in out
     assert list(tmp_path.iterdir()) == []  # the scratch state was removed
+    assert "\x1b" not in out + proc.stderr, "ANSI escapes when stdout is not a terminal"
