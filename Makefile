@@ -10,7 +10,8 @@ PIP := $(VENV)/bin/pip
 BASE := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-sysdeps test lint typecheck pytest bench sysdeps venv clean
+.PHONY: demo demo-sysdeps test lint typecheck pytest bench sysdeps base venv clean
+export VENV
 
 $(BASE): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,17 +24,23 @@ $(STAMP): $(BASE)
 	$(PIP) install -q -e '.[libvirt]' || { echo "libvirt-python failed to build; is libvirt-dev installed? (make sysdeps)"; exit 1; }
 	touch $(STAMP)
 
+base: $(BASE)
+
 venv: $(STAMP)
 
 # Everything the test suite needs (tests/system-packages.txt), as root.
 sysdeps:
 	bash tests/install-system-packages.sh tests/system-packages.txt
 
-# What the demo needs (lab/demo-packages.txt): the simulated lab runs no hypervisor.
+# What the simulated demo needs (lab/demo-packages.txt): it runs no hypervisor.
 demo-sysdeps:
 	bash tests/install-system-packages.sh lab/demo-packages.txt
 
-demo: demo-sysdeps $(BASE)
+# The real lab demo (`drorch lab demo`) when QEMU and libvirt can run here (root, network
+# namespaces, qemu-system-x86 installable): lab/demo.sh then installs lab/lab-packages.txt
+# and the [libvirt] extra itself. Otherwise it says why and runs the simulated story
+# (demo-sysdeps + base). DRORCH_DEMO=lab|sim forces one.
+demo:
 	bash lab/demo.sh
 
 lint: $(BASE)

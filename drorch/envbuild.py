@@ -38,10 +38,17 @@ class SshSettings:
 
 @dataclass(frozen=True)
 class BuildProblem:
-    """A driver that could not be set up; `what` names it for the operator."""
+    """A driver that could not be set up: its `kind` (runner, hypervisor, replicator),
+    the `subject` it is for (node, site, VOLUME@NODE), and why."""
 
-    what: str
+    kind: str
+    subject: str
     message: str
+
+    @property
+    def what(self) -> str:
+        """The driver, named for the operator (`hypervisor B`)."""
+        return f"{self.kind} {self.subject}"
 
     def __str__(self) -> str:
         return f"{self.what}: {self.message}"
@@ -85,8 +92,9 @@ def open_volume_replicator(
     cluster: Cluster, volume: Volume, node: Node, env: Environment
 ) -> Replicator:
     """The replicator of `volume` on `node` as the cluster configures it: with the `sim`
-    hypervisor a SimReplicator sharing the sim state dir, else the volume's driver."""
-    if cluster.hypervisor.driver == "sim":
+    hypervisor a SimReplicator sharing the sim state dir (unless `hypervisor.replication:
+    real`), else the volume's driver."""
+    if cluster.hypervisor.simulates_replication:
         from drorch.replication.sim import SimReplicator, resolve_state_dir
 
         return SimReplicator(
@@ -111,7 +119,7 @@ def _add_replicators(cluster: Cluster, env: Environment, problems: list[BuildPro
                     cluster, volume, node, env
                 )
             except Exception as exc:  # any driver failure is reported, not fatal
-                problems.append(BuildProblem(f"replicator {volume.name}@{node_name}", str(exc)))
+                problems.append(BuildProblem("replicator", f"{volume.name}@{node_name}", str(exc)))
 
 
 def build_environment_report(
@@ -132,14 +140,14 @@ def build_environment_report(
             try:
                 env.runners[node.name] = make_runner(node, clock, settings, base)
             except ValueError as exc:
-                problems.append(BuildProblem(f"runner {node.name}", str(exc)))
+                problems.append(BuildProblem("runner", node.name, str(exc)))
     from drorch.virt.drivers import open_hypervisor
 
     for site in cluster.sites:
         try:
             env.hypervisors[site.name] = open_hypervisor(cluster, site, env)
         except Exception as exc:  # any driver failure is reported, not fatal
-            problems.append(BuildProblem(f"hypervisor {site.name}", f"{type(exc).__name__}: {exc}"))
+            problems.append(BuildProblem("hypervisor", site.name, f"{type(exc).__name__}: {exc}"))
     _add_replicators(cluster, env, problems)
     return env, problems
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 class Environment:
     """`runners` by node name; `hypervisors` by site name; `replicators` by
     (volume name, node name). `base_dir` resolves relative paths in the config;
-    `state_dir` is where everything that keeps state keeps it (see default_state_dir)."""
+    `state_dir` is where everything that keeps state keeps it (see default_state_dir);
+    `config_file` is the cluster file when known."""
 
     clock: Clock = field(default_factory=SystemClock)
     runners: dict[str, CommandRunner] = field(default_factory=dict)
@@ -31,6 +32,9 @@ class Environment:
     replicators: dict[tuple[str, str], Replicator] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
     state_dir: Path = field(default_factory=default_state_dir)
+    # the cluster file itself, when known: hooks that run later read it (pyrepl's
+    # fence-peer command); None when the model came from elsewhere
+    config_file: Path | None = None
 
     def runner(self, node: str) -> CommandRunner:
         return self.runners[node]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drorch.decide.snapshot import ReplicaView, Snapshot, WitnessView
+from drorch.decide.snapshot import ReplicaView, SavedXMLView, Snapshot, WitnessView
 from drorch.environment import Environment
 from drorch.model.types import Cluster
 
@@ -64,6 +64,79 @@ def observe_witness(
     return views, outdated, errors
 
 
+def observe_saved_xml(
+    cluster: Cluster, env: Environment, vm_states: dict[tuple[str, str], str]
+) -> tuple[dict[tuple[str, str], SavedXMLView], list[str]]:
+    """Each VM's saved domain XML per site, and whether it is older than the definition
+    at the site where the VM runs (compared by digest)."""
+    from drorch.virt.xml_store import XMLStore, digest
+
+    store = XMLStore(env.state_dir, cluster, env.base_dir)
+    views: dict[tuple[str, str], SavedXMLView] = {}
+    problems: list[str] = []
+    for vm in cluster.vms:
+        running = [
+            s.name
+            for s in cluster.sites
+            if vm_states.get((vm.domain, s.name)) in ("running", "paused")
+        ]
+        stale: str | None = None
+        if len(running) == 1 and running[0] in env.hypervisors:
+            try:
+                saved = store.read(vm, running[0])
+                live = env.hypervisors[running[0]].export_xml(vm.domain)
+            except Exception as exc:  # reported; the rest is still observed
+                problems.append(_problem(f"saved XML of {vm.name}", exc))
+                saved = None
+            if saved is not None and digest(saved[0]) != digest(live):
+                stale = (
+                    f"the definition at {running[0]} differs from the copy saved"
+                    f" {_age(env.clock.now() - saved[1].saved_at)} ago"
+                )
+        for site in cluster.sites:
+            try:
+                record = store.get(vm, site.name)
+            except Exception as exc:
+                problems.append(_problem(f"saved XML of {vm.name} for {site.name}", exc))
+                continue
+            if record is not None:
+                views[(vm.name, site.name)] = SavedXMLView(
+                    vm.name, site.name, record.path, record.saved_at, record.from_site, stale
+                )
+    return views, problems
+
+
+def _age(seconds: float) -> str:
+    from drorch.model.units import format_duration
+
+    return format_duration(max(0, round(seconds)))
+
+
+def _idle_sites(
+    cluster: Cluster,
+    answered: dict[str, bool],
+    replicas: dict[tuple[str, str], ReplicaView],
+    vm_states: dict[tuple[str, str], str],
+) -> dict[str, bool]:
+    """The sites that answered and are seen to run nothing: every replica there observed
+    and none primary, every guest's state there read and none running or paused."""
+    node_site = {n.name: s.name for s in cluster.sites for n in s.nodes}
+    idle: dict[str, bool] = {}
+    for s in cluster.sites:
+        keys = [
+            (v.name, s.name)
+            for v in cluster.volumes
+            if any(node_site.get(n) == s.name for n in v.paths)
+        ]
+        guests = [(vm.domain, s.name) for vm in cluster.vms]
+        idle[s.name] = (
+            answered[s.name]
+            and all(k in replicas and replicas[k].role != "primary" for k in keys)
+            and all(g in vm_states and vm_states[g] not in ("running", "paused") for g in guests)
+        )
+    return idle
+
+
 def observe(cluster: Cluster, env: Environment) -> Observation:
     node_site = {n.name: s.name for s in cluster.sites for n in s.nodes}
     unobserved: list[str] = []
@@ -96,6 +169,7 @@ def observe(cluster: Cluster, env: Environment) -> Observation:
                 out_of_sync_bytes=st.out_of_sync_bytes,
                 lag_bytes=st.lag_bytes,
                 epoch=st.epoch,
+                mode=st.mode,
             )
     vm_states: dict[tuple[str, str], str] = {}
     for site_model in cluster.sites:
@@ -121,6 +195,22 @@ def observe(cluster: Cluster, env: Environment) -> Observation:
 
         fenced, fenced_reason = sim_fencing(cluster, env, env.clock.now())
     views, outdated, witness_errors = observe_witness(cluster, env)
+    if cluster.hypervisor.driver == "sim" and not views and not witness_errors:
+        from drorch.virt.sim_world import sim_witness_down
+
+        down = sim_witness_down(cluster, env)
+        if down is not None:  # answers as a dead real witness would: to no site
+            witness_errors = {s.name: down for s in cluster.sites}
+    if views:  # a real witness: its grant to one site confirms a lost other one fenced
+        from drorch.decide.fencing import fenced_by_witness
+
+        idle = _idle_sites(cluster, answered, replicas, vm_states)
+        by_witness, why = fenced_by_witness(cluster, views, reachable, idle)
+        for site, yes in by_witness.items():
+            if yes and not fenced.get(site):
+                fenced[site], fenced_reason[site] = True, why[site]
+    saved_xml, xml_problems = observe_saved_xml(cluster, env, vm_states)
+    unobserved += xml_problems
     snapshot = Snapshot(
         cluster=cluster,
         now=env.clock.now(),
@@ -134,5 +224,7 @@ def observe(cluster: Cluster, env: Environment) -> Observation:
         witness=views,
         outdated=outdated,
         witness_errors=witness_errors,
+        saved_xml=saved_xml,
+        saved_xml_observed=True,
     )
     return Observation(snapshot, raw_repl, vm_states)

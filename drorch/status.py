@@ -62,15 +62,18 @@ def status_data(
     snap = obs.snapshot
     site, why = active_site(snap)
     q = cluster.quorum
-    simulated = cluster.hypervisor.driver == "sim"
+    hyp = cluster.hypervisor
+    simulated = hyp.driver == "sim"
     node_site = {n.name: s.name for s in cluster.sites for n in s.nodes}
     return {
         "cluster": cluster.name,
         "health": VERDICT[verdict],
         "simulated": (
-            "yes: VMs and replication are the simulator (driver sim); no real guest or disk"
-            if simulated
-            else "no"
+            "no"
+            if not simulated
+            else "yes: VMs and replication are the simulator (driver sim); no real guest or disk"
+            if hyp.simulates_replication
+            else "VMs only: the simulator (driver sim) runs no real guest; replication is real"
         ),
         "active_site": site,
         "active_because": why,
@@ -99,7 +102,7 @@ def status_data(
             {
                 "volume": vol,
                 "node": node,
-                "driver": "sim" if simulated else cluster.volume(vol).driver,
+                "driver": "sim" if hyp.simulates_replication else cluster.volume(vol).driver,
                 "role": st["role"],
                 "disk": st["disk"],
                 "connection": st["connection"],

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from drorch.accepting import AcceptBackoff
+
+log = logging.getLogger("drorch.agent.control")
 
 MAX_REQUEST = 4096
 
@@ -44,13 +49,19 @@ class AgentControl:
         self._thread.start()
 
     def _loop(self) -> None:
+        backoff = AcceptBackoff("agent control socket", log)
         while not self._stop.is_set():
             try:
                 conn, _ = self._srv.accept()
             except TimeoutError:
                 continue
-            except OSError:
-                return
+            except OSError as exc:
+                pause = backoff.pause_for(exc)
+                if pause is None:  # closed: the agent is stopping
+                    return
+                self._stop.wait(pause)
+                continue
+            backoff.accepted()
             with conn:
                 conn.settimeout(2.0)
                 try:

@@ -14,17 +14,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drorch.agent.bounded import Bounded, observe_budget
 from drorch.agent.control import AgentControl
+from drorch.agent.health import LocalHealth, Watched
+from drorch.agent.jobs import Job, Runbooks, find_runbook
 from drorch.agent.lease import KeeperLease
 from drorch.agent.loop import Agent
 from drorch.agent.membership import Membership, Peer
-from drorch.agent.resources import EnvResources
+from drorch.agent.rejoin import Rejoin
+from drorch.agent.resources import EnvResources, resource_groups
 from drorch.clock import Clock, SystemClock
+from drorch.decide.agent import Takeover
+from drorch.decide.recovery import RecoveryPolicy
 from drorch.envbuild import build_environment_report
+from drorch.environment import Environment
 from drorch.fencing.devices import watchdog_for
+from drorch.fencing.fence_agent import fence_off
 from drorch.fencing.soft import SelfFenceActions
-from drorch.model.types import Cluster
+from drorch.model.types import VM, Cluster, FailoverMode, MonitorType
+from drorch.monitor.base import Monitor
+from drorch.monitor.build import monitor_for
+from drorch.monitor.domain import SimulatedMonitor
 from drorch.quorum.client import QuorumConnection, QuorumError
+from drorch.remote.local import LocalRunner
 from drorch.statedir import default_state_dir
 
 log = logging.getLogger("drorch.agent")
@@ -40,10 +52,15 @@ class WitnessTimingMismatch(QuorumError):
 
 
 def _host(cluster: Cluster, node: str) -> str:
+    """A node's own `replication_address` first (a local node with one has a host of its
+    own: the lab's sites are network namespaces on one machine), else loopback for a
+    local node, else its SSH host."""
     _, n = cluster.node(node)
+    if n.replication_address:
+        return n.replication_address
     if n.is_local:
         return "127.0.0.1"
-    return n.replication_address or n.address.rpartition("@")[2].partition(":")[0]
+    return n.address.rpartition("@")[2].partition(":")[0]
 
 
 def agent_paths(state: Path, cluster: Cluster, node: str) -> dict[str, Path]:
@@ -101,7 +118,9 @@ def _port(cluster: Cluster, node: str) -> int:
     """All nodes listen on agent.port; nodes that share a host (`local`, the lab) take
     consecutive ports in the order the file lists them."""
     names = [n.name for s in cluster.sites for n in s.nodes]
-    return cluster.agent.port + (names.index(node) if cluster.node(node)[1].is_local else 0)
+    n = cluster.node(node)[1]
+    shares_host = n.is_local and not n.replication_address
+    return cluster.agent.port + (names.index(node) if shares_host else 0)
 
 
 def checked_witness(
@@ -113,10 +132,11 @@ def checked_witness(
 
     w = cluster.witness
     assert w is not None
-    if w.cert is None or w.key is None:
-        raise AgentStartError("the witness config names no client cert/key for this site")
     site = cluster.node(node)[0].name
-    cert, key = base / w.cert, base / w.key
+    site_cert, site_key = w.cert_for(site), w.key_for(site)  # `{site}` in the paths
+    if site_cert is None or site_key is None:
+        raise AgentStartError("the witness config names no client cert/key for this site")
+    cert, key = base / site_cert, base / site_key
 
     def connect() -> QuorumConnection:
         conn = QuorumConnection(
@@ -132,8 +152,86 @@ def checked_witness(
     return connect
 
 
+def _runbook(cluster: Cluster, base: Path, runbooks: Runbooks | None) -> Path | None:
+    """The takeover runbook, loaded and validated at start: an automatic agent refuses to
+    start without one it could run."""
+    escalate = find_runbook(cluster.agent.escalate_runbook, base)
+    if escalate is None:
+        log.warning(
+            "agent.escalate_runbook %s is not found: a resource whose level-1 monitor keeps"
+            " failing after max_restarts cannot be moved, so the watchdog will fence the site",
+            cluster.agent.escalate_runbook,
+        )
+    elif runbooks is not None and (problems := runbooks.check(escalate)):
+        raise AgentStartError(f"agent.escalate_runbook {escalate} does not validate:\n{problems}")
+    path = find_runbook(cluster.agent.runbook, base)
+    if cluster.agent.failover is not FailoverMode.AUTOMATIC:
+        return path
+    if runbooks is None:
+        raise AgentStartError("agent.failover is automatic but no runbook engine was given")
+    if path is None:
+        raise AgentStartError(
+            f"agent.failover is automatic but agent.runbook {cluster.agent.runbook} is not"
+            f" found (beside the config, in {Path.cwd()}, or in drorch's runbooks/)"
+        )
+    problems = runbooks.check(path)
+    if problems:
+        raise AgentStartError(f"agent.runbook {path} does not validate:\n{problems}")
+    return path
+
+
+def build_health(
+    cluster: Cluster,
+    node: str,
+    env: Environment,
+    resources: EnvResources,
+    base: Path,
+    clock: Clock,
+    escalate: Callable[[tuple[str, ...], str], Job],
+    bounded: Bounded | None = None,
+) -> LocalHealth:
+    watched = []
+    runner = env.runners.get(node) or LocalRunner(clock=clock, cwd=base)
+    hypervisor = env.hypervisors.get(cluster.node(node)[0].name)
+    simulated = cluster.hypervisor.driver == "sim"
+    for kind, items in (("vm", cluster.vms), ("service", cluster.services)):
+        for item in items:
+            for spec in item.monitors:
+                m: Monitor
+                if simulated and spec.type not in (MonitorType.COMMAND, MonitorType.DOMAIN):
+                    domain = item.domain if isinstance(item, VM) else None
+                    m = SimulatedMonitor(spec.name, spec.level, domain, hypervisor)
+                else:
+                    m = monitor_for(
+                        spec, runner=runner, clock=clock, base_dir=base, hypervisor=hypervisor
+                    )
+                watched.append(Watched(f"{kind} {item.name}", m, spec.interval))
+    groups = resource_groups(cluster)
+    a = cluster.agent
+    return LocalHealth(
+        watched,
+        clock=clock,
+        policy=RecoveryPolicy(a.max_restarts, a.failure_window),
+        groups=lambda r: groups.get(r, (r,)),
+        restart=resources.restart,
+        escalate=escalate,
+        bounded=bounded,
+    )
+
+
+def self_fence_argv(config: Path, node: str) -> list[str]:
+    """The soft watchdog's self-fence command for this node (`--yes`: it asks nobody)."""
+    return [sys.executable, "-m", "drorch", "agent", "self-fence",
+            "-c", str(config.resolve()), "--node", node, "--yes"]  # fmt: skip
+
+
 def run(
-    config: Path, cluster: Cluster, node: str, stop: threading.Event, state: Path | None = None
+    config: Path,
+    cluster: Cluster,
+    node: str,
+    stop: threading.Event,
+    state: Path | None = None,
+    runbooks: Runbooks | None = None,
 ) -> int:
     clock = SystemClock()
     base = config.resolve().parent
@@ -141,23 +239,53 @@ def run(
     state.mkdir(parents=True, exist_ok=True)
     paths = agent_paths(state, cluster, node)
     env, problems = build_environment_report(cluster, base, clock)
+    env.config_file = config.resolve()  # pyrepl daemons' fence-peer hook reads it
     for p in problems:
         log.warning("driver unavailable: %s", p)
-    membership = membership_for(cluster, node, base, clock, None)
-    fence_cmd = " ".join(
-        shlex.quote(a)
-        for a in (
-            sys.executable,
-            "-m",
-            "drorch",
-            "agent",
-            "self-fence",
-            "-c",
-            str(config.resolve()),
-            "--node",
-            node,
+    site = cluster.node(node)[0].name
+    peer = cluster.other_site(site).name
+    takeover_runbook = _runbook(cluster, base, runbooks)
+
+    def runbook_job(name: str, path: Path | None, params: dict[str, object]) -> Job:
+        def work() -> tuple[bool, str]:
+            if path is None or runbooks is None:
+                return False, f"no runbook to run for {name}"
+            return runbooks.run(path, params)
+
+        job = Job(name, work, clock)
+        job.start(f"{name}: {path}")
+        return job
+
+    def start_takeover(t: Takeover, epoch: int) -> Job:
+        return runbook_job(
+            "site-failover",
+            takeover_runbook,
+            {"to": site, "lost": peer, "from": peer, "epoch": epoch, "reason": t.reason},
         )
-    )
+
+    def escalate(group: tuple[str, ...], reason: str) -> Job:
+        path = find_runbook(cluster.agent.escalate_runbook, base)
+        names = [g.partition(" ")[2] for g in group]
+        return runbook_job(
+            "escalate", path, {"to": peer, "from": site, "group": names, "reason": reason}
+        )
+
+    fence_spec = cluster.site(peer).fence
+    start_fence = None
+    if fence_spec is not None:
+        spec = fence_spec
+
+        def start_fence() -> Job:
+            def work() -> tuple[bool, str]:
+                r = fence_off(spec, peer)
+                return r.confirmed, f"{r.reason} ({r.seconds:g}s)"
+
+            job = Job("fence", work, clock)
+            job.start(f"fencing site {peer} with {spec.agent}")
+            return job
+
+    membership = membership_for(cluster, node, base, clock, None)
+    fence_cmd = " ".join(shlex.quote(a) for a in self_fence_argv(config, node))
     watchdog = watchdog_for(
         cluster.fencing,
         SelfFenceActions(
@@ -187,6 +315,23 @@ def run(
             nodes=lambda: len(membership.table.members()),
         )
         lease.keeper = keeper
+    bounded = Bounded(observe_budget(cluster))  # every call a cycle makes to observe
+    log.info("agent %s: observation budget %gs per cycle", node, bounded.budget)
+    busy = runbooks.busy if runbooks is not None else lambda: None
+    resources = EnvResources(cluster, node, env, bounded, busy)
+    health = build_health(cluster, node, env, resources, base, clock, escalate, bounded)
+    rejoin = Rejoin(
+        lambda: {
+            v.name: env.replicators[(v.name, node)]
+            for v in resources.volumes
+            if (v.name, node) in env.replicators
+        },
+        site=site,
+        peer=peer,
+        clock=clock,
+        retry=cluster.agent.member_timeout,
+        bounded=bounded,
+    )
     agent = Agent(
         cluster,
         node,
@@ -194,9 +339,15 @@ def run(
         watchdog=watchdog,
         members=membership.table.members,
         lease=lease,
-        resources=EnvResources(cluster, node, env),
+        resources=resources,
         maintenance=lambda: paths["maintenance"].exists(),
         role_log=paths["roles"],
+        health=health,
+        local=resources.local_resources,
+        start_takeover=start_takeover if runbooks is not None else None,
+        start_fence=start_fence,
+        rejoin=rejoin,
+        bounded=bounded,
     )
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
@@ -229,6 +380,7 @@ def run(
             stop.wait(cluster.agent.heartbeat)
     finally:
         agent.stop(clean=True)
+        health.close()
         control.close()
         membership.stop()
         if keeper is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from drorch.agent.loop import LeaseState
+from drorch.agent.view import LeaseState
 from drorch.quorum.keeper import LeaseKeeper
 from drorch.quorum.lease import LeaseEvent
 
@@ -26,6 +26,13 @@ class KeeperLease:
     def on_lost(self, event: LeaseEvent) -> None:
         with self._lock:
             self._gained_at = None
+
+    def want(self, flag: bool) -> None:
+        """Ask for the lease (`want:true`) or only watch it (`want:false`, which neither
+        gains nor extends it): only a site that runs the resources, or has lost its peer,
+        competes for the lease."""
+        if self.keeper is not None:
+            self.keeper.want = flag
 
     def lease(self) -> LeaseState:
         k = self.keeper

@@ -16,14 +16,24 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
+from drorch.agent.bounded import Bounded, unobserved_health
+from drorch.agent.gate import WatchdogGate
+from drorch.agent.health import LocalHealth
+from drorch.agent.jobs import Job
+from drorch.agent.rejoin import Rejoin
+from drorch.agent.view import (
+    CycleReport,
+    LeaseSource,
+    LeaseState,
+    LocalResources,
+    StartFence,
+    StartTakeover,
+)
 from drorch.clock import Clock
 from drorch.decide.agent import (
     AgentView,
-    Feed,
     SelfFenceDecision,
     Takeover,
     TakeoverAction,
@@ -32,74 +42,13 @@ from drorch.decide.agent import (
     decide_takeover,
 )
 from drorch.decide.quorum import QuorumBasis, QuorumDecision, WitnessView, decide_quorum
+from drorch.decide.rejoin import LeaseView
 from drorch.fencing.feeding import FeedLog
-from drorch.fencing.watchdog import WatchdogDevice, WatchdogError
+from drorch.fencing.watchdog import WatchdogDevice
 from drorch.model.types import Cluster
 from drorch.monitor.base import CheckStatus, Monitor
 
 log = logging.getLogger("drorch.agent")
-
-
-@dataclass(frozen=True)
-class LeaseState:
-    """The witness as this site sees it. `renewed_at`: monotonic time of the last granted
-    renewal; `gained_at`: when this site gained the lease it holds now."""
-
-    reachable: bool
-    held: bool
-    epoch: int = 0
-    holder: str | None = None
-    lease_left: float = 0.0
-    renewed_at: float | None = None
-    gained_at: float | None = None
-    outdated_here: tuple[str, ...] = ()  # volumes the witness records outdated at this site
-
-
-class LeaseSource(Protocol):
-    def lease(self) -> LeaseState: ...
-
-
-class LocalResources(Protocol):
-    def primary_here(self) -> tuple[str, ...]:
-        """Names of the volumes that are primary and guests/services running here."""
-        ...
-
-    def self_fence(self, decision: SelfFenceDecision) -> list[str]:
-        """Stop writing (see decide_self_fence); returns what was done, one line each."""
-        ...
-
-
-@dataclass
-class CycleReport:
-    at: float
-    members: tuple[str, ...]
-    quorum: QuorumDecision
-    feed: Feed
-    self_fence: SelfFenceDecision
-    takeover: Takeover
-    primary_here: tuple[str, ...]
-    monitors: dict[str, str]
-    watchdog: dict[str, object]
-    maintenance: bool
-    acted: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "at": self.at,
-            "members": list(self.members),
-            "quorum": {"held": self.quorum.has_quorum, "reason": self.quorum.reason},
-            "watchdog": {**self.watchdog, "fed": self.feed.feed, "reason": self.feed.reason},
-            "self_fence": {"fence": self.self_fence.fence, "reason": self.self_fence.reason},
-            "takeover": {
-                "action": self.takeover.action.value,
-                "reason": self.takeover.reason,
-                "wait_left": round(self.takeover.wait_left, 3),
-            },
-            "primary_here": list(self.primary_here),
-            "monitors": self.monitors,
-            "maintenance": self.maintenance,
-            "acted": self.acted,
-        }
 
 
 class Agent:
@@ -117,7 +66,15 @@ class Agent:
         run_failover: Callable[[Takeover, int], bool] | None = None,
         maintenance: Callable[[], bool] = lambda: False,
         role_log: Path | None = None,
+        health: LocalHealth | None = None,
+        local: Callable[[], frozenset[str]] | None = None,
+        start_takeover: StartTakeover | None = None,
+        start_fence: StartFence | None = None,
+        rejoin: Rejoin | None = None,
+        bounded: Bounded | None = None,
     ) -> None:
+        """`bounded`: the budget of every call a cycle makes to observe (shared with
+        `resources`, `health` and `rejoin`; drorch.agent.bounded); None: unbounded."""
         self.cluster, self.node = cluster, node
         site, _ = cluster.node(node)
         self.site = site.name
@@ -126,6 +83,8 @@ class Agent:
         self.total_nodes = sum(len(s.nodes) for s in cluster.sites)
         self.clock = clock
         self.watchdog = watchdog
+        self.gate = WatchdogGate(watchdog, cluster.fencing.watchdog_timeout, clock)
+        self.bounded = bounded
         self.members = members
         self.lease_source = lease
         self.resources = resources
@@ -133,14 +92,28 @@ class Agent:
         self.run_failover = run_failover
         self.maintenance = maintenance
         self.role_log = role_log
-        self.feeds = FeedLog(timeout=cluster.fencing.watchdog_timeout)
-        self.armed = False
+        self.health = health
+        self.local = local
+        self.start_takeover = start_takeover
+        self.start_fence = start_fence
+        self.rejoin = rejoin
+        self.takeover_job: Job | None = None
+        self.fence_job: Job | None = None
+        self.takeover_epoch = 0
         self.peer_lost_since: float | None = None
         self.took_over_epoch: int | None = None
         self.last: CycleReport | None = None
         self._last_primary: tuple[str, ...] | None = None
         self._last_renewal: float | None = None
         self._started: float | None = None
+
+    @property
+    def armed(self) -> bool:
+        return self.gate.armed
+
+    @property
+    def feeds(self) -> FeedLog:
+        return self.gate.feeds
 
     # -- observe ------------------------------------------------------------------------
     def _witness(self) -> tuple[WitnessView | None, LeaseState | None]:
@@ -150,8 +123,12 @@ class Agent:
         view = WitnessView(s.reachable, s.held, s.holder, s.epoch, s.lease_left)
         return view, s
 
-    def _monitors(self) -> tuple[bool, str, dict[str, str]]:
-        results = {}
+    def _monitors(self) -> tuple[bool, str, dict[str, object]]:
+        if self.health is not None:
+            local = self.local() if self.local is not None else frozenset()
+            h = self.health.poll(local)
+            return h.ok, h.reason, dict(h.monitors)
+        results: dict[str, object] = {}
         failing = []
         for m in self.monitors:
             if m.level != 1:
@@ -182,6 +159,8 @@ class Agent:
 
     # -- one cycle ----------------------------------------------------------------------
     def cycle(self) -> CycleReport:
+        if self.bounded is not None:
+            self.bounded.begin()
         now = self.clock.monotonic()
         maintenance = self.maintenance()
         members = self.members()
@@ -199,15 +178,25 @@ class Agent:
         peer_seen = any(n in self.peer_nodes for n in members)
         if peer_seen:
             self.peer_lost_since = None
+            if self.fence_job is not None and not self.fence_job.state.running:
+                self.fence_job = None  # the next loss is fenced afresh
+            job = self.takeover_job
+            if job is not None and job.state.ok is False:
+                self.takeover_job = None  # a failed run is not retried, but a new loss is new
         elif self.peer_lost_since is None:
             self.peer_lost_since = now
         primary = self.resources.primary_here()
+        self._want_lease(primary, peer_seen, now)
         ok, why, results = self._monitors()
+        hung: dict[str, float] = getattr(self.resources, "unobserved", {})
+        ok, why = unobserved_health(ok, why, hung, self.cluster.agent.member_timeout)
         expired_for = None
         if lease is not None and lease.held and lease.gained_at is not None:
             # the witness grants a new holder only after the last lease expired at least
             # switch_delay ago: holding a grant gained since proves that much
             expired_for = self.cluster.quorum.switch_delay + (now - lease.gained_at)
+        running = self._takeover_running()  # first: a finished run makes this site active
+        covered = self._covered(primary, peer_seen, lease)
         view = AgentView(
             site=self.site,
             peer=self.peer,
@@ -218,12 +207,19 @@ class Agent:
             lease_renewed=renewed,
             monitors_ok=ok,
             monitors_reason=why,
-            audit_problems=self._audit(primary, quorum, lease),
+            # the peer holding the lease IS the hand-over's state: not an audit problem
+            audit_problems=() if covered else self._audit(primary, quorum, lease),
             maintenance=maintenance,
             peer_lost_since=self.peer_lost_since,
             peer_lease_expired_for=expired_for,
             outdated_here=lease.outdated_here if lease is not None else (),
-            active_here=self.took_over_epoch is not None,
+            # this site runs the cluster: it took over, or runs primary resources (it is
+            # the active site, or an operator ran `drorch failover` here)
+            active_here=self.took_over_epoch is not None or bool(primary),
+            peer_fence_confirmed=self._fence_confirmed(),
+            takeover_running=running,
+            takeover_failed=self._takeover_failed(),
+            covered=covered,
         )
         feed = decide_feed(view)
         fence = decide_self_fence(view, self.cluster.fencing.self_fence)
@@ -245,28 +241,122 @@ class Agent:
         report = CycleReport(
             now, members, quorum, feed, fence, takeover, primary, results, {}, maintenance
         )
+        report.health = why
         self._act(report, quorum)
-        self._log_roles(report)
-        report.watchdog = {
-            "armed": self.armed,
-            "device": self.watchdog.name,
-            "pid": getattr(self.watchdog, "pid", None),
-            **self.feeds.as_dict(),
+        self._fence_peer(report, view)
+        if self.rejoin is not None:
+            held = None if lease is None else LeaseView(lease.reachable, lease.holder, lease.epoch)
+            report.acted += self.rejoin.cycle(
+                lease=held,
+                peer_seen=peer_seen,
+                maintenance=maintenance,
+                takeover_running=running is not None,
+                act=not fence.fence,  # a self-fence stops writing first; rejoin comes after
+            )
+            report.replicas = self.rejoin.rows
+        report.jobs = {
+            k: j.state.as_dict()
+            for k, j in (
+                ("takeover", self.takeover_job),
+                ("fence", self.fence_job),
+                ("rejoin", self.rejoin.job if self.rejoin is not None else None),
+            )
+            if j is not None
         }
+        if self.rejoin is not None and self.rejoin.done:
+            report.jobs["rejoined"] = self.rejoin.done[-5:]
+        if self.health is not None:
+            report.jobs["escalations"] = [
+                {"group": list(g), **job.state.as_dict()} for g, job in self.health.escalations
+            ]
+        self._log_roles(report)
+        report.watchdog = self.gate.report()
+        if self.bounded is not None:
+            report.unobserved = dict(self.bounded.unobserved)
         self.last = report
         return report
+
+    def _want_lease(self, primary: tuple[str, ...], peer_seen: bool, now: float) -> None:
+        """Compete for the witness's lease only when running the resources or when the
+        peer is lost (after the start-up grace: its heartbeats may not have arrived yet).
+        A healthy idle site that grabbed the lease would make the active site's
+        self-audit fence it."""
+        want = getattr(self.lease_source, "want", None)
+        if want is None:
+            return
+        starting = self._started is None or now - self._started < self.cluster.agent.member_timeout
+        want(bool(primary) or (not peer_seen and not starting))
+
+    def _covered(
+        self, primary: tuple[str, ...], peer_seen: bool, lease: LeaseState | None
+    ) -> str | None:
+        """Why every primary resource here may run under the peer's lease (a planned
+        hand-over: the link says only one copy takes writes), or None. Only while the
+        peer's agent is seen and the witness answers with the peer (or nobody) holding."""
+        handover: dict[str, str] = getattr(self.resources, "handover", {})
+        if (
+            not primary
+            or not peer_seen
+            or lease is None
+            or not lease.reachable
+            or lease.holder not in (None, self.peer)
+            or any(p not in handover for p in primary)
+        ):
+            return None
+        return "; ".join(dict.fromkeys(handover[p] for p in primary))
+
+    def _fence_confirmed(self) -> bool:
+        return self.fence_job is not None and self.fence_job.state.ok is True
+
+    def _takeover_running(self) -> str | None:
+        job = self.takeover_job
+        if job is None:
+            return None
+        s = job.state
+        if s.running:
+            return f"site-failover runbook running at epoch {self.takeover_epoch}"
+        if s.ok and self.took_over_epoch is None:
+            self.took_over_epoch = self.takeover_epoch
+            log.info("site-failover runbook finished: %s", s.message)
+        return None
+
+    def _takeover_failed(self) -> str | None:
+        job = self.takeover_job
+        if job is None or job.state.ok is not False:
+            return None
+        return job.state.message
+
+    def _fence_peer(self, r: CycleReport, v: AgentView) -> None:
+        """Positive fencing: with quorum, once per loss of the peer, ask its fence agent
+        to power it off. Only a confirmed OFF shortens takeover_wait (decide_takeover)."""
+        if (
+            self.start_fence is None
+            or self.fence_job is not None
+            or v.maintenance
+            or v.active_here
+            or v.peer_lost_since is None
+            or not v.quorum.has_quorum
+        ):
+            return
+        self.fence_job = self.start_fence()
+        r.acted.append(f"fencing site {self.peer} through its fence agent")
 
     # -- act ----------------------------------------------------------------------------
     def _act(self, r: CycleReport, quorum: QuorumDecision) -> None:
         if r.feed.disarm:
-            if self.armed:
-                self.watchdog.disarm()
-                self.armed = False
-                r.acted.append("watchdog disarmed (maintenance)")
+            self.gate.disarm(r)
             return
         if r.self_fence.fence:
+            r.acted.append(f"self-fence: {r.self_fence.reason}")  # the log says why
             r.acted += self.resources.self_fence(r.self_fence)
-        if r.takeover.action is TakeoverAction.RUN and self.run_failover is not None:
+        if self.health is not None and not r.self_fence.fence:
+            r.acted += self.health.act()
+        start = self.start_takeover
+        if r.takeover.action is TakeoverAction.RUN and start and self.takeover_job is None:
+            self.takeover_epoch = quorum.epoch
+            self.takeover_job = start(r.takeover, quorum.epoch)
+            r.acted.append(f"site-failover runbook started at epoch {quorum.epoch}")
+        elif r.takeover.action is TakeoverAction.RUN and self.run_failover is not None:
             epoch = quorum.epoch
             r.acted.append(f"site-failover runbook started at epoch {epoch}")
             if self.run_failover(r.takeover, epoch):
@@ -274,33 +364,22 @@ class Agent:
                 r.acted.append("site-failover runbook finished")
             else:
                 r.acted.append("site-failover runbook failed")
-        if not self.armed:
-            if not r.feed.feed:
-                return  # never arm a watchdog we could not feed
-            self.watchdog.arm(self.cluster.fencing.watchdog_timeout)
-            self.armed = True
-            r.acted.append("watchdog armed")
-        if r.feed.feed:
-            try:
-                slack = self.watchdog.keepalive()
-            except WatchdogError as e:
-                r.acted.append(f"watchdog feed failed: {e}")
-                return
-            warning = self.feeds.record(slack, self.clock.now())
-            if warning:
-                log.warning("%s", warning)
+        self.gate.feed(r)
 
     def _log_roles(self, r: CycleReport) -> None:
-        if r.primary_here == self._last_primary:
+        # after acting, what runs now (a self-fence is logged when it is done, not a
+        # cycle later)
+        primary = self.resources.primary_here() if r.acted else r.primary_here
+        if primary == self._last_primary:
             return
-        self._last_primary = r.primary_here
+        self._last_primary = primary
         if self.role_log is None:
             return
         line = {
             "at": self.clock.now(),
             "node": self.node,
             "site": self.site,
-            "primary": list(r.primary_here),
+            "primary": list(primary),
             "quorum": r.quorum.has_quorum,
         }
         with open(self.role_log, "a", encoding="utf-8") as f:
@@ -308,8 +387,4 @@ class Agent:
 
     def stop(self, *, clean: bool) -> None:
         """A clean stop disarms the watchdog (magic close); otherwise it is left to fire."""
-        if self.armed and clean:
-            self.watchdog.disarm()
-        else:
-            self.watchdog.close()
-        self.armed = False
+        self.gate.stop(clean=clean)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
@@ -11,6 +12,7 @@ from types import FrameType
 
 import click
 
+from drorch.cli.flags import confirm_or_stop, dry_run_option, yes_option
 from drorch.cli.loading import config_option, load_or_exit
 from drorch.cli.output import format_option, render
 
@@ -46,7 +48,9 @@ def run_cmd(config: Path, node: str, verbose: bool) -> None:
     """Run this node's agent in the foreground until SIGTERM (clean stop: the watchdog
     is disarmed with the magic close)."""
     from drorch.agent.daemon import AgentStartError, run
+    from drorch.cli.agent_runbooks import agent_runbooks
     from drorch.fencing.watchdog import WatchdogError
+    from drorch.statedir import default_state_dir
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -65,8 +69,11 @@ def run_cmd(config: Path, node: str, verbose: bool) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every stack
     try:
-        sys.exit(run(config, cluster, node, stop))
+        state = default_state_dir()
+        runbooks = agent_runbooks(cluster, config, node=node, state_dir=state)
+        sys.exit(run(config, cluster, node, stop, state, runbooks))
     except (AgentStartError, WatchdogError, OSError, ValueError) as e:
         click.echo(f"drorch: error: {e}", err=True)
         sys.exit(EXIT_FAILED)
@@ -87,15 +94,60 @@ def status_cmd(config: Path, node: str, fmt: str) -> None:
     except (OSError, ValueError) as e:
         click.echo(f"drorch: error: the agent of {node} does not answer on {path}: {e}", err=True)
         sys.exit(EXIT_FAILED)
-    render(answer, fmt)
+    render(_for_table(answer) if fmt == "table" else answer, fmt)
+
+
+def _for_table(answer: dict[str, object]) -> dict[str, object]:
+    """Monitors, replicas and background jobs as tables of their own (JSON/YAML keep the
+    shape)."""
+    out = dict(answer)
+    monitors = answer.get("monitors")
+    if isinstance(monitors, dict) and monitors:
+        out["monitors"] = [
+            {"monitor": name, **(m if isinstance(m, dict) else {"state": m})}
+            for name, m in monitors.items()
+        ]
+    replicas = answer.get("replicas")
+    if isinstance(replicas, dict) and replicas:
+        out["replicas"] = [
+            {
+                "volume": name,
+                **{
+                    k: v
+                    for k, v in r.items()
+                    if k in ("role", "disk", "connection", "epoch", "percent_in_sync", "reason")
+                },
+            }
+            for name, r in replicas.items()
+            if isinstance(r, dict)
+        ]
+    unobserved = answer.get("unobserved")
+    if isinstance(unobserved, dict) and unobserved:  # calls past the loop's budget
+        out["unobserved"] = [{"call": k, "reason": v} for k, v in unobserved.items()]
+    else:
+        out.pop("unobserved", None)
+    jobs = answer.get("jobs")
+    if isinstance(jobs, dict) and jobs:
+        rows: list[dict[str, object]] = []
+        for key, job in jobs.items():
+            for j in job if isinstance(job, list) else [job]:
+                if isinstance(j, dict):
+                    rows.append({"job": key, **{k: v for k, v in j.items() if k != "name"}})
+                elif isinstance(j, str):  # a finished action's line (jobs.rejoined)
+                    rows.append({"job": key, "message": j})
+        out["jobs"] = rows
+    return out
 
 
 @agent.command("self-fence")
 @config_option
 @_node_option
-def self_fence_cmd(config: Path, node: str) -> None:
+@dry_run_option
+@yes_option
+def self_fence_cmd(config: Path, node: str, dry_run: bool, yes: bool) -> None:
     """Stop this node writing now: destroy its guests, demote its volumes. The soft
-    watchdog runs this when the agent stops feeding it."""
+    watchdog runs this (with --yes) when the agent stops feeding it; a person is asked
+    first, and --dry-run lists what it would stop."""
     from drorch.agent.resources import EnvResources
     from drorch.decide.agent import SelfFenceDecision
     from drorch.envbuild import build_environment_report
@@ -108,7 +160,14 @@ def self_fence_cmd(config: Path, node: str) -> None:
         raise click.BadParameter(f"no node {node!r} in {config}", param_hint="--node") from None
     env, _ = build_environment_report(cluster, config.resolve().parent)
     try:
-        done = EnvResources(cluster, node, env).self_fence(
+        resources = EnvResources(cluster, node, env)
+        if dry_run or not yes:
+            here = ", ".join(resources.primary_here()) or "nothing runs or writes here"
+            if dry_run:
+                click.echo(f"would stop writing on {node}: {here}")
+                return
+            confirm_or_stop(yes, f"Self-fence {node} now (destroy its guests, demote: {here})?")
+        done = resources.self_fence(
             SelfFenceDecision(True, SelfFence.SUICIDE, "self-fence requested")
         )
     finally:

@@ -8,139 +8,36 @@ Read commands take `--format table|json|yaml`. Commands that can lose data (`pri
 from __future__ import annotations
 
 import os
-import socket
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
 import click
 
+from drorch.cli.drbd_common import (
+    STATUS_COLUMNS,
+    config_option,
+    drbd_volume,
+    fail,
+    load,
+    node_option,
+    pick_node,
+    replicator,
+)
+from drorch.cli.drbd_ops_cmd import OPERATIONS
+from drorch.cli.exits import ExitCode
 from drorch.cli.output import format_option, render
 from drorch.model.types import Cluster, Driver, Volume
 from drorch.replication.base import ReplicationError
-
-if TYPE_CHECKING:
-    from drorch.replication.drbd.driver import DrbdReplicator
-    from drorch.replication.drbd.render import RenderError
-
-STATUS_COLUMNS = [
-    "name",
-    "node",
-    "role",
-    "peer_role",
-    "disk",
-    "peer_disk",
-    "connection",
-    "out_of_sync_bytes",
-    "percent_in_sync",
-    "resync_eta_seconds",
-    "suspended",
-    "quorum",
-]
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Cluster config file.",
-)
-node_option = click.option("--node", help="Node to act on (default: this host's name).")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"drorch drbd: {message}", err=True)
-    sys.exit(code)
-
-
-def load(config: Path) -> Cluster:
-    from drorch.model.loader import load_cluster
-    from drorch.model.reports import ConfigError
-
-    try:
-        return load_cluster(config)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    except OSError as exc:
-        fail(f"{config}: {exc.strerror or exc}", 2)
-
-
-def drbd_volume(cluster: Cluster, name: str) -> Volume:
-    try:
-        volume = cluster.volume(name)
-    except KeyError:
-        known = ", ".join(v.name for v in cluster.volumes if v.driver is Driver.DRBD)
-        fail(f"no volume {name!r} in {cluster.name} (DRBD volumes: {known or 'none'})", 2)
-    if volume.driver is not Driver.DRBD:
-        fail(f"volume {name} uses driver {volume.driver.value}, not drbd", 2)
-    return volume
-
-
-def pick_node(cluster: Cluster, volume: Volume | None, node: str | None) -> str:
-    name = node or socket.gethostname().split(".")[0]
-    try:
-        cluster.node(name)
-    except KeyError:
-        hint = "" if node else " (use --node)"
-        fail(f"node {name!r} is not in cluster {cluster.name}{hint}", 2)
-    if volume is not None and name not in volume.paths:
-        fail(f"node {name} holds no replica of {volume.name}", 2)
-    return name
-
-
-@contextmanager
-def replicator(config: Path, volume_name: str, node: str | None) -> Iterator[DrbdReplicator]:
-    """The DrbdReplicator for VOLUME on the node; typed DRBD errors become exit 1."""
-    from drorch.replication.drbd.driver import DrbdReplicator
-    from drorch.replication.node_status import node_environment
-
-    cluster = load(config)
-    volume = drbd_volume(cluster, volume_name)
-    name = pick_node(cluster, volume, node)
-    env = node_environment(cluster, cluster.node(name)[1], config.resolve().parent)
-    try:
-        yield DrbdReplicator(volume, cluster.node(name)[1], env)
-    except ReplicationError as exc:
-        fail(str(exc))
-    finally:
-        env.close()
-
-
-def report_render_error(config: Path, exc: RenderError) -> NoReturn:
-    """Each problem as `FILE:LINE:COL: drbd-render: message`, at the volume's setting it
-    is about (the file already passed validation, so it parses)."""
-    from drorch.model.source import load_located
-
-    root = load_located(config)
-    volumes = root.value.get("volumes") if isinstance(root.value, dict) else None
-    item = next(
-        (
-            v
-            for v in (volumes.value if volumes is not None else [])
-            if isinstance(v.value, dict)
-            and getattr(v.value.get("name"), "value", None) == exc.volume
-        ),
-        None,
-    )
-    for where, problem in zip(exc.where, exc.problems, strict=True):
-        position = item.position if item is not None else root.position
-        node = item
-        for key in where:
-            if node is None or not isinstance(node.value, dict) or key not in node.value:
-                break
-            position = node.key_positions.get(key, node.value[key].position)
-            node = node.value[key]
-        click.echo(f"{position}: drbd-render: volume {exc.volume}: {problem}", err=True)
-    sys.exit(2)
 
 
 @click.group()
 def drbd() -> None:
     """DRBD volumes: render resource files, operate DRBD on a node, read its status."""
+
+
+for _operation in OPERATIONS:
+    drbd.add_command(_operation)
 
 
 @drbd.command("render")
@@ -168,8 +65,8 @@ def render_cmd(config: Path, volume: str, config_path: str, drorch_bin: str) -> 
     try:
         handler = f"{drorch_bin} drbd fence-peer -c {config_path}"
         click.echo(render_resource(cluster, vol, handler=handler), nl=False)
-    except RenderError as exc:
-        report_render_error(config, exc)
+    except RenderError as exc:  # the config validated: the model has the same rules
+        fail(str(exc), ExitCode.USAGE)
 
 
 @drbd.command("install")
@@ -200,8 +97,8 @@ def install_cmd(
         text = render_resource(
             cluster, vol, handler=f"{drorch_bin} drbd fence-peer -c {config_path}"
         )
-    except RenderError as exc:
-        report_render_error(config, exc)
+    except RenderError as exc:  # the config validated: the model has the same rules
+        fail(str(exc), ExitCode.USAGE)
     with replicator(config, volume, node) as drv:
         result = install_resource(
             drv.runner, volume, text, path or default_path(volume), dry_run=dry_run
@@ -282,9 +179,9 @@ def fence_peer_cmd(config: Path, node: str | None) -> None:
             cluster, dict(os.environ), node=node, base_dir=config.resolve().parent
         )
     except FenceSetupError as exc:
-        click.echo(f"drorch fence-peer: {exc}", err=True)
+        click.echo(f"drorch: error: fence-peer: {exc}", err=True)
         sys.exit(UNDECIDED)
-    click.echo(f"drorch fence-peer: {decision.reason} -> exit {decision.exit_code}", err=True)
+    click.echo(f"drorch: fence-peer: {decision.reason} -> exit {decision.exit_code}", err=True)
     sys.exit(decision.exit_code)
 
 
@@ -308,10 +205,6 @@ def unfence_peer_cmd(config: Path, node: str | None) -> None:
             config.resolve().parent,
         )  # fmt: skip
     except (FenceSetupError, WitnessSetupError, QuorumError, OSError) as exc:
-        click.echo(f"drorch unfence-peer: {exc} -> exit 1", err=True)
+        click.echo(f"drorch: error: unfence-peer: {exc} -> exit 1", err=True)
         sys.exit(1)
-    click.echo(f"drorch unfence-peer: {ctx.resource}: record cleared (epoch {epoch})", err=True)
-
-
-# The operation commands live in their own module; importing it registers them.
-from drorch.cli import drbd_ops_cmd  # noqa: E402, F401
+    click.echo(f"drorch: unfence-peer: {ctx.resource}: record cleared (epoch {epoch})", err=True)

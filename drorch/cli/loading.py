@@ -28,7 +28,7 @@ def config_option(func: F) -> F:
         "config",
         required=True,
         envvar="DRORCH_CONFIG",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),  # the loader refuses all but a regular file
         help="The cluster YAML file (or $DRORCH_CONFIG).",
     )(func)
 
@@ -64,6 +64,7 @@ def cluster_environment(config: Path) -> Iterator[Loaded]:
 
     cluster = load_or_exit(config)
     env, problems = build_environment_report(cluster, config.resolve().parent)
+    env.config_file = config.resolve()
     try:
         yield Loaded(cluster, env, [str(p) for p in problems])
     finally:

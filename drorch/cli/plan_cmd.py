@@ -1,6 +1,7 @@
 """`drorch plan migrate|failover --to SITE`: show the ordered steps before anything moves.
 
-Exit 0 when the plan is runnable, 1 when something blocks it (the blockers say what).
+Exit 0 when the plan is runnable, 1 when something blocks it (the blockers say what), 2
+when `--to` names no site (a usage error, as everywhere).
 Blockers are coded reports; `--force` relaxes only the forceable ones (e.g. a replica that
 could not be observed, which its wait-in-sync step re-checks at run time), never a split
 brain risk or a replica nothing can start from."""
@@ -13,6 +14,7 @@ from typing import Any
 
 import click
 
+from drorch.cli.exits import ExitCode
 from drorch.cli.loading import cluster_environment, config_option
 from drorch.cli.output import format_option, render
 
@@ -70,8 +72,10 @@ def _show(config: Path, to_site: str, fmt: str, kind: str, force: bool) -> None:
         render(rows, fmt)
     else:
         render(data, fmt)
+    if any(b.code == "unknown-site" for b in blocking):
+        sys.exit(ExitCode.USAGE)
     if blocking:
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 force_option = click.option(

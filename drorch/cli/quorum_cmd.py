@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from drorch.cli.flags import duration
 from drorch.cli.output import format_option, render
 
 
@@ -64,7 +65,13 @@ def certs(out_dir: Path, names: tuple[str, ...]) -> None:
 @click.option("--cluster", required=True, help="Cluster name as in the witness config.")
 @click.option("--site", required=True, help="This site's name.")
 @click.option("--node", required=True, help="This node's name (logged by the witness).")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds for the whole query.")
+@click.option(
+    "--timeout",
+    default="5s",
+    show_default=True,
+    callback=duration,
+    help="For the whole query, e.g. 5s.",
+)
 @format_option()
 def status(
     server: str,

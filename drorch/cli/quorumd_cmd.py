@@ -14,7 +14,7 @@ import click
     "--config",
     "config_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # the loader refuses all but a regular file
     help="The daemon's YAML config.",
 )
 @click.option(

@@ -9,7 +9,6 @@ verify exits 1 when any region is out of sync.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any, NoReturn
 
 import click
 
+from drorch.cli.exits import error_line
+from drorch.cli.flags import confirm_or_stop, dry_run_option, yes_option
 from drorch.cli.output import format_option, render
 from drorch.model.states import is_syncing
 from drorch.replication.base import ReplicationError, SplitBrain, StaleEpoch, UnsafeOperation
@@ -32,6 +33,7 @@ STATUS_COLUMNS = [
     "lag_bytes",
     "epoch",
     "nbd",
+    "outdated_since",
 ]
 
 
@@ -42,7 +44,7 @@ def _fail(exc: ReplicationError, fmt: str = "table") -> NoReturn:
 
     if fmt in ("json", "yaml"):
         render({"error": error_body(exc)}, fmt)
-    click.echo(f"error: {exc}", err=True)
+    click.echo(error_line(str(exc)), err=True)
     if isinstance(exc, SplitBrain):
         click.echo(f"  local generation: {exc.local}", err=True)
         click.echo(f"  peer generation:  {exc.peer}", err=True)
@@ -76,134 +78,6 @@ def repl() -> None:
     """pyrepl: drorch's own block replicator (sync/async) with an NBD export."""
 
 
-def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    from drorch.replication.pyrepl.daemon import parse_address
-
-    if value is None:
-        return None
-    try:
-        return parse_address(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
-def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    from drorch.model.units import UnitError, parse_size
-
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except UnitError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
-@repl.command()
-@click.option("--name", required=True, help="Volume name (also the NBD export name).")
-@click.option(
-    "--backing",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Backing file (created or extended to SIZE) or block device.",
-)
-@click.option("--size", required=True, callback=_size, help="Volume size, e.g. 1GiB.")
-@click.option("--role", required=True, type=click.Choice(["primary", "secondary"]))
-@click.option("--mode", required=True, type=click.Choice(["sync", "async"]))
-@click.option("--listen", required=True, callback=_address, help="Replication HOST:PORT.")
-@click.option("--peer", callback=_address, help="The peer's replication HOST:PORT (dialled).")
-@click.option("--nbd", callback=_address, help="Serve the NBD export on HOST:PORT.")
-@click.option("--nbd-unix", type=click.Path(path_type=Path), help="Also serve NBD here.")
-@control_option
-@click.option("--meta", type=click.Path(path_type=Path), help="Metadata sidecar path.")
-@click.option("--region-size", default="64KiB", callback=_size, show_default=True)
-@click.option(
-    "--max-lag",
-    default="64MiB",
-    callback=_size,
-    show_default=True,
-    help="async: bound of the send queue (max_lag_bytes).",
-)
-@click.option(
-    "--on-congestion",
-    type=click.Choice(["block", "pull-ahead"]),
-    default="block",
-    show_default=True,
-    help="async: what a full send queue does.",
-)
-@click.option(
-    "--resync-rate",
-    default="0",
-    callback=_size,
-    show_default=True,
-    help="Cap a resync at this many bytes per second, e.g. 100MiB (0: no cap).",
-)
-@click.option(
-    "--al-extents",
-    type=click.IntRange(16, 65534),
-    default=1237,
-    show_default=True,
-    help="Activity log slots of 4 MiB (DRBD's al-extents): resynced after a crash.",
-)
-@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path))
-@click.option("--tls-key", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--peer-cert",
-    type=click.Path(exists=True, path_type=Path),
-    help="TLS: the peer's certificate, pinned (with --tls-cert/--tls-key).",
-)
-@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
-def serve(**opts: Any) -> None:
-    """Run one volume's replicator in the foreground until SIGTERM (then flush, exit 0)."""
-    from drorch.replication.base import Role
-    from drorch.replication.pyrepl.daemon import ServeOptions
-    from drorch.replication.pyrepl.daemon import serve as run
-    from drorch.replication.pyrepl.engine import EngineConfig
-    from drorch.replication.pyrepl.tls import link_tls
-
-    logging.basicConfig(
-        level=logging.DEBUG if opts["verbose"] else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        tls = link_tls(opts["tls_cert"], opts["tls_key"], opts["peer_cert"])
-        config = EngineConfig(
-            name=opts["name"],
-            backing=opts["backing"],
-            size=opts["size"],
-            mode=opts["mode"],
-            role=Role(opts["role"]),
-            meta_path=opts["meta"],
-            region_size=opts["region_size"],
-            max_lag_bytes=opts["max_lag"],
-            on_congestion=opts["on_congestion"],
-            resync_rate=opts["resync_rate"],
-            al_extents=opts["al_extents"],
-        )
-        options = ServeOptions(
-            engine=config,
-            control=opts["control"],
-            listen=opts["listen"],
-            peer=opts["peer"],
-            nbd=opts["nbd"],
-            nbd_unix=opts["nbd_unix"],
-            tls=tls,
-        )
-        from drorch.replication.pyrepl.serve_checks import serve_problems
-
-        problems = serve_problems(options)
-        if problems:
-            for problem in problems:
-                click.echo(f"drorch: error: {problem}", err=True)
-            sys.exit(2)
-        sys.exit(run(options))
-    except ReplicationError as exc:
-        _fail(exc)
-    except (OSError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-
-
 @repl.command()
 @click.option("--control", type=click.Path(path_type=Path), help="One daemon's control socket.")
 @click.option(
@@ -235,6 +109,10 @@ def status(control: Path | None, config: Path | None, node: str | None, fmt: str
         raise click.BadParameter(str(exc.args[0]), param_hint="--node") from None
     except ReplicationError as exc:
         _fail(exc)
+    for row in rows:  # since when a copy is known stale: here, or the peer's (pyrepl)
+        extra = row.get("extra") or {}
+        here, peer = extra.get("outdated_since"), extra.get("peer_outdated_since")
+        row["outdated_since"] = f"here {here}" if here else (f"peer {peer}" if peer else None)
     render(rows, fmt, None if fmt != "table" else STATUS_COLUMNS)
 
 
@@ -247,9 +125,23 @@ def _role_options(f: Any) -> Any:
     return control_option(format_option()(f))
 
 
-def _unused(op: str, epoch: int | None, force: bool, accept_data_loss: bool) -> None:
-    if epoch is not None or force or accept_data_loss:
-        click.echo(f"note: --epoch/--force/--accept-data-loss have no effect on {op}", err=True)
+def _daemon_options(f: Any) -> Any:
+    """--control and --format: all an operation without a fencing epoch or a data-safety
+    override takes (options that would have no effect are not offered)."""
+    return control_option(format_option()(f))
+
+
+def _destructive_options(f: Any) -> Any:
+    return dry_run_option(yes_option(f))
+
+
+def _confirm(control: Path, op: str, fmt: str, yes: bool, args: dict[str, Any]) -> None:
+    """Show what `op` would do (its dry run, the same refusals) and ask, unless --yes
+    (no answer, no terminal: exit 1, nothing done)."""
+    if yes:
+        return
+    plan = _call(control, op, fmt, dry_run=True, **args)
+    confirm_or_stop(yes, f"{plan.get('message', plan)}: go ahead?")
 
 
 def _wait_for_resync(control: Path, result: dict[str, Any], out_of_sync: int = 0) -> dict[str, Any]:
@@ -298,6 +190,7 @@ def _wait_for_resync(control: Path, result: dict[str, Any], out_of_sync: int = 0
     help="Cluster file: ask its witness first (with --node).",
 )  # fmt: skip
 @click.option("--node", help="This node's name in the cluster file (with -c).")
+@_destructive_options
 def promote(
     control: Path,
     fmt: str,
@@ -306,12 +199,14 @@ def promote(
     accept_data_loss: bool,
     config: Path | None,
     node: str | None,
+    dry_run: bool,
+    yes: bool,
 ) -> None:
     """Become primary at fencing EPOCH; refuses a disk that is not UpToDate unless forced.
 
     With -c CONFIG --node NODE and a witness in it: also refuses when the witness marks
     this copy outdated or this site does not hold the lease, and takes the epoch from the
-    witness's grant."""
+    witness's grant. --dry-run: the same refusals, and what it would do; no change."""
     if force != accept_data_loss:
         raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
     if (config is None) != (node is None):
@@ -319,10 +214,12 @@ def promote(
     claim = None
     if config is not None and node is not None:
         epoch, claim = _witness_epoch(control, config, node, epoch, force, fmt)
-    render(
-        _call(control, "promote", fmt, epoch=epoch, force=force, accept_data_loss=accept_data_loss),
-        fmt,
-    )
+    args = {"epoch": epoch, "force": force, "accept_data_loss": accept_data_loss}
+    if dry_run:
+        render(_call(control, "promote", fmt, dry_run=True, **args), fmt)
+        return
+    _confirm(control, "promote", fmt, yes, args)
+    render(_call(control, "promote", fmt, **args), fmt)
     if claim is not None:
         click.echo(f"note: {claim()}", err=True)
 
@@ -364,46 +261,57 @@ def _witness_epoch(
 
 
 @repl.command()
-@_role_options
-def demote(control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool) -> None:
-    """Become secondary (the NBD export turns read-only)."""
-    _unused("demote", epoch, force, accept_data_loss)
+@_daemon_options
+@_destructive_options
+def demote(control: Path, fmt: str, dry_run: bool, yes: bool) -> None:
+    """Become secondary (the NBD export turns read-only; held frozen writes get EIO)."""
+    if dry_run:
+        render(_call(control, "demote", fmt, dry_run=True), fmt)
+        return
+    _confirm(control, "demote", fmt, yes, {})
     render(_call(control, "demote", fmt), fmt)
 
 
 @repl.command()
-@_role_options
+@_daemon_options
 @click.option(
     "--wait/--no-wait",
     default=True,
     show_default=True,
     help="Follow a resync to its end with a progress bar.",
 )
-def connect(
-    control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool, wait: bool
-) -> None:
+def connect(control: Path, fmt: str, wait: bool) -> None:
     """Connect to the peer; resync if needed. Split brain exits 4 and stays StandAlone."""
-    _unused("connect", epoch, force, accept_data_loss)
     before = int(_call(control, "status", fmt).get("out_of_sync_bytes") or 0) if wait else 0
     result = _call(control, "connect", fmt)
     render(_wait_for_resync(control, result, before) if wait else result, fmt)
 
 
+def _checked(control: Path, op: str, fmt: str, dry_run: bool, yes: bool, **args: Any) -> bool:
+    """--dry-run: print the daemon's `would_OP` (the same refusals; nothing changes) and
+    return False. Else ask with it unless --yes, and return True: go ahead."""
+    if dry_run:
+        render(_call(control, f"would_{op}", fmt, **args), fmt)
+        return False
+    if not yes:
+        plan = _call(control, f"would_{op}", fmt, **args)
+        confirm_or_stop(yes, f"{plan.get('message', plan)}: go ahead?")
+    return True
+
+
 @repl.command()
-@_role_options
-def disconnect(
-    control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool
-) -> None:
+@_daemon_options
+@_destructive_options
+def disconnect(control: Path, fmt: str, dry_run: bool, yes: bool) -> None:
     """Go StandAlone on purpose (the primary keeps a dirty bitmap meanwhile)."""
-    _unused("disconnect", epoch, force, accept_data_loss)
-    render(_call(control, "disconnect", fmt), fmt)
+    if _checked(control, "disconnect", fmt, dry_run, yes):
+        render(_call(control, "disconnect", fmt), fmt)
 
 
 @repl.command()
-@_role_options
-def verify(control: Path, fmt: str, epoch: int | None, force: bool, accept_data_loss: bool) -> None:
+@_daemon_options
+def verify(control: Path, fmt: str) -> None:
     """Compare region checksums with the peer; exit 1 if any region differs."""
-    _unused("verify", epoch, force, accept_data_loss)
     result = _call(control, "verify", fmt)
     render(result, fmt)
     if result["out_of_sync"]:
@@ -413,11 +321,21 @@ def verify(control: Path, fmt: str, epoch: int | None, force: bool, accept_data_
 @repl.command()
 @control_option
 @format_option()
-def stop(control: Path, fmt: str) -> None:
+@_destructive_options
+def stop(control: Path, fmt: str, dry_run: bool, yes: bool) -> None:
     """Stop a secondary's daemon cleanly (flush, exit 0). Refused while primary."""
-    render(_call(control, "shutdown", fmt), fmt)
+    if _checked(control, "shutdown", fmt, dry_run, yes):
+        render(_call(control, "shutdown", fmt), fmt)
 
 
 # `resolve` (the per-daemon form and the by-site form) lives in its own module; importing
 # it registers it on the group.
-from drorch.cli import repl_fence_cmd, repl_resolve_cmd  # noqa: E402, F401
+from drorch.cli import (  # noqa: E402, F401
+    repl_dual_cmd,
+    repl_fence_cmd,
+    repl_mode_cmd,
+    repl_pit_cmd,
+    repl_resolve_cmd,
+    repl_serve_cmd,
+    repl_up_cmd,
+)

@@ -10,11 +10,13 @@ current (`drorch.quorum.fence.record_outdate`). Exit codes:
 
 - 0: the record is on the witness's disk: the primary may resume (peer Outdated);
 - 1: the witness cannot be asked (unreachable, no witness or client cert configured);
-- 3: the witness would not record it: this site does not hold the quorum lease.
+- 3: the witness would not record it: this site does not hold the quorum lease;
+- 5: the peer's site holds the lease: this primary is stale (it acknowledges nothing more;
+  DRBD's handler answers 6, "peer is primary", for the same);
 - 2: usage or config errors (unknown volume or node).
 
-Any non-zero exit keeps the primary frozen; it retries. `drorch repl outdate-peer
---accept-data-loss` is the operator's override.
+Any other exit keeps the primary frozen; it retries. `drorch repl outdate-peer --control
+SOCKET --accept-data-loss` is the operator's override.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pathlib import Path
 
 import click
 
+from drorch.cli.flags import dry_run_option, duration, yes_option
 from drorch.cli.loading import EXIT_CONFIG, load_or_exit
-from drorch.cli.repl_cmd import EXIT_FAILED, EXIT_UNSAFE, repl
+from drorch.cli.output import format_option, render
+from drorch.cli.repl_cmd import EXIT_FAILED, EXIT_STALE_EPOCH, EXIT_UNSAFE, _call, _checked, repl
 
 EXIT_RECORDED = 0
 
@@ -37,7 +41,9 @@ EXIT_RECORDED = 0
 )  # fmt: skip
 @click.option("--volume", required=True, help="The volume whose peer is lost.")
 @click.option("--node", required=True, help="This node (the frozen primary).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option(
+    "--timeout", default="5s", callback=duration, show_default=True, help="Witness deadline."
+)
 def fence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
     """Ask the witness to record the peer outdated; exit 0 only once it is durable."""
     from drorch.quorum.client import QuorumError
@@ -81,7 +87,8 @@ def fence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
             f"epoch {vote.epoch})"
         )
         click.echo(f"drorch: error: {where}: the witness recorded nothing: {why}", err=True)
-        sys.exit(EXIT_UNSAFE)
+        peer_holds = answer.refused is None and vote.holder not in (None, "", site)
+        sys.exit(EXIT_STALE_EPOCH if peer_holds else EXIT_UNSAFE)
     click.echo(
         f"{where}: the witness recorded durably that only site {site}'s copy of {volume} "
         f"is current since epoch {answer.recorded}: the peer is Outdated"
@@ -96,7 +103,9 @@ def fence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
 )  # fmt: skip
 @click.option("--volume", required=True, help="The volume whose peer is UpToDate again.")
 @click.option("--node", required=True, help="This node (the primary).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option(
+    "--timeout", default="5s", callback=duration, show_default=True, help="Witness deadline."
+)
 def unfence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
     """The peer resynced and is UpToDate: clear the witness's outdate record (`current`).
     Exit 0 cleared; 3 this site does not hold the lease; 1 the witness cannot be asked."""
@@ -127,3 +136,26 @@ def unfence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
         click.echo(f"drorch: error: unfence-peer {volume}: cannot ask the witness: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"unfence-peer {volume}: the witness cleared its record (epoch {epoch})")
+
+
+@repl.command("outdate-peer")
+@click.option(
+    "--control", type=click.Path(path_type=Path), required=True,
+    help="The frozen primary's control socket.",
+)  # fmt: skip
+@click.option(
+    "--accept-data-loss",
+    is_flag=True,
+    help="Acknowledge: writes acknowledged from now on are lost if this site is lost.",
+)
+@format_option()
+@dry_run_option
+@yes_option
+def outdate_peer(control: Path, accept_data_loss: bool, fmt: str, dry_run: bool, yes: bool) -> None:
+    """Declare the peer Outdated without the witness: a frozen sync primary resumes.
+
+    Refused (exit 3) without --accept-data-loss, while the peer is connected, or on a
+    secondary (a dry run reports the same). Prefer the fence-peer hook: it leaves a
+    witness record that stops the peer's promotion; this leaves none."""
+    if _checked(control, "outdate_peer", fmt, dry_run, yes, accept_data_loss=accept_data_loss):
+        render(_call(control, "outdate_peer", fmt, accept_data_loss=accept_data_loss), fmt)

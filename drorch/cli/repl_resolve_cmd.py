@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from drorch.cli.flags import confirm_or_stop, yes_option
 from drorch.cli.loading import EXIT_CONFIG, load_or_exit
 from drorch.cli.output import format_option, render
 from drorch.cli.repl_cmd import EXIT_FAILED, EXIT_UNSAFE, _call, _fail, _wait_for_resync, repl
@@ -90,6 +91,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
     show_default=True,
     help="Follow the resync to its end with a progress bar.",
 )
+@yes_option
 @format_option()
 def resolve(
     control: Path | None,
@@ -101,6 +103,7 @@ def resolve(
     dry_run: bool,
     resync_wait: float,
     wait: bool,
+    yes: bool,
     fmt: str,
 ) -> None:
     """Resolve a split brain: discard one side's changes and resync it from the other.
@@ -118,6 +121,9 @@ def resolve(
             )
         if not discard_local:
             raise click.UsageError("resolve needs --discard-local on the side whose data goes")
+        confirm_or_stop(
+            yes, f"Discard the changes of {control}'s side and resync it from the peer?"
+        )
         result = _call(control, "resolve", fmt, discard_local=True)
         render(_wait_for_resync(control, result) if wait else result, fmt)
         return
@@ -132,7 +138,7 @@ def resolve(
             "--control SOCKET --discard-local (one pyrepl daemon)"
         )
     _resolve_by_site(
-        config, volume, discard_site, accept_data_loss, dry_run, resync_wait, wait, fmt
+        config, volume, discard_site, accept_data_loss, dry_run, resync_wait, wait, fmt, yes
     )
 
 
@@ -145,6 +151,7 @@ def _resolve_by_site(
     resync_wait: float,
     wait: bool,
     fmt: str,
+    yes: bool,
 ) -> None:
     from drorch.model.reports import Severity
     from drorch.replication.node_status import volume_environment, volume_replicator
@@ -160,7 +167,7 @@ def _resolve_by_site(
     try:
         sides = pick_sides(cluster, volume_name, discard_site)
     except UnknownTarget as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"drorch: error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     env = volume_environment(cluster, sides.volume, config.resolve().parent)
     replicators: dict[str, Replicator] = {}
@@ -181,12 +188,17 @@ def _resolve_by_site(
         )
         for report in plan.reports:
             blocking = report.severity is Severity.ERROR
-            click.echo(f"error: {report}" if blocking else str(report), err=True)
+            click.echo(f"drorch: error: {report}" if blocking else str(report), err=True)
         if dry_run or not plan.may_run:
             render(_plan_document(plan, fmt), fmt)
             if not plan.may_run:
                 sys.exit(EXIT_UNSAFE if plan.only_data_loss else EXIT_FAILED)
             return
+        confirm_or_stop(
+            yes,
+            f"Discard the changes to {sides.volume.name} at {discard_site} ({sides.victim.name})"
+            f" and resync them from {sides.survivor.name}?",
+        )
         click.echo(f"resolving: {plan.reason}", err=True)
         progress = _Progress(f"resync {sides.volume.name} on {sides.victim.name}")
         try:
@@ -204,8 +216,8 @@ def _resolve_by_site(
         render(_outcome_document(plan, outcome, fmt), fmt)
         if outcome.waited and not outcome.settled:
             click.echo(
-                f"error: the resync of {plan.volume} did not finish within {resync_wait:g}s; "
-                "it goes on in the background (watch `drorch repl status`)",
+                f"drorch: error: the resync of {plan.volume} did not finish within "
+                f"{resync_wait:g}s; it goes on in the background (watch `drorch repl status`)",
                 err=True,
             )
             sys.exit(EXIT_FAILED)

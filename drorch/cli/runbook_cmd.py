@@ -3,7 +3,9 @@
 Exit codes: 0 done (or a clean dry run); 1 a step failed, was declined, or a dry run
 found steps that would fail; 2 a bad runbook, config or param; 3 refused (cluster
 locked by another run, an interrupted run waiting, gates nobody can answer, a plan
-blocked or needing a data-loss acknowledgement); 130 interrupted (resumable).
+blocked or needing a data-loss acknowledgement, a step that refused as unsafe: no quorum,
+the lost site not confirmed fenced, a refused promotion or VM start, a split brain);
+130 interrupted (resumable).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
+from drorch.cli.flags import confirm_or_stop, dry_run_option, yes_option
 from drorch.cli.loading import EXIT_CONFIG, config_option
 from drorch.cli.output import FORMATS, format_option, render
 
@@ -32,10 +35,10 @@ def _runbook_dirs(explicit: Path | None) -> list[Path]:
         return [explicit]
     if os.environ.get("DRORCH_RUNBOOKS"):
         return [Path(os.environ["DRORCH_RUNBOOKS"])]
-    import drorch
+    from drorch.shipped_runbooks import shipped_runbooks_dir
 
-    shipped = Path(drorch.__file__).resolve().parent.parent / "runbooks"
-    return [p for p in (Path("runbooks"), shipped) if p.is_dir()][:1]
+    shipped = shipped_runbooks_dir()
+    return [p for p in (Path("runbooks"), shipped) if p is not None and p.is_dir()][:1]
 
 
 def _load(path: Path) -> Any:
@@ -82,21 +85,34 @@ def list_(directory: Path | None, fmt: str) -> None:
 
 @runbook.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(files: tuple[Path, ...]) -> None:
-    """Check runbooks; every problem is printed as FILE:LINE:COL: CODE: message."""
+@format_option()
+def validate(files: tuple[Path, ...], fmt: str) -> None:
+    """Check runbooks; every problem is printed as FILE:LINE:COL: CODE: message (table:
+    on stderr, `FILE: ok` on stdout; json/yaml: one record per file on stdout). Exit 2
+    if any file has a problem."""
     from drorch.model.reports import ConfigError
     from drorch.runbook.load import load_runbook
 
     bad = 0
+    records: list[dict[str, Any]] = []
     for path in files:
         try:
             rb = load_runbook(path)
         except ConfigError as exc:
             bad += 1
-            for report in exc.reports:
-                click.echo(str(report), err=True)
+            records.append({"file": str(path), "ok": False, "name": None, "steps": None,
+                            "problems": [r.as_dict() for r in exc.reports]})  # fmt: skip
+            if fmt == "table":
+                for report in exc.reports:
+                    click.echo(str(report), err=True)
             continue
-        click.echo(f"{path}: ok ({rb.name}: {len(rb.steps)} steps)")
+        records.append(
+            {"file": str(path), "ok": True, "name": rb.name, "steps": len(rb.steps), "problems": []}
+        )
+        if fmt == "table":
+            click.echo(f"{path}: ok ({rb.name}: {len(rb.steps)} steps)")
+    if fmt != "table":
+        render(records, fmt)
     if bad:
         sys.exit(EXIT_CONFIG)
 
@@ -246,8 +262,11 @@ def resume(
 
 @runbook.command()
 @click.argument("run_id")
-def abandon(run_id: str) -> None:
-    """Give up an interrupted run (it is kept in the history as abandoned)."""
+@dry_run_option
+@yes_option
+def abandon(run_id: str, dry_run: bool, yes: bool) -> None:
+    """Give up an interrupted run (it is kept in the history as abandoned); it can no
+    longer be resumed, so it asks first unless --yes."""
     from drorch.runbook.journal import RUNNING
     from drorch.runbook.lock import RunLock
 
@@ -257,6 +276,11 @@ def abandon(run_id: str) -> None:
         _die(f"run {run_id} is {record.status}, not interrupted", EXIT_REFUSED)
     if RunLock(journal.path.parent, record.cluster).holder() == run_id:
         _die(f"run {run_id} is still in progress (pid {record.pid})", EXIT_REFUSED)
+    what = f"abandon run {run_id} ({record.runbook} on {record.cluster}): it cannot be resumed"
+    if dry_run:
+        click.echo(f"would {what}")
+        return
+    confirm_or_stop(yes, f"{what[0].upper()}{what[1:]}?")
     journal.set_status(run_id, "abandoned", "abandoned by the operator", ended_at=None)
     click.echo(f"run {run_id} abandoned")
 

@@ -8,20 +8,20 @@ from pathlib import Path
 
 import click
 
+from drorch.cli.exits import ExitCode
 from drorch.cli.loading import cluster_environment, config_option
-
-EXIT_FAILED = 1
 
 
 def _apply(config: Path, act: Callable[..., object]) -> object:
-    from drorch.virt.sim_world import SimFaultError
+    from drorch.virt.sim_world import SimFaultError, SimUsageError
 
     with cluster_environment(config) as loaded:
         try:
             return act(loaded.cluster, loaded.env)
         except SimFaultError as e:
             click.echo(f"drorch: error: {e}", err=True)
-            sys.exit(EXIT_FAILED)
+            usage = isinstance(e, SimUsageError)
+            sys.exit(ExitCode.USAGE if usage else ExitCode.FAILED)
 
 
 @click.group()
@@ -106,10 +106,18 @@ def break_replication_cmd(volume: str, config: Path) -> None:
 
 @sim.command("crash-vm")
 @click.argument("vm")
+@click.option(
+    "--state",
+    type=click.Choice(["crashed", "shutoff"]),
+    default="crashed",
+    show_default=True,
+    help="What it dies to: libvirt's `crashed`, or `shutoff` (its default on_crash).",
+)
 @config_option
-def crash_vm_cmd(vm: str, config: Path) -> None:
-    """VM crashes where it runs (libvirt's `crashed`)."""
+def crash_vm_cmd(vm: str, state: str, config: Path) -> None:
+    """VM crashes where it runs (libvirt's `crashed`, or `shutoff` with --state)."""
+    from drorch.model.states import VMState
     from drorch.virt.sim_world import crash_vm
 
-    site = _apply(config, lambda c, e: crash_vm(c, e, vm))
-    click.echo(f"{vm} crashed at site {site}")
+    site = _apply(config, lambda c, e: crash_vm(c, e, vm, VMState(state)))
+    click.echo(f"{vm} {state} at site {site}")

@@ -45,6 +45,12 @@ class AgentView:
     peer_fence_confirmed: bool = False  # a fence agent confirmed the peer off
     outdated_here: tuple[str, ...] = ()  # volumes the witness marks outdated at this site
     active_here: bool = False  # this site already runs the cluster (took over before)
+    takeover_running: str | None = None  # the site-failover run under way, if any
+    takeover_failed: str | None = None  # why the last site-failover run failed, if it did
+    # why this site's primary resources may run without its own lease this cycle: the
+    # peer holds it (or nobody does), the peer's agent is seen, and the replication link
+    # says only one copy takes writes (a planned hand-over). None: quorum alone decides.
+    covered: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,18 @@ def decide_feed(v: AgentView) -> Feed:
         return Feed(False, "maintenance mode: the agent acts on nothing; watchdog disarmed", True)
     if not v.loop_progressed:
         return Feed(False, "the agent loop made no progress this cycle")
-    if v.runs_primary and not v.quorum.has_quorum:
+    handover = v.runs_primary and not v.quorum.has_quorum and v.covered is not None
+    if v.runs_primary and not v.quorum.has_quorum and not handover:
         return Feed(False, f"runs primary resources without quorum: {v.quorum.reason}")
-    if v.runs_primary and not v.lease_renewed:
+    if v.runs_primary and not v.lease_renewed and not handover:
         return Feed(False, "runs primary resources and quorum was not renewed this cycle")
     if not v.monitors_ok:
         return Feed(False, f"monitors: {v.monitors_reason}")
     if v.audit_problems:
         return Feed(False, "self-audit: " + "; ".join(v.audit_problems))
     what = "primary with quorum" if v.runs_primary else "no primary resources here"
+    if handover:
+        what = f"primary under {v.peer}'s lease during a hand-over ({v.covered})"
     return Feed(True, f"healthy: {what}, {v.monitors_reason}")
 
 
@@ -85,6 +94,10 @@ def decide_self_fence(v: AgentView, mode: SelfFence) -> SelfFenceDecision:
         return SelfFenceDecision(False, None, "nothing to fence: no primary resources here")
     if v.quorum.has_quorum:
         return SelfFenceDecision(False, None, f"quorum held: {v.quorum.reason}")
+    if v.covered is not None:
+        return SelfFenceDecision(
+            False, None, f"hand-over: {v.peer} is connected and cannot write ({v.covered})"
+        )
     how = (
         "stop writing at once (freeze/demote the volumes, destroy the guests)"
         if mode is SelfFence.SUICIDE
@@ -98,6 +111,7 @@ class TakeoverAction(StrEnum):
     WAIT = "wait"
     READY = "ready"  # manual mode: waiting for `drorch failover`
     RUN = "run"  # automatic: run runbooks/site-failover.yaml now
+    RUNNING = "running"  # the site-failover runbook is running
     REFUSED = "refused"
 
 
@@ -115,6 +129,14 @@ def decide_takeover(
         return Takeover(TakeoverAction.NONE, "maintenance mode: no takeover")
     if v.active_here:
         return Takeover(TakeoverAction.NONE, f"site {v.site} already runs the cluster")
+    if v.takeover_running is not None:
+        return Takeover(TakeoverAction.RUNNING, f"taking over: {v.takeover_running}")
+    if v.takeover_failed is not None:
+        return Takeover(
+            TakeoverAction.REFUSED,
+            f"the site-failover runbook failed ({v.takeover_failed}); the agent does not"
+            " retry it on its own: an operator resumes it or runs `drorch failover`",
+        )
     if v.peer_lost_since is None:
         return Takeover(TakeoverAction.NONE, f"site {v.peer} is a member: nothing to take over")
     lost_for = v.now - v.peer_lost_since

@@ -13,9 +13,10 @@ from drorch.decide.startup import start_service_steps, start_vm_steps, verify_st
 from drorch.decide.steps import Action, Plan, Step, blocker, fmt_seconds, note
 from drorch.model.reports import ReportItem
 from drorch.model.states import UNUSABLE_DISKS, DiskState
+from drorch.model.types import Cluster
 
 
-def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
+def _fence_steps(snapshot: Snapshot, lost: str, witness_down: str | None) -> list[Step]:
     q = snapshot.cluster.quorum
     if snapshot.fenced.get(lost):
         why = snapshot.fenced_reason.get(lost, "confirmed")
@@ -28,12 +29,19 @@ def _fence_steps(snapshot: Snapshot, lost: str) -> list[Step]:
                 params={"confirmed": True, "how": why},
             )
         ]
+    unconfirmed = f"{lost} is not confirmed fenced: check that its lease at the witness has expired"
+    if witness_down is not None:
+        unconfirmed = (
+            f"{lost} is not confirmed fenced, and cannot be: the witness does not answer"
+            f" ({witness_down}); DATA-LOSS RISK if {lost} still writes"
+        )
     return [
         Step(
             Action.CONFIRM_FENCED,
             lost,
-            f"{lost} is not confirmed fenced: check that its lease at the witness has expired",
+            unconfirmed,
             site=lost,
+            data_loss=witness_down is not None,
             params={"confirmed": False},
         ),
         Step(
@@ -63,11 +71,18 @@ def outdated_reason(volume: str, site: str, writer: str, since: int) -> str:
 def promotion_epoch(snapshot: Snapshot, dst: str) -> tuple[int, str]:
     """The epoch a promotion at `dst` takes, and where it comes from: the witness's grant
     to `dst` when it holds it, else the grant it will get (witness epoch + 1), else (no
-    witness view) the highest replica epoch + 1."""
+    witness view) the highest replica epoch + 1. A grant that is not above every replica
+    epoch cannot fence anything (epochs are strict): then the floor, and the promotion's
+    witness check refuses it until the witness's epoch moves past the replicas'."""
     view = snapshot.witness.get(dst)
     floor = snapshot.epoch + 1
-    if view is not None and view.granted and view.epoch >= snapshot.epoch:
+    if view is not None and view.granted and view.epoch > snapshot.epoch:
         return view.epoch, f"the witness's grant to {dst}"
+    if view is not None and view.granted:
+        return floor, (
+            f"the highest replica epoch + 1: the witness's grant to {dst} (epoch {view.epoch})"
+            f" is not above the replicas' epoch {snapshot.epoch}"
+        )
     if view is not None:
         return max(view.epoch + 1, floor), f"the witness's next grant ({dst} must hold it)"
     return floor, "the highest replica epoch + 1 (the witness was not asked)"
@@ -93,7 +108,7 @@ def rpo_notes(snapshot: Snapshot, lost: str, dst: str) -> list[str]:
                 f"RPO {vol.name}: 0 only if {dst}'s copy is current; the witness was not "
                 f"asked as {dst} ({snapshot.witness_errors.get(dst, 'no witness client')})"
             )
-        elif vol.mode == "sync":
+        elif (replica.mode or vol.mode) == "sync":  # as it runs now, else the config's
             notes.append(f"RPO {vol.name}: 0 (sync, UpToDate, no outdate record at the witness)")
         else:
             notes.append(f"RPO {vol.name}: up to its lag ({replica.lag_bytes} B last seen; async)")
@@ -161,11 +176,17 @@ def _promote_steps(
                 )
             )
         else:
+            lossless = (
+                "so no acknowledged write is lost"
+                if vol.mode == "sync"
+                else f"but {vol.mode}: the writes {lost} acknowledged after its last shipment"
+                " here are lost (how many is unknown until it returns)"
+            )
             steps.append(
                 Step(
                     Action.PROMOTE,
                     vol.name,
-                    f"{base}: its disk is UpToDate, so no acknowledged write is lost",
+                    f"{base}: its disk is UpToDate, {lossless}",
                     site=dst,
                     node=node,
                     params=params,
@@ -205,7 +226,10 @@ def plan_failover(snapshot: Snapshot, to_site: str) -> Plan:
         blockers.append(
             blocker("site-unreachable", f"site {dst} is unreachable: nothing can be started there")
         )
-    steps = _fence_steps(snapshot, lost)
+    witness_down = None if snapshot.fenced.get(lost) else snapshot.witness_errors.get(dst)
+    if witness_down is not None:
+        blockers.append(witness_blocker(lost, dst, witness_down, snapshot.cluster))
+    steps = _fence_steps(snapshot, lost, witness_down)
     steps += _promote_steps(snapshot, lost, dst, blockers)
     steps += start_vm_steps(
         snapshot, [vm.name for vm in c.vms], lost, dst, f"{{name}} was lost with {lost}"
@@ -213,3 +237,24 @@ def plan_failover(snapshot: Snapshot, to_site: str) -> Plan:
     steps += start_service_steps(snapshot, [s.name for s in c.services], dst)
     steps += verify_steps(c, dst)
     return Plan("failover", lost, dst, tuple(steps), tuple(blockers), tuple(notes))
+
+
+def witness_blocker(lost: str, dst: str, why: str, cluster: Cluster) -> ReportItem:
+    """A failover while the witness cannot be asked as `dst`: no grant (so no epoch that
+    fences `lost`'s writes), no outdate records, nothing that confirms `lost` fenced.
+    Forceable, for the operator who knows `lost` is powered off; the forced run needs the
+    data-loss acknowledgement (its confirm-fenced step says why)."""
+    back = (
+        "bring it back (`drorch sim revive-witness`)"
+        if cluster.hypervisor.driver == "sim" and "simulated" in why
+        else f"check the witness ({cluster.witness.address if cluster.witness else '?'})"
+        " and the network to it"
+    )
+    return blocker(
+        "witness-unreachable",
+        f"the witness cannot be asked as {dst} ({why}): {dst} would get no grant (no epoch"
+        f" that fences {lost}), no outdate records, and nothing confirms {lost} fenced; "
+        f"{back} and plan again; only if {lost} is surely powered off, run the failover"
+        " with --force --accept-data-loss",
+        forceable=True,
+    )

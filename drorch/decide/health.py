@@ -207,6 +207,7 @@ def witness_health(s: Snapshot) -> Iterator[HealthReport]:
                 "make them equal: takeover_wait and the watchdog are derived from"
                 " lease_timeout, so a different lease at the witness breaks the fencing chain",
             )
+    yield from _lease_holder(s)
     for (volume, site), epoch in sorted(s.outdated.items()):
         yield _warn(
             "replica-outdated",
@@ -215,6 +216,67 @@ def witness_health(s: Snapshot) -> Iterator[HealthReport]:
             f"reconnect it and let it resync (`drorch repl connect`); until then {site} can"
             " take over only with --force --accept-data-loss",
         )
+
+
+def _lease_holder(s: Snapshot) -> Iterator[HealthReport]:
+    """Who holds the witness's lease, against where the volumes are primary: nobody
+    (nothing keeps the active site's claim: the agents are not running, or cannot reach
+    the witness) is a warning; the other site is an error (it may take over)."""
+    if not s.witness:
+        return
+    primary_at = {r.site for r in s.replicas.values() if r.role == Role.PRIMARY}
+    if len(primary_at) != 1:
+        return  # none, or two-primaries / volume placement reports already say why
+    active = next(iter(primary_at))
+    holders = {v.holder for v in s.witness.values()}
+    if holders == {None}:
+        yield _warn(
+            "quorum-unheld",
+            f"no site holds the witness's lease while the volumes are primary at {active}:"
+            " nothing keeps its claim, so no failover can be arbitrated",
+            f"start the site agents (`drorch agent run`) so {active}'s agent holds the lease",
+        )
+    elif active not in holders:
+        other = ", ".join(sorted(h for h in holders if h))
+        yield _error(
+            "quorum-elsewhere",
+            f"the witness's lease is held by {other} while the volumes are primary at"
+            f" {active}: {other} may take over while {active} still writes",
+            f"find out why {active} lost the lease (agent, network to the witness); do not"
+            f" promote at {other} until {active} is fenced",
+        )
+
+
+def saved_xml_health(s: Snapshot) -> Iterator[HealthReport]:
+    """Can every VM be defined at the other site: is its XML saved there (or in the
+    config), and is the saved copy as new as the definition that runs?"""
+    if not s.saved_xml_observed:
+        return
+    for vm in s.cluster.vms:
+        views = [s.saved_xml_for(vm.name, site.name) for site in s.cluster.sites]
+        stale = next((v for v in views if v is not None and v.stale), None)
+        if stale is not None:
+            yield _warn(
+                "saved-xml-stale",
+                f"the domain XML saved for {vm.name} (from {stale.from_site}) is older than"
+                f" the definition running now: {stale.stale}",
+                f"save it again (`drorch vm sync-xml {vm.name}`) so a failover defines"
+                " what runs today",
+            )
+        running = _active_sites(s, vm.domain)
+        missing = [
+            site.name
+            for site, view in zip(s.cluster.sites, views, strict=True)
+            if view is None and site.name not in running
+        ]
+        # the simulator makes a VM's definition from the model wherever it is needed
+        if missing and not vm.xml and s.cluster.hypervisor.driver != "sim":
+            yield _warn(
+                "saved-xml-missing",
+                f"no domain XML of {vm.name} is saved for {', '.join(missing)} and the config"
+                " has no `xml:` for it: a failover there could not define it",
+                f"save it (`drorch vm sync-xml {vm.name}`), or set `xml:` in the config",
+            )
 
 
 def unobserved(s: Snapshot) -> Iterator[HealthReport]:
@@ -236,6 +298,7 @@ CHECKS: tuple[Callable[[Snapshot], Iterator[HealthReport]], ...] = (
     vm_down,
     replication_health,
     witness_health,
+    saved_xml_health,
 )
 
 

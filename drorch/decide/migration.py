@@ -14,6 +14,7 @@ hand-over needs both copies identical at every write, which only sync (protocol 
 
 from __future__ import annotations
 
+from drorch.decide.failover import promotion_epoch
 from drorch.decide.order import dependents_map, resources, stop_order
 from drorch.decide.snapshot import Snapshot, active_site, replica_node
 from drorch.decide.startup import (
@@ -25,7 +26,7 @@ from drorch.decide.startup import (
 from drorch.decide.steps import Action, Plan, Step, blocker, fmt_bytes, fmt_seconds, note
 from drorch.model.reports import ReportItem
 from drorch.model.states import UNUSABLE_DISKS, ConnState, VMState
-from drorch.model.types import VM, Cluster, ReplicationMode, Service
+from drorch.model.types import VM, Cluster, ReplicationMode, Service, Volume
 
 
 def _stop_reason(
@@ -51,14 +52,25 @@ def _uses_async(name: str, slow: tuple[str, ...]) -> str:
     return f"{name} uses {', '.join(slow)}, replicated asynchronously"
 
 
-def _async_blocked(c: Cluster) -> dict[str, tuple[str, ...]]:
-    """Migratable VMs that must move cold because a volume of theirs is async, with
-    those volumes."""
+def _mode(snapshot: Snapshot, vol: Volume, src: str) -> str:
+    """How `vol` replicates now: as its replica at the source runs (a volume configured
+    async and switched to sync live, as the hurricane runbook does, is sync), else as
+    the model says. A source still draining to sync reports async (pyrepl)."""
+    here = snapshot.replica(vol.name, src)
+    if here is not None and here.mode in ("sync", "async"):
+        return here.mode
+    return "sync" if vol.mode is ReplicationMode.SYNC else "async"
+
+
+def _async_blocked(snapshot: Snapshot, src: str) -> dict[str, tuple[str, ...]]:
+    """Migratable VMs that must move cold because a volume of theirs replicates async
+    now, with those volumes."""
+    c = snapshot.cluster
     out: dict[str, tuple[str, ...]] = {}
     for vm in c.vms:
         if not vm.migratable:
             continue
-        slow = tuple(v for v in vm.volumes if c.volume(v).mode is ReplicationMode.ASYNC)
+        slow = tuple(v for v in vm.volumes if _mode(snapshot, c.volume(v), src) == "async")
         if slow:
             out[vm.name] = slow
     return out
@@ -110,7 +122,7 @@ def _volume_steps(
     c = snapshot.cluster
     waits: list[Step] = []
     switches: list[Step] = []
-    epoch = snapshot.epoch + 1
+    epoch, _ = promotion_epoch(snapshot, dst)
     for vol in c.volumes:
         src_node, dst_node = replica_node(c, vol, src), replica_node(c, vol, dst)
         here, there = snapshot.replica(vol.name, src), snapshot.replica(vol.name, dst)
@@ -135,7 +147,7 @@ def _volume_steps(
             )
         behind = "" if here is None else _behind(here.out_of_sync_bytes, here.lag_bytes)
         lag = 0 if here is None else max(here.out_of_sync_bytes, here.lag_bytes)
-        mode = "sync" if vol.mode is ReplicationMode.SYNC else "async"
+        mode = _mode(snapshot, vol, src)
         waits.append(
             Step(
                 Action.WAIT_IN_SYNC,
@@ -195,7 +207,7 @@ def _live_steps(snapshot: Snapshot, src: str, dst: str, live: list[VM]) -> list[
     c = snapshot.cluster
     steps: list[Step] = []
     budget = fmt_seconds(c.migration.max_downtime)
-    epoch = snapshot.epoch + 1
+    epoch, _ = promotion_epoch(snapshot, dst)
     opened: set[str] = set()
     for vm in live:
         vols = [v for v in vm.volumes if v not in opened]
@@ -308,7 +320,20 @@ def plan_migration(snapshot: Snapshot, to_site: str) -> Plan:
                     + (" (use `plan failover` for a lost source)" if site == src else ""),
                 )
             )
-    why_cold = _async_blocked(c)
+    if snapshot.witness_errors and not snapshot.witness:
+        # nobody could ask it (as one site only is normal on a node: its own cert)
+        site, why = sorted(snapshot.witness_errors.items())[0]
+        blockers.append(
+            blocker(
+                "witness-unreachable",
+                f"the witness cannot be asked ({why}): the quorum hand-over to {dst} and the"
+                " promotion epoch come from it, so the run would stop at its quorum check;"
+                " bring it back and plan again (or --force --accept-data-loss, knowing only"
+                f" {src} writes)",
+                forceable=True,
+            )
+        )
+    why_cold = _async_blocked(snapshot, src)
     stops, cold = _stop_steps(c, snapshot, src, why_cold)
     live = _live_vms(snapshot, src, why_cold)
     live_volumes = {v for vm in live for v in vm.volumes}

@@ -33,6 +33,7 @@ class ReplicaView:
     out_of_sync_bytes: int = 0
     lag_bytes: int = 0
     epoch: int = 0
+    mode: str = ""  # sync | async as the replica runs now ("" unknown: the model's)
 
     @property
     def in_sync(self) -> bool:
@@ -54,6 +55,20 @@ class WitnessView:
     epoch: int
     granted: bool
     lease_ms: int
+
+
+@dataclass(frozen=True)
+class SavedXMLView:
+    """A VM's domain XML saved for `site` (drorch/virt/xml_store.py): where, when, from
+    which site's definition; `stale` says why it is older than the running definition
+    (None: it matches, or the VM runs nowhere to compare with)."""
+
+    vm: str
+    site: str
+    path: str
+    saved_at: float
+    from_site: str
+    stale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,13 @@ class Snapshot:
     witness: Mapping[str, WitnessView] = field(default_factory=dict)
     outdated: Mapping[tuple[str, str], int] = field(default_factory=dict)
     witness_errors: Mapping[str, str] = field(default_factory=dict)
+    # by (vm name, site); only judged when observed (a snapshot built without looking
+    # at the state directory says nothing about saved XML)
+    saved_xml: Mapping[tuple[str, str], SavedXMLView] = field(default_factory=dict)
+    saved_xml_observed: bool = False
+
+    def saved_xml_for(self, vm: str, site: str) -> SavedXMLView | None:
+        return self.saved_xml.get((vm, site))
 
     def outdated_since(self, volume: str, site: str) -> int | None:
         """The epoch since which the witness marks `volume` at `site` outdated, or None."""

@@ -25,11 +25,16 @@ def _after(res: VM | Service) -> str:
 def define_step(vm: VM, snapshot: Snapshot, from_site: str, to_site: str) -> Step | None:
     if snapshot.vm_state(vm.domain, to_site) != VMState.UNDEFINED:
         return None
-    source = f"its domain XML {vm.xml}" if vm.xml else f"the XML saved from {from_site}"
+    saved = snapshot.saved_xml_for(vm.name, to_site)
     params: dict[str, object] = {"domain": vm.domain, "from_site": from_site}
-    if vm.xml:
+    if saved is not None:  # saved for this site, mapped for it (disks, networks, URIs)
+        source = f"the XML saved for {to_site} from {saved.from_site}'s definition ({saved.path})"
+        params |= {"xml_source": "saved", "xml_path": saved.path, "from_site": saved.from_site}
+    elif vm.xml:
+        source = f"its domain XML {vm.xml} (mapped for {to_site})"
         params |= {"xml_source": "file", "xml_path": str(vm.xml)}
     else:
+        source = f"the XML saved from {from_site}"
         params["xml_source"] = "saved"
     return Step(
         Action.DEFINE_VM,

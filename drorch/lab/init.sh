@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the drorch lab guest (busybox). Kernel command line switches:
-#   disk=1        load virtio_blk; persist "DISKCOUNTER n" in sector 0 of /dev/vda and
-#                 resume counting from it after a failover
+#   disk=1        load virtio_blk; persist "DISKCOUNTER n" in sector 0 of /dev/vda (then
+#                 print "ACKED n") and resume counting from it after a failover
 #   dirty=MiB     rewrite a MiB-sized tmpfs file in a loop (a guest that dirties memory fast)
 #   wdt=1         arm softdog (10 s) and feed it every heartbeat; hang=N stops feeding after N
 #   hb=SECONDS    heartbeat period (default 1)
@@ -49,7 +49,11 @@ i=0
 while true; do
   n=$((n+1)); i=$((i+1))
   echo "HEARTBEAT $n uptime=$(cut -d' ' -f1 /proc/uptime)"
-  [ -b /dev/vda ] && printf "DISKCOUNTER %s" $n | dd of=/dev/vda bs=512 conv=sync,fsync 2>/dev/null
+  # the counter is flushed to the disk (fsync: an NBD FLUSH) and only then logged as
+  # ACKED: every ACKED value is one the disk acknowledged, so lost ones can be counted
+  if [ -b /dev/vda ] && printf "DISKCOUNTER %s" $n | dd of=/dev/vda bs=512 conv=sync,fsync 2>/dev/null; then
+    echo "ACKED $n"
+  fi
   if [ -n "$WD" ] && { [ -z "$HANG" ] || [ $i -lt "$HANG" ]; }; then echo 1 > $WD; fi
   sleep "$HB"
 done

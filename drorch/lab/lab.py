@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from drorch.clock import Clock, SystemClock
+from drorch.lab.faults import LabFaults
 from drorch.lab.image import GuestImage, ImageBuilder
 from drorch.lab.layout import LabLayout
 from drorch.lab.network import LabNetwork, PartitionMode
 from drorch.lab.processes import live_pid
 from drorch.lab.site import LabSiteDaemons
+from drorch.lab.wan_lab import LabWan
 from drorch.remote.base import CommandRunner
 
 
@@ -21,6 +23,8 @@ class Lab:
         self.runner = runner
         self.clock = clock or SystemClock()
         self.network = LabNetwork(layout, runner)
+        self.wan = LabWan(layout, runner, self.clock)
+        self.faults = LabFaults(layout, runner, self.clock, self.wan)
         self.sites = {
             s.name: LabSiteDaemons(layout, s.name, runner, self.clock) for s in layout.sites
         }
@@ -41,9 +45,18 @@ class Lab:
 
     def down(self) -> list[str]:
         """Stop guests and daemons by PID, then delete the namespaces."""
+        return self.down_sites() + self.down_network()
+
+    def down_sites(self) -> list[str]:
+        """Destroy the guests, stop QEMU, libvirtd and virtlogd of both sites, by PID."""
         done: list[str] = []
         for daemons in self.sites.values():
             done += daemons.down()
+        return done
+
+    def down_network(self) -> list[str]:
+        """Stop the WAN proxy by PID, then delete the namespaces."""
+        done = self.wan.down()
         self.network.down()
         return done
 

@@ -33,6 +33,28 @@ class LabSite:
 
 
 @dataclass(frozen=True)
+class LabWitness:
+    """The third place: the quorum daemon's namespace, joined to the WAN bridge."""
+
+    address: str
+    netns: str
+    veth: str
+    name: str = "witness"
+
+
+#: The TCP services the sites offer each other over the WAN, (name, port): what the WAN
+#: emulator proxies. libvirtd (peer-to-peer migration control), pyrepl replication (one
+#: port per volume, from 7789), the agents' membership link.
+SITE_SERVICES: tuple[tuple[str, int], ...] = (
+    ("libvirt", 16509),
+    *((f"repl{i}", 7789 + i) for i in range(4)),
+    ("membership", 7900),
+)
+#: What the witness offers the sites: the quorum daemon.
+WITNESS_SERVICES: tuple[tuple[str, int], ...] = (("quorumd", 7443),)
+
+
+@dataclass(frozen=True)
 class LabLayout:
     """A lab instance. `prefix` is prepended to namespace names; `subnet` is the first
     three octets of the /24 the sites share (site i gets .i, the bridge gets .254)."""
@@ -65,6 +87,17 @@ class LabLayout:
             for i, s in enumerate(self.site_names, start=1)
         )
         return a, b
+
+    @property
+    def witness(self) -> LabWitness | None:
+        """The witness namespace (address .3 of the subnet)."""
+        return LabWitness(
+            address=f"{self.subnet}.3", netns=f"{self.prefix}witness", veth=f"{self.prefix}v-wit"
+        )
+
+    def wan_services_to(self, place: str) -> tuple[tuple[str, int], ...]:
+        """The proxied services of a site, or of the witness."""
+        return WITNESS_SERVICES if place == "witness" else SITE_SERVICES
 
     def site(self, name: str) -> LabSite:
         for s in self.sites:

@@ -1,4 +1,5 @@
-"""The lab network: namespaces siteA, siteB and wan, a bridge in wan, one veth per site.
+"""The lab network: namespaces siteA, siteB, witness and wan, a bridge in wan, one veth
+each for the sites and the witness.
 
 `up` and `down` are idempotent. `partition` cuts the WAN between the sites in one of
 three ways, and `heal` undoes any of them:
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from drorch.lab.layout import LabLayout
+from drorch.lab.layout import LabLayout, LabSite, LabWitness
 from drorch.remote.base import CommandRunner
 
 PartitionMode = Literal["reject", "drop", "link"]
@@ -31,15 +32,21 @@ class LabNetwork:
         out = self.runner.run(["ip", "netns", "list"], check=True).stdout
         return {line.split()[0] for line in out.splitlines() if line.strip()}
 
+    @property
+    def places(self) -> list[LabSite | LabWitness]:
+        """The namespaces on the WAN bridge: both sites, then the witness."""
+        witness = self.layout.witness
+        return [*self.layout.sites, *([witness] if witness is not None else [])]
+
     def is_up(self) -> bool:
-        wanted = {s.netns for s in self.layout.sites} | {self.layout.wan_netns}
+        wanted = {p.netns for p in self.places} | {self.layout.wan_netns}
         return wanted <= self.namespaces()
 
     def up(self) -> None:
         """Create what is missing; leave what exists alone."""
         lay, run = self.layout, self.runner
         existing = self.namespaces()
-        for ns in [lay.wan_netns, *(s.netns for s in lay.sites)]:
+        for ns in [lay.wan_netns, *(p.netns for p in self.places)]:
             if ns not in existing:
                 run.run(["ip", "netns", "add", ns], check=True)
             run.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
@@ -51,7 +58,7 @@ class LabNetwork:
                 check=True,
             )
         run.run(["ip", "-n", wan, "link", "set", lay.bridge, "up"], check=True)
-        for site in lay.sites:
+        for site in self.places:
             if not run.run(["ip", "-n", wan, "link", "show", site.veth]).ok:
                 peer = ["peer", "name", "eth0", "netns", site.netns]
                 run.run(["ip", "link", "add", site.veth, "type", "veth", *peer], check=True)
@@ -67,7 +74,7 @@ class LabNetwork:
     def down(self) -> None:
         """Delete the namespaces (their veths go with them)."""
         existing = self.namespaces()
-        for ns in [*(s.netns for s in self.layout.sites), self.layout.wan_netns]:
+        for ns in [*(p.netns for p in self.places), self.layout.wan_netns]:
             if ns in existing:
                 self.runner.run(["ip", "netns", "del", ns], check=True)
 

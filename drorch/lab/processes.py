@@ -63,3 +63,36 @@ def stop_pid(pid: int, expect: str, clock: Clock, grace: float = 10.0) -> str:
             return f"{expect} (pid {pid}) survived SIGKILL for 5 s"
         return f"killed {expect} (pid {pid}) after {grace:g} s without exiting"
     return f"stopped {expect} (pid {pid}) with SIGTERM"
+
+
+def spawn_detached(
+    argv: list[str],
+    *,
+    log: Path,
+    pid_file: Path,
+    netns: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start `argv` in its own session (inside `netns` when given), stdin from /dev/null,
+    stdout/stderr appended to `log`, and write its PID to `pid_file`. sh backgrounds it
+    and exits at once, so it is nobody's child here; `setsid` (not a group leader in a
+    background job) and `ip netns exec` both exec, so the PID is the program's own."""
+    import subprocess
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    full = ["ip", "netns", "exec", netns, *argv] if netns else argv
+    script = 'setsid "$@" </dev/null >>"$DRORCH_SPAWN_LOG" 2>&1 & echo $!'
+    done = subprocess.run(
+        ["sh", "-c", script, "sh", *full],
+        env={**(env if env is not None else os.environ), "DRORCH_SPAWN_LOG": str(log)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    pid = int(done.stdout.strip())
+    pid_file.write_text(f"{pid}\n")
+    return pid

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from drorch.model.types import VM, Cluster, Monitor, Node, Service, Volume
+from drorch.model.types import VM, Cluster, Drill, Monitor, Node, Service, Site, Volume
 from drorch.model.units import format_duration, format_size, parse_duration
 
 
@@ -23,6 +23,19 @@ def duration(seconds: float) -> str | float:
 
 def size(nbytes: int) -> str | int:
     return format_size(nbytes) if nbytes >= 1024 else nbytes
+
+
+def _drill(d: Drill) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": d.name, "kind": d.kind.value, "schedule": d.schedule, "target": d.target,
+        "tz": d.tz, "window": duration(d.window),
+        "starting_deadline": duration(d.starting_deadline),
+    }  # fmt: skip
+    targets = {k: duration(v) for k, v in (("rto", d.targets.rto),
+               ("downtime", d.targets.downtime)) if v is not None}  # fmt: skip
+    if targets:
+        out["targets"] = targets
+    return out
 
 
 def _monitor(m: Monitor) -> dict[str, Any]:
@@ -51,6 +64,19 @@ def _node(n: Node) -> dict[str, Any]:
     return out
 
 
+def _site(s: Site) -> dict[str, Any]:
+    out: dict[str, Any] = {"nodes": [_node(n) for n in s.nodes]}
+    if s.networks:
+        out["networks"] = dict(s.networks)
+    if s.fence is not None:
+        out["fence"] = {
+            "agent": s.fence.agent,
+            "options": dict(s.fence.options),
+            "timeout": duration(s.fence.timeout),
+        }
+    return out
+
+
 def _volume(v: Volume) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": v.name,
@@ -59,6 +85,7 @@ def _volume(v: Volume) -> dict[str, Any]:
         "size": size(v.size),
         "port": v.port,
         "paths": dict(v.paths),
+        "fencing": v.fencing,
     }
     if v.driver.value == "drbd":
         d = v.drbd
@@ -120,7 +147,7 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
     out: dict[str, Any] = {
         "cluster": c.name,
         "primary_site": c.primary_site,
-        "sites": {s.name: {"nodes": [_node(n) for n in s.nodes]} for s in c.sites},
+        "sites": {s.name: _site(s) for s in c.sites},
     }
     if c.distance_km is not None:
         out["distance_km"] = c.distance_km
@@ -146,6 +173,10 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         "port": a.port,
         "heartbeat": duration(a.heartbeat),
         "member_timeout": duration(a.member_timeout),
+        "runbook": a.runbook,
+        "escalate_runbook": a.escalate_runbook,
+        "max_restarts": a.max_restarts,
+        "failure_window": duration(a.failure_window),
     }
     out["agent"].update({k: v for k, v in (("key", a.key),) if v})
     out["quorum"] = {
@@ -168,11 +199,9 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         "driver": h.driver,
         "state_dir": h.state_dir,
         "bandwidth_mibps": h.bandwidth_mibps,
+        "replication": h.replication,
     }
-    out["drills"] = [
-        {"name": d.name, "kind": d.kind.value, "schedule": d.schedule, "target": d.target}
-        for d in c.drills
-    ]
+    out["drills"] = [_drill(d) for d in c.drills]
     return out
 
 

@@ -314,5 +314,13 @@ def _as_choice(loc: Located, choices: tuple[str, ...]) -> str:
     raise _Bad("bad-value", f"{v!r} is not one of {', '.join(choices)}{hint}")
 
 
+_ENUM_VALUES: dict[type[StrEnum], tuple[str, ...]] = {}
+
+
 def _as_enum(loc: Located, enum: type[E]) -> E:
-    return enum(_as_choice(loc, tuple(e.value for e in enum)))
+    values = _ENUM_VALUES.get(enum)
+    if values is None:
+        values = _ENUM_VALUES[enum] = tuple(e.value for e in enum)
+    if type(loc.value) is str and loc.value in values:  # the common case, no search
+        return enum(loc.value)
+    return enum(_as_choice(loc, values))

@@ -14,7 +14,7 @@ from drorch.model import rules, timing
 from drorch.model.fields import Context, Where
 from drorch.model.reports import ConfigError, Position, ReportItem, Severity
 from drorch.model.schema import parse_cluster
-from drorch.model.source import Located, load_located, parse_located
+from drorch.model.source import Located, gc_paused, load_located, parse_located
 from drorch.model.types import Cluster
 
 
@@ -22,10 +22,11 @@ def check_located(root: Located, file: str) -> tuple[Cluster | None, list[Report
     """Every report (errors and warnings) for a parsed tree, and the model if any."""
     ctx = Context(Where(file=file))
     ctx.where.record((), Position(file, 1, 1))
-    cluster = parse_cluster(root, ctx)
-    if cluster is not None:
-        rules.check_all(cluster, ctx)
-        timing.check_all(cluster, ctx)
+    with gc_paused():
+        cluster = parse_cluster(root, ctx)
+        if cluster is not None:
+            rules.check_all(cluster, ctx)
+            timing.check_all(cluster, ctx)
     return cluster, ctx.reports
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Severity(StrEnum):
@@ -16,9 +17,9 @@ class Severity(StrEnum):
     INFO = "info"
 
 
-@dataclass(frozen=True, order=True)
-class Position:
-    """Where in a file a problem was found. Lines and columns are 1-based."""
+class Position(NamedTuple):
+    """Where in a file a problem was found. Lines and columns are 1-based. (A named
+    tuple: the loader makes one per YAML value, so it must be cheap to create.)"""
 
     file: str
     line: int

@@ -13,6 +13,7 @@ from drorch.model.fields import NAME_RE, Context, Path, suggestion
 from drorch.model.types import (
     VM,
     Cluster,
+    Driver,
     Monitor,
     MonitorType,
     ReplicationMode,
@@ -49,6 +50,15 @@ def check_sites(c: Cluster, ctx: Context) -> None:
                         f"node {node.name}: {exc}",
                         ctx.where.at("sites", i, "nodes", j, "address"),
                     )
+    if len(c.sites) == 2 and set(c.sites[0].networks) != set(c.sites[1].networks):
+        a, b = c.sites
+        only = sorted(set(a.networks) ^ set(b.networks))
+        ctx.error(
+            "site-networks",
+            f"sites {a.name} and {b.name} must name the same networks (the other site's domain"
+            f" XML is mapped through them); only one names: {', '.join(only)}",
+            ctx.where.at("sites", 0 if set(a.networks) - set(b.networks) else 1),
+        )
     if c.primary_site and len(c.sites) == 2 and c.primary_site not in site_names:
         ctx.error(
             "unknown-site",
@@ -306,9 +316,64 @@ def check_drills(c: Cluster, ctx: Context) -> None:
             )
 
 
+def check_drbd_volumes(c: Cluster, ctx: Context) -> None:
+    """What the DRBD driver needs of a `driver: drbd` volume (rules_drbd), at the setting
+    each problem is about: the same rules `drbd render` applies."""
+    from drorch.model.rules_drbd import drbd_only
+
+    for i, vol in enumerate(c.volumes):
+        if vol.driver is Driver.DRBD:
+            for where, message in drbd_only(c, vol):
+                ctx.error(
+                    "drbd-option",
+                    f"volume {vol.name}: {message}",
+                    ctx.where.at("volumes", i, *where),
+                )
+
+
+def check_local_pyrepl_ports(c: Cluster, ctx: Context) -> None:
+    """Two replicas on one machine (`address: local`, no replication_address) listen on
+    `port + i` and export NBD on `nbd_port + i` (i = the node's place in `paths`; see
+    drorch/replication/pyrepl/driver.py), so `port: 7789` and `port: 7790` collide there."""
+    if c.hypervisor.simulates_replication:
+        return  # simulated volumes open no port
+    nodes = {n.name: n for s in c.sites for n in s.nodes}
+    taken: dict[int, tuple[str, int, str]] = {}  # port -> volume, index, label
+    for i, vol in enumerate(c.volumes):
+        if vol.driver is not Driver.PYREPL:
+            continue
+        wanted: list[tuple[int, int, Path, str]] = []
+        for index, name in enumerate(vol.paths):
+            node = nodes.get(name)
+            if node is None or not node.is_local or node.replication_address:
+                continue  # elsewhere each replica listens on its own host's address
+            if vol.port:
+                port: Path = ("volumes", i, "port")
+                wanted.append((vol.port + index, index, port, f"port {vol.port}+{index}"))
+            if vol.pyrepl.nbd_port:
+                nbd: Path = ("volumes", i, "pyrepl", "nbd_port")
+                label = f"nbd_port {vol.pyrepl.nbd_port}+{index}"
+                wanted.append((vol.pyrepl.nbd_port + index, index, nbd, label))
+        for number, index, where, label in wanted:
+            holder = taken.get(number)
+            # the same port at the same place on one node is check_volumes' report already
+            if holder is not None and holder[0] != vol.name and holder[1] != index:
+                ctx.error(
+                    "port-conflict",
+                    f"volume {vol.name}: {label} = {number} on this machine is already used by"
+                    f" volume {holder[0]} ({holder[2]}) (local replicas listen on port + their"
+                    " place in paths)",
+                    ctx.where.at(*where),
+                )
+                continue
+            taken.setdefault(number, (vol.name, index, label))
+
+
 def check_all(c: Cluster, ctx: Context) -> None:
     check_sites(c, ctx)
     check_unique_resources(c, ctx)
     check_volumes(c, ctx)
+    check_local_pyrepl_ports(c, ctx)
+    check_drbd_volumes(c, ctx)
     check_resources(c, ctx)
     check_drills(c, ctx)

@@ -8,11 +8,13 @@ timing.py) and find positions through `ctx.where`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from drorch.model.address import AddressError, normalise_fingerprint, parse_host_port
-from drorch.model.cron import CronError, parse_cron
+from drorch.model.cron import CronError, parse_cron, zone
 from drorch.model.fields import MISSING, Context, Fields, Path, expect_mapping
 from drorch.model.schema_resources import parse_service, parse_vm, parse_volume
 from drorch.model.source import Located
@@ -21,7 +23,9 @@ from drorch.model.types import (
     Cluster,
     Drill,
     DrillKind,
+    DrillTargets,
     FailoverMode,
+    FenceAgent,
     Fencing,
     Hypervisors,
     MigrationPolicy,
@@ -35,6 +39,7 @@ from drorch.model.types import (
 
 T = TypeVar("T")
 HYPERVISOR_DRIVERS = ("sim", "libvirt")
+FENCE_AGENT = re.compile(r"^fence_[a-z0-9_]+$")
 
 
 def parse_node(loc: Located, path: Path, ctx: Context) -> Node | None:
@@ -77,9 +82,30 @@ def parse_sites(loc: Located, ctx: Context) -> list[Site]:
             node = parse_node(item, (*path, "nodes", len(nodes)), ctx)
             if node is not None:
                 nodes.append(node)
+        fence_loc = f.node("fence")
+        fence = parse_fence(fence_loc, (*path, "fence"), ctx) if fence_loc is not None else None
+        networks = f.str_map("networks")
         f.done()
-        sites.append(Site(name, tuple(nodes)))
+        sites.append(Site(name, tuple(nodes), fence, MappingProxyType(networks)))
     return sites
+
+
+def parse_fence(loc: Located, path: Path, ctx: Context) -> FenceAgent | None:
+    f = Fields(loc, path, ctx, "fence")
+    agent = f.text("agent", required=True)
+    options = f.str_map("options")
+    timeout = f.duration("timeout", FenceAgent("").timeout)
+    f.done()
+    if agent is MISSING:
+        return None
+    if not FENCE_AGENT.match(agent.rsplit("/", 1)[-1]):
+        ctx.error(
+            "bad-fence-agent",
+            f"fence.agent {agent!r} is not a fence-agents program (fence_virsh,"
+            " fence_ipmilan, fence_redfish, ...)",
+            ctx.where.at(*path, "agent"),
+        )
+    return FenceAgent(agent, MappingProxyType(options), timeout)
 
 
 def parse_witness(loc: Located, ctx: Context) -> Witness | None:
@@ -126,6 +152,10 @@ def parse_agent(loc: Located, ctx: Context) -> AgentSettings:
         heartbeat=f.duration("heartbeat", d.heartbeat),
         member_timeout=f.duration("member_timeout", d.member_timeout),
         key=f.text("key", None),
+        runbook=f.text("runbook", d.runbook),
+        escalate_runbook=f.text("escalate_runbook", d.escalate_runbook),
+        max_restarts=f.whole("max_restarts", d.max_restarts, low=0, high=100),
+        failure_window=f.duration("failure_window", d.failure_window),
     )
     f.done()
     return agent
@@ -167,17 +197,34 @@ def parse_hypervisor(loc: Located, ctx: Context) -> Hypervisors:
         driver=f.one_of("driver", HYPERVISOR_DRIVERS, d.driver),
         state_dir=f.text("state_dir", d.state_dir),
         bandwidth_mibps=f.number("bandwidth_mibps", d.bandwidth_mibps, low=0.001),
+        replication=f.one_of("replication", ("sim", "real"), d.replication),
     )
     f.done()
     return hyp
 
 
+def parse_drill_targets(loc: Located, path: Path, ctx: Context) -> DrillTargets:
+    f = Fields(loc, path, ctx, "drill targets")
+    targets = DrillTargets(rto=f.duration("rto", None), downtime=f.duration("downtime", None))
+    f.done()
+    return targets
+
+
 def parse_drill(loc: Located, path: Path, ctx: Context) -> Drill | None:
     f = Fields(loc, path, ctx, "drill")
+    d = Drill("", DrillKind.LIVE, "", "")
     name = f.name()
     kind = f.choice("kind", DrillKind, MISSING)
     schedule = f.text("schedule", required=True)
     target = f.text("target", required=True)
+    tz = f.text("tz", d.tz)
+    window = f.duration("window", d.window, positive=False)
+    deadline = f.duration("starting_deadline", d.starting_deadline)
+    targets_loc = f.node("targets")
+    targets = (
+        DrillTargets() if targets_loc is None
+        else parse_drill_targets(targets_loc, (*path, "targets"), ctx)
+    )  # fmt: skip
     f.done()
     if MISSING in (name, kind, schedule, target):
         return None
@@ -185,7 +232,11 @@ def parse_drill(loc: Located, path: Path, ctx: Context) -> Drill | None:
         parse_cron(schedule)
     except CronError as exc:
         ctx.error("bad-cron", f"drill {name!r}: {exc}", ctx.where.at(*path, "schedule"))
-    return Drill(name, kind, schedule, target)
+    try:
+        zone(tz)
+    except CronError as exc:
+        ctx.error("bad-timezone", f"drill {name!r}: {exc}", ctx.where.at(*path, "tz"))
+    return Drill(name, kind, schedule, target, tz, window, deadline, targets)
 
 
 def _section(f: Fields, key: str, parse: Callable[[Located, Context], T], default: T) -> T:

@@ -20,6 +20,7 @@ from drorch.model.types import (
 
 DRBD_CONGESTION = ("block", "pull-ahead", "disconnect")
 PYREPL_CONGESTION = ("block", "pull-ahead")
+FENCING = ("resource-only", "dont-care")
 AFTER_SB_0PRI = ("disconnect", "discard-younger-primary", "discard-older-primary",
                  "discard-zero-changes", "discard-least-changes")  # fmt: skip
 AFTER_SB_1PRI = ("disconnect", "consensus", "discard-secondary", "call-pri-lost-after-sb")
@@ -69,6 +70,7 @@ def parse_volume(loc: Located, path: Path, ctx: Context) -> Volume | None:
     size = f.size("size", MISSING)
     port = f.whole("port", MISSING, low=1, high=65535)
     paths = f.str_map("paths")
+    given_fencing = f.one_of("fencing", FENCING, None)
     drbd_loc = f.node("drbd")
     pyrepl_loc = f.node("pyrepl")
     drbd = parse_drbd(drbd_loc, (*path, "drbd"), ctx) if drbd_loc else DrbdOptions()
@@ -80,6 +82,15 @@ def parse_volume(loc: Located, path: Path, ctx: Context) -> Volume | None:
     driver = Driver.PYREPL if driver is MISSING else driver
     size = 0 if size is MISSING else size
     port = 0 if port is MISSING else port
+    sync = mode is ReplicationMode.SYNC
+    fencing = given_fencing or ("resource-only" if sync else "dont-care")
+    if given_fencing == "resource-only" and not sync:
+        ctx.error(
+            "fencing-needs-sync",
+            f"volume {name!r}: fencing resource-only needs mode sync (an async primary "
+            "acknowledges before its peer has the write anyway)",
+            ctx.where.at(*path, "fencing"),
+        )
     if drbd_loc is not None and driver is not Driver.DRBD:
         ctx.error(
             "options-for-other-driver",
@@ -92,7 +103,9 @@ def parse_volume(loc: Located, path: Path, ctx: Context) -> Volume | None:
             f"volume {name!r} has pyrepl options but uses driver {driver.value}",
             f.key_pos("pyrepl"),
         )
-    return Volume(name, driver, mode, size, port, MappingProxyType(paths), drbd, pyrepl)
+    return Volume(
+        name, driver, mode, size, port, MappingProxyType(paths), drbd, pyrepl, fencing
+    )  # fmt: skip
 
 
 def parse_monitor(loc: Located, path: Path, ctx: Context) -> Monitor | None:

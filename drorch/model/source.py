@@ -7,18 +7,21 @@ the exact node. Duplicate keys are reported (PyYAML silently keeps the last one)
 
 from __future__ import annotations
 
-import os
+import gc
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from drorch.model.config_file import offset_position, read_config_text
 from drorch.model.reports import ConfigError, Position, ReportItem
 
 
-@dataclass
+@dataclass(slots=True)
 class Located:
     """A YAML value with its position. `value` is a dict[str, Located], a list[Located],
     or a plain scalar (str, int, float, bool or None)."""
@@ -36,14 +39,8 @@ class Located:
         return self.value
 
 
-MAX_BYTES = 4 * 1024 * 1024  # a cluster file is kilobytes; $DRORCH_CONFIG_MAX_BYTES raises it
 MAX_NODES = 1_000_000  # values after alias expansion (a billion laughs is 10^9)
 MAX_DEPTH = 64  # nesting of mappings and sequences
-
-
-def max_bytes() -> int:
-    raw = os.environ.get("DRORCH_CONFIG_MAX_BYTES", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else MAX_BYTES
 
 
 _FLOW_CHARS = re.compile(r"[\[\]{}\"'#\n]")
@@ -77,52 +74,18 @@ def _flow_depth(text: str) -> tuple[int, int]:
     return deepest, -1
 
 
-def _offset_position(file: str, text: str, offset: int) -> Position:
-    line = text.count("\n", 0, offset) + 1
-    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return Position(file, line, col)
-
-
-def _check_expansion(root: yaml.Node, file: str) -> None:
-    """Refuse a document whose aliases expand past MAX_NODES values or whose nesting is
-    deeper than MAX_DEPTH: sizes are computed once per node (linear in the file), never
-    by expanding."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node, depth: int) -> int:
-        if depth > MAX_DEPTH:
-            raise ConfigError(
-                [
-                    ReportItem(
-                        "nesting-too-deep",
-                        f"values are nested more than {MAX_DEPTH} levels deep",
-                        _pos(file, node.start_mark),
-                    )
-                ]
-            )
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(v, depth + 1) for v in node.value)
-        if total > MAX_NODES:
-            raise ConfigError(
-                [
-                    ReportItem(
-                        "alias-expansion",
-                        f"aliases expand this value to more than {MAX_NODES:,} values"
-                        " (a YAML bomb?); write the values out instead",
-                        _pos(file, node.start_mark),
-                    )
-                ]
-            )
-        sizes[id(node)] = total
-        return total
-
-    size(root, 0)
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a config tree is built and checked: the trees
+    hold no cycles, and the collector would rescan the growing tree again and again
+    (which makes loading superlinear in the file's size)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _pos(file: str, mark: yaml.Mark | None) -> Position:
@@ -133,149 +96,218 @@ def _pos(file: str, mark: yaml.Mark | None) -> Position:
 
 # libyaml's parser when PyYAML was built with it (several times faster on big files);
 # it reports the same marks and problems.
-_COMPOSE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
+_MISSING = object()
 
 
-class _ScalarConstructor(yaml.constructor.SafeConstructor):
-    """Resolves plain scalars with YAML 1.1 safe rules; one per parse, reused per node."""
+class _ScalarConstructor(yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """Resolves and constructs scalars with YAML 1.1 safe rules (ints, floats, bools,
+    nulls, timestamps; explicit tags); one per parse."""
 
 
-def _construct_scalar(node: yaml.ScalarNode, constructor: _ScalarConstructor | None = None) -> Any:
-    return (constructor or _ScalarConstructor()).construct_object(node, deep=True)
+class _Builder:
+    """Builds the Located tree straight from the parser's events, in one pass and
+    without recursion: positions from the event marks, plain scalars resolved once per
+    distinct text, aliases shared (never expanded), and the limits counted on the way:
+    nesting depth, and the number of values the tree stands for once aliases are
+    expanded (each value's count is known when it ends, so a "billion laughs" costs
+    what its text costs)."""
 
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.reports: list[ReportItem] = []
+        self.constructor = _ScalarConstructor()
+        self.resolve: Any = self.constructor.resolve
+        self.plain: dict[str, Any] = {}
+        self.anchors: dict[str, tuple[Located, int]] = {}
 
-def _convert(
-    node: yaml.Node,
-    file: str,
-    reports: list[ReportItem],
-    constructor: _ScalarConstructor | None = None,
-) -> Located:
-    constructor = constructor or _ScalarConstructor()
-    pos = _pos(file, node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Located] = {}
-        keys: dict[str, Position] = {}
-        for key_node, value_node in node.value:
-            kpos = _pos(file, key_node.start_mark)
-            if not isinstance(key_node, yaml.ScalarNode):
-                reports.append(ReportItem("yaml-key", "mapping keys must be plain strings", kpos))
+    def error(self, code: str, message: str, mark: yaml.Mark | None) -> ConfigError:
+        return ConfigError([ReportItem(code, message, _pos(self.file, mark))])
+
+    def scalar(self, ev: Any) -> Any:
+        tag = ev.tag
+        if tag is None and ev.implicit[0]:  # plain, untagged: resolve (cached)
+            value = self.plain.get(ev.value, _MISSING)
+            if value is _MISSING:
+                resolved = self.resolve(yaml.ScalarNode, ev.value, (True, False))
+                value = ev.value if resolved == _STR else self._construct(resolved, ev)
+                self.plain[ev.value] = value
+            return value
+        if tag is None or tag == "!" or tag == _STR:
+            return ev.value  # quoted, or explicitly a string
+        return self._construct(tag, ev)
+
+    def _construct(self, tag: str, ev: Any) -> Any:
+        node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            raise self.error("yaml", exc.problem or str(exc), ev.start_mark) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # `!!int x`, `!!float []`
+            raise self.error(
+                "yaml", f"{ev.value!r} is not a valid {tag}: {exc}", ev.start_mark
+            ) from None
+
+    def build(self, loader: Any) -> Located | None:
+        file = self.file
+        get = loader.get_event
+        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+        mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+        collection_end = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+        # a frame: [Located, size, anchor, start mark, pending key (mappings), key position,
+        #           its container, whether a list, its key positions]
+        stack: list[list[Any]] = []
+        root: Located | None = None
+        documents = 0
+        plain = self.plain
+        while True:
+            ev = get()
+            kind = type(ev)
+            if kind is scalar_event or kind is alias_event:
+                mark = ev.start_mark
+                if kind is alias_event:
+                    known = self.anchors.get(ev.anchor)
+                    if known is None:
+                        raise self.error("yaml", f"found undefined alias {ev.anchor!r}", mark)
+                    child, size = known
+                else:
+                    if len(stack) > MAX_DEPTH:
+                        raise self._too_deep(mark)
+                    value = _MISSING
+                    if ev.tag is None and ev.implicit[0]:  # plain: the cached resolution
+                        value = plain.get(ev.value, _MISSING)
+                    if value is _MISSING:
+                        value = self.scalar(ev)
+                    child = Located(value, Position(file, mark.line + 1, mark.column + 1), {})
+                    size = 1
+                    if ev.anchor is not None:
+                        self.anchors[ev.anchor] = (child, size)
+            elif kind is mapping_start or kind is sequence_start:
+                mark = ev.start_mark
+                if len(stack) > MAX_DEPTH:
+                    raise self._too_deep(mark)
+                pos = Position(file, mark.line + 1, mark.column + 1)
+                is_list = kind is sequence_start
+                empty: Any = [] if is_list else {}
+                keys: dict[str, Position] = {}
+                stack.append(
+                    [Located(empty, pos, keys), 1, ev.anchor, mark, _MISSING, None, empty,
+                     is_list, keys]
+                )  # fmt: skip
                 continue
-            raw_key = _construct_scalar(key_node, constructor)
-            if not isinstance(raw_key, str):
-                reports.append(
-                    ReportItem(
-                        "yaml-key",
-                        f"mapping keys must be plain strings, not {type(raw_key).__name__}"
-                        f" {raw_key!r} (quote it)",
-                        kpos,
-                    )
+            elif kind in collection_end:
+                located, size, anchor = stack.pop()[:3]
+                if anchor is not None:
+                    self.anchors[anchor] = (located, size)
+                child = located
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise self.error(
+                        "yaml", "expected a single document in the stream, but found another",
+                        ev.start_mark,
+                    )  # fmt: skip
+                continue
+            elif kind is yaml.StreamEndEvent:
+                return root
+            else:  # stream start, document end
+                continue
+            if not stack:
+                root = child
+                continue
+            frame = stack[-1]
+            frame[1] += size
+            if frame[1] > MAX_NODES:
+                raise self.error(
+                    "alias-expansion",
+                    f"aliases expand this value to more than {MAX_NODES:,} values"
+                    " (a YAML bomb?); write the values out instead",
+                    frame[3],
                 )
-                continue
-            key = raw_key
-            if key in out:
-                reports.append(
-                    ReportItem(
-                        "duplicate-key",
-                        f"key {key!r} is repeated (first at line {keys[key].line})",
-                        kpos,
-                    )
+            if frame[7]:
+                frame[6].append(child)
+            elif frame[4] is _MISSING:  # a key: a new plain string (the common case) or _key
+                key = child.value
+                if type(key) is str and key not in frame[8]:
+                    frame[4], frame[5] = key, child.position
+                else:
+                    frame[4], frame[5] = self._key(child, frame[6], frame[8])
+            else:
+                if frame[4] is not None:
+                    frame[6][frame[4]] = child
+                    frame[8][frame[4]] = frame[5]
+                frame[4] = _MISSING
+
+    def _key(
+        self, key: Located, mapping: dict[str, Located], seen: dict[str, Position]
+    ) -> tuple[str | None, Position]:
+        """The key's text, or None (reported) when it is not a usable string key."""
+        pos = key.position
+        if isinstance(key.value, dict | list):
+            self.reports.append(ReportItem("yaml-key", "mapping keys must be plain strings", pos))
+            return None, pos
+        if not isinstance(key.value, str):
+            self.reports.append(
+                ReportItem(
+                    "yaml-key",
+                    f"mapping keys must be plain strings, not {type(key.value).__name__}"
+                    f" {key.value!r} (quote it)",
+                    pos,
                 )
-                continue
-            keys[key] = kpos
-            out[key] = _convert(value_node, file, reports, constructor)
-        return Located(out, pos, keys)
-    if isinstance(node, yaml.SequenceNode):
-        return Located([_convert(n, file, reports, constructor) for n in node.value], pos)
-    if isinstance(node, yaml.ScalarNode):
-        return Located(_construct_scalar(node, constructor), pos)
-    raise TypeError(f"unexpected YAML node {node!r}")  # pragma: no cover - yaml has 3 kinds
+            )
+            return None, pos
+        if key.value in mapping or key.value in seen:
+            self.reports.append(
+                ReportItem(
+                    "duplicate-key",
+                    f"key {key.value!r} is repeated (first at line {seen[key.value].line})",
+                    pos,
+                )
+            )
+            return None, pos
+        return key.value, pos
+
+    def _too_deep(self, mark: yaml.Mark) -> ConfigError:
+        return self.error(
+            "nesting-too-deep", f"values are nested more than {MAX_DEPTH} levels deep", mark
+        )
 
 
 def parse_located(text: str, file: str) -> Located:
     """Parse YAML text; raise ConfigError(`yaml` code) with the position of a syntax error."""
-    _deepest, where = _flow_depth(text)
+    _deepest, where = _flow_depth(text)  # libyaml reads flow collections ahead
     if where >= 0:
         raise ConfigError(
             [
                 ReportItem(
                     "nesting-too-deep",
                     f"values are nested more than {MAX_DEPTH} levels deep",
-                    _offset_position(file, text, where),
+                    offset_position(file, text, where),
                 )
             ]
         )
+    builder = _Builder(file)
+    loader = _LOADER(text)
     try:
-        node = yaml.compose(text, Loader=_COMPOSE_LOADER)
+        with gc_paused():
+            root = builder.build(loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or str(exc)
         if mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
             problem = "tabs are not allowed in indentation (use spaces)"
         raise ConfigError([ReportItem("yaml", problem, _pos(file, mark))]) from exc
-    except RecursionError as exc:
-        raise ConfigError(
-            [ReportItem("nesting-too-deep", "values are nested too deeply", Position(file, 1, 1))]
-        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([ReportItem("yaml", str(exc), Position(file, 1, 1))]) from exc
-    if node is None:
-        return Located({}, Position(file, 1, 1))
-    _check_expansion(node, file)
-    reports: list[ReportItem] = []
-    try:
-        located = _convert(node, file, reports)
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ConfigError([ReportItem("yaml", exc.problem or str(exc), _pos(file, mark))]) from exc
-    if reports:
-        raise ConfigError(reports)
-    return located
+    finally:
+        loader.dispose()
+    if builder.reports:
+        raise ConfigError(builder.reports)
+    return root if root is not None else Located({}, Position(file, 1, 1))
 
 
-def load_located(path: str | Path) -> Located:
-    """Read and parse a YAML file; unreadable files raise ConfigError(`file`)."""
-    p = Path(path)
-    limit = max_bytes()
-    try:
-        with open(p, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise ConfigError(
-            [ReportItem("file", f"cannot read: {exc.strerror or exc}", Position(str(p), 1, 1))]
-        ) from exc
-    if len(data) > limit:
-        raise ConfigError(
-            [
-                ReportItem(
-                    "file-too-large",
-                    f"larger than {limit:,} bytes; a cluster file is kilobytes"
-                    " (raise $DRORCH_CONFIG_MAX_BYTES if this one really is that big)",
-                    Position(str(p), 1, 1),
-                )
-            ]
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        good = data[: exc.start].decode("utf-8", errors="replace")
-        raise ConfigError(
-            [
-                ReportItem(
-                    "file",
-                    f"not UTF-8 text (byte 0x{data[exc.start]:02x}): is this a binary file?",
-                    _offset_position(str(p), good, len(good)),
-                )
-            ]
-        ) from exc
-    if "\0" in text:
-        at = text.index("\0")
-        raise ConfigError(
-            [
-                ReportItem(
-                    "file",
-                    "contains a NUL byte: not a text file",
-                    _offset_position(str(p), text, at),
-                )
-            ]
-        )
-    return parse_located(text, str(p))
+def load_located(path: str | Path, what: str = "a cluster file") -> Located:
+    """Read (drorch.model.config_file: a bounded regular file of UTF-8 text) and parse
+    a YAML file; ConfigError (`file`, `file-too-large`, then the YAML's reports)."""
+    return parse_located(read_config_text(path, what), str(path))

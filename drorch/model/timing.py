@@ -76,6 +76,16 @@ def check_agent(c: Cluster, ctx: Context) -> None:
             f" ({2 * a.heartbeat:g}s): one lost heartbeat would declare a healthy site lost",
             ctx.where.at("agent", "member_timeout"),
         )
+    w = c.fencing.watchdog_timeout
+    if c.fencing.watchdog is not WatchdogKind.NONE and w <= a.heartbeat:
+        ctx.error(
+            "watchdog-below-agent-heartbeat",
+            f"fencing.watchdog_timeout {w:g}s is not longer than agent.heartbeat"
+            f" {a.heartbeat:g}s: the loop feeds once per heartbeat, plus its observation"
+            " budget (half the smaller of the heartbeat and the slack past it), so the"
+            " watchdog would fire on a healthy site",
+            ctx.where.at("fencing", "watchdog_timeout"),
+        )
     if a.failover is FailoverMode.AUTOMATIC and c.fencing.watchdog is WatchdogKind.NONE:
         ctx.error(
             "automatic-without-watchdog",

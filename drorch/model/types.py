@@ -48,11 +48,15 @@ class MonitorType(StrEnum):
     HTTP = "http"
     COMMAND = "command"
     HEARTBEAT = "heartbeat"
+    DOMAIN = "domain"  # level 1 for a guest: the hypervisor runs the domain here
 
 
 class DrillKind(StrEnum):
-    LIVE_ROUNDTRIP = "live-roundtrip"  # weekly: live-migrate over and back
-    COLD_FAILOVER = "cold-failover"  # quarterly: prove the DR site boots
+    """Each kind is a shipped runbook, runbooks/drills/KIND.yaml."""
+
+    LIVE = "live"  # weekly: live-migrate over and back, no outage
+    COLD = "cold"  # quarterly: shut down, promote, boot at the DR site, fail back
+    TEST_RECOVERY = "test-recovery"  # boot copies of the replica on an isolated network
 
 
 @dataclass(frozen=True)
@@ -80,21 +84,46 @@ class Node:
 
 
 @dataclass(frozen=True)
+class FenceAgent:
+    """How the other site powers this site off and confirms it (ClusterLabs fence-agents:
+    `fence_virsh`, `fence_ipmilan`, `fence_redfish`). `options` are the agent's stdin
+    options (`ip`, `username`, `identity_file`, `plug`, ...); `timeout` bounds the whole
+    fence (off and status). Optional: without one the survivor always waits takeover_wait."""
+
+    agent: str
+    options: Mapping[str, str] = field(default_factory=_frozen_map)
+    timeout: float = 20.0
+
+
+@dataclass(frozen=True)
 class Site:
+    """`networks` maps a network's meaning (`lan`, `storage`) to this site's libvirt
+    network or bridge of that meaning: the other site's domain XML is mapped through it."""
+
     name: str
     nodes: tuple[Node, ...]
+    fence: FenceAgent | None = None
+    networks: Mapping[str, str] = field(default_factory=_frozen_map)
 
 
 @dataclass(frozen=True)
 class Witness:
     """The external quorum daemon: `host:port` and the pinned server certificate.
 
-    `cert` and `key` are this site's client certificate files (paths on each node)."""
+    `cert` and `key` are this site's client certificate files (paths on each node). A
+    `{site}` in either is replaced by the site's name (`certs/c1-{site}.crt`), so one
+    file serves a lab whose sites share a machine, or a fleet that names files by site."""
 
     address: str
     fingerprint: str
     cert: str | None = None
     key: str | None = None
+
+    def cert_for(self, site: str) -> str | None:
+        return None if self.cert is None else self.cert.replace("{site}", site)
+
+    def key_for(self, site: str) -> str | None:
+        return None if self.key is None else self.key.replace("{site}", site)
 
 
 @dataclass(frozen=True)
@@ -138,6 +167,9 @@ class Volume:
     paths: Mapping[str, str] = field(default_factory=_frozen_map)
     drbd: DrbdOptions = field(default_factory=DrbdOptions)
     pyrepl: PyreplOptions = field(default_factory=PyreplOptions)
+    # DRBD's names: resource-only (sync default) freezes a primary that loses its peer
+    # until the peer is recorded Outdated; dont-care (async) acknowledges alone
+    fencing: str = "resource-only"
 
 
 @dataclass(frozen=True)
@@ -206,6 +238,13 @@ class AgentSettings:
     heartbeat: float = 1.0
     member_timeout: float = 3.0
     key: str | None = None  # this node's agent private key (its cert is its node's agent_cert)
+    # The runbook an automatic takeover runs (relative to the config file's folder, then
+    # the current directory, then drorch's own runbooks/), and the one that moves a group
+    # whose monitors keep failing after max_restarts restarts within failure_window.
+    runbook: str = "runbooks/site-failover.yaml"
+    escalate_runbook: str = "runbooks/hurricane-planned-migration.yaml"
+    max_restarts: int = 2
+    failure_window: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -233,11 +272,28 @@ class MigrationPolicy:
 
 
 @dataclass(frozen=True)
+class DrillTargets:
+    """What a drill must achieve; None = no target (the trend still flags regressions
+    against the drill's own median)."""
+
+    rto: float | None = None  # seconds, run start -> last VM verified at the target
+    downtime: float | None = None  # seconds, the worst VM's downtime
+
+
+@dataclass(frozen=True)
 class Drill:
+    """A scheduled drill. It starts at the cron time (in `tz`) plus a deterministic
+    per-cluster offset inside `window`, and may start late (site busy, scheduler down)
+    only until `starting_deadline` after that."""
+
     name: str
     kind: DrillKind
-    schedule: str  # cron expression, 5 fields
+    schedule: str  # cron expression, 5 fields (or @weekly-style macro)
     target: str  # site to fail over / migrate to
+    tz: str = "UTC"
+    window: float = 0.0  # seconds of jitter spread; 0 = start on the minute
+    starting_deadline: float = 3600.0
+    targets: DrillTargets = field(default_factory=DrillTargets)
 
 
 @dataclass(frozen=True)
@@ -248,6 +304,13 @@ class Hypervisors:
     driver: str = "libvirt"
     state_dir: str = ".drorch-state"
     bandwidth_mibps: float = 1000.0  # sim: link bandwidth used by pre-copy
+    # sim only: `sim` simulates the volumes too; `real` runs each volume's own driver
+    # (real pyrepl daemons under simulated VMs, as `make demo` does)
+    replication: str = "sim"
+
+    @property
+    def simulates_replication(self) -> bool:
+        return self.driver == "sim" and self.replication == "sim"
 
 
 @dataclass(frozen=True)

@@ -54,5 +54,10 @@ class Monitor(ABC):
     def check(self) -> CheckResult:
         """Run the check once."""
 
+    def rearm(self) -> None:  # noqa: B027 - optional hook
+        """The resource (re)starts on this node: forget what was observed before (a
+        heartbeat monitor must not judge a guest just started here by the beats it
+        printed at the other site into the shared log), starting a fresh start-up grace."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the monitor holds (sockets, files). Idempotent."""

@@ -10,11 +10,13 @@ from drorch.model.types import Monitor as MonitorSpec
 from drorch.model.types import MonitorType
 from drorch.monitor.apphb import AppHeartbeatMonitor
 from drorch.monitor.base import CheckResult, CheckStatus, Monitor
-from drorch.monitor.heartbeat import HeartbeatStatus, policy_for
+from drorch.monitor.domain import DomainMonitor
+from drorch.monitor.heartbeat import HeartbeatStatus, HeartbeatTracker, policy_for
 from drorch.monitor.probes import CommandMonitor, HttpMonitor, TcpMonitor
 from drorch.monitor.process import ProcessMonitor
 from drorch.monitor.serial_log import HeartbeatMonitor
 from drorch.remote.base import CommandRunner
+from drorch.virt.base import Hypervisor
 
 UNIX = "unix:"
 _STATUS = {
@@ -35,14 +37,26 @@ class SerialHeartbeatMonitor(Monitor):
         v = self.inner.poll()
         return CheckResult(_STATUS[v.status], v.reason)
 
+    def rearm(self) -> None:
+        self.inner.poll()  # consume what is in the log now: those beats are history
+        self.inner.tracker = HeartbeatTracker(self.inner.clock.monotonic(), self.inner.policy)
+
     def close(self) -> None:
         self.inner.close()
 
 
 def monitor_for(
-    spec: MonitorSpec, *, runner: CommandRunner, clock: Clock, base_dir: Path
+    spec: MonitorSpec,
+    *,
+    runner: CommandRunner,
+    clock: Clock,
+    base_dir: Path,
+    hypervisor: Hypervisor | None = None,
 ) -> Monitor:
+    """`hypervisor`: this site's, for `type: domain` (none: that check fails, saying so)."""
     t = spec.type
+    if t is MonitorType.DOMAIN:
+        return DomainMonitor(spec.name, spec.target, hypervisor, timeout=spec.timeout)
     if t is MonitorType.PROCESS:
         return ProcessMonitor(spec.name, spec.target, timeout=spec.timeout)
     if t is MonitorType.TCP:

@@ -1,7 +1,7 @@
 """The quorum client: one blocking connection (`QuorumConnection`) and the one-shot
 `query_vote` (what `drorch quorum status` and the DRBD fence-peer handler use). The
 `LeaseKeeper` that holds a lease and calls back when quorum is gained or lost lives in
-`drorch.quorum.keeper` and is importable from here too.
+`drorch.quorum.keeper` (which imports this module; this one never imports it).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import socket
 import ssl
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 from drorch.clock import Clock, SystemClock
 from drorch.quorum.config import parse_listen
@@ -35,7 +34,6 @@ from drorch.quorum.protocol import ClientProtocol, encode
 from drorch.quorum.tls import PinError, client_context, verify_peer_fingerprint
 
 __all__ = [
-    "LeaseKeeper",
     "NotCurrent",
     "NotHolder",
     "QuorumConnection",
@@ -45,9 +43,6 @@ __all__ = [
     "Vote",
     "query_vote",
 ]
-
-if TYPE_CHECKING:
-    from drorch.quorum.keeper import LeaseKeeper as LeaseKeeper
 
 log = logging.getLogger("drorch.quorum.client")
 
@@ -292,12 +287,3 @@ def query_vote(
     conn = QuorumConnection(server, fingerprint, cert, key, cluster, site, node, timeout)
     with conn:
         return conn.heartbeat(1, want=False, nodes=0)
-
-
-def __getattr__(name: str) -> Any:
-    # `from drorch.quorum.client import LeaseKeeper` keeps working; it lives in keeper.py
-    if name == "LeaseKeeper":
-        from drorch.quorum.keeper import LeaseKeeper
-
-        return LeaseKeeper
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

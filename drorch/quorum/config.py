@@ -216,7 +216,7 @@ def _site_pins(
 def load_config(path: str | Path) -> QuorumdConfig:
     """Load and validate; raise ConfigError listing every problem with its position."""
     cfg_path = Path(path)
-    root = load_located(cfg_path)
+    root = load_located(cfg_path, "a quorumd config")
     check = _Checker(cfg_path)
     top = Position(str(cfg_path), 1, 1)
     if not isinstance(root.value, dict):

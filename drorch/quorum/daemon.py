@@ -18,6 +18,7 @@ import resource
 import signal
 import ssl
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -118,6 +119,24 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def fit_to_fd_limit(config: QuorumdConfig, fds: int) -> QuorumdConfig:
+    """Keep the pre-hello caps at half the descriptor limit at most. A cap at or above
+    the limit is never reached: accept() fails with EMFILE first, nobody is evicted, and
+    a flood of unfinished handshakes keeps new clients out (attack: at a 128-descriptor
+    limit a legitimate client needed 12 s, two TLS timeouts, for its welcome)."""
+    cap = max(1, fds // 2)
+    if config.max_unauthenticated <= cap:
+        return config
+    log.warning(
+        "max_unauthenticated %d lowered to %d: half of the file descriptor limit %d",
+        config.max_unauthenticated,
+        cap,
+        fds,
+    )
+    per_address = min(config.max_unauthenticated_per_address, cap)
+    return replace(config, max_unauthenticated=cap, max_unauthenticated_per_address=per_address)
+
+
 def tune_garbage_collector() -> None:
     """Keep the cyclic collector off the vote path.
 
@@ -170,6 +189,7 @@ def run(
         print(f"quorumd: cannot write the state file {config.state_file}: {exc}", file=err)
         return EXIT_FAILURE
     fds = raise_fd_limit()
+    config = fit_to_fd_limit(config, fds)
     server = QuorumServer(config, context, grants, state, clock)
     try:
         host, port = server.bind()

@@ -41,13 +41,14 @@ def connection(
     timeout: float = 5.0,
 ) -> QuorumConnection:
     """A connection (not yet connected) as `node` of `site`, with the site's pinned cert."""
-    if not witness.cert or not witness.key:
+    cert, key = witness.cert_for(site), witness.key_for(site)
+    if not cert or not key:
         raise WitnessSetupError("the witness has no client cert/key configured for this site")
     return QuorumConnection(
         witness.address,
         witness.fingerprint,
-        base_dir / witness.cert,
-        base_dir / witness.key,
+        base_dir / cert,
+        base_dir / key,
         cluster,
         site,
         node,

@@ -80,9 +80,10 @@ class LeaseKeeper:
     ) -> LeaseKeeper:
         """A keeper for the cluster model's `Witness` (address, pinned fingerprint, and this
         site's client cert/key, relative to `base_dir` — the cluster config's folder)."""
-        if witness.cert is None or witness.key is None:
+        cert_name, key_name = witness.cert_for(site), witness.key_for(site)
+        if cert_name is None or key_name is None:
             raise QuorumError("the witness config names no client cert/key for this site")
-        cert, key = base_dir / witness.cert, base_dir / witness.key
+        cert, key = base_dir / cert_name, base_dir / key_name
 
         def connect() -> QuorumConnection:
             return QuorumConnection(
@@ -179,6 +180,7 @@ class LeaseKeeper:
         try:
             welcome = conn.welcome or conn.connect()
             self._failures = 0
+            self.last_error = None  # it answers again (an error kept would say unreachable)
             interval = welcome.heartbeat_ms / 1000
             while not self._stop.is_set():
                 self._seq += 1

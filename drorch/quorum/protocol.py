@@ -14,6 +14,7 @@ import json
 from enum import Enum
 from typing import Any
 
+from drorch.quorum.framing import FrameDecoder
 from drorch.quorum.messages import (
     HEADER,
     MAX_FRAME,
@@ -146,6 +147,8 @@ def parse_body_slow(text: str) -> dict[str, Any]:
         raise FrameError(f"frame is not valid JSON ({exc.msg} at char {exc.pos})") from exc
     except RecursionError as exc:  # pragma: no cover - same as the fast path
         raise FrameError("frame JSON is nested too deeply") from exc
+    except ValueError as exc:  # pragma: no cover - same as the fast path
+        raise FrameError(f"frame JSON is not acceptable ({exc})") from exc
     if not isinstance(obj, dict):
         raise FrameError(f"frame must be a JSON object, got {type(obj).__name__}")
     if not isinstance(obj.get("type"), str):
@@ -171,6 +174,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
         raise FrameError(f"frame is not valid JSON ({exc.msg} at char {exc.pos})") from exc
     except RecursionError as exc:
         raise FrameError("frame JSON is nested too deeply") from exc
+    except ValueError as exc:
+        # not a JSONDecodeError: an integer longer than sys.get_int_max_str_digits()
+        raise FrameError(f"frame JSON is not acceptable ({exc})") from exc
     if not isinstance(obj, dict):
         raise FrameError(f"frame must be a JSON object, got {type(obj).__name__}")
     kind = obj.get("type")
@@ -283,48 +289,6 @@ def server_message(obj: dict[str, Any]) -> ServerMessage:
     if kind == "error":
         return ErrorMessage(_field(obj, "code", str), _field(obj, "message", str))
     raise FrameError(f"unknown message type {kind!r}")
-
-
-class FrameDecoder:
-    """Splits a byte stream into frame bodies. After an error it stays broken."""
-
-    __slots__ = ("_buf", "error")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.error: FrameError | None = None
-
-    def feed(self, data: bytes | memoryview) -> list[bytes]:
-        """Append bytes; return the complete frame bodies. A bad length is found as soon as
-        its 4 bytes are in (no need to wait for the body): the bodies before it are still
-        returned, and `error` is set (the caller raises it after handling them)."""
-        if self.error is not None:
-            return []
-        if not self._buf and len(data) >= 4:  # fast path: exactly one whole frame
-            (length,) = HEADER.unpack_from(data)
-            if len(data) == 4 + length and 1 <= length <= MAX_FRAME:
-                return [bytes(data[4:])]
-        self._buf += data
-        bodies: list[bytes] = []
-        buf = self._buf
-        offset = 0
-        while len(buf) - offset >= 4:
-            (length,) = HEADER.unpack_from(buf, offset)
-            if not 1 <= length <= MAX_FRAME:
-                self.error = FrameError(f"frame length {length} is outside 1..{MAX_FRAME}")
-                break
-            end = offset + 4 + length
-            if len(buf) < end:
-                break
-            bodies.append(bytes(buf[offset + 4 : end]))
-            offset = end
-        if offset:
-            del buf[:offset]
-        return bodies
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
 
 
 class Phase(Enum):

@@ -9,12 +9,12 @@ fresh": a lost state would let epochs go backwards (`--init` creates a fresh one
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drorch.durable import write_atomic
 from drorch.quorum.grants import DurableLease
 from drorch.quorum.outdates import OutdateRecord
 
@@ -113,30 +113,11 @@ def read_state(path: Path) -> QuorumState:
     return QuorumState.from_json(data, str(path))
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_state(path: Path, state: QuorumState) -> None:
-    """Atomically and durably replace the state file (tmp, fsync, rename, fsync folder)."""
-    folder = path.parent
-    tmp = folder / f".{path.name}.tmp"
+    """Atomically and durably replace the state file (drorch.durable: tmp written in
+    full, fsync, rename, fsync folder)."""
     data = (json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(folder)
+    write_atomic(path, data)
 
 
 def create_state(

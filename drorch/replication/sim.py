@@ -164,7 +164,7 @@ class SimReplicator(Replicator):
                 role=Role(me["role"]) if me["up"] else Role.UNKNOWN,
                 disk=DiskState(me["disk"]) if me["up"] else DiskState.DISKLESS,
                 connection=self._conn(state),
-                mode=self.volume.mode.value,
+                mode=str(state.get("mode") or self.volume.mode.value),
                 peer_disk=DiskState(peer["disk"]) if connected else DiskState.UNKNOWN,
                 peer_role=Role(peer["role"]) if connected else Role.UNKNOWN,
                 out_of_sync_bytes=oos,
@@ -176,6 +176,7 @@ class SimReplicator(Replicator):
                     "node": self.node,
                     "peer": self.peer,
                     "split_brain": state.get("split_brain"),
+                    "two_primaries": bool(state.get("two_primaries")),
                 },
             )
 
@@ -212,12 +213,22 @@ class SimReplicator(Replicator):
                 raise ReplicationError(f"{self.name}: cannot promote on {self.node}: it is down")
             if epoch is not None and epoch < state["epoch"]:
                 raise StaleEpoch(
-                    f"{self.name}: epoch {epoch} is older than epoch {state['epoch']} already seen"
+                    f"{self.name}: epoch {epoch} is older than epoch {state['epoch']} already"
+                    f" seen: a promotion needs an epoch greater than {state['epoch']}"
                 )
-            if self._connected(state) and peer["role"] == Role.PRIMARY.value:
+            dual = bool(state.get("two_primaries")) and me["role"] != Role.PRIMARY.value
+            if self._connected(state) and peer["role"] == Role.PRIMARY.value and not dual:
                 raise ReplicationError(
                     f"{self.name}: peer {self.peer} is primary; demote it before promoting"
                     f" {self.node}"
+                )
+            joins = dual and self._connected(state) and peer["role"] == Role.PRIMARY.value
+            new = me["role"] != Role.PRIMARY.value and not joins
+            if new and epoch is not None and epoch == state["epoch"]:
+                # as pyrepl: a new primary takes an epoch no primary had (equal is reuse)
+                raise StaleEpoch(
+                    f"{self.name}: epoch {epoch} was already seen: a promotion needs an epoch"
+                    f" greater than {state['epoch']}"
                 )
             if me["disk"] != DiskState.UP_TO_DATE.value:
                 if not (force and accept_data_loss):
@@ -231,8 +242,47 @@ class SimReplicator(Replicator):
             if not self._connected(state):
                 self._diverge(state, me)
             me["role"] = Role.PRIMARY.value
+            if epoch is None and new:
+                epoch = int(state["epoch"]) + 1  # none given: never a reused one (as pyrepl)
             if epoch is not None:
                 state["epoch"] = epoch
+
+    # -- optional capabilities (drorch.replication.capabilities) -------------------------
+
+    def two_primaries_allowed(self) -> bool:
+        with self._state(write=False) as state:
+            return bool(state.get("two_primaries"))
+
+    def allow_two_primaries(self) -> None:
+        with self._state(write=True) as state:
+            mode = str(state.get("mode") or self.volume.mode.value)
+            if mode != "sync":
+                raise ReplicationError(
+                    f"{self.name}: two primaries need sync replication (the volume is {mode})"
+                )
+            if not self._connected(state):
+                raise ReplicationError(
+                    f"{self.name}: two primaries need the peer {self.peer} connected"
+                )
+            state["two_primaries"] = True
+
+    def forbid_two_primaries(self) -> None:
+        with self._state(write=True) as state:
+            roles = [r["role"] for r in state["replicas"].values()]
+            if roles.count(Role.PRIMARY.value) > 1:
+                raise ReplicationError(
+                    f"{self.name}: both {self.node} and {self.peer} are primary; demote one"
+                    " before forbidding two primaries"
+                )
+            state["two_primaries"] = False
+
+    def set_mode(self, mode: str, *, wait: bool = True) -> None:  # at once: wait is moot
+        if mode not in ("sync", "async"):
+            raise ValueError(f"replication mode must be sync or async, not {mode!r}")
+        with self._state(write=True) as state:
+            if mode == "async" and state.get("two_primaries"):
+                raise ReplicationError(f"{self.name}: two primaries are allowed; forbid first")
+            state["mode"] = mode
 
     def demote(self) -> None:
         with self._state(write=True) as state:

@@ -6,8 +6,8 @@
 Each step: its `when:` is evaluated (false: skipped), its gate asked (declined: the
 run stops), then it runs with its timeout and retry policy. Every start, end, answer
 and skip is committed to the journal before the next step. A failed step does what
-its `on_failure` says: `abort` stops, `continue` goes on, `rollback` runs the
-rollbacks of the completed steps in reverse order. A dry run calls each step's check
+its `on_failure` says: `abort` stops, `continue` goes on, `rollback` restores the state
+the run started from (`drorch.runbook.rollback`). A dry run calls each step's check
 instead and changes nothing. `plan.execute` expands into the plan's own steps
 (`drorch.runbook.planrun`). Resume replays the journal: ended steps are not run again;
 a step that started but never ended is first asked its probe.
@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from drorch.environment import Environment
 from drorch.model.types import Cluster
 from drorch.runbook.attempts import run_attempts
+from drorch.runbook.dryworld import Simulated, note_dry_modes
 from drorch.runbook.journal import RUNNING, Journal, RunRecord
 from drorch.runbook.lock import RunLock, RunLocked
 from drorch.runbook.model import OnFailure, Runbook, RunbookStep, substitute
 from drorch.runbook.names import Names, StepOutcome
+from drorch.runbook.refusals import refuse_interrupted, refuse_unanswerable
 from drorch.runbook.replay import Replay, Unit
 from drorch.runbook.setup import RunOptions, RunRefused, jsonable, new_run_id, resolve_params
 from drorch.runbook.steps.base import (
@@ -40,7 +42,13 @@ from drorch.runbook.steps.flow import PLAN_EXECUTE
 from drorch.runbook.when import WhenError
 
 DONE = ("ok", "recovered")  # a step that took effect
-REFUSALS = ("plan-blocked", "data-loss-not-acknowledged", "unknown-site")
+REFUSALS = (
+    "plan-blocked", "data-loss-not-acknowledged", "unknown-site",
+    # a step that refused as unsafe (the run exits 3, like every other refusal)
+    "no-quorum", "quorum-held-elsewhere", "not-fenced", "lost-site-answers",
+    "promote-refused", "stale-epoch",
+    "split-brain", "vm-refused", "vm-running-twice", "volume-in-use",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class Engine:
         self.options = options
         self.types = load_step_types()
         self.journal = Journal(env.state_dir)
+        if options.dry_run:
+            self.journal.relax()  # a dry run changes nothing and is never resumed
         self.clock = env.clock
         self.run_id = ""
         self.params: dict[str, object] = {}
@@ -81,18 +91,20 @@ class Engine:
         self.total = len(runbook.steps)
         self.index = 0
         self.failure: StepFailed | None = None
+        self.failed_unit: Unit | None = None  # the step that failed (its rollback undoes it)
         self._answers: dict[str, str] = {}
+        self.simulated: Simulated | None = None  # a dry run's world after its plans
 
     # ---- entry points -------------------------------------------------------------
 
     def start(self, given: Mapping[str, object]) -> RunSummary:
         self.params = resolve_params(self.runbook, given)
-        self._refuse_unanswerable()
+        refuse_unanswerable(self.runbook, self.options)
         self.run_id = new_run_id(self.clock)
         lock = self._lock()
         try:
             if lock is not None:
-                self._refuse_interrupted()
+                refuse_interrupted(self.journal, self.cluster)
             self.journal.create_run(self._record())
             self._event("", "run-start", data={"params": self._json_params()})
             return self._go(Replay())
@@ -115,7 +127,7 @@ class Engine:
             )  # fmt: skip
         self.run_id = run_id
         self.params = resolve_params(self.runbook, record.params)
-        self._refuse_unanswerable()
+        refuse_unanswerable(self.runbook, self.options)
         lock = self._lock()
         try:
             self.journal.set_status(run_id, RUNNING, "resumed", pid=os.getpid())
@@ -191,7 +203,9 @@ class Engine:
             self._remember(unit, st.status, StepResult(st.changed, st.message, data=st.data))
             out.line(f"{label}: {st.status} (journal)")
             if st.status == "failed":
-                self.failure = StepFailed(str(st.data.get("code", "step-failed")), st.message)
+                code = str(st.data.get("code", "step-failed"))
+                self.failure = StepFailed(code, st.message, data=st.data)  # its undo's args
+                self.failed_unit = unit
             return st.status
         step_type = self.types.get(unit.action)
         if step_type is None:
@@ -281,6 +295,7 @@ class Engine:
             return "would-fail"
         self._event(unit.key, "end", unit, status="would-run", changed=result.changed,
                     message=result.message, data={"checked": list(result.checked)})  # fmt: skip
+        note_dry_modes(self.facts, result.data)  # later plans use them (dryworld)
         self.outcomes[unit.key] = StepOutcome("would-run", result.changed, result.message)
         out.done()
         out.line(f"  {'would change' if result.changed else 'no change'}: {result.message}")
@@ -317,6 +332,7 @@ class Engine:
 
     def _fail(self, unit: Unit, failure: StepFailed) -> str:
         self.failure = failure
+        self.failed_unit = unit
         data = {**dict(failure.data), "code": failure.code}
         self._event(unit.key, "end", unit, status="failed", message=failure.message, data=data,
                     confirmer=self._answers.get(unit.key, ""))  # fmt: skip
@@ -366,26 +382,6 @@ class Engine:
         except RunLocked as exc:
             raise RunRefused("cluster-locked", str(exc)) from exc
         return lock
-
-    def _refuse_interrupted(self) -> None:
-        for record in self.journal.runs(self.cluster.name):
-            if record.status == RUNNING and not record.dry_run:
-                raise RunRefused(
-                    "interrupted-run",
-                    f"run {record.run_id} ({record.runbook}) on cluster {self.cluster.name!r} "
-                    f"was interrupted; `drorch runbook resume {record.run_id}` continues it, "
-                    f"`drorch runbook abandon {record.run_id}` gives it up",
-                )
-
-    def _refuse_unanswerable(self) -> None:
-        if self.options.dry_run or self.options.confirmer is not None:
-            return
-        gated = [s.id for s in self.runbook.steps if s.confirm]
-        if gated:
-            raise RunRefused(
-                "needs-confirmation",
-                f"step(s) {', '.join(gated)} ask for confirmation: run on a terminal or pass --yes",
-            )
 
     def _json_params(self) -> dict[str, object]:
         return {k: jsonable(v) for k, v in self.params.items()}

@@ -11,11 +11,12 @@ fails the expansion instead of running with half its meaning.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drorch.decide.snapshot import Snapshot
-from drorch.decide.steps import Action, Plan, Step
+from drorch.decide.steps import Action, Plan, Step, note
 from drorch.runbook.steps.base import STEP_TYPES, StepFailed, bind_args
 
 ACTION_STEP_TYPES: Mapping[Action, str] = {
@@ -60,11 +61,33 @@ class PlannedStep:
         )  # fmt: skip
 
 
+COLD_MIGRATION = "cold-migration"
+
+
+def all_cold(snapshot: Snapshot) -> Snapshot:
+    """The snapshot with every VM and service taken as not migratable: a planned
+    migration of it shuts everything down at the source (dependents first), switches the
+    volumes and boots everything at the target (the cold drill, which proves that
+    boot-time dependencies work at the DR site)."""
+    c = snapshot.cluster
+    cold = dataclasses.replace(
+        c,
+        vms=tuple(dataclasses.replace(v, migratable=False) for v in c.vms),
+        services=tuple(dataclasses.replace(s, migratable=False) for s in c.services),
+    )
+    return dataclasses.replace(snapshot, cluster=cold)
+
+
 def compute_plan(snapshot: Snapshot, kind: str, to: str) -> Plan:
     from drorch.decide.plan import plan_failover, plan_migration
 
     if to not in {s.name for s in snapshot.cluster.sites}:
         raise StepFailed("unknown-site", f"no site {to!r} in cluster {snapshot.cluster.name}")
+    if kind == COLD_MIGRATION:
+        plan = plan_migration(all_cold(snapshot), to)
+        why = note("cold-migration", "every VM and service is moved cold (shut down, "
+                   "switched, booted at the target), migratable or not")  # fmt: skip
+        return dataclasses.replace(plan, notes=(why, *plan.notes))
     planner = plan_migration if kind == "migration" else plan_failover
     return planner(snapshot, to)
 
@@ -80,8 +103,12 @@ def plan_args(step: Step) -> dict[str, object]:
     return raw
 
 
-def expand(plan: Plan, parent: str) -> list[PlannedStep]:
-    """The plan's steps as runbook steps, or StepFailed("plan-blocked"/"plan-unmapped")."""
+def expand(
+    plan: Plan, parent: str, extra: Mapping[Action, Mapping[str, object]] | None = None
+) -> list[PlannedStep]:
+    """The plan's steps as runbook steps, or StepFailed("plan-blocked"/"plan-unmapped").
+    `extra` adds runbook-level arguments to every step of an action (plan.execute's
+    `fallback` goes to each migrate-live step)."""
     out: list[PlannedStep] = []
     for i, step in enumerate(plan.steps, start=1):
         name = ACTION_STEP_TYPES[step.action]
@@ -91,6 +118,7 @@ def expand(plan: Plan, parent: str) -> list[PlannedStep]:
                 "plan-unmapped", f"plan step {i} ({step.action.value}) needs step type {name!r}"
             )
         raw = plan_args(step)
+        raw.update((extra or {}).get(step.action, {}))
         args, problems = bind_args(step_type.params, raw)
         if problems:
             why = "; ".join(p.message for p in problems)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from drorch.model.config_file import read_config_text
 from drorch.model.reports import ConfigError, Position, ReportItem
 from drorch.model.source import Located, parse_located
 from drorch.runbook import load_fields as f
@@ -46,13 +47,7 @@ OBSERVED = {"replica": 4, "vm": 3, "reachable": 2, "epoch": 1}
 
 def load_runbook(path: str | Path) -> Runbook:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            [ReportItem("file", f"cannot read: {exc}", Position(str(p), 1, 1))]
-        ) from exc
-    return parse_runbook_text(text, str(p))
+    return parse_runbook_text(read_config_text(p, "a runbook"), str(p))
 
 
 def parse_runbook_text(text: str, file: str = "<runbook>") -> Runbook:

@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from drorch.decide.actions import Action
+from drorch.runbook.dryworld import (
+    OBSERVED,
+    after_plan,
+    dry_modes,
+    planning_snapshot,
+    with_modes,
+)
 from drorch.runbook.expand import PlannedStep, blockers, compute_plan, expand
 from drorch.runbook.names import StepOutcome
 from drorch.runbook.replay import Replay, Unit
@@ -45,7 +53,7 @@ def run_plan(engine: Engine, step: RunbookStep, replay: Replay) -> str:
             out.line(f"  skipped (when false: {step.when.text})")
             return "skipped"
     try:
-        children = _children(engine, parent, replay, kind, to)
+        children, source = _children(engine, parent, replay, kind, to)
     except StepFailed as failure:
         return engine._fail(parent, failure)
     engine.total += len(children) - 1
@@ -61,7 +69,8 @@ def run_plan(engine: Engine, step: RunbookStep, replay: Replay) -> str:
     changed = False
     would_fail = 0
     for child in children:
-        status = engine._run_step(_unit(parent, child), replay)
+        unit = _unit(parent, child)
+        status = _unchecked(engine, unit, source) if source else engine._run_step(unit, replay)
         changed = changed or engine.outcomes.get(child.key, StepOutcome("")).changed
         if status == "would-fail":
             would_fail += 1
@@ -86,6 +95,22 @@ def run_plan(engine: Engine, step: RunbookStep, replay: Replay) -> str:
     return "ok"
 
 
+def _unchecked(engine: Engine, unit: Unit, source: str) -> str:
+    """A dry run's step of a plan made from a simulated world: the world it would act on
+    does not exist yet, so checking it against today's cluster would only mislead
+    ("web already runs at A"). It is shown, not checked; a real run checks it."""
+    engine.index += 1
+    step_type = engine.types.get(unit.action)
+    what = step_type.describe(unit.args) if step_type is not None else unit.action
+    message = (f"not checked: planned from {source}; "
+               "checked against the cluster when a real run gets here")  # fmt: skip
+    engine.options.output.line(f"[{engine.index}/{engine.total}] {unit.key}: {what}")
+    engine._event(unit.key, "end", unit, status="would-run", changed=True, message=message)
+    engine.outcomes[unit.key] = StepOutcome("would-run", True, message)
+    engine.options.output.line(f"  would change: {message}")
+    return "would-run"
+
+
 def _unit(parent: Unit, child: PlannedStep) -> Unit:
     return Unit(
         child.key, child.action, child.args, parent.phase, None, parent.key,
@@ -95,7 +120,9 @@ def _unit(parent: Unit, child: PlannedStep) -> Unit:
 
 def _children(
     engine: Engine, parent: Unit, replay: Replay, kind: str, to: str
-) -> list[PlannedStep]:
+) -> tuple[list[PlannedStep], str]:
+    """The plan's steps, and the simulated world they were planned from ("": planned
+    from the journal or from what was observed)."""
     out = engine.options.output
     saved = replay.expansions.get(parent.key)
     if saved is not None:
@@ -104,17 +131,29 @@ def _children(
             raw, list
         ) else []  # fmt: skip
         out.line(f"  the plan journaled at the start: {len(children)} steps")
-        return [_rebind(engine, c) for c in children]
-    from drorch.observe import observe
-
-    observation = observe(engine.cluster, engine.env)
-    plan = compute_plan(observation.snapshot, kind, to)
+        return [_rebind(engine, c) for c in children], ""
+    dry = engine.options.dry_run
+    snapshot, source = planning_snapshot(engine.cluster, engine.env, engine.simulated, dry)
+    simulated = source if source != OBSERVED else ""
+    supposed = dry_modes(engine.facts) if dry else {}
+    if supposed:  # as the dry run's replication.set_mode would leave them
+        snapshot = with_modes(snapshot, supposed)
+        modes = ", ".join(f"{v} {m}" for v, m in sorted(supposed.items()))
+        out.line(f"  planned with {modes}: the mode an earlier step of this dry run would set")
+    plan = compute_plan(snapshot, kind, to)
+    if dry:
+        engine.simulated = after_plan(engine.simulated, parent.key, snapshot, plan,
+                                      engine.options.force)  # fmt: skip
+    if simulated:
+        out.line(f"  planned from {simulated}")
     for note in plan.notes:
         out.line(f"  note: {note.message}")
     blocked = blockers(plan, engine.options.force)
     if blocked:
         raise StepFailed("plan-blocked", "; ".join(blocked), data={"blockers": blocked})
-    children = expand(plan, parent.key)
+    fallback = str(parent.args.get("fallback") or "fail")
+    extra = {Action.MIGRATE_LIVE: {"fallback": fallback}} if fallback != "fail" else {}
+    children = expand(plan, parent.key, extra)
     lossy = [c.key for c in children if c.data_loss]
     if lossy and not engine.options.accept_data_loss:
         raise StepFailed(
@@ -123,14 +162,14 @@ def _children(
             "run with --force --accept-data-loss if that is what you mean",
         )
     engine._event(parent.key, "expand", parent, data={
-        "kind": plan.kind, "from": plan.from_site, "to": plan.to_site,
+        "kind": plan.kind, "from": plan.from_site, "to": plan.to_site, "planned_from": source,
         "notes": [n.message for n in plan.notes], "children": [c.as_dict() for c in children],
     })  # fmt: skip
     out.line(f"  plan {plan.kind} {plan.from_site} -> {plan.to_site}: {len(children)} steps")
     for i, c in enumerate(children, start=1):
         flag = " [DATA LOSS]" if c.data_loss else ""
         out.line(f"    {i:2}. {c.action} {c.args.get('target', '')}{flag}: {c.reason}")
-    return children
+    return children, simulated
 
 
 def _rebind(engine: Engine, child: PlannedStep) -> PlannedStep:

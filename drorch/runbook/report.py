@@ -2,8 +2,9 @@
 runs, the measured RTO, the RPO and each VM's downtime.
 
 - RTO: from the start of the run until the last VM or service was verified at the
-  target (the end of the last step reporting `verified: true`, i.e. vm.verify_alive /
-  monitor.verify). No verified step: no RTO (the report says why).
+  target (the end of the last step reporting `verified: true`, or of the last successful
+  vm.verify_alive / monitor.verify / check.monitors). No verified step: no RTO (the
+  report says why).
 - RPO: the largest `rpo_bytes` a step reported at switch time (0 when every volume was
   in sync mode and in sync; what the witness's outdate record implies otherwise, as the
   promote step reports it). Nothing reported: unknown, never a made-up 0.
@@ -108,8 +109,33 @@ def run_report(record: RunRecord, events: list[Event], status: str) -> dict[str,
     return out
 
 
+VERIFYING_ACTIONS = frozenset({"monitor.verify", "check.monitors", "vm.verify_alive"})
+
+
+def _verified(s: StepLine) -> bool:
+    if s.ended_at is None or s.status != "ok":
+        return False
+    return s.data.get("verified") is True or s.action in VERIFYING_ACTIONS
+
+
+def _cold_downtime(steps: list[StepLine]) -> dict[str, float]:
+    """A cold move's downtime per VM: from the start of its vm.shutdown to the end of the
+    vm.start that brought it back (the VM named by the step's `vm` data)."""
+    down: dict[str, float] = {}
+    stopped: dict[str, float] = {}
+    for s in steps:
+        vm = s.data.get("vm")
+        if not isinstance(vm, str) or s.status != "ok":
+            continue
+        if s.action == "vm.shutdown" and s.started_at is not None:
+            stopped[vm] = s.started_at
+        elif s.action == "vm.start" and s.ended_at is not None and vm in stopped:
+            down[vm] = round(s.ended_at - stopped.pop(vm), 3)
+    return down
+
+
 def recovery(record: RunRecord, steps: list[StepLine]) -> dict[str, object]:
-    verified = [s for s in steps if s.data.get("verified") is True and s.ended_at is not None]
+    verified = [s for s in steps if _verified(s)]
     rto: float | None = None
     rto_basis = "no step verified a VM or service at the target"
     if verified:
@@ -125,7 +151,11 @@ def recovery(record: RunRecord, steps: list[StepLine]) -> dict[str, object]:
         vm, down = s.data.get("vm"), _number(s.data.get("downtime_s"))
         if isinstance(vm, str) and down is not None:
             downtime[vm] = round(downtime.get(vm, 0.0) + down, 3)
+    for vm, down in _cold_downtime(steps).items():
+        downtime.setdefault(vm, down)
+    simulated = next((s.data["simulated"] for s in steps if s.data.get("simulated")), None)
     return {
+        **({"simulated": simulated} if simulated else {}),
         "rto_s": rto,
         "rto_basis": rto_basis,
         "rpo_bytes": None if rpo is None else int(rpo),

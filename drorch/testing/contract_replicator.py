@@ -16,6 +16,10 @@ block replicator; a no-op for a driver whose promote alone starts a new generati
 Drivers whose state settles asynchronously after a call (a resync running in a daemon)
 are polled through `settle_timeout`; the contract never sleeps a fixed time.
 
+Epochs are fencing tokens and strict: a new primary must take an epoch greater than any
+the replica has seen; equal or lower is StaleEpoch and changes nothing. Promoting a
+primary again at its own epoch is not a new promotion (idempotent).
+
 Capabilities are explicit:
 - `supports_split_brain_cycle` (class attribute): False for a scripted driver that
   cannot replay the whole disconnect / diverge / reconnect / resolve cycle; the tests
@@ -132,6 +136,58 @@ class ReplicatorContract:
         with pytest.raises(StaleEpoch):
             pair.secondary.promote(epoch=99)
         assert pair.secondary.status().role == Role.SECONDARY
+
+    def test_promote_with_an_equal_epoch_is_stale(self, pair: ReplicatorPair) -> None:
+        """Epochs are strict: a new primary takes an epoch above every one this replica
+        has seen; an equal one is refused (two primaries would share the fencing token),
+        changes nothing, and a greater one is then accepted."""
+        pair.primary.demote()
+        pair.secondary.promote(epoch=100)
+        pair.secondary.demote()
+        with pytest.raises(StaleEpoch):
+            pair.secondary.promote(epoch=100)
+        st = pair.secondary.status()
+        assert (st.role, st.epoch) == (Role.SECONDARY, 100)
+        pair.secondary.promote(epoch=101)
+        st = pair.secondary.status()
+        assert (st.role, st.epoch) == (Role.PRIMARY, 101)
+
+    def test_promote_with_a_lower_epoch_is_stale_and_records_nothing(
+        self, pair: ReplicatorPair
+    ) -> None:
+        """A lower epoch is refused without changing the role or the recorded epoch,
+        also on a primary (its fencing token never goes back)."""
+        pair.primary.demote()
+        pair.secondary.promote(epoch=100)
+        with pytest.raises(StaleEpoch):
+            pair.secondary.promote(epoch=50)  # already primary: still never lowered
+        assert pair.secondary.status().epoch == 100
+        pair.secondary.demote()
+        with pytest.raises(StaleEpoch):
+            pair.secondary.promote(epoch=50, force=True, accept_data_loss=True)
+        st = pair.secondary.status()
+        assert (st.role, st.epoch) == (Role.SECONDARY, 100)
+
+    def test_promote_without_an_epoch_takes_one_above_any_seen(self, pair: ReplicatorPair) -> None:
+        """`promote()` with no epoch (an operator by hand, no witness) must not reuse the
+        last primary's fencing token: the new primary's epoch is above every one seen."""
+        pair.primary.demote()
+        pair.secondary.promote(epoch=100)
+        pair.secondary.demote()
+        pair.secondary.promote()
+        st = pair.secondary.status()
+        assert st.role == Role.PRIMARY and st.epoch > 100, st.epoch
+
+    def test_promote_of_a_primary_at_its_own_epoch_changes_nothing(
+        self, pair: ReplicatorPair
+    ) -> None:
+        """Asking a primary again at the epoch it was promoted with is not a new
+        promotion: it stays primary at that epoch (idempotent, not refused)."""
+        pair.primary.demote()
+        pair.secondary.promote(epoch=100)
+        pair.secondary.promote(epoch=100)
+        st = pair.secondary.status()
+        assert (st.role, st.epoch) == (Role.PRIMARY, 100)
 
     def test_down_is_refused_while_primary(self, pair: ReplicatorPair) -> None:
         with pytest.raises(ReplicationError):

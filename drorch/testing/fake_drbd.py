@@ -1,11 +1,19 @@
 """A two-node DRBD 9 resource emulated behind two `CommandRunner`s (no kernel module).
 
 `FakeDrbdPair(volume, ("a1", "b1"))` gives `runners["a1"]`, `runners["b1"]` that answer
-`drbdadm up|down|primary|secondary|connect|disconnect|verify|invalidate|create-md|adjust`,
+`drbdadm up|down|primary|secondary|connect|disconnect|verify|invalidate|create-md|adjust|
+net-options`,
 `drbdsetup status RES --json`, `drbdsetup events2 [--now] --statistics RES`,
 `drbdsetup get-gi`, `dmesg`, and drorch's epoch file (`cat`/atomic `sh -c` write)
 the way DRBD does on a node: the same output formats (see tests/drbd/fixtures), the same
 error messages and exit codes. Any other command fails the test (UnexpectedCommand).
+
+With `fencing resource-only` (the volume's `fencing:`) and a `fence_peer` handler set
+(`pair.fence_peer = lambda node: exit_code`, what DRBD's rendered handler would answer),
+a Primary that loses an UpToDate peer suspends I/O (`suspended-fencing`) and runs the
+handler: exit 3/4/5/7 resumes I/O (4: the peer is Outdated), anything else keeps I/O
+suspended until `pair.run_fence_peer(node)` is answered better (DRBD's suspend-io; an
+operator's `resume-io` is not emulated).
 
 The emulation is deliberately small: resyncs complete instantly, and data generations are
 counters (a promoted node that is not connected starts a new generation, like DRBD's new
@@ -16,7 +24,7 @@ connect then goes StandAlone after calling DRBD's `initial-split-brain` helper.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +50,11 @@ class FakeDrbdNode:
     split_brain: bool = False  # the last handshake detected split brain
     verifying: bool = False
     held_open: bool = False
+    suspended: bool = False  # I/O suspended by fencing (resource-only, handler undecided)
+    fence_exits: list[int] = field(default_factory=list)  # the handler's answers so far
+    peer_outdated: bool = False
+    protocol: str = "C"  # net options (drbdadm net-options); down/up resets them
+    two_primaries: bool = False
     calls: list[tuple[str, ...]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # the node's small state files
 
@@ -55,6 +68,11 @@ class FakeDrbdPair:
         self.nodes = {n: FakeDrbdNode(n, i) for i, n in enumerate(nodes)}
         self.runners: dict[str, CommandRunner] = {n: FakeDrbdRunner(self, n) for n in nodes}
         self.module_loaded = True
+        self.fencing = volume.fencing
+        self.fence_peer: Callable[[FakeDrbdNode], int] | None = None
+        self.protocol = "C" if volume.mode.value == "sync" else "A"  # the resource file's
+        for node in self.nodes.values():
+            node.protocol = self.protocol
 
     def peer(self, name: str) -> FakeDrbdNode:
         return next(n for n in self.nodes.values() if n.name != name)
@@ -99,6 +117,20 @@ class FakeDrbdPair:
             for node in self.nodes.values():
                 if node.role == "Primary":
                     self.new_generation(node)
+                    if self.fencing == "resource-only" and self.peer(node.name).disk == "UpToDate":
+                        node.suspended = True  # DRBD: suspend-io while the handler runs
+                        self.run_fence_peer(node)
+
+    def run_fence_peer(self, node: FakeDrbdNode) -> int:
+        """Run the handler for a suspended Primary; its exit code decides (see above)."""
+        if self.fence_peer is None:
+            return -1
+        code = self.fence_peer(node)
+        node.fence_exits.append(code)
+        if code in (3, 4, 5, 7):
+            node.suspended = False
+            node.peer_outdated = code == 4
+        return code
 
     def new_generation(self, node: FakeDrbdNode) -> None:
         node.history.add(node.generation)
@@ -130,7 +162,8 @@ class FakeDrbdPair:
                 "name": self.resource,
                 "node-id": me.node_id,
                 "role": me.role,
-                "suspended": False,
+                "suspended": me.suspended,
+                "suspended-fencing": me.suspended,
                 "write-ordering": "flush",
                 "devices": [
                     {
@@ -175,7 +208,8 @@ class FakeDrbdPair:
         state = "Connecting" if connecting else conn["connection-state"]
         res, peer_id, pname = self.resource, conn["peer-node-id"], conn["name"]
         return [
-            f"exists resource name:{res} role:{st['role']} suspended:no write-ordering:flush",
+            f"exists resource name:{res} role:{st['role']} "
+            f"suspended:{'fencing' if me.suspended else 'no'} write-ordering:flush",
             f"exists connection name:{res} peer-node-id:{peer_id} conn-name:{pname} "
             f"connection:{state} role:{conn['peer-role']}",
             f"exists device name:{res} volume:0 minor:0 disk:{me.disk} client:no quorum:yes "
@@ -228,12 +262,12 @@ class FakeDrbdRunner(CommandRunner):
             if not self.me.up:
                 return self._result(argv, 10, err=f"{res}: No such resource\n")
             return self._result(argv, out=self.pair.gi(self.me))
-        if len(argv) == 2 and argv[0] == "cat" and argv[1].endswith(".epoch"):
+        if len(argv) == 2 and argv[0] == "cat" and argv[1].endswith((".epoch", ".net")):
             if argv[1] in self.me.files:
                 return self._result(argv, out=self.me.files[argv[1]])
             return self._result(argv, 1, err=f"cat: {argv[1]}: No such file or directory\n")
-        if argv[:2] == ["sh", "-c"] and len(argv) == 7 and argv[5].endswith(".epoch"):
-            self.me.files[argv[5]] = f"{argv[6]}\n"  # drorch's epoch file (epoch_store)
+        if argv[:2] == ["sh", "-c"] and len(argv) == 7 and argv[5].endswith((".epoch", ".net")):
+            self.me.files[argv[5]] = f"{argv[6]}\n"  # drorch's epoch / net-options files
             return self._result(argv)
         if argv == ["dmesg"]:
             return self._result(argv, out="")
@@ -282,8 +316,10 @@ class FakeDrbdRunner(CommandRunner):
                     argv, -12, EXIT_STATE, "Device is held open by someone", f"drbdsetup down {res}"
                 )
             me.up, me.wants_connection, me.role = False, False, "Secondary"
+            me.protocol, me.two_primaries = pair.protocol, False
         elif op == "primary":
-            if pair.connected() and peer.role == "Primary":
+            two = me.two_primaries and peer.two_primaries
+            if pair.connected() and peer.role == "Primary" and not two:
                 return self._fail(
                     argv,
                     -1,
@@ -331,10 +367,31 @@ class FakeDrbdRunner(CommandRunner):
             me.verifying = True
         elif op == "invalidate":
             me.generation, me.history = peer.generation, set(peer.history)
+        elif op == "net-options":
+            return self._net_options(argv, opts)
         elif op in ("create-md", "adjust"):
             pass
         else:
             raise UnexpectedCommand(f"fake drbdadm cannot {op}")
+        return self._result(argv)
+
+    def _net_options(self, argv: list[str], opts: list[str]) -> CommandResult:
+        """`--allow-two-primaries=yes|no`, `--protocol=A|C`; DRBD's own refusals."""
+        me, res = self.me, self.pair.resource
+        if not me.up:
+            return self._result(argv, 10, err=f"{res}: No such resource\n")
+        values = dict(o.removeprefix("--").split("=", 1) for o in opts if "=" in o)
+        protocol = values.get("protocol", me.protocol)
+        two = values.get("allow-two-primaries", "yes" if me.two_primaries else "no") == "yes"
+        if two and protocol != "C":
+            peer_id = self.pair.peer(me.name).node_id
+            return self._result(
+                argv,
+                10,
+                err=f"{res}: Failure: (139) Protocol C required\n"
+                f"Command 'drbdsetup net-options {res} {peer_id}' terminated with exit code 10\n",
+            )
+        me.protocol, me.two_primaries = protocol, two
         return self._result(argv)
 
     def stream(self, argv: Sequence[str], *, timeout: float | None = None) -> Iterator[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drorch.agent.loop import LeaseState
+from drorch.agent.view import LeaseState
 from drorch.clock import Clock
 from drorch.quorum.grants import GrantBook
 from drorch.quorum.lease import default_safety_margin

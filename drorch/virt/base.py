@@ -8,14 +8,18 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from drorch.model.states import VMState as VMState  # re-exported; defined there
+from drorch.model.types import MigrationPolicy
 
 
 @dataclass(frozen=True)
-class MigrationOptions:
-    """How to live-migrate. Times in seconds; bandwidth in MiB/s (0 = unlimited).
+class MigrationOptions(MigrationPolicy):
+    """How to live-migrate: the cluster's `MigrationPolicy` (the config's `migration:`,
+    one definition of each setting and its default) plus what one call decides. Times in
+    seconds; bandwidth in MiB/s (0 = unlimited).
 
     Convergence (see `drorch.virt.convergence.ConvergencePolicy`): start at `max_downtime`;
     when the data remaining has not fallen for `stall_iterations` iterations, raise the
@@ -25,19 +29,17 @@ class MigrationOptions:
     `allow_postcopy`, else abort and leave the VM running at the source.
     """
 
-    max_downtime: float = 0.3
-    downtime_ceiling: float = 2.0
-    downtime_steps: int = 4
-    stall_iterations: int = 3
-    auto_converge: bool = True
     adaptive: bool = True
-    allow_postcopy: bool = False
-    bandwidth_mibps: int = 0
-    deadline: float = 600.0
     dest_xml: str | None = None
     dest_uri: str | None = None
     shared_storage: bool = True
     switch_margin: float = 1.0
+
+    @classmethod
+    def from_policy(cls, policy: MigrationPolicy, **overrides: Any) -> MigrationOptions:
+        """The policy's settings (every field, no copy by hand) with `overrides`."""
+        base = {f.name: getattr(policy, f.name) for f in fields(MigrationPolicy)}
+        return cls(**{**base, **overrides})
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,11 @@ class Hypervisor(ABC):
     @abstractmethod
     def destroy(self, vm: str) -> None:
         """Power off at once. No-op if not running; NoSuchVM if undefined."""
+
+    def undefine(self, vm: str) -> None:
+        """Remove a stopped VM's definition (the test-recovery drill's copies).
+        NoSuchVM if undefined; HypervisorError if running or not supported."""
+        raise HypervisorError(f"{type(self).__name__} cannot undefine {vm}")
 
     @abstractmethod
     def migrate_live(

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from drorch.registry import Registry, subclass_of
+from drorch.virt.base import Hypervisor
 
 if TYPE_CHECKING:
     from drorch.environment import Environment
     from drorch.model.types import Cluster, Site
-    from drorch.virt.base import Hypervisor
 
-HYPERVISOR_DRIVERS: dict[str, str] = {
-    "sim": "drorch.virt.sim:SimHypervisor",
-    "libvirt": "drorch.virt.libvirt:LibvirtHypervisor",
-}
+HYPERVISOR_DRIVERS: Registry[type[Hypervisor]] = Registry(
+    "hypervisor driver",
+    {
+        "sim": "drorch.virt.sim:SimHypervisor",
+        "libvirt": "drorch.virt.libvirt:LibvirtHypervisor",
+    },
+    subclass_of(Hypervisor),
+)
 
 
 def open_hypervisor(cluster: Cluster, site: Site, env: Environment) -> Hypervisor:
     """Build the hypervisor of `site`; the class takes (cluster, site, env)."""
-    module_name, _, attr = HYPERVISOR_DRIVERS[cluster.hypervisor.driver].partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
+    cls: type[Any] = HYPERVISOR_DRIVERS.load(cluster.hypervisor.driver)
     hypervisor: Hypervisor = cls(cluster, site, env)
     return hypervisor

@@ -1,6 +1,6 @@
-"""What must hold before a VM is cold-started at a site (`vm failover-start`): the same
-checks for the real run and its dry run, as coded refusals; `--force` with
-`--accept-data-loss` overrides only the forceable ones."""
+"""What must hold before a VM is cold-started at a site (`vm failover-start`) or
+live-migrated to one (`vm migrate`): the same checks for the real run and its dry run,
+as coded refusals; `--force` with `--accept-data-loss` overrides only the forceable ones."""
 
 from __future__ import annotations
 
@@ -48,6 +48,30 @@ def failover_refusals(
                     True,
                 )
             )
+    advice = f"promote it first (`drorch repl promote` or `drorch failover --to {to}`)"
+    out += volume_refusals(cluster, env, vm, to, f"{vm.name} would boot from", advice)
+    return out
+
+
+def migrate_refusals(cluster: Cluster, env: Environment, vm: VM, to: str) -> list[Refusal]:
+    """A live migration hands the running guest its disks at `to`: each volume must be
+    primary there already, beside the source's primary (a dual-primary hand-over that
+    `drorch migrate` opens). Onto a secondary the guest would resume on a disk that
+    site may not write: refused, not forceable."""
+    advice = (
+        f"open a hand-over first: `drorch migrate --to {to}` moves the site (each VM with"
+        f" its volumes); by hand, `drorch repl allow-two-primaries` at the source, then"
+        f" `drorch repl promote` at {to}"
+    )
+    return volume_refusals(cluster, env, vm, to, f"{vm.name} would resume on", advice)
+
+
+def volume_refusals(
+    cluster: Cluster, env: Environment, vm: VM, to: str, what: str, advice: str
+) -> list[Refusal]:
+    """Each of `vm`'s volumes that is not primary at `to` (not forceable), or that no
+    one could ask there (forceable)."""
+    out: list[Refusal] = []
     nodes = {n.name for n in cluster.site(to).nodes}
     for vol_name in vm.volumes:
         vol = cluster.volume(vol_name)
@@ -71,9 +95,8 @@ def failover_refusals(
             out.append(
                 Refusal(
                     "volume-not-primary",
-                    f"volume {vol_name} is {role} at {to}: {vm.name} would boot from a disk"
-                    f" that is not this site's to write; promote it first"
-                    f" (`drorch repl promote` or `drorch failover --to {to}`)",
+                    f"volume {vol_name} is {role} at {to}: {what} a disk that is not this"
+                    f" site's to write; {advice}",
                     False,
                 )
             )

@@ -57,7 +57,7 @@ from drorch.virt.libvirt_migrate import (
     run_migration,
 )
 from drorch.virt.libvirt_request import migration_request
-from drorch.virt.xmlmap import remap_disks, with_uuid
+from drorch.virt.xmlmap import remap_disks, site_path_map, with_uuid
 
 DEFAULT_URI = "qemu:///system"
 
@@ -82,6 +82,13 @@ class LibvirtHypervisor(Hypervisor):
             for other, path in volume.paths.items():
                 if other != node.name:
                     paths[absolute(path)] = absolute(mine)
+        # NBD exports too (pyrepl): the other site's export -> this site's, so a guest that
+        # live-migrates here writes to this site's replica, not to the one being demoted
+        for vm in cluster.vms:
+            for other_site in cluster.sites:
+                if other_site.name != site.name:
+                    nbd = site_path_map(cluster, vm, other_site.name, site.name)
+                    paths |= {k: v for k, v in nbd.items() if k.startswith("nbd://")}
         self._setup(
             site.name,
             uri,

@@ -101,13 +101,37 @@ class SimGuest:
         return cls(name, memory, dirty * MIB, min(working_set, memory), acpi, shutdown)
 
 
-def sim_domain_xml(vm: VM) -> str:
-    """A minimal domain XML for a cluster VM (what the sim defines on first use)."""
+def sim_domain_xml(vm: VM, cluster: Cluster | None = None, site: str | None = None) -> str:
+    """A minimal domain XML for a cluster VM (what the sim defines on first use): with
+    `cluster` and `site`, a disk per volume (its replica at that site's node) and an
+    interface on the site's first network, as a real definition at that site has."""
+    devices = ""
+    if cluster is not None and site is not None:
+        nodes = [n.name for n in cluster.site(site).nodes]
+        for i, name in enumerate(vm.volumes):
+            volume = next((v for v in cluster.volumes if v.name == name), None)
+            path = (
+                next((volume.paths[n] for n in nodes if n in volume.paths), None)
+                if volume
+                else None
+            )
+            if path is not None:
+                devices += (
+                    f"    <disk type='file' device='disk'><source file='{escape(path)}'/>"
+                    f"<target dev='vd{chr(ord('a') + i)}' bus='virtio'/></disk>\n"
+                )
+        networks = list(cluster.site(site).networks.values())
+        if networks:
+            devices += (
+                f"    <interface type='bridge'><source bridge='{escape(networks[0])}'/>"
+                "</interface>\n"
+            )
     return (
         f"<domain type='qemu'>\n  <name>{escape(vm.domain)}</name>\n"
         f"  <memory unit='MiB'>{vm.memory_mib}</memory>\n  <vcpu>1</vcpu>\n"
         f"  <features><acpi/></features>\n"
-        f"  <metadata><sim:guest xmlns:sim='{SIM_NS}' "
+        + (f"  <devices>\n{devices}  </devices>\n" if devices else "")
+        + f"  <metadata><sim:guest xmlns:sim='{SIM_NS}' "
         f"dirty_rate_mibps='{vm.dirty_rate_mibps:g}'/></metadata>\n</domain>\n"
     )
 
@@ -146,14 +170,14 @@ class SimHypervisor(Hypervisor):
                 return path.read_text(encoding="utf-8")
             if vm.xml.lstrip().startswith("<"):
                 return vm.xml
-        return sim_domain_xml(vm)
+        return sim_domain_xml(vm, self.cluster, self.site)
 
     def _model(self, name: str) -> VM | None:
         return next((v for v in self.cluster.vms if v.domain == name), None)
 
     def _record(self, vm: str) -> dict[str, str]:
         self._reach()
-        record = self.store.read().get(vm)
+        record = self.store.get(vm)
         if record is None:
             raise NoSuchVM(f"{vm} is not defined at site {self.site}")
         return record
@@ -195,7 +219,7 @@ class SimHypervisor(Hypervisor):
 
     def state(self, vm: str) -> VMState:
         self._reach()
-        record = self.store.read().get(vm)
+        record = self.store.get(vm)
         return VMState.UNDEFINED if record is None else VMState(record["state"])
 
     def define(self, xml: str) -> str:
@@ -214,7 +238,7 @@ class SimHypervisor(Hypervisor):
             if peer.is_down:
                 continue  # a lost site runs nothing
             try:
-                record = peer.read().get(vm)
+                record = peer.get(vm)
             except SimStateError:
                 continue  # a site we cannot read we cannot see (cold_start reports it)
             if record and record["state"] in (VMState.RUNNING, VMState.PAUSED):
@@ -246,6 +270,15 @@ class SimHypervisor(Hypervisor):
             if vm not in records:
                 raise NoSuchVM(f"{vm} is not defined at site {self.site}")
             records[vm]["state"] = VMState.SHUTOFF.value
+
+    def undefine(self, vm: str) -> None:
+        self._reach()
+        with self.store.update() as records:
+            if vm not in records:
+                raise NoSuchVM(f"{vm} is not defined at site {self.site}")
+            if records[vm]["state"] in (VMState.RUNNING.value, VMState.PAUSED.value):
+                raise HypervisorError(f"{vm} is {records[vm]['state']} at site {self.site}")
+            del records[vm]
 
     def export_xml(self, vm: str) -> str:
         return self._record(vm)["xml"]

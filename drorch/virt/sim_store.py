@@ -20,6 +20,7 @@ from typing import Any
 
 from drorch.virt.base import HypervisorError, VMState
 
+_READ_CACHE: dict[Path, tuple[tuple[int, int, int], Records]] = {}
 FORMAT = 1
 STATES = frozenset(s.value for s in VMState if s is not VMState.UNDEFINED)
 
@@ -57,6 +58,7 @@ class SimStateStore:
             self.down_path.unlink(missing_ok=True)
 
     def _load(self) -> Records:
+        _READ_CACHE.pop(self.path, None)
         try:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -103,8 +105,28 @@ class SimStateStore:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def read(self) -> Records:
-        """A snapshot of the records (no lock needed: files are replaced atomically)."""
-        return self._load()
+        """A snapshot of the records (no lock needed: files are replaced atomically).
+        Parsed once per version of the file: a replaced file has a new inode, so
+        (inode, mtime, size) tells whether the cached parse still holds."""
+        return {k: dict(v) for k, v in self._cached().items()}
+
+    def get(self, vm: str) -> dict[str, str] | None:
+        """One VM's record (a copy), or None: what read().get(vm) gives, without copying
+        every record."""
+        record = self._cached().get(vm)
+        return None if record is None else dict(record)
+
+    def _cached(self) -> Records:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = _READ_CACHE.get(self.path)
+        if cached is None or cached[0] != key:
+            cached = (key, self._load())
+            _READ_CACHE[self.path] = cached
+        return cached[1]
 
     @contextlib.contextmanager
     def update(self) -> Iterator[Records]:

@@ -34,9 +34,14 @@ class SimFaultError(Exception):
     """The fault cannot be applied as asked (unknown site/VM/volume, wrong driver)."""
 
 
+class SimUsageError(SimFaultError):
+    """Asked of something that is not there: an unknown site, VM or volume, or a cluster
+    that is not simulated (the CLI's usage exit, 2)."""
+
+
 def world_dir(cluster: Cluster, env: Environment) -> Path:
     if cluster.hypervisor.driver != "sim":
-        raise SimFaultError(
+        raise SimUsageError(
             "drorch sim changes only a simulated cluster (hypervisor.driver: sim); this one"
             f" uses {cluster.hypervisor.driver}"
         )
@@ -54,7 +59,7 @@ def _site(cluster: Cluster, site: str) -> str:
         return cluster.site(site).name
     except KeyError:
         names = ", ".join(s.name for s in cluster.sites)
-        raise SimFaultError(f"no site {site!r} (sites: {names})") from None
+        raise SimUsageError(f"no site {site!r} (sites: {names})") from None
 
 
 def power_off(cluster: Cluster, env: Environment, site: str) -> list[str]:
@@ -97,17 +102,23 @@ def break_replication(cluster: Cluster, env: Environment, volume: str) -> None:
     try:
         vol = cluster.volume(volume)
     except KeyError:
-        raise SimFaultError(f"no volume {volume!r}") from None
+        raise SimUsageError(f"no volume {volume!r}") from None
     for node in vol.paths:
         env.replicators[(vol.name, node)].disconnect()
     _events(d, f"break-replication {volume}")
 
 
-def crash_vm(cluster: Cluster, env: Environment, name: str) -> str:
+def crash_vm(
+    cluster: Cluster, env: Environment, name: str, state: VMState = VMState.CRASHED
+) -> str:
+    """The guest dies where it runs: libvirt's `crashed`, or `shutoff` (its default
+    on_crash, or the guest OS powering off). Returns the site."""
+    if state not in (VMState.CRASHED, VMState.SHUTOFF):
+        raise SimUsageError(f"a guest dies to crashed or shutoff, not {state.value}")
     d = world_dir(cluster, env)
     vm = next((v for v in cluster.vms if name in (v.name, v.domain)), None)
     if vm is None:
-        raise SimFaultError(f"no VM {name!r}")
+        raise SimUsageError(f"no VM {name!r}")
     for s in cluster.sites:
         store = SimStateStore(d, s.name)
         if store.is_down or not store.exists:
@@ -115,10 +126,26 @@ def crash_vm(cluster: Cluster, env: Environment, name: str) -> str:
         with store.update() as records:
             rec = records.get(vm.domain)
             if rec is not None and rec["state"] in (VMState.RUNNING.value, VMState.PAUSED.value):
-                rec["state"] = VMState.CRASHED.value
-                _events(d, f"crash-vm {vm.name} at {s.name}")
+                rec["state"] = state.value
+                _events(d, f"crash-vm {vm.name} at {s.name} ({state.value})")
                 return s.name
     raise SimFaultError(f"VM {vm.name} is not running at any reachable site")
+
+
+def sim_witness_down(cluster: Cluster, env: Environment) -> str | None:
+    """Why the simulated witness answers nobody (`drorch sim kill-witness`), or None.
+    Only where it stands for the witness: a cluster whose witness has client certs is
+    asked for real, whatever the simulator says."""
+    w = cluster.witness
+    if w is None or (w.cert and w.key):
+        return None
+    try:
+        d = world_dir(cluster, env)
+    except SimFaultError:
+        return None
+    if not (d / "sim-witness.down").exists():
+        return None
+    return "the simulated witness is down: `drorch sim kill-witness`"
 
 
 def sim_fencing(

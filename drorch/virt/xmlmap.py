@@ -11,8 +11,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from drorch.model.types import VM, Cluster, Driver, Site, Volume
 from drorch.virt.base import HypervisorError
 
 # <disk type=...> -> the <source> attribute that holds its local path
@@ -161,3 +163,127 @@ def nbd_disk_xml(export: str, host: str, port: int, target: str = "vda") -> str:
     ET.SubElement(source, "host", name=host, port=str(port))
     ET.SubElement(disk, "target", dev=target, bus="virtio")
     return ET.tostring(disk, encoding="unicode")
+
+
+# -- the definition for the other site --------------------------------------------------
+
+DRORCH_NS = "https://drorch.dev/xml/site/1"
+
+
+def site_path_map(
+    cluster: Cluster, vm: VM, from_site: str, to_site: str, base_dir: Path | None = None
+) -> dict[str, str]:
+    """Each of the VM's volume paths at `from_site` -> the same volume's path at
+    `to_site` (as written in the config, and resolved against `base_dir` when relative)."""
+    src = {n.name for n in cluster.site(from_site).nodes}
+    dst = [n.name for n in cluster.site(to_site).nodes]
+    mapping: dict[str, str] = {}
+    for name in vm.volumes:
+        volume = next((v for v in cluster.volumes if v.name == name), None)
+        if volume is None:
+            continue
+        there = next((volume.paths[n] for n in dst if n in volume.paths), None)
+        if there is None:
+            continue
+        for node, here in volume.paths.items():
+            if node in src:
+                mapping[here] = there
+                if base_dir is not None and not here.startswith("/"):
+                    mapping[str(base_dir / here)] = str(base_dir / there)
+        mapping |= _nbd_export_map(cluster, volume, src, dst)
+    return mapping
+
+
+def _nbd_export_map(
+    cluster: Cluster, volume: Volume, src: set[str], dst: list[str]
+) -> dict[str, str]:
+    """A pyrepl volume's NBD export at the source site -> its export at the target site
+    (where `drorch repl serve` listens: the node's replication_address, else loopback
+    for a local node; port `pyrepl.nbd_port` + the node's index in `paths`)."""
+    if volume.driver is not Driver.PYREPL or volume.pyrepl.nbd_port is None:
+        return {}
+    names = list(volume.paths)
+
+    def export(node_name: str) -> str | None:
+        node = cluster.node(node_name)[1]
+        host = node.replication_address or ("127.0.0.1" if node.is_local else None)
+        if host is None:
+            return None
+        port = volume.pyrepl.nbd_port + names.index(node_name)  # type: ignore[operator]
+        return nbd_key(host, port, volume.name)
+
+    there = next((export(n) for n in dst if n in volume.paths), None)
+    if there is None:
+        return {}
+    return {k: there for n in names if n in src and (k := export(n)) is not None}
+
+
+def remap_networks(
+    root: ET.Element, from_networks: Mapping[str, str], to_networks: Mapping[str, str]
+) -> list[str]:
+    """Rewrite `<interface>` sources (libvirt network or bridge) named in the source
+    site's `networks:` to the target site's network of the same meaning."""
+    by_name = {real: key for key, real in from_networks.items()}
+    changes: list[str] = []
+    for interface in root.iterfind("./devices/interface"):
+        source = interface.find("source")
+        attr = {"network": "network", "bridge": "bridge"}.get(interface.get("type", ""))
+        if source is None or attr is None:
+            continue
+        old = source.get(attr)
+        key = by_name.get(old or "")
+        if old is None or key is None or key not in to_networks or to_networks[key] == old:
+            continue
+        source.set(attr, to_networks[key])
+        changes.append(f"interface {attr} {old} -> {to_networks[key]} ({key})")
+    return changes
+
+
+def _set_site_metadata(root: ET.Element, site: Site) -> str:
+    """`<metadata><drorch:site name=... libvirt_uri=... migration_uri=...>`: which site
+    this definition is for, and how that site's libvirtd is reached."""
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = ET.SubElement(root, "metadata")
+    tag = f"{{{DRORCH_NS}}}site"
+    for old in metadata.findall(tag):
+        metadata.remove(old)
+    node = site.nodes[0]
+    attrs = {"name": site.name}
+    if node.libvirt_uri:
+        attrs["libvirt_uri"] = node.libvirt_uri
+    if node.migration_uri:
+        attrs["migration_uri"] = node.migration_uri
+    ET.SubElement(metadata, tag, attrs)
+    uris = ", ".join(f"{k} {v}" for k, v in attrs.items() if k != "name")
+    return f"metadata: site {site.name}" + (f" ({uris})" if uris else "")
+
+
+def _keep_prefixes(xml: str) -> None:
+    """Write namespaces back with the prefixes the XML uses (ElementTree would say ns0)."""
+    import io
+
+    ET.register_namespace("drorch", DRORCH_NS)
+    try:
+        for _event, (prefix, uri) in ET.iterparse(io.StringIO(xml), events=("start-ns",)):
+            if prefix and not prefix.startswith("ns") and uri != DRORCH_NS:
+                ET.register_namespace(prefix, uri)
+    except (ET.ParseError, ValueError):
+        return  # _parse reports it
+
+
+def for_site(
+    xml: str, cluster: Cluster, vm: VM, from_site: str, to_site: str, base_dir: Path | None = None
+) -> tuple[str, list[str]]:
+    """The domain XML as defined at `from_site`, made for `to_site`: disk sources to the
+    replica there, interfaces to that site's networks, and the site (with its libvirt and
+    migration URIs) in drorch's metadata. Returns the XML and one line per change."""
+    _keep_prefixes(xml)
+    text, changes = remap_disks(xml, site_path_map(cluster, vm, from_site, to_site, base_dir))
+    root = _parse(text)
+    changes += remap_networks(
+        root, cluster.site(from_site).networks, cluster.site(to_site).networks
+    )
+    changes.append(_set_site_metadata(root, cluster.site(to_site)))
+    ET.indent(root, space="  ")
+    return ET.tostring(root, encoding="unicode") + "\n", changes

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,22 +20,7 @@ import pytest
 import yaml
 
 from drorch.quorum.tls import generate_self_signed
-
-
-def _two_free_ports() -> int:
-    for _ in range(50):  # bounded
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base > 65000:
-            continue
-        try:
-            with socket.socket() as t:
-                t.bind(("127.0.0.1", base + 1))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports")
+from tests.ports import free_port_block
 
 
 def _drorch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,7 +46,7 @@ def lab(tmp_path: Path, repo_root: Path) -> Iterator[dict[str, Any]]:
         for node in site["nodes"]:
             generate_self_signed(node["name"], tmp_path / "agents")
             node["agent_cert"] = f"agents/{node['name']}.crt"
-    data["agent"] = {"port": _two_free_ports(), "heartbeat": "200ms", "member_timeout": "1s"}
+    data["agent"] = {"port": free_port_block(2), "heartbeat": "200ms", "member_timeout": "1s"}
     data["fencing"].update({"watchdog_timeout": "2s", "margin": "1s"})
     cfg = tmp_path / "lab.yaml"
     cfg.write_text(yaml.safe_dump(data))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from drorch.agent.loop import Agent
+from drorch.agent.membership import MemberTable
 from drorch.decide.agent import SelfFenceDecision, Takeover, TakeoverAction
 from drorch.model.loader import parse_cluster_text
 from drorch.model.types import Cluster, FailoverMode
@@ -38,6 +39,7 @@ class World:
     partitioned: bool = False
     dead: set[str] = field(default_factory=set)
     history: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+    failovers: list[str] = field(default_factory=list)  # sites that ran site-failover
 
     def members(self, node: str) -> tuple[str, ...]:
         if self.partitioned:
@@ -78,6 +80,7 @@ def _agents(
         dog, kernel = fake_linux_watchdog(world.clock)
 
         def failover(t: Takeover, epoch: int, site: str = site) -> bool:
+            world.failovers.append(site)
             world.primary[site] = {"db"}
             return True
 
@@ -234,3 +237,111 @@ def test_an_outdated_survivor_refuses_to_take_over(world: World, tmp_path: Path)
     b = agents["B"].last
     assert b is not None and b.takeover.action is TakeoverAction.REFUSED
     assert b.takeover.reason.startswith("the witness marks dbdata at B outdated")
+
+
+def test_the_active_site_does_not_take_over_an_idle_lost_peer(world: World, tmp_path: Path) -> None:
+    agents, _ = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)
+    world.dead = {"B"}  # the idle recovery site is lost
+    _run(world, agents, 30)
+    assert world.primary == {"A": {"db"}, "B": set()}
+    assert world.failovers == [], "the active site ran a takeover of an idle peer"
+    a = agents["A"].last
+    assert a is not None and a.takeover.action is TakeoverAction.NONE
+    assert a.takeover.reason == "site A already runs the cluster"
+
+
+def test_manual_failover_done_by_an_operator_makes_the_survivor_active(
+    world: World, tmp_path: Path
+) -> None:
+    agents, _ = _agents(world, _cluster(failover="manual"), tmp_path)
+    _run(world, agents, 3)
+    world.dead = {"A"}
+    world.primary["A"].clear()
+    _run(world, agents, 25)
+    b = agents["B"].last
+    assert b is not None and b.takeover.action is TakeoverAction.READY
+    world.primary["B"] = {"db"}  # `drorch failover --to B` ran
+    _run(world, agents, 2)
+    b = agents["B"].last
+    assert b is not None and b.takeover.reason == "site B already runs the cluster"
+    assert world.failovers == []
+
+
+class HandoverResources(Resources):
+    """A live move's target: its primary entries write only while the peer cannot (the
+    replication link's word, `EnvResources.handover`)."""
+
+    @property
+    def handover(self) -> dict[str, str]:
+        return {
+            p: f"{p}: second primary of a connected live hand-over"
+            for p in self.w.primary[self.site]
+        }
+
+
+def test_a_hand_over_target_that_hears_its_peer_runs_on_and_one_that_does_not_fences(
+    world: World, tmp_path: Path
+) -> None:
+    """The failback's move back to A: the guest and the second primary arrive at A while
+    B holds the lease. Fed and not fenced while A's agent hears B's (the lab's failback
+    self-fence was A not hearing B, through a WAN proxy that swallowed B's beats); once
+    A stops hearing B, the same state is a primary without quorum: A fences itself."""
+    world.primary = {"A": set(), "B": {"db"}}
+    agents, kernels = _agents(world, _cluster(), tmp_path)
+    agents["A"].resources = HandoverResources(world, "A")
+    agents = {"B": agents["B"], "A": agents["A"]}  # B asks the witness first: B holds it
+    _run(world, agents, 15)
+    lease = agents["B"].lease_source.lease()  # type: ignore[union-attr]
+    assert lease.held and lease.holder == "B"
+    world.primary["A"] = {"db"}  # promoted beside B, the guest arrived
+    _run(world, agents, 10)
+    report = agents["A"].last
+    assert report is not None and not report.self_fence.fence, report.self_fence.reason
+    assert world.primary["A"] == {"db"} and report.feed.feed, report.feed.reason
+    # the witness naming B is the hand-over, not a self-audit problem (it is one for a
+    # primary the replication link does not cover)
+    assert report.watchdog["armed"] and not report.acted, report.acted
+    assert not kernels["A"].fired
+
+    heard = world.members
+    world.members = lambda node: ("a1",) if node == "a1" else heard(node)  # type: ignore[method-assign]
+    _run(world, agents, 3)
+    assert world.primary["A"] == set(), "A ran primary without quorum, hearing nobody"
+    assert world.primary["B"] == {"db"}
+
+
+def test_a_one_way_membership_link_is_no_majority(world: World, tmp_path: Path) -> None:
+    """B stops hearing A while A still hears B, and A is cut off from the witness. With
+    membership counted one way, A kept "majority: 2 of 2" and ran on while B, alone,
+    took the lease and took over: both primary for 90 s of this story. Membership is
+    mutual (drorch.agent.membership: each beat says whom its sender hears), so A is
+    alone, cannot renew, and its watchdog fences it before B takes over."""
+    tables = {n: MemberTable(n, member_timeout=2.0, clock=world.clock) for n in ("a1", "b1")}
+    cut: set[tuple[str, str]] = set()  # (from, to): beats that do not arrive
+    seq = {"a1": 0, "b1": 0}
+
+    def beat() -> None:
+        for src, dst in (("a1", "b1"), ("b1", "a1")):
+            seq[src] += 1
+            if (src, dst) not in cut:
+                tables[dst].heard(src, seq[src], dst in tables[src].heard_from())
+
+    agents, kernels = _agents(world, _cluster(), tmp_path)
+    for site, node in (("A", "a1"), ("B", "b1")):
+        agents[site].members = tables[node].members
+    for _ in range(60 * 4):  # bounded: 60 s of fake time, 4 cycles a second
+        if world.clock.monotonic() - 1000 >= 15 and not cut:
+            cut.add(("a1", "b1"))
+            world.witness.cut_off = {"A"}
+        beat()
+        for site, agent in agents.items():
+            if kernels[site].fired:
+                world.primary[site].clear()  # the watchdog reset the node: it writes no more
+            else:
+                agent.cycle()
+        world.record()
+        world.clock.advance(0.25)
+    _never_both(world)
+    assert world.primary == {"A": set(), "B": {"db"}} and world.failovers == ["B"]
+    assert kernels["A"].fired and not kernels["B"].fired

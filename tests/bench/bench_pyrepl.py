@@ -12,6 +12,11 @@ files, and the second file of the fsync probes, to another file system):
      copy-mode=write-blocking to a secondary qemu-storage-daemon over NBD (the peer for
      pyrepl sync: ratio target <= 1.0x), and copy-mode=background (the peer for async)
 
+  6. with DRORCH_BENCH_BASELINE=CHECKOUT (e.g. a `git worktree` of the commit before a
+     change): "pyrepl sync baseline", the same sync pair run from that checkout, in the
+     same rounds. The fencing freeze must not slow the connected path: sync 4 KiB latency
+     within 5% of the baseline's.
+
 Figures: 1 MiB sequential writes (MiB/s, queue depth 4) and 4 KiB synchronous writes
 (`-t writethrough`: every write is FUA; latency = median over runs of elapsed/count).
 The physical limit of a sync write is one local fsync plus one loopback round trip,
@@ -46,7 +51,7 @@ except ImportError:  # run as a script: python tests/bench/bench_pyrepl.py
     from qsd_mirror import mirror_checks, mirror_idle, qsd_mirror  # type: ignore[no-redef]
 
 SIZE_MIB = 256
-RUNS = 7
+RUNS = int(os.environ.get("DRORCH_BENCH_RUNS", "7"))
 SEQ_COUNT = 256  # 1 MiB writes per run
 SYNC_COUNT = 1000  # 4 KiB writes per run
 REPO = Path(__file__).resolve().parents[2]
@@ -137,7 +142,13 @@ def backing_dir(root: Path, role: str) -> Path:
 
 
 def serve(
-    root: Path, label: str, role: str, mode: str, peer: int | None, nbd: bool
+    root: Path,
+    label: str,
+    role: str,
+    mode: str,
+    peer: int | None,
+    nbd: bool,
+    repo: Path = REPO,
 ) -> tuple[subprocess.Popen[bytes], int, int]:
     listen, nbd_port = free_port(), free_port()
     argv = [
@@ -166,7 +177,8 @@ def serve(
     if nbd:
         argv += ["--nbd", f"127.0.0.1:{nbd_port}"]
     log = open(root / f"{label}.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO)
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=repo, env=env)
     log.close()
     wait_port(listen)
     return proc, listen, nbd_port
@@ -217,16 +229,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def pyrepl(root: Path, mode: str | None) -> Iterator[Target]:
-    """mode None: standalone primary. Else a primary `a` with a secondary `b`."""
+def pyrepl(root: Path, mode: str | None, repo: Path = REPO, suffix: str = "") -> Iterator[Target]:
+    """mode None: standalone primary. Else a primary `a` with a secondary `b`; `repo`:
+    the checkout whose drorch serves (a baseline to compare with)."""
     procs: list[subprocess.Popen[bytes]] = []
     try:
         peer = None
         if mode is not None:
-            b, peer, _ = serve(root, f"b-{mode}", "secondary", mode, None, nbd=False)
+            b, peer, _ = serve(root, f"b-{mode}{suffix}", "secondary", mode, None, False, repo)
             procs.append(b)
-        label = f"a-{mode or 'standalone'}"
-        a, _, nbd_port = serve(root, label, "primary", mode or "async", peer, nbd=True)
+        label = f"a-{mode or 'standalone'}{suffix}"
+        a, _, nbd_port = serve(root, label, "primary", mode or "async", peer, True, repo)
         procs.append(a)
         wait_port(nbd_port)
 
@@ -332,6 +345,11 @@ def main() -> int:
         }
         for mode in (None, "async", "sync"):
             targets[f"pyrepl {mode or 'standalone'}"] = stack.enter_context(pyrepl(root, mode))
+        baseline = os.environ.get("DRORCH_BENCH_BASELINE")
+        if baseline:
+            targets["pyrepl sync baseline"] = stack.enter_context(
+                pyrepl(root, "sync", Path(baseline).resolve(), "-baseline")
+            )
         for copy_mode in ("write-blocking", "background"):  # QEMU's mirror: the peers
             label = f"qsd-{copy_mode}"
             uri, pids = stack.enter_context(
@@ -457,8 +475,25 @@ def report(results: dict[str, dict[str, float]], limits: Limits, server_us: floa
         f"primary async {asyn['cpu_ms_per_mib']:.2f} ms + secondary "
         f"{asyn['peer_ms_per_mib']:.2f} ms, on the same {os.cpu_count()} cores as the client"
     )
+    base = results.get("pyrepl sync baseline")
+    baseline_checks = []
+    if base is not None:
+        print(
+            f"pyrepl sync (fencing resource-only) vs the baseline checkout, 4KiB sync: "
+            f"{sync['sync4k_us']:.0f} vs {base['sync4k_us']:.0f} us = "
+            f"{sync['sync4k_us'] / base['sync4k_us']:.3f}x"
+        )
+        baseline_checks.append(
+            (
+                "sync 4KiB latency within 5% of the baseline (connected path)",
+                sync["sync4k_us"] / base["sync4k_us"],
+                1.05,
+                False,
+            )
+        )
     checks = [
         *mirror_checks(results),
+        *baseline_checks,
         (
             "standalone throughput >= 50% of nbdkit",
             standalone["seq_mibps"] / peer["seq_mibps"],

@@ -57,7 +57,7 @@ def test_unknown_site_refused_in_dry_run(lab_config: Path) -> None:
 
 
 def test_starts_once_stopped_and_promoted(lab_config: Path) -> None:
-    assert run("vm", "shutdown", "db", "--site", "A", "-c", str(lab_config)).exit_code == 0
+    assert run("vm", "shutdown", "db", "--site", "A", "-c", str(lab_config), "--yes").exit_code == 0
     r = run("vm", "failover-start", "db", "--to", "B", "-c", str(lab_config), "--format", "json")
     assert r.exit_code == 3 and _codes(r) == {"volume-not-primary"}
     cluster = load_cluster(lab_config)
@@ -81,6 +81,9 @@ def test_starts_once_stopped_and_promoted(lab_config: Path) -> None:
     )
     assert dry.exit_code == 0 and json.loads(dry.stdout)["would_start"] is True
     assert json.loads(run("vm", "list", "-c", str(lab_config), "--format", "json").stdout)
-    r = run("vm", "failover-start", "db", "--to", "B", "-c", str(lab_config), "--format", "json")
+    r = run(
+        "vm", "failover-start", "db", "--to", "B", "-c", str(lab_config), "--format", "json",
+        "--yes",
+    )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["site"] == "B"

@@ -3,6 +3,7 @@ unexpected exception (which would be a Python traceback for the user)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,10 @@ from drorch.cli.main import cli
 
 # Never run here: long-running daemons (they serve rather than fail on bad arguments)
 # and the lab commands, which build and tear down the machine's network namespaces.
-SKIP_PREFIXES = (("quorumd",), ("lab",), ("agent", "run"), ("repl", "serve"), ("scheduler",))
+SKIP_PREFIXES = (
+    ("quorumd",), ("lab",), ("agent", "run"), ("repl", "serve"), ("scheduler",),
+    ("metrics", "serve"),
+)  # fmt: skip
 
 
 def commands(
@@ -88,6 +92,8 @@ def test_bad_input_gives_a_message_not_a_traceback(
     if kind != "valid" and len(args) > len(path):  # bad input must be said, with an exit code
         assert result.exit_code != 0, f"`drorch {' '.join(args)}` exited 0"
     assert "Traceback" not in result.output
+    # one error prefix: never click's `Error:` or a bare `error:`
+    assert not re.search(r"^(Error|error|drorch [a-z-]+): ", result.stderr, re.M), result.stderr
 
 
 def test_main_turns_a_bug_into_one_line(tmp_path: Path) -> None:

@@ -61,9 +61,28 @@ def test_witness_down_nothing_confirms_the_fence(lab_config: Path) -> None:
     run("sim", "power-off", "A", "-c", c)
     run("sim", "kill-witness", "-c", c)
     _power_off_ago(lab_config, "A", 60)
-    plan = json.loads(run("plan", "failover", "--to", "B", "-c", c, "--format", "json").stdout)
-    assert "is not confirmed fenced" in plan["steps"][0]["reason"]
+    r = run("plan", "failover", "--to", "B", "-c", c, "--format", "json")
+    assert r.exit_code == 1, r.output  # blocked, never "runnable"
+    plan = json.loads(r.stdout)
+    assert not plan["runnable"] and plan["blocking"] == ["witness-unreachable"]
+    assert plan["needs_data_loss_ack"]
+    assert "is not confirmed fenced, and cannot be" in plan["steps"][0]["reason"]
     assert plan["steps"][1]["action"] == "wait-takeover"
+    table = run("plan", "failover", "--to", "B", "-c", c)
+    assert table.stdout.startswith(
+        "failover A -> B: 15 steps, BLOCKED, needs a data-loss acknowledgement\n"
+    )
+    assert "bring it back (`drorch sim revive-witness`)" in table.stdout
+    assert "[witness-unreachable, forceable with --force]" in table.stdout
+    forced = run("plan", "failover", "--to", "B", "-c", c, "--force")
+    assert forced.exit_code == 0 and "runnable with --force" in forced.stdout
+    rc, data = status(lab_config)
+    assert rc == 2 and "witness-unreachable" in codes(data)  # A is lost too: broken
+    # the witness is back: A's lease ran out long ago, so A is confirmed fenced
+    assert run("sim", "revive-witness", "-c", c).exit_code == 0
+    back = run("plan", "failover", "--to", "B", "-c", c, "--format", "json")
+    assert back.exit_code == 0 and json.loads(back.stdout)["runnable"]
+    assert "witness-unreachable" not in codes(status(lab_config)[1])
 
 
 def test_power_on_brings_replicas_back_secondary_with_vms_off(lab_config: Path) -> None:
@@ -95,10 +114,29 @@ def test_break_replication_and_crash_vm(lab_config: Path) -> None:
     assert crashed.exit_code == 0 and crashed.stdout.strip() == "web crashed at site A"
     rc, data = status(lab_config)
     assert rc == 2 and "vm-crashed" in codes(data)
+    died = run("sim", "crash-vm", "db", "--state", "shutoff", "-c", c)
+    assert died.exit_code == 0 and died.stdout.strip() == "db shutoff at site A"
 
 
 def test_bad_fault_arguments(lab_config: Path) -> None:
     r = run("sim", "power-off", "Z", "-c", str(lab_config))
-    assert r.exit_code == 1 and "drorch: error: no site 'Z' (sites: A, B)" in r.stderr
+    assert r.exit_code == 2 and "drorch: error: no site 'Z' (sites: A, B)" in r.stderr
     r = run("sim", "crash-vm", "nope", "-c", str(lab_config))
-    assert r.exit_code == 1 and "no VM 'nope'" in r.stderr
+    assert r.exit_code == 2 and "no VM 'nope'" in r.stderr
+    r = run("sim", "break-replication", "nope", "-c", str(lab_config))
+    assert r.exit_code == 2 and "no volume 'nope'" in r.stderr
+
+
+def test_a_fault_that_cannot_apply_fails(lab_config: Path) -> None:
+    assert run("sim", "power-off", "A", "-c", str(lab_config)).exit_code == 0
+    r = run("sim", "crash-vm", "web", "-c", str(lab_config))
+    assert r.exit_code == 1 and "web is not running at any reachable site" in r.stderr
+
+
+def test_witness_down_blocks_a_planned_migration_too(lab_config: Path) -> None:
+    c = str(lab_config)
+    run("sim", "kill-witness", "-c", c)
+    r = run("plan", "migrate", "--to", "B", "-c", c, "--format", "json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["blocking"] == ["witness-unreachable"]
+    run("sim", "revive-witness", "-c", c)
+    assert run("plan", "migrate", "--to", "B", "-c", c).exit_code == 0

@@ -190,3 +190,27 @@ def test_unconfirmed_fence_never_skips_the_wait() -> None:
             v = replace(BASE, peer_lost_since=BASE.now - lost_for, peer_lease_expired_for=expired)
             d = decide_takeover(v, takeover_wait=15.0, switch_delay=5.0, mode=AUTO)
             assert d.action is TakeoverAction.WAIT, (lost_for, expired, d)
+
+
+HANDOVER = "vm1-disk: second-primary of a connected live hand-over (one write order)"
+
+
+def test_a_covered_hand_over_target_is_fed_and_not_fenced() -> None:
+    """The target of a planned live migration runs primary under the peer's lease (issue
+    14: B's agent self-fenced the migrated guest): fed, not fenced, and it says why."""
+    view = replace(BASE, runs_primary=True, quorum=LOST, lease_renewed=False, covered=HANDOVER)
+    feed = decide_feed(view)
+    assert feed.feed is True
+    assert feed.reason.startswith(
+        f"healthy: primary under A's lease during a hand-over ({HANDOVER})"
+    )
+    fence = decide_self_fence(view, SelfFence.SUICIDE)
+    assert fence.fence is False
+    assert fence.reason == f"hand-over: A is connected and cannot write ({HANDOVER})"
+    # without the cover (link dropped, peer unseen): quorum alone decides, as before
+    bare = replace(view, covered=None)
+    assert decide_feed(bare).feed is False
+    assert decide_self_fence(bare, SelfFence.SUICIDE).fence is True
+    # monitors still count under a cover
+    sick = replace(view, monitors_ok=False, monitors_reason="vm1 silent")
+    assert decide_feed(sick).feed is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drorch.decide.health import Health, check_health, exit_code
-from drorch.decide.snapshot import Snapshot
+from drorch.decide.snapshot import SavedXMLView, Snapshot
 from tests.decide.conftest import healthy_at_a, replica
 
 STANDALONE = replica("dbdata", "B", "secondary", conn="StandAlone")
@@ -137,3 +137,49 @@ def test_witness_reports() -> None:
     out = check_health(healthy_at_a(outdated={("dbdata", "B"): 7}))
     assert [r.code for r in out] == ["replica-outdated"]
     assert "dbdata at B as outdated since epoch 7" in out[0].message
+
+
+def _saved(vm: str, site: str, stale: str | None = None) -> SavedXMLView:
+    return SavedXMLView(vm, site, f"/state/xml/{vm}/{site}.xml", 100.0, "A", stale)
+
+
+def test_saved_xml_missing_and_stale() -> None:
+    everything = {(vm, site): _saved(vm, site) for vm in ("db", "web") for site in ("A", "B")}
+    assert check_health(_with(saved_xml=everything, saved_xml_observed=True)) == ()
+    # not looked at: nothing said (snapshots built by hand, decisions that need no XML)
+    assert check_health(_with()) == ()
+    only_a = {k: v for k, v in everything.items() if k[1] == "A"}
+    missing = check_health(_with(saved_xml=only_a, saved_xml_observed=True))
+    assert [(r.severity, r.code) for r in missing] == [(Health.WARNING, "saved-xml-missing")] * 2
+    assert missing[0].message == (
+        "no domain XML of db is saved for B and the config has no `xml:` for it: a failover"
+        " there could not define it"
+    )
+    stale = dict(everything)
+    stale[("web", "B")] = _saved(
+        "web", "B", "the definition at A differs from the copy saved 5m ago"
+    )
+    reports = check_health(_with(saved_xml=stale, saved_xml_observed=True))
+    assert [r.code for r in reports] == ["saved-xml-stale"]
+    assert reports[0].message.endswith(
+        "running now: the definition at A differs from the copy saved 5m ago"
+    )
+    assert reports[0].action.startswith("save it again (`drorch vm sync-xml web`)")
+    assert exit_code(reports) == 1
+
+
+@pytest.mark.parametrize(
+    ("holder", "code", "severity"),
+    [("A", None, None), (None, "quorum-unheld", Health.WARNING),
+     ("B", "quorum-elsewhere", Health.ERROR)],
+)  # fmt: skip
+def test_the_lease_holder_against_where_the_volumes_are_primary(
+    holder: str | None, code: str | None, severity: Health | None
+) -> None:
+    from drorch.decide.snapshot import WitnessView
+
+    views = {s: WitnessView(s, holder, 4, s == holder, 10000) for s in ("A", "B")}
+    reports = check_health(healthy_at_a(witness=views))
+    assert [(r.code, r.severity) for r in reports] == ([] if code is None else [(code, severity)])
+    if code == "quorum-elsewhere":
+        assert "held by B while the volumes are primary at A" in reports[0].message

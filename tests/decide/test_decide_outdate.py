@@ -4,6 +4,8 @@ and the promotion epoch comes from the witness's grant."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from drorch.decide.plan import plan_failover
 from drorch.decide.snapshot import WitnessView
 from drorch.decide.steps import messages
@@ -49,3 +51,35 @@ def test_rpo_zero_only_when_the_witness_was_asked() -> None:
         n.startswith("RPO dbdata: 0 only if B's copy is current") and "down" in n for n in notes
     )
     assert not promote_reasons(plan_failover(not_asked, "B"))["dbdata"][0]
+
+
+def test_the_rpo_note_follows_a_live_mode_switch() -> None:
+    # webdata is configured async; switched to sync live, its survivor copy says so
+    witness = {"B": WitnessView("B", None, 4, False, 3000)}
+    snap = healthy_at_a(**site_a_lost(), witness=witness)
+    now = dict(snap.replicas)
+    now[("webdata", "B")] = dataclasses.replace(now[("webdata", "B")], disk="UpToDate")
+    snap = dataclasses.replace(snap, replicas=now)
+    notes = messages(plan_failover(snap, "B").notes)
+    assert any(n.startswith("RPO webdata: up to its lag") for n in notes), notes
+    now[("webdata", "B")] = dataclasses.replace(now[("webdata", "B")], mode="sync")
+    notes = messages(plan_failover(dataclasses.replace(snap, replicas=now), "B").notes)
+    assert "RPO webdata: 0 (sync, UpToDate, no outdate record at the witness)" in notes
+
+
+def test_a_failover_is_blocked_while_the_witness_does_not_answer_the_survivor() -> None:
+    """The witness down and site A lost (tests/virt_lab/test_virt_lab_e2e_faults.py): the
+    plan used to say "runnable" and the run then stopped at check.fenced."""
+    down = healthy_at_a(**site_a_lost(), witness_errors={"B": "QuorumUnavailable: refused"})
+    plan = plan_failover(down, "B")
+    assert not plan.runnable
+    (block,) = [b for b in plan.blockers if b.code == "witness-unreachable"]
+    # forceable (the operator may know A is powered off), and then a data-loss step
+    assert block.forceable
+    assert (
+        "QuorumUnavailable: refused" in block.message
+        and "nothing confirms A fenced" in block.message
+    )
+    fenced = site_a_lost(fenced={"A": True}, fenced_reason={"A": "powered off"})
+    confirmed = healthy_at_a(**fenced, witness_errors={"B": "QuorumUnavailable: refused"})
+    assert "witness-unreachable" not in [b.code for b in plan_failover(confirmed, "B").blockers]

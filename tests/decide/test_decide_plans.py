@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from drorch.decide.plan import Plan, plan_failover, plan_migration
+from drorch.decide.snapshot import WitnessView
 from drorch.decide.steps import messages
 from tests.decide.conftest import healthy_at_a, replica
 
@@ -104,6 +105,21 @@ def test_sync_volume_is_handed_over_live_with_two_primaries() -> None:
     assert rows(plan)[: len(LIVE_HANDOVER)] == LIVE_HANDOVER
     # the live-migrated VM is never stopped, defined or started at B by the plan
     assert not [r for r in rows(plan) if r[1] == "web" and r[0] != "migrate-live"]
+
+
+def test_an_async_volume_switched_to_sync_live_is_handed_over_live() -> None:
+    # the hurricane runbook switches async volumes to sync before it plans the move:
+    # the plan follows the mode the source replica runs in now, not the config's
+    snap = healthy_at_a()
+    now = dict(snap.replicas)
+    now[("webdata", "A")] = dataclasses.replace(now[("webdata", "A")], mode="sync")
+    plan = plan_migration(healthy_at_a(replicas=now), "B")
+    assert plan.runnable, plan.blockers
+    assert rows(plan)[: len(LIVE_HANDOVER)] == LIVE_HANDOVER
+    # still draining (the source says async): cold, as the config says
+    now[("webdata", "A")] = dataclasses.replace(now[("webdata", "A")], mode="async")
+    cold = rows(plan_migration(healthy_at_a(replicas=now), "B"))
+    assert ("shutdown-vm", "web") in [(a, t) for a, t, *_ in cold]
 
 
 def test_hurricane_migration_a_to_b() -> None:
@@ -229,6 +245,51 @@ def test_failover_with_confirmed_fencing_does_not_wait() -> None:
         "A is confirmed fenced (lease expired at the witness): it can no longer write",
     )  # fmt: skip
     assert "wait-takeover" not in [a for a, *_ in rows(plan)]
+
+
+def test_failover_blocked_while_the_witness_cannot_be_asked() -> None:
+    """No witness: no grant, so no epoch that fences A, and nothing confirms A fenced.
+    Blocked (forceable: the operator may know A is off), never "runnable"."""
+    down = site_a_lost(witness_errors={"B": "ConnectionRefusedError: refused"})
+    plan = plan_failover(healthy_at_a(**down), "B")
+    assert not plan.runnable
+    [b] = plan.blockers
+    assert (b.code, b.forceable) == ("witness-unreachable", True)
+    assert b.message.startswith(
+        "the witness cannot be asked as B (ConnectionRefusedError: refused): B would get no"
+        " grant (no epoch that fences A), no outdate records, and nothing confirms A fenced;"
+        " check the witness ("
+    )
+    assert b.message.endswith(
+        "only if A is surely powered off, run the failover with --force --accept-data-loss"
+    )
+    assert plan.blocking(force=True) == ()
+    fence = plan.steps[0]
+    assert (fence.action.value, fence.data_loss) == ("confirm-fenced", True)
+    assert fence.reason == (
+        "A is not confirmed fenced, and cannot be: the witness does not answer"
+        " (ConnectionRefusedError: refused); DATA-LOSS RISK if A still writes"
+    )
+    # a fence confirmed otherwise (e.g. before the witness died) needs no witness now
+    fenced = site_a_lost(
+        witness_errors={"B": "refused"}, fenced={"A": True}, fenced_reason={"A": "expired"}
+    )
+    assert plan_failover(healthy_at_a(**fenced), "B").runnable
+    # the witness unreachable only as the lost site says nothing about the survivor
+    assert plan_failover(healthy_at_a(**site_a_lost(witness_errors={"A": "x"})), "B").runnable
+
+
+def test_migration_blocked_only_when_nobody_can_ask_the_witness() -> None:
+    """A node asks the witness with its own site's cert only: the other site's error is
+    normal. Blocked (forceable) only when the witness answered no one."""
+    snap = healthy_at_a(witness_errors={"A": "ConnectionRefusedError", "B": "refused"})
+    plan = plan_migration(snap, "B")
+    [b] = plan.blockers
+    assert (b.code, b.forceable) == ("witness-unreachable", True)
+    assert b.message.startswith("the witness cannot be asked (ConnectionRefusedError):")
+    view = WitnessView("A", "A", 3, True, 10000)
+    one = healthy_at_a(witness={"A": view}, witness_errors={"B": "no cert for B here"})
+    assert "witness-unreachable" not in {b.code for b in plan_migration(one, "B").blockers}
 
 
 def test_failover_refused_while_the_source_is_reachable() -> None:

@@ -82,15 +82,14 @@ def quorum_daemon(tmp_path: Path) -> Iterator[QuorumDaemon]:
     import time
 
     from drorch.quorum.tls import generate_self_signed
+    from tests.ports import free_port
 
     folder = tmp_path / "quorumd"
     folder.mkdir()
     fingerprint = generate_self_signed("server", folder)[2]
     for name in ("c1-a", "c1-b"):
         generate_self_signed(name, folder)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = folder / "quorumd.yaml"
     config.write_text(
         f"listen: 127.0.0.1:{port}\ncert: server.crt\nkey: server.key\n"

@@ -23,6 +23,9 @@ case "$1" in
   get-gi)
     cat "$FIXTURES/get-gi.txt" ;;
   events2)
+    if [ "$state" = "no-module" ]; then
+      cat "$FIXTURES/drbdsetup-status-no-module.stderr" >&2; exit 20
+    fi
     cat "$FIXTURES/events2-${DRBD_FAKE_EVENTS:-$state}.txt" ;;
   *) echo "fake drbdsetup: unsupported $*" >&2; exit 1 ;;
 esac

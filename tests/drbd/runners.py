@@ -29,12 +29,12 @@ class NodeScriptedRunner(ScriptedRunner):
         if list(argv[:2]) == ["drbdsetup", "get-gi"]:
             self.calls.append(cmd)
             return CommandResult(cmd, 0, fixture_text("get-gi.txt"), "")
-        if len(argv) == 2 and argv[0] == "cat" and argv[1].endswith(".epoch"):
+        if len(argv) == 2 and argv[0] == "cat" and argv[1].endswith((".epoch", ".net")):
             self.calls.append(cmd)
             if argv[1] in self.files:
                 return CommandResult(cmd, 0, self.files[argv[1]], "")
             return CommandResult(cmd, 1, "", f"cat: {argv[1]}: No such file or directory\n")
-        if argv[:2] == ["sh", "-c"] and len(argv) == 7 and argv[5].endswith(".epoch"):
+        if argv[:2] == ["sh", "-c"] and len(argv) == 7 and argv[5].endswith((".epoch", ".net")):
             self.calls.append(cmd)
             self.files[argv[5]] = f"{argv[6]}\n"
             return CommandResult(cmd, 0, "", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,17 +66,42 @@ def test_render_lab_example_passes_real_drbdadm(tmp_path: Path) -> None:
 
 
 def test_render_problem_points_at_the_setting(tmp_path: Path) -> None:
-    """A volume the loader accepts but DRBD cannot use (a relative backing disk):
-    FILE:LINE:COL of that setting, exit 2."""
+    """What DRBD cannot use (a relative backing disk) is a validation error, at
+    FILE:LINE:COL of that setting, exit 2: `config validate` and `drbd render` say the same."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(LAB.read_text().replace("a1: /dev/vg_a/r0 ", "a1: vg_a/r0     "))
-    result = CliRunner().invoke(cli, ["drbd", "render", "-c", str(bad), "r0"])
-    assert result.exit_code == 2
     line = next(i for i, ln in enumerate(bad.read_text().splitlines()) if "a1: vg_a" in ln) + 1
-    assert result.stderr.splitlines() == [
-        f"{bad}:{line}:7: drbd-render: volume r0: backing disk 'vg_a/r0' of a1 is not an "
+    expected = [
+        f"{bad}:{line}:7: drbd-option: volume r0: backing disk 'vg_a/r0' of a1 is not an "
         "absolute path",
     ]
+    for args in (["drbd", "render", "-c", str(bad), "r0"], ["config", "validate", "-c", str(bad)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2
+        assert (result.stderr or result.stdout).splitlines() == expected
+
+
+def test_validate_refuses_what_render_refuses(tmp_path: Path) -> None:
+    """The issue's example: `config validate` used to say ok to it."""
+    bad = tmp_path / "bad.yaml"
+    text = LAB.read_text()
+    for old, new in (
+        ("device: /dev/drbd0", "device: /dev/sdb"),
+        ("ping_timeout: 500ms", "ping_timeout: 100s"),
+        ("ko_count: 7", "ko_count: 5000"),
+    ):
+        assert old in text
+        text = text.replace(old, new, 1)
+    bad.write_text(text)
+    result = CliRunner().invoke(cli, ["config", "validate", "-c", str(bad)])
+    assert result.exit_code == 2, result.output
+    out = result.stdout + result.stderr
+    for message in (
+        "drbd-option: volume r0: device '/dev/sdb' is not a /dev/drbdN device",
+        "drbd-option: volume r0: ping_timeout 100.0s is outside DRBD's 0.1s..30s",
+        "drbd-option: volume r0: ko_count 5000 is outside DRBD's 0..200",
+    ):
+        assert re.search(rf"^{re.escape(str(bad))}:\d+:\d+: {re.escape(message)}$", out, re.M), out
 
 
 def test_render_errors(tmp_path: Path) -> None:
@@ -187,26 +213,102 @@ def test_primary_error_paths_exit_1_with_drbd_message(
 ) -> None:
     lab = lab_without_witness(tmp_path)
     fake_env["DRBD_FAKE_FAIL"] = "drbdadm-primary-peer-primary.stderr"
-    result = invoke(fake_env, "drbd", "primary", "-c", str(lab), "r0", "--node", "a1")
+    unasked = invoke(fake_env, "drbd", "primary", "-c", str(lab), "r0", "--node", "a1")
+    assert unasked.exit_code == 1 and "not confirmed (no terminal to ask on)" in unasked.stderr
+    assert not [c for c in calls(fake_env) if c.startswith("drbdadm")], "observed, changed nothing"
+    result = invoke(fake_env, "drbd", "primary", "-c", str(lab), "r0", "--node", "a1", "--yes")
     assert result.exit_code == 1
     assert "the peer is still Primary; demote it first" in result.stderr
     assert "Multiple primaries not allowed by config" in result.stderr
     del fake_env["DRBD_FAKE_FAIL"]
     fake_env["DRBD_FAKE_STATE"] = "outdated-local"
     result = invoke(fake_env, "drbd", "primary", "-c", str(lab), "r0", "--node", "a1", "--force")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "--force also needs --accept-data-loss" in result.stderr
     assert [c for c in calls(fake_env) if c.startswith("drbdadm primary")] == [
         "drbdadm primary r0"  # only the first attempt reached drbdadm
     ]
 
 
+def test_primary_at_an_epoch_already_recorded_exits_5_with_what_to_do(
+    fake_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Epochs are strict: `drbd primary --epoch E` where the node recorded E refuses with
+    StaleEpoch's exit code (5, as `repl promote`), says what to use, and runs no drbdadm."""
+    lab = lab_without_witness(tmp_path)
+    state = Path(fake_env["DRORCH_DRBD_STATE_DIR"])
+    state.mkdir(parents=True)
+    (state / "r0.epoch").write_text("7\n")
+    for stale in ("7", "6"):
+        args = ("drbd", "primary", "-c", str(lab), "r0", "--node", "a1", "--yes")
+        result = invoke(fake_env, *args, "--epoch", stale)
+        assert result.exit_code == 5, result.output
+        assert "a promotion needs an epoch greater than 7" in result.stderr
+    assert not [c for c in calls(fake_env) if c.startswith("drbdadm primary")]
+    assert (state / "r0.epoch").read_text().strip() == "7"
+    args = ("drbd", "primary", "-c", str(lab), "r0", "--node", "a1", "--yes", "--epoch", "8")
+    assert invoke(fake_env, *args).exit_code == 0
+    assert (state / "r0.epoch").read_text().strip() == "8"
+
+
 def test_destructive_commands_need_the_acknowledgement(fake_env: dict[str, str]) -> None:
     for args in (["invalidate"], ["resolve", "--discard-local"]):
         result = invoke(fake_env, "drbd", *args, "-c", str(LAB), "r0", "--node", "b1")
-        assert result.exit_code == 2
+        assert result.exit_code == 3
         assert "repeat with --accept-data-loss" in result.stderr
     assert calls(fake_env) == []
+
+
+def test_create_md_and_adjust_dry_run_and_ask(fake_env: dict[str, str]) -> None:
+    """--dry-run checks what the real run checks and runs nothing; without --yes the
+    command asks, and no answer changes nothing."""
+    base = ["-c", str(LAB), "r0", "--node", "b1"]
+    dry = invoke(fake_env, "drbd", "create-md", *base, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.startswith("would run: drbdadm create-md r0 (refused by drbdmeta")
+    forced = invoke(fake_env, "drbd", "create-md", *base, "--force", "--dry-run")
+    assert forced.exit_code == 3
+    assert forced.stderr.startswith("drorch: error: refused: create-md --force also needs")
+    unasked = invoke(fake_env, "drbd", "create-md", *base)
+    assert unasked.exit_code == 1 and "not confirmed (no terminal to ask on)" in unasked.stderr
+    assert calls(fake_env) == []
+    done = invoke(fake_env, "drbd", "create-md", *base, "--yes")
+    assert done.exit_code == 0, done.output
+    assert calls(fake_env) == ["drbdadm create-md r0"]
+    adjust_dry = invoke(fake_env, "drbd", "adjust", *base, "--dry-run")
+    assert adjust_dry.exit_code == 0, adjust_dry.output
+    assert adjust_dry.stdout.startswith("would run: drbdadm adjust r0")
+    assert calls(fake_env)[1:] == ["drbdadm -d adjust r0"]  # drbdadm's own dry run
+    adjusted = invoke(fake_env, "drbd", "adjust", *base, "--yes")
+    assert adjusted.exit_code == 0, adjusted.output
+    assert calls(fake_env)[2:] == ["drbdadm -d adjust r0", "drbdadm adjust r0"]
+
+
+def test_adjust_dry_run_fails_where_the_real_one_does(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_FAIL"] = "drbdsetup-status-no-module.stderr"
+    fake_env["DRBD_FAKE_RC"] = "20"
+    base = ["-c", str(LAB), "r0", "--node", "b1"]
+    dry = invoke(fake_env, "drbd", "adjust", *base, "--dry-run")
+    real = invoke(fake_env, "drbd", "adjust", *base, "--yes")
+    assert dry.exit_code == real.exit_code == 1
+    assert "the drbd kernel module is not loaded" in dry.stderr
+    assert dry.stderr.startswith("drorch: error: ")
+
+
+def test_watch_without_the_module_is_an_error_not_a_bug(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "no-module"
+    result = invoke(fake_env, "drbd", "watch", "-c", str(LAB), "r0", "--node", "a1")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("drorch: error: drbd status: the drbd kernel module is not")
+    assert "Traceback" not in result.output and "a bug in drorch" not in result.stderr
+
+
+def test_watch_timeout_takes_a_duration(fake_env: dict[str, str]) -> None:
+    fake_env["DRBD_FAKE_STATE"] = "stream"
+    args = ["drbd", "watch", "-c", str(LAB), "r0", "--node", "a1", "--count", "1"]
+    assert invoke(fake_env, *args, "--timeout", "10s").exit_code == 0
+    bad = invoke(fake_env, *args, "--timeout", "soon")
+    assert bad.exit_code == 2 and "expected a duration like 500ms" in bad.stderr
 
 
 def test_watch_follows_events2(fake_env: dict[str, str]) -> None:
@@ -318,10 +420,17 @@ def test_status_from_proc_drbd_on_a_node_without_drbd(fake_env: dict[str, str]) 
 def test_dry_run_prints_the_decision_and_runs_no_drbdadm(
     fake_env: dict[str, str], state: str, args: list[str], expected: str
 ) -> None:
+    """A dry run ends as the real run would: refused exit 1, unsafe exit 3, and the
+    data-losing ones without --accept-data-loss exit 3 too."""
     fake_env["DRBD_FAKE_STATE"] = state
     result = invoke(fake_env, "drbd", *args, "-c", str(LAB), "r0", "--node", "a1", "--dry-run")
-    assert result.exit_code == 0, result.output
+    verdict = expected.split(":")[0]
+    loses_data = args[0] in ("invalidate", "resolve") and "--accept-data-loss" not in args
+    code = {"refuse": 1, "unsafe": 3}.get(verdict, 3 if loses_data else 0)
+    assert result.exit_code == code, result.output
     assert expected in result.stdout
+    if code:
+        assert result.stderr.startswith("drorch: error: refused: "), result.stderr
     assert not [c for c in calls(fake_env) if c.startswith("drbdadm")]
 
 

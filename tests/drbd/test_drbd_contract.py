@@ -22,6 +22,7 @@ from drorch.replication.drbd.driver import DrbdReplicator
 from drorch.replication.drbd.ops import DrbdDeviceInUse, DrbdModuleMissing
 from drorch.testing.clock import FakeClock
 from drorch.testing.contract_replicator import ReplicatorContract, ReplicatorPair
+from drorch.testing.contracts import DualPrimaryContract
 from drorch.testing.fake_drbd import FakeDrbdPair
 from tests.drbd.clusters import two_site_cluster
 
@@ -165,6 +166,22 @@ class TestDrbdContractOverEmulatedDrbd(ReplicatorContract):
     """The shared Replicator contract; both nodes' commands go to the DRBD emulation."""
 
     supports_split_brain_cycle = True
+
+    @pytest.fixture
+    def pair(self) -> Iterator[ReplicatorPair]:
+        volume = two_site_cluster().volumes[0]
+        fake = FakeDrbdPair(volume)
+        env = Environment(clock=FakeClock(), runners=dict(fake.runners))
+        a = DrbdReplicator(volume, Node("a1"), env)
+        b = DrbdReplicator(volume, Node("b1"), env)
+        a.up()
+        b.up()
+        a.promote(1)
+        yield ReplicatorPair(primary=a, secondary=b, settle_timeout=2.0)
+
+
+class TestDrbdDualPrimaryOverEmulatedDrbd(DualPrimaryContract):
+    """The shared DualPrimary contract on the DRBD emulation (drbdadm net-options)."""
 
     @pytest.fixture
     def pair(self) -> Iterator[ReplicatorPair]:

@@ -75,6 +75,47 @@ SCRIPTS: dict[str, tuple[list[Expect], list[Expect]]] = {
             st(BOTH_SECONDARY),
         ],
     ),
+    "test_promote_with_an_equal_epoch_is_stale": (
+        [st(PRIMARY), adm("secondary")],
+        [
+            st(BOTH_SECONDARY),
+            adm("primary"),
+            st(PRIMARY),
+            adm("secondary"),
+            st(BOTH_SECONDARY),  # promote at the recorded epoch: refused before drbdadm
+            st(BOTH_SECONDARY),
+            st(BOTH_SECONDARY),
+            adm("primary"),
+            st(PRIMARY),
+        ],
+    ),
+    "test_promote_with_a_lower_epoch_is_stale_and_records_nothing": (
+        [st(PRIMARY), adm("secondary")],
+        [
+            st(BOTH_SECONDARY),
+            adm("primary"),
+            st(PRIMARY),  # the lower promotions are refused before asking DRBD
+            st(PRIMARY),
+            adm("secondary"),
+            st(BOTH_SECONDARY),
+        ],
+    ),
+    "test_promote_without_an_epoch_takes_one_above_any_seen": (
+        [st(PRIMARY), adm("secondary")],
+        [
+            st(BOTH_SECONDARY),
+            adm("primary"),
+            st(PRIMARY),
+            adm("secondary"),
+            st(BOTH_SECONDARY),  # no epoch given: the driver takes 101
+            adm("primary"),
+            st(PRIMARY),
+        ],
+    ),
+    "test_promote_of_a_primary_at_its_own_epoch_changes_nothing": (
+        [st(PRIMARY), adm("secondary")],
+        [st(BOTH_SECONDARY), adm("primary"), st(PRIMARY), st(PRIMARY)],
+    ),
     "test_down_is_refused_while_primary": ([st(PRIMARY), st(PRIMARY)], []),
     "test_resolve_is_refused_while_primary": ([st(PRIMARY)], []),
     "test_disconnect_goes_standalone_and_is_idempotent": (

@@ -179,7 +179,7 @@ def test_promote_records_epoch_and_refuses_stale_epoch() -> None:
     drv, runner = make(status("connected-secondary"), drbdadm("primary", "r0"))
     drv.promote(7)
     assert drv.epoch == 7
-    with pytest.raises(StaleEpoch, match="epoch 5, but epoch 7 was seen"):
+    with pytest.raises(StaleEpoch, match="epoch 5 is older than epoch 7 already seen on a1"):
         drv.promote(5)
     runner.expect(status("primary-connected"))
     assert drv.status().epoch == 7
@@ -492,8 +492,36 @@ def test_promote_records_the_epoch_on_the_node_and_refuses_older_ones_later() ->
     env = Environment(runners={"a1": runner})
     DrbdReplicator(cluster.volumes[0], Node("a1"), env, state_dir=STATE).promote(9)
     later = DrbdReplicator(cluster.volumes[0], Node("a1"), env, state_dir=STATE)
-    with pytest.raises(StaleEpoch, match="a1 was promoted with epoch 9"):
+    with pytest.raises(StaleEpoch, match="epoch 8 is older than epoch 9 already seen on a1"):
         later.promote(8)
+    runner.assert_done()
+
+
+def test_a_later_process_refuses_the_recorded_epoch_itself() -> None:
+    """Epochs are strict: a new driver instance (another process: agent, runbook, CLI)
+    reads the node's epoch file and refuses a new primary at that very epoch, before any
+    drbdadm call and without rewriting the file; a greater one runs and is recorded."""
+    write = Expect(["sh", "-c", epoch_store._WRITE, "sh", STATE, EPOCH, "10"])
+    gi = Expect(["drbdsetup", "get-gi", "r0", "1", "0"], stdout=fixture_text("get-gi.txt"))
+    runner = ScriptedRunner(
+        [
+            status("connected-secondary"),
+            Expect(["cat", EPOCH], stdout="9\n"),
+            gi,
+            status("connected-secondary"),
+            Expect(["cat", EPOCH], stdout="9\n"),
+            gi,
+            drbdadm("primary", "r0"),
+            write,
+        ]
+    )
+    env = Environment(runners={"a1": runner})
+    later = DrbdReplicator(two_site_cluster().volumes[0], Node("a1"), env, state_dir=STATE)
+    with pytest.raises(StaleEpoch, match="epoch 9 is equal to epoch 9 already seen") as info:
+        later.promote(9)
+    assert "a promotion needs an epoch greater than 9" in str(info.value)
+    later.promote(10)
+    assert later.epoch == 10
     runner.assert_done()
 
 

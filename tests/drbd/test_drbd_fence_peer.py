@@ -27,6 +27,7 @@ from drorch.replication.drbd.fence_peer import (
 from tests.drbd.clusters import two_site_cluster
 from tests.drbd.conftest import QuorumDaemon
 from tests.drbd.test_drbd_cli import fake_env  # noqa: F401  # the fixture, shared
+from tests.ports import free_port
 
 CTX = FenceContext("r0", "a1", "A", "b1", "B")
 
@@ -225,7 +226,7 @@ def test_outdated_peer_cannot_be_promoted_without_the_acknowledgement(
     b_yaml = lab_with_witness(tmp_path, quorum_daemon, "B")
     primary = ["drbd", "primary", "-c", str(b_yaml), "r0", "--node", "b1"]
     no_lease = invoke(fake_env, *primary)
-    assert no_lease.exit_code == 1
+    assert no_lease.exit_code == 3
     assert "r0 at B is outdated since epoch 1: A wrote alone after the link failed" in (
         no_lease.stderr
     )
@@ -233,11 +234,11 @@ def test_outdated_peer_cannot_be_promoted_without_the_acknowledgement(
     with connect(quorum_daemon, "B") as b:
         assert b.heartbeat(1, want=True, nodes=1).epoch == 2
         refused = invoke(fake_env, *primary)
-        assert refused.exit_code == 1, refused.output
+        assert refused.exit_code == 3, refused.output
         assert "r0 at B is outdated since epoch 1" in refused.stderr
         assert "does not hold" not in refused.stderr
         assert not [c for c in calls(fake_env) if c.startswith("drbdadm primary")]
-        forced = invoke(fake_env, *primary, "--force", "--accept-data-loss")
+        forced = invoke(fake_env, *primary, "--force", "--accept-data-loss", "--yes")
         assert forced.exit_code == 0, forced.output
         assert "forced past: r0 at B is outdated since epoch 1" in forced.stderr
         assert [c for c in calls(fake_env) if c.startswith("drbdadm primary")]
@@ -254,9 +255,7 @@ def test_handler_fails_while_the_witness_is_down(tmp_path: Path) -> None:
     """Witness unreachable: exit 1 (DRBD keeps I/O suspended and retries); nothing says
     the peer is outdated."""
     cert, key, fp = generate_self_signed("c1-a", tmp_path)
-    with __import__("socket").socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     cluster = replace(
         two_site_cluster(), witness=Witness(f"127.0.0.1:{port}", fp, str(cert), str(key))
     )

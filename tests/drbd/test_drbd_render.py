@@ -292,6 +292,10 @@ DRIVER_COMMANDS = {
     ("create-md",): "drbdmeta 0 v09 /dev/vg0/r0 internal create-md 1",
     ("create-md", "--force"): "drbdmeta 0 v09 /dev/vg0/r0 internal create-md 1 --force",
     ("adjust",): "drbdsetup new-resource r0 0",
+    ("net-options", "--allow-two-primaries=yes"): "drbdsetup net-options r0 1",
+    ("net-options", "--allow-two-primaries=no"): "drbdsetup net-options r0 1",
+    ("net-options", "--protocol=A"): "drbdsetup net-options r0 1",
+    ("net-options", "--protocol=C"): "drbdsetup net-options r0 1",
 }
 
 
@@ -309,3 +313,22 @@ def test_driver_command_lines_are_valid_drbdadm(args: tuple[str, ...], tmp_path:
     assert plan.returncode == 0, plan.stderr
     lines = plan.stdout.splitlines()
     assert any(line.startswith(DRIVER_COMMANDS[args]) for line in lines), plan.stdout
+    if args[0] == "net-options":  # the option reaches drbdsetup as given (last one wins)
+        assert [ln for ln in lines if ln.startswith("drbdsetup net-options")][-1].endswith(
+            args[1]
+        ), plan.stdout
+
+
+def test_fencing_dont_care_renders_no_handlers_and_passes_drbdadm(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    cluster = two_site_cluster()
+    volume = replace(cluster.volumes[0], fencing="dont-care")
+    text = render(cluster, volume)
+    assert "fencing dont-care;" in text and "fence-peer" not in text
+    res = tmp_path / "r0.res"
+    res.write_text(text)
+    dump = drbdadm(res, "a1", "dump", "r0")
+    assert dump.returncode == 0, dump.stderr
+    plan = drbdadm(res, "a1", "-d", "up", "r0")
+    assert plan.returncode == 0 and "--fencing=resource-only" not in plan.stdout, plan.stdout

@@ -27,7 +27,15 @@ def _config(tmp_path: Path, repo_root: Path, **fencing: object) -> Path:
 
 def test_watchdog_test_soft_reports_slack(tmp_path: Path, repo_root: Path) -> None:
     cfg = _config(tmp_path, repo_root, watchdog_timeout="2s")
-    done = _drorch("watchdog", "test", "-c", str(cfg), "--feeds", "4", "--format", "json")
+    dry = _drorch("watchdog", "test", "-c", str(cfg), "--feeds", "4", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.strip() == (
+        "would arm the soft watchdog for 2s and feed it 4 times every 0.5s (if this stalls,"
+        " it fences this node)"
+    )
+    unasked = _drorch("watchdog", "test", "-c", str(cfg), "--feeds", "4")
+    assert unasked.returncode == 1 and "not confirmed (no terminal to ask on)" in unasked.stderr
+    done = _drorch("watchdog", "test", "-c", str(cfg), "--feeds", "4", "--format", "json", "--yes")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["device"] == "soft" and out["feeds"] == 4 and out["late_feeds"] == 0
@@ -37,7 +45,7 @@ def test_watchdog_test_soft_reports_slack(tmp_path: Path, repo_root: Path) -> No
 
 def test_watchdog_test_device_missing_is_an_error(tmp_path: Path, repo_root: Path) -> None:
     cfg = _config(tmp_path, repo_root, watchdog="device", device=str(tmp_path / "nowatchdog"))
-    done = _drorch("watchdog", "test", "-c", str(cfg), "--feeds", "1")
+    done = _drorch("watchdog", "test", "-c", str(cfg), "--feeds", "1", "--yes")
     assert done.returncode == 1
     assert "drorch: error: cannot open" in done.stderr and "Traceback" not in done.stderr
 
@@ -50,7 +58,8 @@ def test_watchdog_test_none_refused(tmp_path: Path, repo_root: Path) -> None:
 
 def test_watchdog_test_interval_too_long(tmp_path: Path, repo_root: Path) -> None:
     cfg = _config(tmp_path, repo_root, watchdog_timeout="2s")
-    done = _drorch("watchdog", "test", "-c", str(cfg), "--interval", "3s")
-    assert done.returncode == 1 and "would let the 2s watchdog fire" in done.stderr
+    for dry in ((), ("--dry-run",)):  # refused before asking, in the dry run too
+        done = _drorch("watchdog", "test", "-c", str(cfg), "--interval", "3s", *dry)
+        assert done.returncode == 1 and "would let the 2s watchdog fire" in done.stderr
     bad = _drorch("watchdog", "test", "-c", str(cfg), "--interval", "soon")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

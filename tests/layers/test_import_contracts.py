@@ -53,12 +53,16 @@ def test_the_contracts_hold_on_drorch() -> None:
     assert "4 kept, 0 broken" in result.stdout
 
 
+LAYERS = "layers: model <- decide <- runbook/agent <- drill <- cli"
+
+
 @pytest.mark.parametrize(
     ("importer", "imported", "contract"),
     [
-        ("drorch.model", "drorch.decide", "layers: model <- decide <- runbook/agent <- cli"),
-        ("drorch.decide", "drorch.runbook", "layers: model <- decide <- runbook/agent <- cli"),
-        ("drorch.agent", "drorch.cli", "layers: model <- decide <- runbook/agent <- cli"),
+        ("drorch.model", "drorch.decide", LAYERS),
+        ("drorch.decide", "drorch.runbook", LAYERS),
+        ("drorch.agent", "drorch.cli", LAYERS),
+        ("drorch.runbook", "drorch.drill", LAYERS),
         ("drorch.decide", "drorch.observe", "decide is pure: only model and the standard library"),
         ("drorch.decide", "yaml", "decide is pure: only model and the standard library"),
         ("drorch.model", "drorch.virt", "model imports no other part of drorch"),

@@ -57,7 +57,7 @@ services:
     "drills": """\
 drills:
   - name: weekly
-    kind: live-roundtrip
+    kind: live
     schedule: "0 3 * * sun"
     target: B
 """,

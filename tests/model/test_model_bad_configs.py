@@ -109,7 +109,7 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
             "drills": (
                 "drills:\n"
                 "  - name: weekly drill  #!\n"
-                "    kind: live-roundtrip\n"
+                "    kind: live\n"
                 "    schedule: '@weekly'\n"
                 "    target: B\n"
             )
@@ -178,6 +178,20 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
             "witness": ("witness:\n  address: witness.example.org  #!\n  fingerprint: ")
             + "ab" * 32
             + "\n"
+        },
+    ),
+    (
+        "bad-fence-agent",
+        "a fence agent that is not a fence_* program",
+        {
+            "sites": (
+                "sites:\n"
+                "  A: {nodes: [{name: a1}]}\n"
+                "  B:\n"
+                "    nodes: [{name: b1}]\n"
+                "    fence:\n"
+                "      agent: /usr/bin/poweroff  #!\n"
+            )
         },
     ),
     (
@@ -394,7 +408,7 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
             "drills": (
                 "drills:\n"
                 "  - name: weekly\n"
-                "    kind: live-roundtrip\n"
+                "    kind: live\n"
                 "    schedule: '0 3 * *'  #!\n"
                 "    target: B\n"
             )
@@ -407,9 +421,37 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
             "drills": (
                 "drills:\n"
                 "  - name: weekly\n"
-                "    kind: cold-failover\n"
+                "    kind: cold\n"
                 "    schedule: '0 3 31 2 *'  #!\n"
                 "    target: B\n"
+            )
+        },
+    ),
+    (
+        "bad-timezone",
+        "drill time zone that does not exist",
+        {
+            "drills": (
+                "drills:\n"
+                "  - name: weekly\n"
+                "    kind: live\n"
+                "    schedule: '@weekly'\n"
+                "    tz: Europe/Atlantis  #!\n"
+                "    target: B\n"
+            )
+        },
+    ),
+    (
+        "bad-duration",
+        "drill target that is not a duration",
+        {
+            "drills": (
+                "drills:\n"
+                "  - name: weekly\n"
+                "    kind: live\n"
+                "    schedule: '@weekly'\n"
+                "    target: B\n"
+                "    targets: {rto: soon}  #!\n"
             )
         },
     ),
@@ -420,7 +462,7 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
             "drills": (
                 "drills:\n"
                 "  - name: weekly\n"
-                "    kind: live-roundtrip\n"
+                "    kind: live\n"
                 "    schedule: '@weekly'\n"
                 "    target: C  #!\n"
             )

@@ -1,8 +1,6 @@
-"""The cron parser and address parsers used by the validator."""
+"""The address parsers used by the validator (cron: test_model_cron.py)."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 import pytest
 
@@ -13,50 +11,6 @@ from drorch.model.address import (
     parse_host_port,
     parse_ssh_target,
 )
-from drorch.model.cron import CronError, parse_cron
-
-
-@pytest.mark.parametrize(
-    ("expr", "after", "expected"),
-    [
-        ("0 3 * * sun", datetime(2026, 11, 23, 12, 0), datetime(2026, 11, 29, 3, 0)),
-        ("@weekly", datetime(2026, 11, 23, 12, 0), datetime(2026, 11, 29, 0, 0)),
-        ("*/15 * * * *", datetime(2026, 1, 1, 0, 7), datetime(2026, 1, 1, 0, 15)),
-        ("0 4 1 1,4,7,10 *", datetime(2026, 2, 1), datetime(2026, 4, 1, 4, 0)),
-        ("@quarterly", datetime(2026, 10, 1, 0, 0), datetime(2027, 1, 1, 0, 0)),
-        ("30 2 * * mon-fri", datetime(2026, 11, 27, 3, 0), datetime(2026, 11, 30, 2, 30)),
-        ("0 0 29 2 *", datetime(2026, 3, 1), datetime(2028, 2, 29, 0, 0)),
-        ("0 0 * * 7", datetime(2026, 11, 23), datetime(2026, 11, 29, 0, 0)),  # 7 = Sunday
-        # both day fields restricted: either matches (Vixie cron)
-        ("0 0 13 * fri", datetime(2026, 11, 1), datetime(2026, 11, 6, 0, 0)),
-    ],
-)
-def test_cron_next_after(expr: str, after: datetime, expected: datetime) -> None:
-    schedule = parse_cron(expr)
-    assert schedule.next_after(after) == expected
-    assert schedule.matches(expected)
-
-
-@pytest.mark.parametrize(
-    ("expr", "message"),
-    [
-        ("0 3 * *", "has 4 fields; cron needs 5"),
-        ("60 * * * *", "minute: 60 is outside 0-59"),
-        ("* 24 * * *", "hour: 24 is outside 0-23"),
-        ("* * 0 * *", "day of month: 0 is outside 1-31"),
-        ("* * * 13 *", "month: 13 is outside 1-12"),
-        ("* * * * 8", "day of week: 8 is outside 0-7"),
-        ("*/0 * * * *", "step '0' must be a positive number"),
-        ("5-1 * * * *", "range '5-1' runs backwards"),
-        ("0 0 31 2 *", "day 31 never occurs"),
-        ("0 0 * * funday", "'funday' is not a number or name"),
-        ("1,,2 * * * *", "empty list item"),
-    ],
-)
-def test_cron_errors_name_the_field(expr: str, message: str) -> None:
-    with pytest.raises(CronError) as info:
-        parse_cron(expr)
-    assert message in str(info.value)
 
 
 def test_ssh_targets() -> None:

@@ -34,7 +34,7 @@ def test_lab_example_is_valid_and_warning_free(repo_root: Path) -> None:
     assert warnings == []
     assert cluster.hypervisor.driver == "sim"
     assert {vm.migratable for vm in cluster.vms} == {True, False}
-    assert {d.kind.value for d in cluster.drills} == {"live-roundtrip", "cold-failover"}
+    assert {d.kind.value for d in cluster.drills} == {"live", "cold", "test-recovery"}
     monitor_types = {m.type for s in cluster.services for m in s.monitors}
     monitor_types |= {m.type for v in cluster.vms for m in v.monitors}
     assert len(monitor_types) >= 4

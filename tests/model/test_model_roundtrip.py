@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 from hypothesis import HealthCheck, given, settings
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from drorch.model.dump import cluster_to_dict, cluster_to_yaml
 from drorch.model.loader import parse_cluster_text
+from drorch.model.rules_drbd import drbd_only
 from drorch.model.types import (
     VM,
     Cluster,
@@ -37,6 +39,7 @@ NAME = st.from_regex(r"\A[a-z][a-z0-9-]{0,7}\Z")
 MS = st.integers(min_value=1, max_value=600_000).map(lambda ms: ms / 1000)
 ODD_SECONDS = st.floats(min_value=0.001, max_value=1e4, allow_nan=False).map(lambda x: round(x, 6))
 DURATION = st.one_of(MS, ODD_SECONDS)
+DRBD_TIMEOUT = st.integers(min_value=100, max_value=60_000).map(lambda ms: ms / 1000)  # 0.1s..60s
 SIZE = st.one_of(
     st.integers(min_value=1, max_value=2**40),
     st.integers(min_value=1, max_value=4096).map(lambda n: n * 2**20),
@@ -106,20 +109,32 @@ def clusters(draw: st.DrawFn) -> Cluster:
         if driver is Driver.DRBD:
             drbd = DrbdOptions(
                 device=f"/dev/drbd{i}",
-                timeout=draw(MS),
+                timeout=draw(
+                    st.integers(min_value=100, max_value=60_000).map(lambda ms: ms / 1000)
+                ),
                 ko_count=draw(st.integers(0, 20)),
                 on_congestion=congestion,
             )
-        else:
+            draft = Volume(vname, driver, mode, 1, 7789 + 2 * i, MappingProxyType(paths), drbd)
+            stub = Cluster("stub", (sites[0], sites[1]), sites[0].name)
+            if drbd_only(stub, draft):  # nodes DRBD cannot use (host names, mixed families)
+                driver, drbd = Driver.PYREPL, DrbdOptions()
+        if driver is Driver.PYREPL:
             pyrepl = PyreplOptions(
                 region_size=draw(SIZE),
                 on_congestion=congestion,
-                nbd_port=draw(st.one_of(st.none(), st.just(10809 + i))),
+                nbd_port=draw(st.one_of(st.none(), st.just(10809 + 2 * i))),  # local: +index
                 tls=draw(st.booleans()),
             )
-        volumes.append(
-            Volume(vname, driver, mode, draw(SIZE), 7789 + i, MappingProxyType(paths), drbd, pyrepl)
+        fencing = (
+            draw(st.sampled_from(["resource-only", "dont-care"]))
+            if mode is ReplicationMode.SYNC
+            else "dont-care"
         )
+        port = 7789 + 2 * i
+        size = draw(SIZE)
+        volume = Volume(vname, driver, mode, size, port, MappingProxyType(paths), drbd, pyrepl)
+        volumes.append(replace(volume, fencing=fencing))
     resources: list[tuple[str, bool]] = []
     vms = []
     for vname in _unique_names(draw, draw(st.integers(0, 3)), taken):

@@ -19,9 +19,10 @@ RENAMED = {("PyreplOptions", "max_lag_bytes"): "max_lag", ("VM", "memory_mib"): 
 STRUCTURAL = {("Site", "name"), ("Site", "nodes")}
 
 MODELS = [
-    types.Node, types.Site, types.Witness, types.DrbdOptions, types.PyreplOptions,
+    types.Node, types.FenceAgent, types.Site, types.Witness, types.DrbdOptions, types.PyreplOptions,
     types.Volume, types.Monitor, types.VM, types.Service, types.Fencing, types.AgentSettings,
-    types.QuorumTimings, types.MigrationPolicy, types.Drill, types.Hypervisors, types.Cluster,
+    types.QuorumTimings, types.MigrationPolicy, types.DrillTargets, types.Drill, types.Hypervisors,
+    types.Cluster,
 ]  # fmt: skip
 
 FULL = """\
@@ -33,8 +34,11 @@ sites:
       - {name: a1, address: local, libvirt_uri: "qemu:///system",
          replication_address: 10.0.0.1, migration_uri: "qemu+tcp://10.0.0.1/system",
          agent_cert: /agents/a1.pem}
+    networks: {lan: br-a}
   B:
     nodes: [{name: b1, address: "root@10.0.0.2:22"}]
+    networks: {lan: br-b}
+    fence: {agent: fence_ipmilan, options: {ip: 10.0.9.2, username: admin}, timeout: 9s}
 distance_km: 10
 write_latency_budget: 2ms
 witness: {address: "127.0.0.1:7443", fingerprint: "FINGERPRINT", cert: /c.pem, key: /c.key}
@@ -58,12 +62,14 @@ services:
 fencing: {watchdog: device, device: /dev/watchdog1, watchdog_timeout: 4s, margin: 2s,
           self_fence: shutdown}
 agent: {failover: automatic, port: 7446, heartbeat: 500ms, member_timeout: 2s,
-        key: /a.key}
+        key: /a.key, runbook: /rb/failover.yaml, escalate_runbook: /rb/move.yaml,
+        max_restarts: 4, failure_window: 5m}
 quorum: {heartbeat: 2s, lease_timeout: 12s, switch_delay: 3s, takeover_wait: 20s}
 migration: {max_downtime: 100ms, downtime_ceiling: 1s, downtime_steps: 2, stall_iterations: 5,
             auto_converge: false, allow_postcopy: true, bandwidth_mibps: 100, deadline: 5m}
-hypervisor: {driver: libvirt, state_dir: /var/lib/drorch, bandwidth_mibps: 10}
-drills: [{name: w, kind: live-roundtrip, schedule: "@weekly", target: B}]
+hypervisor: {driver: libvirt, state_dir: /var/lib/drorch, bandwidth_mibps: 10, replication: real}
+drills: [{name: w, kind: live, schedule: "@weekly", target: B, tz: Europe/Berlin, window: 30m,
+          starting_deadline: 2h, targets: {rto: 5m, downtime: 500ms}}]
 """.replace("FINGERPRINT", "ab" * 32)
 
 

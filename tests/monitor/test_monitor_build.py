@@ -9,6 +9,7 @@ import pytest
 from drorch.model.types import Monitor as Spec
 from drorch.model.types import MonitorType
 from drorch.monitor.apphb import AppHeartbeatMonitor
+from drorch.monitor.base import CheckResult
 from drorch.monitor.build import SerialHeartbeatMonitor, monitor_for
 from drorch.monitor.probes import CommandMonitor, HttpMonitor, TcpMonitor
 from drorch.monitor.process import ProcessMonitor
@@ -46,3 +47,57 @@ def test_app_heartbeat_deadlines_follow_interval(tmp_path: Path) -> None:
         assert (m.judge.warn_after, m.judge.fatal_after) == (4, 8)
     finally:
         m.close()
+
+
+def test_a_rearmed_heartbeat_monitor_forgets_the_other_sites_beats(tmp_path: Path) -> None:
+    """The serial log is shared by both sites: a guest about to start here must not be
+    judged by the beats it printed at the other site (they stopped when that site died).
+    After `rearm()` it is in a fresh start-up grace; new beats make it healthy."""
+    from drorch.monitor.base import CheckStatus
+    from drorch.testing.clock import FakeClock
+
+    log = tmp_path / "vm.serial.log"
+    log.write_text("")
+    clock = FakeClock()
+    mon = SerialHeartbeatMonitor("hb", log, clock, interval=2.0)
+    for n in range(1, 6):
+        with open(log, "a") as f:
+            f.write(f"HEARTBEAT {n}\n")
+        clock.sleep(1.0)
+        mon.check()
+    clock.sleep(40.0)  # the other site died long ago
+    assert mon.check().status is CheckStatus.FAILED
+    mon.rearm()
+    assert mon.check().status is CheckStatus.WAITING
+    for n in range(1, 5):  # the guest boots here and counts on
+        with open(log, "a") as f:
+            f.write(f"HEARTBEAT {5 + n}\n")
+        clock.sleep(1.0)
+    assert mon.check().status is CheckStatus.OK
+    mon.close()
+
+
+def test_a_domain_monitor_asks_the_sites_hypervisor(tmp_path: Path) -> None:
+    """`type: domain` (level 1 for a guest): the hypervisor, real or simulated, says
+    whether the domain runs here; an unanswering one or none is a failure, not a crash."""
+    from drorch.monitor.base import CheckStatus
+    from drorch.monitor.domain import DomainMonitor
+    from drorch.testing.fake_hypervisor import FakeHypervisor, fake_domain_xml
+
+    hyp = FakeHypervisor("A")
+    spec = Spec("web-alive", MonitorType.DOMAIN, "web")
+    m = monitor_for(
+        spec, runner=LocalRunner(), clock=FakeClock(), base_dir=tmp_path, hypervisor=hyp
+    )
+    assert isinstance(m, DomainMonitor) and m.level == 1
+    assert m.check() == CheckResult(CheckStatus.FAILED, "domain web is undefined")
+    hyp.define(fake_domain_xml("web"))
+    hyp.start("web")
+    assert m.check() == CheckResult(CheckStatus.OK, "domain web is running")
+    hyp.destroy("web")
+    assert m.check() == CheckResult(CheckStatus.FAILED, "domain web is shutoff")
+    hyp.unreachable = True
+    r = m.check()
+    assert r.status is CheckStatus.FAILED and r.reason.startswith("domain web: SiteUnreachable")
+    alone = monitor_for(spec, runner=LocalRunner(), clock=FakeClock(), base_dir=tmp_path)
+    assert alone.check() == CheckResult(CheckStatus.FAILED, "no hypervisor here to ask for web")

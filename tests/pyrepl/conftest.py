@@ -92,8 +92,13 @@ class Cluster:
         peer: tuple[str, int] | None = None,
         size: int = SIZE,
         tls: LinkTls | None = None,
+        fencing: str = "dont-care",
+        nbd_payload_timeout: float = 30.0,
         **engine: Any,
     ) -> Side:
+        """`fencing` defaults to dont-care here: these sides test replication, resync,
+        split brain and epochs with writes on a disconnected primary. The product's
+        default (resource-only) is tested in test_pyrepl_fencing.py."""
         backing = self.root / f"{label}.img"
         control = self.root / f"{label}.ctl"
         config = EngineConfig(
@@ -103,6 +108,7 @@ class Cluster:
             mode=mode,
             role=role,
             region_size=REGION,
+            fencing=fencing,
             **engine,
         )
         options = ServeOptions(
@@ -112,6 +118,7 @@ class Cluster:
             peer=peer,
             nbd=("127.0.0.1", 0),
             tls=tls,
+            nbd_payload_timeout=nbd_payload_timeout,
         )
         daemon = Daemon(options)
         daemon.start()
@@ -171,6 +178,7 @@ class ServeProcess:
         peer: str | None = None,
         size: str = "4MiB",
         listen: str = "127.0.0.1:0",
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.control = root / f"{label}.ctl"
         self.backing = root / f"{label}.img"
@@ -200,6 +208,7 @@ class ServeProcess:
         ]
         if peer:
             argv += ["--peer", peer]
+        argv += extra
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdout=log, stderr=log, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
@@ -269,8 +278,9 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
         peer: str | None = None,
         size: str = "4MiB",
         listen: str = "127.0.0.1:0",
+        extra: tuple[str, ...] = (),
     ) -> ServeProcess:
-        proc = ServeProcess(tmp_path, label, role, mode, peer, size, listen)
+        proc = ServeProcess(tmp_path, label, role, mode, peer, size, listen, extra)
         started.append(proc)
         proc.wait_ready()
         return proc

@@ -1,4 +1,5 @@
-"""A minimal blocking NBD client for tests (fixed newstyle, NBD_OPT_GO, simple replies).
+"""A minimal blocking NBD client for tests (fixed newstyle, NBD_OPT_GO; simple replies,
+or structured replies and base:allocation block status when asked for).
 
 It exists so tests can see exactly when each reply arrives (qemu-io cannot tell us),
 and so malformed-traffic tests can speak a half-correct protocol on purpose.
@@ -31,12 +32,24 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 class NbdClient:
-    def __init__(self, host: str, port: int, export: str = "", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        export: str = "",
+        timeout: float = 10.0,
+        *,
+        structured: bool = False,
+        allocation: bool = False,
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._handle = 0
+        self.structured = structured
+        self.context_id: int | None = None
+        self.last_error_message = ""
         try:
-            self.size, self.flags = self._go(export)
+            self.size, self.flags = self._go(export, allocation)
         except BaseException:
             self.sock.close()
             raise
@@ -53,11 +66,29 @@ class NbdClient:
     def read_only(self) -> bool:
         return bool(self.flags & nbd.TF_READ_ONLY)
 
-    def _go(self, export: str) -> tuple[int, int]:
+    def _option(self, option: int, data: bytes = b"") -> list[tuple[int, bytes]]:
+        self.sock.sendall(struct.pack(">QII", nbd.IHAVEOPT, option, len(data)) + data)
+        out = []
+        while True:
+            _m, _o, rtype, length = struct.unpack(">QIII", recv_exact(self.sock, 20))
+            out.append((rtype, recv_exact(self.sock, length)))
+            if rtype == nbd.REP_ACK or rtype & (1 << 31):
+                return out
+
+    def _go(self, export: str, allocation: bool) -> tuple[int, int]:
         magic, opt, _hflags = struct.unpack(">QQH", recv_exact(self.sock, 18))
         assert (magic, opt) == (nbd.NBDMAGIC, nbd.IHAVEOPT)
         self.sock.sendall(struct.pack(">I", nbd.FLAG_FIXED_NEWSTYLE | nbd.FLAG_NO_ZEROES))
         name = export.encode()
+        if self.structured:
+            assert self._option(nbd.Opt.STRUCTURED_REPLY) == [(nbd.REP_ACK, b"")]
+        if allocation:
+            query = b"base:allocation"
+            data = struct.pack(">I", len(name)) + name
+            data += struct.pack(">II", 1, len(query)) + query
+            for rtype, payload in self._option(nbd.Opt.SET_META_CONTEXT, data):
+                if rtype == nbd.REP_META_CONTEXT:
+                    self.context_id = struct.unpack_from(">I", payload)[0]
         data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
         self.sock.sendall(struct.pack(">QII", nbd.IHAVEOPT, nbd.Opt.GO, len(data)) + data)
         size = flags = -1
@@ -79,11 +110,49 @@ class NbdClient:
         self.sock.sendall(header + data)
         if cmd == nbd.Cmd.DISC:
             return b""
-        magic, error, handle = struct.unpack(">IIQ", recv_exact(self.sock, 16))
-        assert magic == nbd.SIMPLE_REPLY_MAGIC and handle == self._handle
+        return self.reply(cmd, length)
+
+    def reply(self, cmd: int, length: int) -> bytes:
+        """One whole reply (simple, or structured chunks up to DONE): a read's data, a
+        block status chunk's descriptors as raw bytes, or b""; NbdError on an error."""
+        (magic,) = struct.unpack(">I", recv_exact(self.sock, 4))
+        if magic == nbd.SIMPLE_REPLY_MAGIC:
+            error, handle = struct.unpack(">IQ", recv_exact(self.sock, 12))
+            assert handle == self._handle
+            if error:
+                raise NbdError(error)
+            return recv_exact(self.sock, length) if cmd == nbd.Cmd.READ else b""
+        assert magic == nbd.STRUCTURED_REPLY_MAGIC and self.structured
+        out = b""
+        error = 0
+        while True:
+            flags, kind, handle, size = struct.unpack(">HHQI", recv_exact(self.sock, 16))
+            assert handle == self._handle
+            payload = recv_exact(self.sock, size)
+            if kind & (1 << 15):
+                error, mlen = struct.unpack_from(">IH", payload)
+                self.last_error_message = payload[6 : 6 + mlen].decode()
+            elif kind == nbd.ReplyType.OFFSET_DATA:
+                out += payload[8:]
+            elif kind == nbd.ReplyType.BLOCK_STATUS:
+                out += payload
+            if flags & nbd.REPLY_FLAG_DONE:
+                break
+            (magic,) = struct.unpack(">I", recv_exact(self.sock, 4))
+            assert magic == nbd.STRUCTURED_REPLY_MAGIC
         if error:
             raise NbdError(error)
-        return recv_exact(self.sock, length) if cmd == nbd.Cmd.READ else b""
+        return out
+
+    def block_status(
+        self, offset: int, length: int, *, req_one: bool = False
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """(context id, [(extent length, flags), ...])."""
+        flags = nbd.CMD_FLAG_REQ_ONE if req_one else 0
+        raw = self.request(nbd.Cmd.BLOCK_STATUS, offset, length, flags=flags)
+        (context,) = struct.unpack_from(">I", raw)
+        pairs = struct.unpack_from(f">{(len(raw) - 4) // 4}I", raw, 4)
+        return context, list(zip(pairs[::2], pairs[1::2], strict=True))
 
     def write(self, offset: int, data: bytes, *, fua: bool = False) -> None:
         self.request(nbd.Cmd.WRITE, offset, len(data), data, nbd.CMD_FLAG_FUA if fua else 0)

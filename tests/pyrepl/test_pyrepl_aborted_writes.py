@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from drorch.replication.base import Role
 from drorch.replication.pyrepl import nbd_proto as nbd
 from drorch.replication.pyrepl.pipes import PipePayload, PipePool
 from tests.pyrepl.conftest import Cluster, connected, wait_until
@@ -97,3 +98,36 @@ def test_pool_never_reuses_a_partly_filled_pipe() -> None:
         a.close()
         b.close()
         pool.close()
+
+
+@pytest.mark.parametrize(("length", "sent"), [(BIG, SENT), (4096, 100), (BIG, 0)])
+def test_a_client_stalled_mid_request_is_dropped_alone(
+    cluster: Cluster, length: int, sent: int
+) -> None:
+    """Past the payload timeout a half-sent request drops its own connection (piped and
+    in-memory payloads); an idle client between requests is kept; nothing is written."""
+    a = cluster.start("a", Role.PRIMARY, nbd_payload_timeout=0.3)
+    idle = NbdClient(*a.nbd, "vol")
+    staller = NbdClient(*a.nbd, "vol")
+    header = struct.pack(">IHHQQI", nbd.REQUEST_MAGIC, 0, nbd.Cmd.WRITE, 1, 0, length)
+    staller.sock.sendall(header + b"\xee" * sent)
+    staller.sock.settimeout(5)
+    started = time.monotonic()
+    assert staller.sock.recv(16) == b""  # dropped, no reply
+    assert time.monotonic() - started < 4
+    staller.sock.close()
+    time.sleep(0.4)  # the idle client has now been silent past the timeout too
+    idle.write(length, b"\x42" * length)
+    assert idle.read(0, length + 16) == bytes(length) + b"\x42" * 16
+    idle.close()
+    assert a.daemon.nbd is not None and a.daemon.nbd.stalled_requests == 1
+    assert b"\xee" not in a.content()
+
+
+def test_a_half_sent_request_header_is_a_stall_too(cluster: Cluster) -> None:
+    a = cluster.start("a", Role.PRIMARY, nbd_payload_timeout=0.3)
+    with NbdClient(*a.nbd, "vol") as c:
+        c.sock.sendall(struct.pack(">IHH", nbd.REQUEST_MAGIC, 0, nbd.Cmd.READ))
+        c.sock.settimeout(5)
+        assert c.sock.recv(16) == b""
+    assert a.daemon.nbd is not None and a.daemon.nbd.stalled_requests == 1

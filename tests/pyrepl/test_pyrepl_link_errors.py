@@ -136,3 +136,136 @@ def test_a_write_past_the_volume_end_is_refused(cluster: Cluster, length: int) -
         wait_until("b dropped it", lambda: b.status()["connection"] == "Connecting")
     assert b.backing.stat().st_size == SIZE
     assert "past the volume end" in b.status()["extra"]["last_error"]
+
+
+def test_a_hello_header_claiming_64_mib_is_refused_before_its_payload(cluster: Cluster) -> None:
+    """28 unauthenticated bytes must not make the daemon allocate 64 MiB and wait for it
+    (attack: eight such connections held 512 MiB of the secondary's memory)."""
+    a, b = cluster.pair()
+    with socket.create_connection(b.listen, timeout=10) as s:
+        s.sendall(wire.header(FrameType.HELLO, length=wire.MAX_PAYLOAD))
+        s.settimeout(2.0)  # well inside the 5 s a receive may take
+        assert closed_by_peer(s)
+    assert connected(a) and connected(b)
+
+
+def test_a_bitmap_of_the_wrong_length_for_this_volume_is_refused(cluster: Cluster) -> None:
+    a, b = cluster.pair()
+    frames = hello()
+    at = frames.index(wire.header(FrameType.BITMAP, length=(SIZE // 65536 + 7) // 8))
+    with socket.create_connection(b.listen, timeout=10) as s:
+        s.sendall(frames[:at] + wire.header(FrameType.BITMAP, length=wire.MAX_PAYLOAD))
+        s.settimeout(2.0)
+        assert closed_by_peer(s)
+    assert connected(a) and connected(b)
+
+
+def test_a_handshake_trickling_in_is_cut_at_the_deadline(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte every 0.3 s never trips the 5 s receive timeout; the whole handshake has
+    a deadline (HANDSHAKE_DEADLINE) all the same."""
+    from drorch.replication.pyrepl import link
+
+    monkeypatch.setattr(link, "HANDSHAKE_DEADLINE", 1.0, raising=False)
+    a, b = cluster.pair()
+    with socket.create_connection(b.listen, timeout=10) as s:
+        s.settimeout(0.3)
+        cut = False
+        for byte in hello()[:20]:  # 6 s of trickle at most
+            try:
+                s.sendall(bytes([byte]))
+                if s.recv(1) == b"":
+                    cut = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                cut = True
+                break
+        assert cut, "the trickling handshake was still open after 6 s"
+    assert connected(a) and connected(b)
+
+
+def test_an_nbd_handshake_trickling_in_is_cut_at_the_deadline(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDSHAKE_TIMEOUT bounds the whole NBD handshake, not each receive (attack: a byte
+    every 10 s kept a handshake open for 70 s and more)."""
+    from drorch.replication.pyrepl import nbd_server
+
+    monkeypatch.setattr(nbd_server, "HANDSHAKE_TIMEOUT", 1.0)
+    a, _b = cluster.pair()
+    # flags, then an option header one byte at a time (never complete)
+    trickle = b"\x00\x00\x00\x03" + b"IHAVEOPT" + bytes(8)
+    with socket.create_connection(a.nbd, timeout=10) as s:
+        recv_exact(s, 18)  # the greeting
+        s.settimeout(0.3)
+        cut = False
+        for byte in trickle:  # 6 s of trickle at most
+            try:
+                s.sendall(bytes([byte]))
+                if s.recv(1) == b"":
+                    cut = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                cut = True
+                break
+        assert cut, "the trickling NBD handshake was still open after 6 s"
+    with a.client() as nbd:
+        nbd.write(0, b"served")
+
+
+def test_trickling_handshakes_do_not_lock_the_peer_out(cluster: Cluster) -> None:
+    """Clients holding every replication-handshake slot (a byte a second: never past
+    the 5 s receive timeout) must not keep the real peer from reconnecting: a new
+    handshake evicts the oldest unfinished one."""
+    import threading
+    import time
+
+    from drorch.replication.pyrepl import link
+
+    a, b = cluster.pair()
+    stop = threading.Event()
+    trickle = hello()
+
+    def attacker() -> None:
+        socks: list[list[object]] = []  # [socket, bytes sent, last send]
+        while not stop.is_set():
+            while len(socks) < link.MAX_HANDSHAKES + 2:
+                s = socket.create_connection(b.listen, timeout=2)
+                s.setblocking(False)
+                socks.append([s, 0, 0.0])
+            now = time.monotonic()
+            for entry in list(socks):
+                s, sent, last = entry
+                assert isinstance(s, socket.socket) and isinstance(sent, int)
+                try:
+                    try:
+                        if s.recv(1) == b"":
+                            raise OSError("closed by the server")
+                    except BlockingIOError:
+                        pass
+                    if now - float(last) >= 1.0:  # type: ignore[arg-type]
+                        s.send(trickle[sent : sent + 1])
+                        entry[1], entry[2] = sent + 1, now
+                except OSError:
+                    s.close()
+                    socks.remove(entry)
+            stop.wait(0.02)
+        for entry in socks:
+            entry[0].close()  # type: ignore[attr-defined]
+
+    t = threading.Thread(target=attacker)
+    t.start()
+    try:
+        time.sleep(1.0)
+        a.call("disconnect")
+        wait_until("a apart", lambda: a.status()["connection"] != "Connected")
+        a.call("connect", wait=0)
+        wait_until("reconnected", lambda: connected(a) and connected(b), timeout=10)
+    finally:
+        stop.set()
+        t.join(10)

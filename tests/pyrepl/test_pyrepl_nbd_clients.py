@@ -141,14 +141,13 @@ def test_garbage_instead_of_a_handshake_closes_only_that_client(cluster: Cluster
     still_serving(a)
 
 
-def test_structured_replies_are_refused_with_err_unsup(cluster: Cluster) -> None:
+def test_structured_replies_are_acknowledged_and_the_connection_goes_on(cluster: Cluster) -> None:
     a = cluster.start("a", Role.PRIMARY)
     with raw(a) as s:
         s.sendall(struct.pack(">I", nbd.FLAG_FIXED_NEWSTYLE))
         s.sendall(struct.pack(">QII", nbd.IHAVEOPT, nbd.Opt.STRUCTURED_REPLY, 0))
         _m, opt, rep, length = struct.unpack(">QIII", recv_exact(s, 20))
-        recv_exact(s, length)
-        assert (opt, rep) == (nbd.Opt.STRUCTURED_REPLY, nbd.REP_ERR_UNSUP)
+        assert (opt, rep, length) == (nbd.Opt.STRUCTURED_REPLY, nbd.REP_ACK, 0)
         # the same connection carries on: an unknown export is ERR_UNKNOWN, not a crash
         data = struct.pack(">I", 4) + b"nope" + struct.pack(">H", 0)
         s.sendall(struct.pack(">QII", nbd.IHAVEOPT, nbd.Opt.GO, len(data)) + data)

@@ -11,13 +11,8 @@ from pathlib import Path
 
 from drorch.replication.base import Role
 from drorch.replication.pyrepl.control import ControlClient
+from tests.ports import free_port
 from tests.pyrepl.conftest import Cluster, wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _second(
@@ -26,7 +21,7 @@ def _second(
     argv = [
         sys.executable, "-m", "drorch", "repl", "serve", "--name", "vol",
         "--backing", str(backing), "--size", "1MiB", "--role", "secondary", "--mode", "sync",
-        "--listen", f"127.0.0.1:{_free_port()}", "--control", str(control),
+        "--listen", f"127.0.0.1:{free_port()}", "--control", str(control),
     ]  # fmt: skip
     if meta is not None:
         argv += ["--meta", str(meta)]
@@ -94,7 +89,7 @@ def test_stale_control_socket_is_replaced(tmp_path: Path) -> None:
             "--mode",
             "sync",
             "--listen",
-            f"127.0.0.1:{_free_port()}",
+            f"127.0.0.1:{free_port()}",
             "--control",
             str(stale),
         ],

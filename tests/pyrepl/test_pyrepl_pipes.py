@@ -87,8 +87,14 @@ def test_payload_in_many_small_socket_buffers_falls_back_to_memory() -> None:
     a, b = socket.socketpair()
     pool = PipePool()
     data = os.urandom(MIB)
+
+    def in_small_pieces() -> None:  # 2048 buffers: more than the pipe has slots
+        for at in range(0, len(data), 512):
+            a.sendall(data[at : at + 512])
+
     try:
-        t = send_in_background(a, data)
+        t = threading.Thread(target=in_small_pieces)
+        t.start()
         payload = PipePayload.from_socket(pool, b, len(data))
         t.join()
         assert isinstance(payload, bytearray)

@@ -175,6 +175,7 @@ def test_stale_primary_is_rejected_by_epoch(cluster: Cluster) -> None:
     a.call("promote", epoch=5)
     assert b.status()["epoch"] == 5
     a.call("disconnect")
+    wait_until("b sees a go", lambda: b.status()["connection"] != "Connected")
     b.call("promote", epoch=7)  # the quorum moved on: b is primary at epoch 7
     b.call("demote")  # ... and is secondary again, but remembers epoch 7
     with pytest.raises(StaleEpoch) as info:
@@ -241,16 +242,32 @@ def test_async_pull_ahead_outdates_then_catches_up(cluster: Cluster) -> None:
     assert session is not None
     payload = os.urandom(128 * 1024)
     send_lock = session.send_lock
-    send_lock.acquire()  # the sender blocks before the socket: lag builds up
-    try:
+    acked: list[int] = []
+
+    def writer() -> None:
         with a.client() as nbd:
             for i in range(8):
                 nbd.write(i * len(payload), payload)
+                acked.append(i)
+
+    send_lock.acquire()  # the sender blocks before the socket: lag builds up
+    t = threading.Thread(target=writer)
+    try:
+        t.start()
+        wait_until("pulled ahead", lambda: a.status()["extra"]["ahead"] is True)
         st = a.status()
-        assert st["extra"]["ahead"] is True
         assert st["out_of_sync_bytes"] > 0
+        assert st["peer_disk"] == "Outdated"
+        # the write that went unshipped waits until the peer acknowledges OUTDATE (which
+        # cannot be sent yet): a secondary that does not know it is behind never sees an
+        # acknowledged write it lacks
+        t.join(0.5)
+        assert t.is_alive() and len(acked) < 8
+        assert b.status()["disk"] == "UpToDate"
     finally:
         send_lock.release()
+    t.join(30)
+    assert acked == list(range(8))
     wait_until("caught up", lambda: connected(a) and connected(b), timeout=30)
     assert a.content() == b.content()
     assert b.status()["disk"] == "UpToDate"

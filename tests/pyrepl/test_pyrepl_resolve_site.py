@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from drorch.replication.base import (
 )
 from drorch.replication.node_status import volume_environment, volume_replicator
 from drorch.testing.contract_replicator import synced
+from tests.ports import free_port_block
 from tests.pyrepl.conftest import wait_until
 from tests.pyrepl.nbd_client import NbdClient
 
@@ -60,6 +60,7 @@ volumes:
   - name: vol
     driver: pyrepl
     mode: sync
+    fencing: dont-care  # these tests make a split brain on purpose
     size: 4MiB
     port: {port}
     paths:
@@ -73,24 +74,8 @@ hypervisor:
 """
 
 
-def free_port_pair() -> int:
-    """A port p with p and p + 1 both free on 127.0.0.1 (the driver uses port + index)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise AssertionError("no two consecutive free ports")
-
-
-def resolve(config: Path, *args: str) -> Result:
-    argv = ["repl", "resolve", "-c", str(config), *args]
+def resolve(config: Path, *args: str, yes: bool = True) -> Result:
+    argv = ["repl", "resolve", "-c", str(config), *args, *(["--yes"] if yes else [])]
     return CliRunner().invoke(cli, argv, catch_exceptions=False)
 
 
@@ -159,7 +144,7 @@ def _kill(pids: list[int]) -> None:
 
 def start_lab(root: Path) -> Iterator[Lab]:
     config = root / "cluster.yaml"
-    config.write_text(CONFIG.format(port=free_port_pair(), nbd_port=free_port_pair()))
+    config.write_text(CONFIG.format(port=free_port_block(2), nbd_port=free_port_block(2)))
     cluster = load_cluster(config)
     volume = cluster.volume("vol")
     env = volume_environment(cluster, volume, root)
@@ -362,7 +347,14 @@ def test_sim_lab_resolves_by_site(tmp_path: Path, repo_root: Path) -> None:
     assert refused.exit_code == 1
     assert "error: victim-primary: appdata is primary on a1 (site A)" in refused.stderr
 
-    result = resolve(lab_config, "--volume", "appdata", "--discard", "B", "--accept-data-loss")
+    args = ("--volume", "appdata", "--discard", "B", "--accept-data-loss")
+    unasked = resolve(lab_config, *args, yes=False)  # no terminal, no --yes: nothing done
+    assert unasked.exit_code == 1, unasked.output
+    assert "not confirmed (no terminal to ask on): Discard the changes to appdata at B" in (
+        unasked.stderr
+    )
+    assert b1.status().connection is not ConnState.CONNECTED
+    result = resolve(lab_config, *args)
     assert result.exit_code == 0, result.output + result.stderr
     assert "the driver detected split brain at the last handshake" in result.stderr
     a, b = a1.status(), b1.status()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from tests.pyrepl.conftest import ServeProcess, wait_until
 from tests.pyrepl.nbd_client import NbdClient
 
@@ -36,9 +40,11 @@ def synced(p: ServeProcess) -> bool:
     return st["connection"] == "Connected" and st["disk"] == "UpToDate"
 
 
-def pair(processes: Start, mode: str) -> tuple[ServeProcess, ServeProcess]:
-    b = processes("b", "secondary", mode)
-    a = processes("a", "primary", mode, peer=b.listen)
+def pair(
+    processes: Start, mode: str, extra: tuple[str, ...] = ()
+) -> tuple[ServeProcess, ServeProcess]:
+    b = processes("b", "secondary", mode, extra=extra)
+    a = processes("a", "primary", mode, peer=b.listen, extra=extra)
     wait_until(
         "connected",
         lambda: (
@@ -81,13 +87,14 @@ def test_sigterm_flushes_and_exits_zero(processes: Start) -> None:
 
 def test_promote_of_inconsistent_secondary_exits_3(processes: Start) -> None:
     b = processes("b", "secondary", "sync")
-    out = b.cli("promote", "--control", str(b.control), "--epoch", "4")
+    out = b.cli("promote", "--yes", "--control", str(b.control), "--epoch", "4")
     assert out.returncode == 3
     assert "Inconsistent" in out.stderr and "--force --accept-data-loss" in out.stderr
-    out = b.cli("promote", "--control", str(b.control), "--force")
+    out = b.cli("promote", "--yes", "--control", str(b.control), "--force")
     assert out.returncode == 2  # usage: --force needs --accept-data-loss
     out = b.cli(
         "promote",
+        "--yes",
         "--control",
         str(b.control),
         "--epoch",
@@ -150,7 +157,7 @@ def test_kill_9_primary_mid_writes_then_promote_loses_no_acked_write(processes: 
     t.join(30)
     assert failed.is_set(), "the writer saw the primary die mid-stream"
     assert 50 <= len(acked) < 1023
-    out = b.cli("promote", "--control", str(b.control), "--epoch", "2", "--format", "json")
+    out = b.cli("promote", "--yes", "--control", str(b.control), "--epoch", "2", "--format", "json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["message"].startswith("promoted")
     data = b.backing.read_bytes()
@@ -192,8 +199,13 @@ def test_restarted_old_primary_resyncs_from_the_promoted_side(processes: Start, 
     with NbdClient(*a.nbd, "vol") as c:
         c.write(0, b"1" * 65536)
     a.kill9()
-    out = b.cli("promote", "--control", str(b.control), "--epoch", "1")
+    out = b.cli("promote", "--yes", "--control", str(b.control), "--epoch", "1")
     assert out.returncode == 0, out.stderr
+    if mode == "sync":  # fencing resource-only: b writes alone only once a is outdated
+        refused = b.cli("outdate-peer", "--control", str(b.control))
+        assert refused.returncode == 3 and "--accept-data-loss" in refused.stderr
+        out = b.cli("outdate-peer", "--control", str(b.control), "--accept-data-loss", "--yes")
+        assert out.returncode == 0, out.stderr
     with NbdClient(*b.nbd, "vol") as c:
         c.write(65536, b"2" * 65536)
     # the old primary comes back (same backing file and metadata) as secondary
@@ -206,9 +218,29 @@ def test_restarted_old_primary_resyncs_from_the_promoted_side(processes: Start, 
     assert a2.backing.read_bytes() == b.backing.read_bytes()
 
 
+def test_cli_disconnect_stop_outdate_dry_run_and_ask(processes: Start) -> None:
+    """Each takes --dry-run (the daemon's `would_*`: same refusals, no change) and
+    --yes; with no terminal and no --yes nothing is done."""
+    a, b = pair(processes, "sync")
+    dry = a.cli("disconnect", "--control", str(a.control), "--dry-run", "--format", "json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["message"].startswith("would disconnect (Connected)")
+    unasked = a.cli("disconnect", "--control", str(a.control))
+    assert unasked.returncode == 1 and "not confirmed (no terminal to ask on)" in unasked.stderr
+    assert a.status_json()["connection"] == "Connected"
+    dry = a.cli("stop", "--control", str(a.control), "--dry-run")
+    assert dry.returncode == 3 and "refusing to stop a primary" in dry.stderr
+    dry = b.cli("stop", "--control", str(b.control), "--dry-run", "--format", "json")
+    assert json.loads(dry.stdout)["message"] == "would stop this secondary's daemon (flush, exit 0)"
+    unasked = b.cli("stop", "--control", str(b.control))
+    assert unasked.returncode == 1 and b.status_json()["role"] == "secondary"  # still up
+    dry = a.cli("outdate-peer", "--control", str(a.control), "--accept-data-loss", "--dry-run")
+    assert dry.returncode == 3 and "the peer is connected" in dry.stderr
+
+
 def test_cli_disconnect_write_connect_shows_resync_progress(processes: Start) -> None:
     a, b = pair(processes, "sync")
-    out = a.cli("disconnect", "--control", str(a.control), "--format", "json")
+    out = a.cli("disconnect", "--control", str(a.control), "--format", "json", "--yes")
     assert out.returncode == 0 and json.loads(out.stdout)["message"] == "StandAlone"
     with NbdClient(*a.nbd, "vol") as c:
         for i in range(8):
@@ -228,13 +260,19 @@ def test_cli_disconnect_write_connect_shows_resync_progress(processes: Start) ->
 
 def test_cli_errors_are_json_on_stdout_with_format_json(processes: Start) -> None:
     a, b = pair(processes, "sync")
-    out = b.cli("promote", "--control", str(b.control), "--format", "json")
-    assert out.returncode == 1
+    out = b.cli("promote", "--yes", "--control", str(b.control), "--format", "json")
+    assert out.returncode == 3  # a refusal (README: 3 unsafe operation refused)
     error = json.loads(out.stdout)["error"]
-    assert error["type"] == "ReplicationError" and "peer is primary" in error["message"]
-    out = a.cli("resolve", "--control", str(a.control), "--discard-local", "--format", "yaml")
-    assert out.returncode == 1 and "type: ReplicationError" in out.stdout
+    assert error["type"] == "UnsafeOperation" and "peer is primary" in error["message"]
+    out = a.cli(
+        "resolve", "--control", str(a.control), "--discard-local", "--format", "yaml", "--yes"
+    )
+    assert out.returncode == 3 and "type: UnsafeOperation" in out.stdout
     assert "while primary" in out.stderr
+    out = a.cli("stop", "--control", str(a.control))
+    assert out.returncode == 3 and "refusing to stop a primary" in out.stderr
+    out = a.cli("status", "--control", str(a.control))
+    assert out.returncode == 0  # the refusals changed nothing
 
 
 def test_status_of_every_volume_on_a_node_from_the_config() -> None:
@@ -252,14 +290,6 @@ def test_status_of_every_volume_on_a_node_from_the_config() -> None:
     assert out.returncode == 2
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_both_sides_dial_each_other_and_one_link_survives(processes: Start) -> None:
     """The DRBD-like symmetric setup: each side has --listen and --peer."""
     pa, pb = free_port(), free_port()
@@ -267,7 +297,7 @@ def test_both_sides_dial_each_other_and_one_link_survives(processes: Start) -> N
     a = processes("a", "primary", "sync", peer=f"127.0.0.1:{pb}", listen=f"127.0.0.1:{pa}")
     wait_until("connected", lambda: synced(a) and synced(b))
     for side in (a, b):  # either side may drop and re-establish it
-        out = side.cli("disconnect", "--control", str(side.control))
+        out = side.cli("disconnect", "--control", str(side.control), "--yes")
         assert out.returncode == 0
         out = side.cli("connect", "--control", str(side.control), "--format", "json")
         assert out.returncode == 0, out.stderr
@@ -277,31 +307,49 @@ def test_both_sides_dial_each_other_and_one_link_survives(processes: Start) -> N
     assert b.backing.read_bytes()[:900] == b"symmetric" * 100
 
 
+def test_cli_promote_at_an_epoch_already_seen_exits_5_with_what_to_do(
+    processes: Start,
+) -> None:
+    """Epochs are strict (as `drbd primary`): a new primary at the epoch this replica
+    already saw is refused with exit 5 and the epoch it needs; a greater one is taken."""
+    a, _b = pair(processes, "sync")
+    ctl_a = ("--control", str(a.control))
+    assert a.cli("promote", "--yes", *ctl_a, "--epoch", "1").returncode == 0
+    assert a.cli("demote", "--yes", *ctl_a).returncode == 0
+    for stale in ("1", "0"):
+        out = a.cli("promote", "--yes", *ctl_a, "--epoch", stale)
+        assert out.returncode == 5, out.stderr
+        assert "a promotion needs an epoch greater than 1" in out.stderr, out.stderr
+    assert a.status_json()["role"] == "secondary"
+    assert a.cli("promote", "--yes", *ctl_a, "--epoch", "2").returncode == 0
+    assert a.status_json()["epoch"] == 2
+
+
 def test_cli_stale_primary_exits_5_and_split_brain_exits_4(processes: Start) -> None:
-    a, b = pair(processes, "sync")
+    a, b = pair(processes, "sync", ("--fencing", "dont-care"))  # a split brain on purpose
     ctl_a, ctl_b = ("--control", str(a.control)), ("--control", str(b.control))
-    assert a.cli("promote", *ctl_a, "--epoch", "1").returncode == 0
+    assert a.cli("promote", "--yes", *ctl_a, "--epoch", "1").returncode == 0
     assert b.status_json()["epoch"] == 1, "the secondary learned the epoch in the stream"
-    assert a.cli("disconnect", *ctl_a).returncode == 0
-    assert b.cli("promote", *ctl_b, "--epoch", "2").returncode == 0  # quorum moved to B
+    assert a.cli("disconnect", *ctl_a, "--yes").returncode == 0
+    assert b.cli("promote", "--yes", *ctl_b, "--epoch", "2").returncode == 0  # quorum moved to B
     out = a.cli("connect", *ctl_a)
     assert out.returncode == 5 and "stale primary" in out.stderr
     # the operator demotes the stale side and both write while apart: split brain
-    assert a.cli("demote", *ctl_a).returncode == 0
+    assert a.cli("demote", "--yes", *ctl_a).returncode == 0
     with NbdClient(*b.nbd, "vol") as c:
         c.write(0, b"B" * 4096)
-    assert b.cli("disconnect", *ctl_b).returncode == 0
-    assert a.cli("promote", *ctl_a, "--epoch", "3").returncode == 0
+    assert b.cli("disconnect", *ctl_b, "--yes").returncode == 0
+    assert a.cli("promote", "--yes", *ctl_a, "--epoch", "3").returncode == 0
     with NbdClient(*a.nbd, "vol") as c:
         c.write(65536, b"A" * 4096)
-    assert a.cli("demote", *ctl_a).returncode == 0
-    assert b.cli("demote", *ctl_b).returncode == 0
+    assert a.cli("demote", "--yes", *ctl_a).returncode == 0
+    assert b.cli("demote", "--yes", *ctl_b).returncode == 0
     a.cli("connect", *ctl_a, "--no-wait")
     out = b.cli("connect", *ctl_b, "--format", "json")
     assert out.returncode == 4, out.stderr
     error = json.loads(out.stdout)["error"]
     assert error["type"] == "SplitBrain" and error["local"]["current"] != error["peer"]["current"]
-    out = a.cli("resolve", *ctl_a, "--discard-local", "--format", "json")
+    out = a.cli("resolve", *ctl_a, "--discard-local", "--format", "json", "--yes")
     assert out.returncode == 0, out.stderr
     assert b.cli("connect", *ctl_b).returncode == 0
     wait_until("resolved", lambda: synced(a) and synced(b))
@@ -361,3 +409,44 @@ def test_a_lost_backing_file_is_not_silently_recreated(processes: Start) -> None
     assert out.returncode == 1
     assert "is missing" in out.stderr and "refusing to start on an empty disk" in out.stderr
     assert not a.backing.exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "flag"),
+    [
+        ("sync", ("--max-lag", "1MiB"), "--max-lag"),
+        ("sync", ("--on-congestion", "pull-ahead"), "--on-congestion"),
+        ("async", ("--fencing", "dont-care"), "--fencing"),
+        ("async", ("--freeze-timeout", "5s"), "--freeze-timeout"),
+        ("async", ("--fence-peer-cmd", "true"), "--fence-peer-cmd"),
+    ],
+)
+def test_serve_refuses_options_of_the_other_mode(
+    tmp_path: Path, mode: str, extra: tuple[str, ...], flag: str
+) -> None:
+    argv = [sys.executable, "-m", "drorch", "repl", "serve", "--name", "vol", "--backing"]
+    argv += [str(tmp_path / "x.img"), "--size", "1MiB", "--role", "primary", "--mode", mode]
+    argv += ["--listen", "127.0.0.1:0", "--control", str(tmp_path / "x.ctl"), *extra]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2, out.stderr
+    assert f"drorch: error: {flag} applies to " in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "x.img").exists(), "refused before touching anything"
+
+
+def test_set_mode_cli_switches_and_shows_the_time_outdated(processes: Start) -> None:
+    a, b = pair(processes, "async")
+    dry = a.cli("set-mode", "sync", "--control", str(a.control), "--dry-run", "--format", "json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["message"].startswith("would switch to sync: drain the ")
+    unasked = a.cli("set-mode", "sync", "--control", str(a.control))
+    assert unasked.returncode == 1 and "not confirmed (no terminal to ask on)" in unasked.stderr
+    assert a.status()["mode"] == "async"
+    out = a.cli("set-mode", "sync", "--control", str(a.control), "--format", "json", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["mode"] == "sync"
+    assert b.status()["mode"] == "sync"
+    bad = a.cli("set-mode", "sync", "--max-lag", "1MiB", "--control", str(a.control))
+    assert bad.returncode == 2 and "drorch: error: --max-lag applies to async" in bad.stderr
+    for fmt in ("table", "json", "yaml"):
+        shown = a.cli("status", "--control", str(a.control), "--format", fmt)
+        assert shown.returncode == 0 and "outdated_since" in shown.stdout, fmt

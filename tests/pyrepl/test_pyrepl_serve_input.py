@@ -59,3 +59,25 @@ def test_every_problem_at_once(tmp_path: Path) -> None:
     done = _serve(tmp_path, "--peer", "127.0.0.1:17789", size="0", name="")
     assert done.returncode == 2
     assert done.stderr.count("drorch: error:") == 3
+
+
+@pytest.mark.parametrize("op", ["demote", "connect", "disconnect", "verify", "stop"])
+@pytest.mark.parametrize("option", [("--epoch", "3"), ("--force",), ("--accept-data-loss",)])
+def test_options_without_effect_are_not_offered(
+    tmp_path: Path, op: str, option: tuple[str, ...]
+) -> None:
+    """Only promote takes a fencing epoch or a data-safety override; elsewhere the option
+    is a usage error (exit 2), not silently ignored."""
+    argv = [sys.executable, "-m", "drorch", "repl", op, "--control", str(tmp_path / "x.ctl")]
+    out = subprocess.run([*argv, *option], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert f"No such option '{option[0]}'" in out.stderr
+    assert "Traceback" not in out.stderr
+    helptext = subprocess.run([*argv[:5], "--help"], capture_output=True, text=True, timeout=30)
+    assert option[0] not in helptext.stdout
+
+
+def test_promote_still_takes_epoch_and_force(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "drorch", "repl", "promote", "--help"]
+    helptext = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+    assert "--epoch" in helptext and "--force" in helptext and "--accept-data-loss" in helptext

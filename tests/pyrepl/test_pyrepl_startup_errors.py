@@ -11,18 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     s = socket.create_server(("127.0.0.1", 0))
     yield int(s.getsockname()[1])
     s.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(tmp: Path, *, listen: str, nbd: str | None = None, control: Path | None = None) -> str:
@@ -46,19 +42,19 @@ def test_port_in_use(tmp_path: Path, busy_port: int) -> None:
 
 
 def test_listen_equal_to_nbd(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     err = _serve(tmp_path, listen=f"127.0.0.1:{port}", nbd=f"127.0.0.1:{port}")
     assert "drorch: error: --listen and --nbd are the same address" in err  # before binding
 
 
 def test_missing_control_directory(tmp_path: Path) -> None:
     ctl = tmp_path / "no" / "such" / "dir" / "v.ctl"
-    err = _serve(tmp_path, listen=f"127.0.0.1:{_free_port()}", control=ctl)
+    err = _serve(tmp_path, listen=f"127.0.0.1:{free_port()}", control=ctl)
     assert f"cannot start the control socket {ctl}" in err
 
 
 def test_socket_path_too_long(tmp_path: Path) -> None:
     ctl = tmp_path / ("x" * 120) / "v.ctl"
     ctl.parent.mkdir()
-    err = _serve(tmp_path, listen=f"127.0.0.1:{_free_port()}", control=ctl)
+    err = _serve(tmp_path, listen=f"127.0.0.1:{free_port()}", control=ctl)
     assert "cannot start the control socket" in err

@@ -44,6 +44,46 @@ def test_broken_meta_is_a_clear_error(tmp_path: Path, content: str) -> None:
         load_meta(path)
 
 
+GOOD = {
+    "name": "vol",
+    "size": 1 << 20,
+    "region_size": REGION,
+    "node_id": "ab",
+    "disk": "UpToDate",
+    "generation": {"current": "c0"},
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("", "not valid JSON"),
+        ("[]", "expected a JSON object, found list"),
+        (json.dumps({"name": "x"}), "missing field(s) size, region_size, node_id, disk"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "name"}), "missing field(s) name"),
+        (json.dumps({**GOOD, "disk": "Shiny"}), "field 'disk': 'Shiny' is not a valid"),
+        (json.dumps({**GOOD, "size": "big"}), "field 'size': expected a non-negative integer"),
+        (json.dumps({**GOOD, "epoch": -1}), "field 'epoch': expected a non-negative integer"),
+        (json.dumps({**GOOD, "generation": []}), "field 'generation': expected an object"),
+        ("\udcff", "not UTF-8 text"),
+    ],
+)
+def test_broken_meta_says_what_is_wrong(tmp_path: Path, content: str, says: str) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(content, errors="surrogateescape")
+    with pytest.raises(MetaError) as info:
+        load_meta(path)
+    assert str(info.value).startswith(f"{path}: unreadable pyrepl metadata: ")
+    assert says in str(info.value)
+    assert load_meta_ok(tmp_path)
+
+
+def load_meta_ok(tmp_path: Path) -> bool:
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(GOOD))
+    return load_meta(path).generation.current == "c0"
+
+
 def test_generation_lifecycle() -> None:
     g = Generation("c0")
     d1 = g.diverge()

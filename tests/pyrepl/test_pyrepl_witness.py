@@ -129,7 +129,7 @@ def test_promote_of_a_copy_the_witness_marks_outdated(
         assert hook.returncode == 0, hook.stderr
         a.release()
     a_proc.kill9()
-    promote = ["repl", "promote", "--control", str(b_proc.control), "-c", str(b_yaml)]
+    promote = ["repl", "promote", "--yes", "--control", str(b_proc.control), "-c", str(b_yaml)]
     promote += ["--node", "b1", "--format", "json"]
     with hold(quorum_daemon, "B"):
         refused = drorch(*promote)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +24,7 @@ from drorch.quorum.client import QuorumConnection
 from drorch.quorum.daemon import load_validated, open_state
 from drorch.quorum.server import QuorumServer
 from drorch.quorum.tls import generate_self_signed
+from tests.ports import free_port
 
 NAMES = ("server", "c1-a", "c1-b", "c2-a", "c2-b", "stranger")
 HEARTBEAT_MS, LEASE_MS, SWITCH_DELAY_MS = 100, 600, 400
@@ -48,13 +49,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     for name in NAMES:
         out.fingerprints[name] = generate_self_signed(name, folder)[2]
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def config_text(
@@ -190,7 +184,13 @@ class DaemonProcess(Witness):
     """`drorch quorumd` as a subprocess; stderr goes to a log file we can read."""
 
     def __init__(
-        self, pki: Pki, port: int, config: Path, init: bool = False, extra: tuple[str, ...] = ()
+        self,
+        pki: Pki,
+        port: int,
+        config: Path,
+        init: bool = False,
+        extra: tuple[str, ...] = (),
+        fd_limit: int | None = None,
     ) -> None:
         super().__init__(pki, port, config)
         self.log = config.parent / f"quorumd-{time.monotonic_ns()}.log"
@@ -199,7 +199,14 @@ class DaemonProcess(Witness):
             args.append("--init")
         self._log_fh = self.log.open("wb")
         self.started_at = time.monotonic()  # the daemon reads its state after this
-        self.proc = subprocess.Popen(args, stderr=self._log_fh, stdout=subprocess.DEVNULL)
+
+        def limit_fds() -> None:  # in the child, before exec: soft and hard limit
+            if fd_limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
+        self.proc = subprocess.Popen(
+            args, stderr=self._log_fh, stdout=subprocess.DEVNULL, preexec_fn=limit_fds
+        )
 
     def wait_listening(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout

@@ -25,6 +25,7 @@ witness:
   cert: c1-a.crt
   key: c1-a.key
 fencing: {{watchdog: soft, watchdog_timeout: 500ms, margin: 0s}}
+agent: {{heartbeat: 100ms}}
 quorum: {{heartbeat: {heartbeat}, lease_timeout: {lease}, switch_delay: 400ms}}
 """
     cluster, _ = parse_cluster_text(text, "c.yaml")

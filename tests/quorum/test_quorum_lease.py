@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drorch.quorum.client import LeaseKeeper, QuorumConnection
+from drorch.quorum.client import QuorumConnection
+from drorch.quorum.keeper import LeaseKeeper
 from drorch.quorum.lease import Change, LeaseEvent, LeaseTracker, default_safety_margin
 from drorch.quorum.messages import Vote
 from drorch.testing.clock import FakeClock
@@ -220,6 +221,8 @@ def test_keeper_rides_a_witness_restart_keeping_its_epoch(
         assert events[2][1].epoch == 1  # a renewal of the recorded holder: same epoch
         time.sleep((LEASE_MS + SWITCH_DELAY_MS) / 1000 + 0.3)  # past the grace
         assert a.holds() and not b.holds() and rec_b.events == []
+        # answering again clears the last error (the agent reads it as "unreachable")
+        assert a.last_error is None and b.last_error is None
     finally:
         a.stop()
         b.stop()

@@ -7,6 +7,11 @@
 (every step boundary and every point between a step's events). `--in-step`: SIGKILL
 inside ledger.add for TOKEN, just before or just after its effect is written (the
 step is mid-way: its start is journaled, its end is not).
+
+    python -m tests.runbook.killer --after-run STEP_TYPE -- runbook run ...
+
+`--after-run`: SIGKILL right after the first run() of the real step type STEP_TYPE
+returns: its effect took place, its end is not journaled (resume must probe it).
 """
 
 from __future__ import annotations
@@ -45,6 +50,17 @@ def main() -> None:
                 _die()
 
         Journal.append = append  # type: ignore[method-assign]
+    elif opts and opts[0] == "--after-run":
+        from drorch.runbook.steps.base import load_step_types
+
+        step = load_step_types()[opts[1]]
+        real_run = step.run
+
+        def run_then_die(ctx: Any, args: Any) -> Any:
+            real_run(ctx, args)
+            _die()
+
+        step.run = run_then_die  # type: ignore[method-assign]
     elif opts and opts[0] == "--in-step":
         token, _, when = opts[1].partition(":")
         original_append = ledger._append

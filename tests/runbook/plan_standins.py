@@ -18,6 +18,7 @@ from drorch.runbook.steps.base import (
     StepContext,
     StepResult,
     StepType,
+    load_step_types,
 )
 from drorch.testing.ledger_steps import _append, lines
 
@@ -69,7 +70,9 @@ def _action_params(action: object) -> tuple[Param, ...]:
 
 
 def install() -> None:
+    """Replace the real plan step types (loaded first, so they cannot register over
+    the stand-ins later) with ledger-writing stand-ins."""
+    load_step_types()
     for action, name in ACTION_STEP_TYPES.items():
-        if name not in STEP_TYPES:
-            params = _StandIn.params + _action_params(action)
-            STEP_TYPES[name] = type(name, (_StandIn,), {"name": name, "params": params})()
+        params = _StandIn.params + _action_params(action)
+        STEP_TYPES[name] = type(name, (_StandIn,), {"name": name, "params": params})()

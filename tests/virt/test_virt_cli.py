@@ -67,7 +67,9 @@ def test_virt_cli_list_formats(config: Path) -> None:
 
 
 def test_virt_cli_migrate_with_progress_and_report(config: Path) -> None:
-    result = drorch("vm", "migrate", "web", "--to", "B", "-c", str(config), "--format", "json")
+    result = drorch(
+        "vm", "migrate", "web", "--to", "B", "-c", str(config), "--format", "json", "--yes"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["result"] == "migrated" and report["converged"] is True
@@ -79,7 +81,7 @@ def test_virt_cli_migrate_with_progress_and_report(config: Path) -> None:
 
 
 def test_virt_cli_migrate_that_cannot_converge_keeps_vm_at_source(config: Path) -> None:
-    args = ["vm", "migrate", "hot", "--to", "B", "-c", str(config), "--format", "json"]
+    args = ["vm", "migrate", "hot", "--to", "B", "-c", str(config), "--format", "json", "--yes"]
     result = drorch(*args, "--deadline", "6s", "--no-adaptive")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -91,7 +93,7 @@ def test_virt_cli_migrate_that_cannot_converge_keeps_vm_at_source(config: Path) 
 
 
 def test_virt_cli_migrate_postcopy_before_deadline(config: Path) -> None:
-    args = ["vm", "migrate", "hot", "--to", "B", "-c", str(config), "--format", "json"]
+    args = ["vm", "migrate", "hot", "--to", "B", "-c", str(config), "--format", "json", "--yes"]
     result = drorch(*args, "--deadline", "6s", "--allow-postcopy")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -113,19 +115,23 @@ def test_virt_cli_migrate_dry_run_shows_effective_options(config: Path) -> None:
     assert states(config)["web"]["running_at"] == "A"  # nothing moved
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["real", "dry-run"])
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "code", "message"),
     [
-        (["db", "--to", "B"], "db is not migratable (pinned to its site)"),
-        (["web", "--to", "A"], "web already runs at site A"),
-        (["web", "--to", "Q"], "no site 'Q' (sites: A, B)"),
-        (["nope", "--to", "B"], "no VM 'nope' in cluster t (web, hot, db)"),
+        (["db", "--to", "B"], 3, "refused: db is not migratable (pinned to its site)"),
+        (["web", "--to", "A"], 3, "refused: web already runs at site A"),
+        (["web", "--to", "Q"], 2, "no site 'Q' (sites: A, B)"),
+        (["nope", "--to", "B"], 2, "no VM 'nope' in cluster t (web, hot, db)"),
     ],
 )
-def test_virt_cli_migrate_refusals(config: Path, args: list[str], message: str) -> None:
-    result = drorch("vm", "migrate", *args, "-c", str(config))
-    assert result.exit_code == 1
-    assert message in result.stderr
+def test_virt_cli_migrate_refusals(
+    config: Path, args: list[str], code: int, message: str, dry_run: list[str]
+) -> None:
+    """A dry run refuses what the real run refuses, with the same exit code."""
+    result = drorch("vm", "migrate", *args, "-c", str(config), *dry_run)
+    assert result.exit_code == code
+    assert result.stderr.startswith(f"drorch: error: {message}"), result.stderr
 
 
 def test_virt_cli_bad_config_is_reported_with_position(tmp_path: Path) -> None:
@@ -148,17 +154,19 @@ def test_virt_cli_cold_failover(config: Path, tmp_path: Path) -> None:
     busy = drorch("vm", "failover-start", "db", "--to", "B", "-c", c)
     assert busy.exit_code == 3
     assert "refused: vm-running-elsewhere: db is running at site A" in busy.stderr
-    down = drorch("vm", "shutdown", "db", "--site", "A", "-c", c)
+    down = drorch("vm", "shutdown", "db", "--site", "A", "-c", c, "--yes")
     assert down.stdout.strip() == "db: shut down gracefully at site A (1.0 s)"
-    result = drorch("vm", "failover-start", "db", "--to", "B", "-c", c, "--format", "json")
+    result = drorch("vm", "failover-start", "db", "--to", "B", "-c", c, "--format", "json", "--yes")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["checked_sites"] == ["A"] and report["unreachable_sites"] == []
     assert report["xml_from"] == "site A"
     row = states(config)["db"]
     assert (row["A"], row["B"]) == ("shutoff", "running")
-    again = drorch("vm", "start", "db", "--site", "A", "-c", c)
-    assert again.exit_code == 1 and "db is running at site B" in again.stderr
+    again = drorch("vm", "start", "db", "--site", "A", "-c", c, "--yes")
+    assert again.exit_code == 3 and "db is running at site B" in again.stderr
+    dry = drorch("vm", "start", "db", "--site", "A", "-c", c, "--dry-run")
+    assert (dry.exit_code, dry.stderr) == (again.exit_code, again.stderr)
 
 
 def test_virt_cli_cold_failover_with_site_a_unreadable(config: Path, tmp_path: Path) -> None:
@@ -172,7 +180,7 @@ def test_virt_cli_cold_failover_with_site_a_unreadable(config: Path, tmp_path: P
     assert "refused: site-unconfirmed: cannot confirm db is stopped at site A" in refused.stderr
     forced = drorch(
         "vm", "failover-start", "db", "--to", "B", "-c", c, "--xml", str(xml), "--force",
-        "--accept-data-loss", "--format", "json",
+        "--accept-data-loss", "--format", "json", "--yes",
     )  # fmt: skip
     assert forced.exit_code == 0, forced.output
     assert json.loads(forced.stdout)["xml_from"] == str(xml)
@@ -189,8 +197,26 @@ def test_virt_cli_destroy_asks_first(config: Path) -> None:
     done = drorch("vm", "destroy", "web", "--site", "A", "-c", c, "--yes")
     assert done.exit_code == 0 and done.stdout.strip() == "web: powered off at site A"
     assert states(config)["web"]["A"] == "shutoff"
-    started = drorch("vm", "start", "web", "--site", "A", "-c", c)
+    asked = drorch("vm", "start", "web", "--site", "A", "-c", c, stdin="")
+    assert asked.exit_code == 1 and "not confirmed (no terminal to ask on)" in asked.stderr
+    assert states(config)["web"]["A"] == "shutoff"
+    dry = drorch("vm", "start", "web", "--site", "A", "-c", c, "--dry-run")
+    assert dry.stdout.strip() == "would start web at site A (now shutoff)"
+    assert states(config)["web"]["A"] == "shutoff"
+    started = drorch("vm", "start", "web", "--site", "A", "-c", c, "--yes")
     assert started.stdout.strip() == "web: running at site A"
+
+
+@pytest.mark.parametrize("command", ["start", "shutdown", "destroy"])
+def test_virt_cli_power_dry_runs_change_nothing(config: Path, command: str) -> None:
+    c = str(config)
+    before = states(config)["web"]
+    dry = drorch("vm", command, "web", "--site", "A", "-c", c, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert states(config)["web"] == before
+    unknown = drorch("vm", command, "web", "--site", "Z", "-c", c, "--dry-run")
+    assert unknown.exit_code == 2
+    assert unknown.stderr.startswith("drorch: error: no site 'Z' (sites: A, B)")
 
 
 HEARTBEAT_CONFIG = CONFIG.replace(
@@ -259,7 +285,7 @@ def test_virt_cli_heartbeat_silent_guest_and_missing_monitor(tmp_path: Path) -> 
     assert silent.exit_code == 1
     assert "waiting for heartbeats: 0 of 3" in silent.stdout
     none = drorch("vm", "heartbeat", "hot", "-c", str(config))
-    assert none.exit_code == 1 and "hot has no heartbeat monitor" in none.stderr
+    assert none.exit_code == 2 and "hot has no heartbeat monitor" in none.stderr
 
 
 class Terminal(io.StringIO):
@@ -268,7 +294,7 @@ class Terminal(io.StringIO):
 
 
 def test_virt_cli_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    from drorch.cli.vm_cmd import MigrationBar
+    from drorch.cli.vm_migrate_cmd import MigrationBar
     from drorch.virt.base import MigrationProgress
 
     screen = Terminal()

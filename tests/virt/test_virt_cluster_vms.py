@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from drorch.environment import Environment
-from drorch.model.types import VM, MigrationPolicy
+from drorch.model.types import VM, Hypervisors, MigrationPolicy
 from drorch.testing.fake_hypervisor import FakeHypervisor, ScriptedMigration, fake_domain_xml
 from drorch.virt.base import MigrationOptions, MigrationProgress, MigrationResult, VMState
 from drorch.virt.cluster_vms import ClusterVMs, VMOperationRefused, migration_options
@@ -92,14 +93,33 @@ def test_virt_cluster_two_running_copies_block_everything(sites: Sites) -> None:
 
 
 def test_virt_cluster_saved_xml_order(sites: Sites, tmp_path: Path) -> None:
+    """--xml FILE, else the copy saved for the site, else the other site's definition
+    (mapped for this site), else refused."""
     vms, a, _ = sites
-    assert vms.saved_xml("db", "B", None) == (a.export_xml("db-dom"), "site A")
+    xml, source = vms.saved_xml("db", "B", None)
+    assert source == "site A" and "<name>db-dom</name>" in xml and 'name="B"' in xml
     given = tmp_path / "db.xml"
     given.write_text(fake_domain_xml("db-dom", memory_mib=64))
     assert vms.saved_xml("db", "B", given)[1] == str(given)
-    a.unreachable = True
-    with pytest.raises(VMOperationRefused, match="no saved XML for db: pass --xml FILE"):
-        vms.saved_xml("db", "B", None)
+    saved = vms.sync_xml("db")
+    assert [s.site for s in saved] == ["A", "B"] and saved[1].from_site == "A"
+    a.unreachable = True  # the saved copy still answers
+    xml, source = vms.saved_xml("db", "B", None)
+    assert source == f"{saved[1].path} (saved from A)" and 'name="B"' in xml
+    Path(saved[1].path).unlink()
+    assert vms.saved_xml("db", "B", None)[1] == "the model (simulated)"  # driver sim
+    real = ClusterVMs(replace(CLUSTER, hypervisor=Hypervisors(driver="libvirt")), vms.env)
+    with pytest.raises(VMOperationRefused, match="no saved XML for db at B: `drorch vm sync-xml"):
+        real.saved_xml("db", "B", None)
+
+
+def test_virt_cluster_migration_saves_the_xml(sites: Sites) -> None:
+    vms, _, _ = sites
+    assert vms.xml_store.get(VM("web", "web-dom"), "A") is None
+    report = vms.migrate("web", "B", MigrationOptions(), None)
+    assert report.ok
+    record = vms.xml_store.get(VM("web", "web-dom"), "A")
+    assert record is not None and record.from_site == "B"  # saved from where it runs now
 
 
 def test_virt_cluster_failover_start_needs_force_for_a_blind_site(sites: Sites) -> None:
@@ -113,6 +133,8 @@ def test_virt_cluster_failover_start_needs_force_for_a_blind_site(sites: Sites) 
     assert b.state("db-dom") == VMState.UNDEFINED
     result = vms.failover_start("db", "B", xml, force_unreachable=True)
     assert result.checked_sites == () and b.state("db-dom") == VMState.RUNNING
+    saved = vms.xml_store.get(VM("db", "db-dom"), "A")  # for a failback: what runs at B
+    assert saved is not None and saved.from_site == "B"
 
 
 def test_virt_cluster_migration_options_from_policy() -> None:

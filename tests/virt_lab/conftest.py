@@ -49,7 +49,8 @@ def running_lab() -> Iterator[RunningLab]:
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (network namespaces, libvirtd)")
     lab = Lab(TEST_LAYOUT, LocalRunner())
-    with session_lock(TEST_LAYOUT.state_dir / "session.lock"):
+    # machine-wide, not per checkout: every worktree's test session uses these namespaces
+    with session_lock(Path("/tmp") / f"drorch-lab-{TEST_LAYOUT.prefix}.lock"):
         yield from _run_lab(lab)
 
 

@@ -53,7 +53,9 @@ def test_drorch_vm_migrate_moves_a_lab_guest_with_a_progress_bar(
     config = tmp_path / "lab.yaml"
     config.write_text(lab_cluster_yaml(running_lab.layout, [g.name]))
 
-    moved = drorch("vm", "migrate", g.name, "--to", "siteB", "-c", str(config), "--format", "json")
+    moved = drorch(
+        "vm", "migrate", g.name, "--to", "siteB", "-c", str(config), "--format", "json", "--yes"
+    )
     assert moved.returncode == 0, moved.stderr
     report = json.loads(moved.stdout)
     assert report["result"] == "migrated" and report["running_at"] == "siteB"
@@ -95,8 +97,9 @@ def test_drorch_vm_failover_start_boots_the_vm_at_b_after_site_a_lost_it(
     last = g.wait_heartbeat()
 
     started = drorch(
-        "vm", "failover-start", g.name, "--to", "siteB", "-c", str(config), "--format", "json"
-    )
+        "vm", "failover-start", g.name, "--to", "siteB", "-c", str(config), "--format", "json",
+        "--yes",
+    )  # fmt: skip
     assert started.returncode == 0, started.stderr
     report = json.loads(started.stdout)
     assert report["site"] == "siteB" and report["xml_from"] == "site siteA"

@@ -134,6 +134,9 @@ def test_guest_on_a_pyrepl_export_fails_over_to_b_without_losing_acked_writes(
     )
     assert promoted, "promote answers"
     secondary.wait("primary at B", lambda st: st["role"] == "primary")
+    # fencing resource-only and no witness here: the operator records A's copy as
+    # outdated, or B's first write would freeze (A is dead: nothing is lost)
+    ControlClient(secondary.control, timeout=30).call("outdate_peer", accept_data_loss=True)
 
     b = LibvirtHypervisor.connect(
         running_lab.layout.local_uri("siteB"),

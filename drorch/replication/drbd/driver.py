@@ -7,7 +7,10 @@ Waiting (connect, resolve, verify) follows `drbdsetup events2` instead of pollin
 
 DRBD has no notion of drorch's quorum epoch: the driver records the epoch of each
 promotion in a file on the node (`epoch_store.py`) and refuses an older one with
-StaleEpoch, whichever process asks. DRBD's own resource-level fencing is the fence-peer
+StaleEpoch, whichever process asks; a new primary at an epoch equal to the highest
+recorded is refused too (two primaries would share the fencing token). A primary asked
+again at its own epoch, or a second primary joining (two primaries allowed), is not a new
+promotion. DRBD's own resource-level fencing is the fence-peer
 handler (`fence_peer.py`).
 """
 
@@ -25,6 +28,7 @@ from drorch.replication.base import (
     ReplicationError,
     ReplicationStatus,
     Replicator,
+    Role,
     SplitBrain,
     StaleEpoch,
     UnsafeOperation,
@@ -33,6 +37,7 @@ from drorch.replication.base import (
 from drorch.replication.drbd import epoch_store, policy
 from drorch.replication.drbd.epoch_store import epoch_path, read_epoch, write_epoch
 from drorch.replication.drbd.events2 import follow
+from drorch.replication.drbd.net_options import NetOptions
 from drorch.replication.drbd.ops import Op, Outcome, classify, drbd_message, drbdadm_argv
 from drorch.replication.drbd.state import parse_gi
 from drorch.replication.drbd.status_sources import DrbdUnreachable, read_status
@@ -46,8 +51,8 @@ SPLIT_BRAIN_HELPERS = frozenset({"initial-split-brain", "split-brain"})
 _OUT_OF_SYNC = re.compile(r"Out of sync: start=(\d+), size=(\d+) \(sectors\)")
 
 
-class DrbdReplicator(Replicator):
-    """One DRBD resource (named like the volume) on one node."""
+class DrbdReplicator(NetOptions, Replicator):
+    """One DRBD resource (named like the volume) on one node (+ net_options.py)."""
 
     def __init__(
         self,
@@ -64,6 +69,7 @@ class DrbdReplicator(Replicator):
         self.volume = volume
         self.node = node
         self.runner = env.runners[node.name]
+        self.runners = env.runners  # the peer's too: two primaries are set on both ends
         self.config = config
         self.mode = volume.mode.value
         self.connect_wait = connect_wait
@@ -78,7 +84,7 @@ class DrbdReplicator(Replicator):
     # -- observing -------------------------------------------------------------------
 
     def status(self) -> ReplicationStatus:
-        st = read_status(self.runner, self.volume, "json")
+        st = replace(read_status(self.runner, self.volume, "json"), mode=self.mode)
         if not policy.is_up(st):
             return replace(st, epoch=self.epoch)
         self.epoch = max(self.epoch, read_epoch(self.runner, self.epoch_path))
@@ -147,16 +153,18 @@ class DrbdReplicator(Replicator):
         self, epoch: int | None = None, *, force: bool = False, accept_data_loss: bool = False
     ) -> None:
         if epoch is not None and epoch < self.epoch:
-            raise StaleEpoch(
-                f"{self.name}: promote with epoch {epoch}, but epoch {self.epoch} was seen"
-            )
+            raise self._stale(epoch, self.epoch)
         st = self.status()  # also reads the node's epoch file
-        if epoch is not None and epoch < st.epoch:
-            raise StaleEpoch(
-                f"{self.name}: promote with epoch {epoch}, but {self.node.name} was "
-                f"promoted with epoch {st.epoch} ({self.epoch_path})"
-            )
-        decision = policy.decide_promote(st, force=force, accept_data_loss=accept_data_loss)
+        two = st.peer_role is Role.PRIMARY and self.two_primaries_allowed()
+        seen = max(self.epoch, st.epoch)
+        new = st.role is not Role.PRIMARY and not two  # a second primary shares the epoch
+        if epoch is None and new:
+            epoch = seen + 1  # no epoch given: one above any seen here, never a reused one
+        if epoch is not None and (epoch < seen or (new and epoch == seen)):
+            raise self._stale(epoch, seen)
+        decision = policy.decide_promote(
+            st, force=force, accept_data_loss=accept_data_loss, two_primaries=two
+        )
         if self._decide(decision):
             self._run(Op.PRIMARY, *decision.options)
         if epoch is not None and epoch > st.epoch:
@@ -164,6 +172,9 @@ class DrbdReplicator(Replicator):
             self.log.append(f"recorded epoch {epoch} in {self.epoch_path}")
         if epoch is not None:
             self.epoch = max(self.epoch, epoch)
+
+    def _stale(self, epoch: int, seen: int) -> StaleEpoch:
+        return epoch_store.stale_epoch(self.name, self.node.name, self.epoch_path, epoch, seen)
 
     def demote(self) -> None:
         if self._decide(policy.decide_demote(self.status())):
@@ -232,11 +243,18 @@ class DrbdReplicator(Replicator):
         else:
             self._run(Op.INVALIDATE)
 
+    def plan_create_md(self, *, force: bool = False, accept_data_loss: bool = False) -> list[str]:
+        """Check mode of `create_md`: the same refusal, and the command it would run."""
+        if force and not accept_data_loss:
+            raise UnsafeOperation("create-md --force also needs --accept-data-loss")
+        return drbdadm_argv(
+            Op.CREATE_MD, self.name, *(["--force"] if force else []), config=self.config
+        )
+
     def create_md(self, *, force: bool = False, accept_data_loss: bool = False) -> None:
         """Write fresh DRBD metadata. Existing metadata is kept (UnsafeOperation) unless
         forced with data loss accepted; drbdmeta's confirmation prompt is answered no."""
-        if force and not accept_data_loss:
-            raise UnsafeOperation("create-md --force also needs --accept-data-loss")
+        self.plan_create_md(force=force, accept_data_loss=accept_data_loss)
         if force:
             self._run(Op.CREATE_MD, "--force")
         else:
@@ -245,6 +263,17 @@ class DrbdReplicator(Replicator):
     def adjust(self) -> None:
         """Apply the resource file to the running resource (after a config change)."""
         self._run(Op.ADJUST)
+
+    def plan_adjust(self) -> tuple[list[str], list[str]]:
+        """Check mode of `adjust`: `drbdadm -d adjust` on the node, which fails where the
+        real one would (the same typed errors); the command and the steps it prints."""
+        argv = drbdadm_argv(Op.ADJUST, self.name, config=self.config)
+        try:
+            result = self.runner.run([argv[0], "-d", *argv[1:]], timeout=120.0)
+        except RunnerError as exc:
+            raise DrbdUnreachable(f"{self.node.name}: drbdadm -d adjust: {exc}") from exc
+        classify(Op.ADJUST, result)
+        return argv, [ln for ln in result.stdout.splitlines() if ln.strip()]
 
     # -- waiting ---------------------------------------------------------------------
 

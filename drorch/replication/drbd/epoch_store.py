@@ -3,7 +3,11 @@
 DRBD itself has no fencing token, so drorch keeps one per resource on each node (through
 the node's runner) and refuses a promotion with an older epoch, whichever process asks
 (the agent, a runbook, an operator's CLI). The file holds one decimal number and is
-replaced atomically. Its folder is `DRORCH_DRBD_STATE_DIR` or /var/lib/drorch/drbd.
+replaced atomically and durably on the node, through its runner, by the shell form of
+`drorch.durable` (temporary file, fsync, rename, fsync of the folder): a fencing token
+that a power cut could roll back would let an older primary through. Epochs are strict:
+a new primary at the recorded epoch itself is refused too (`stale_epoch`), as pyrepl
+does. Its folder is `DRORCH_DRBD_STATE_DIR` or /var/lib/drorch/drbd.
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from drorch.durable import SHELL_WRITE, shell_write_command
 from drorch.remote.base import CommandFailed, CommandRunner, RunnerError
-from drorch.replication.base import ReplicationError
+from drorch.replication.base import ReplicationError, StaleEpoch
 from drorch.replication.drbd.ops import drbd_message
 from drorch.replication.drbd.status_sources import DrbdUnreachable
 
 STATE_DIR_ENV = "DRORCH_DRBD_STATE_DIR"
 DEFAULT_STATE_DIR = "/var/lib/drorch/drbd"
-_WRITE = 'mkdir -p "$1" && printf "%s\\n" "$3" > "$2.tmp" && mv -f "$2.tmp" "$2"'
+_WRITE = SHELL_WRITE
 
 
 def state_dir(environ: Mapping[str, str] | None = None) -> str:
@@ -47,8 +52,7 @@ def read_epoch(runner: CommandRunner, path: str) -> int:
 
 
 def write_epoch(runner: CommandRunner, path: str, epoch: int) -> None:
-    folder = path.rpartition("/")[0] or "."
-    argv = ["sh", "-c", _WRITE, "sh", folder, path, str(epoch)]
+    argv = shell_write_command(path, str(epoch))
     try:
         runner.run(argv, timeout=15.0, check=True)
     except CommandFailed as exc:
@@ -56,3 +60,14 @@ def write_epoch(runner: CommandRunner, path: str, epoch: int) -> None:
         raise ReplicationError(f"recording epoch {epoch} in {path}: {message}") from exc
     except RunnerError as exc:
         raise DrbdUnreachable(f"recording epoch {epoch} in {path}: {exc}") from exc
+
+
+def stale_epoch(volume: str, node: str, path: str, epoch: int, seen: int) -> StaleEpoch:
+    """The refusal of a promotion at `epoch` where `seen` is recorded: older, or equal
+    (a new primary takes an epoch no primary of the volume had: equal is reuse)."""
+    how = "older than" if epoch < seen else "equal to"
+    return StaleEpoch(
+        f"{volume}: epoch {epoch} is {how} epoch {seen} already seen on {node} ({path}):"
+        f" a promotion needs an epoch greater than {seen} (the witness's next grant; if"
+        f" {seen} is newer, another primary exists)"
+    )

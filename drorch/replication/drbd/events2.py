@@ -13,12 +13,13 @@ runs the command through a `CommandRunner` and yields a fresh status on every ch
 from __future__ import annotations
 
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from drorch.remote.base import CommandRunner
+from drorch.remote.base import CommandFailed, CommandRunner
 from drorch.replication.base import ReplicationStatus
+from drorch.replication.drbd.ops import Op, classify
 from drorch.replication.drbd.state import (
     DrbdResourceState,
     down_status,
@@ -318,6 +319,16 @@ def events2_argv(resource: str | None, *, now: bool) -> list[str]:
     return argv
 
 
+def _classified(stream: Iterator[str]) -> Iterator[str]:
+    """The stream's lines; drbdsetup exiting non-zero (no module, unknown resource)
+    becomes the typed DRBD error, like every other drbdsetup/drbdadm failure."""
+    try:
+        yield from stream
+    except CommandFailed as exc:
+        classify(Op.STATUS, exc.result)
+        raise
+
+
 def follow(
     runner: CommandRunner, resource: str, mode: str, *, timeout: float | None = None
 ) -> Generator[ReplicationStatus, None, None]:
@@ -328,7 +339,7 @@ def follow(
     last: ReplicationStatus | None = None
     stream = runner.stream(events2_argv(resource, now=False), timeout=timeout)
     try:
-        for line in stream:
+        for line in _classified(stream):
             ev = st.feed(line)
             if not st.initial_done:
                 continue

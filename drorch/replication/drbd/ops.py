@@ -40,6 +40,7 @@ class Op(StrEnum):
     INVALIDATE = "invalidate"
     CREATE_MD = "create-md"
     ADJUST = "adjust"
+    NET_OPTIONS = "net-options"  # change a connection's net options while running
     STATUS = "status"  # drbdsetup status: only the common rules apply
 
 
@@ -191,6 +192,12 @@ RULES: dict[Op, tuple[Rule, ...]] = {
         Rule("Operation cancelled", DrbdMetadataExists, "create-md would destroy existing data"),
     ),
     Op.ADJUST: (),
+    Op.NET_OPTIONS: (
+        Rule("Protocol C required", DrbdError, "two primaries need protocol C (sync)"),
+        Rule(
+            "requires protocol version", DrbdError, "the peer's DRBD is too old to change it live"
+        ),
+    ),
     Op.STATUS: (),
 }
 

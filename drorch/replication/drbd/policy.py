@@ -42,13 +42,17 @@ def decide_down(st: ReplicationStatus) -> Decision:
     return Decision(Verdict.RUN, f"{st.name} is Secondary: disconnect and detach")
 
 
-def decide_promote(st: ReplicationStatus, *, force: bool, accept_data_loss: bool) -> Decision:
+def decide_promote(
+    st: ReplicationStatus, *, force: bool, accept_data_loss: bool, two_primaries: bool = False
+) -> Decision:
+    """`two_primaries`: a second primary was allowed (net_options.py), for a live
+    hand-over; only then may this side be promoted while the peer is Primary."""
     name = st.name
     if not is_up(st):
         return Decision(Verdict.REFUSE, f"{name} is not up on this node")
     if st.role is Role.PRIMARY:
         return Decision(Verdict.SKIP, f"{name} is already Primary here")
-    if st.peer_role is Role.PRIMARY:
+    if st.peer_role is Role.PRIMARY and not two_primaries:
         return Decision(
             Verdict.REFUSE, f"the peer is Primary for {name}; demote it first (no dual-primary)"
         )

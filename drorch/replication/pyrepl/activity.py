@@ -25,6 +25,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from drorch.durable import pwrite_all
+
 log = logging.getLogger("drorch.pyrepl")
 
 EXTENT_SIZE = 4 * 1024 * 1024
@@ -136,6 +138,6 @@ class ActivityLog:
     def _write(self) -> None:
         data = HEADER.pack(MAGIC, VERSION, self.extent_size, self.slots)
         data += struct.pack(f">{self.slots}I", *self._table)
-        os.pwrite(self._fd, data, 0)
+        pwrite_all(self._fd, data, 0)
         self._sync(self._fd)
         self.transactions += 1

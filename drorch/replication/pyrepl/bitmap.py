@@ -17,6 +17,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from drorch.durable import pwrite_all
+
 
 class DirtyBitmap:
     def __init__(self, path: Path, size: int, region_size: int) -> None:
@@ -72,7 +74,7 @@ class DirtyBitmap:
                 high = idx
         if low < 0:
             return False
-        os.pwrite(self._fd, self._bits[low : high + 1], low)
+        pwrite_all(self._fd, self._bits[low : high + 1], low)
         self._unsynced = True
         return True
 
@@ -106,14 +108,14 @@ class DirtyBitmap:
                 added += new.bit_count()
         self._count += added
         if added:
-            os.pwrite(self._fd, self._bits, 0)
+            pwrite_all(self._fd, self._bits, 0)
             self._unsynced = True
             self.sync()
         return added
 
     def writeback(self) -> None:
         if self._lazy_high > self._lazy_low and self._fd >= 0:
-            os.pwrite(self._fd, self._bits[self._lazy_low : self._lazy_high], self._lazy_low)
+            pwrite_all(self._fd, self._bits[self._lazy_low : self._lazy_high], self._lazy_low)
         self._lazy_low, self._lazy_high = len(self._bits), 0
 
     def sync(self) -> None:

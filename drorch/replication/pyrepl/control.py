@@ -22,20 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from drorch.replication.base import ReplicationError, SplitBrain, StaleEpoch, UnsafeOperation
+from drorch.replication.pyrepl.errors import ControlUnreachable as ControlUnreachable
+from drorch.replication.pyrepl.listener import Acceptor, unix_listener
 
 log = logging.getLogger("drorch.pyrepl.control")
 
 MAX_REQUEST = 64 * 1024
+MAX_CLIENTS = 32  # control connections served at once; more are closed
 Handler = Callable[[str, dict[str, Any]], Any]
 _ERRORS: dict[str, type[ReplicationError]] = {
     "UnsafeOperation": UnsafeOperation,
     "StaleEpoch": StaleEpoch,
     "ReplicationError": ReplicationError,
 }
-
-
-class ControlUnreachable(ReplicationError):
-    """No daemon answers on the control socket."""
 
 
 def error_body(exc: Exception) -> dict[str, Any]:
@@ -59,8 +58,7 @@ class ControlServer:
         self.path = path
         self.handler = handler
         self.stop = stop
-        self._server: socket.socket | None = None
-        self._thread: threading.Thread | None = None
+        self._acceptor: Acceptor | None = None
 
     def start(self) -> None:
         """Bind the socket. A socket file nobody answers on (a crashed daemon's) is
@@ -74,42 +72,20 @@ class ControlServer:
                     os.unlink(self.path)  # stale
                 else:
                     raise OSError(errno.EADDRINUSE, "in use by a running pyrepl daemon")
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            srv.bind(str(self.path))
-        except BaseException:
-            srv.close()
-            raise
+        srv = unix_listener(str(self.path))
         os.chmod(self.path, 0o600)
-        srv.listen(8)
-        srv.settimeout(0.5)
-        self._server = srv
-        self._thread = threading.Thread(target=self._accept_loop, name="pyrepl-ctl", daemon=True)
-        self._thread.start()
+        self._acceptor = Acceptor(
+            srv, self._serve, self.stop, name="pyrepl-ctl", max_active=MAX_CLIENTS
+        )
+        self._acceptor.start()
 
     def close(self) -> None:
         self.stop.set()
-        if self._server is not None:  # wake accept(): shutdown does not, on unix sockets
-            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as poke:
-                poke.connect(str(self.path))
-        if self._thread is not None:
-            self._thread.join(5.0)
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._acceptor is not None:
+            self._acceptor.close()
+            self._acceptor = None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)  # ours: only a socket this server bound is removed
-
-    def _accept_loop(self) -> None:
-        assert self._server is not None
-        while not self.stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:

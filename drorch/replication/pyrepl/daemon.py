@@ -17,12 +17,20 @@ from types import FrameType
 from typing import Any
 
 from drorch.clock import Clock, SystemClock
-from drorch.replication.base import ConnState, ReplicationError, SplitBrain, StaleEpoch
-from drorch.replication.pyrepl import roles
+from drorch.replication.base import (
+    ConnState,
+    ReplicationError,
+    SplitBrain,
+    StaleEpoch,
+    UnsafeOperation,
+)
+from drorch.replication.pyrepl import dual, modeswitch, roles
 from drorch.replication.pyrepl.control import ControlServer
 from drorch.replication.pyrepl.engine import Engine, EngineConfig
-from drorch.replication.pyrepl.link import Address, Link
-from drorch.replication.pyrepl.nbd_server import NbdServer
+from drorch.replication.pyrepl.link import Link
+from drorch.replication.pyrepl.listener import Address
+from drorch.replication.pyrepl.nbd_server import PAYLOAD_TIMEOUT, NbdServer
+from drorch.replication.pyrepl.pointintime import PointInTimeViews, check_label
 from drorch.replication.pyrepl.status import engine_status
 from drorch.replication.pyrepl.tls import LinkTls
 
@@ -32,6 +40,7 @@ HOUSEKEEPING_INTERVAL = 1.0
 GIL_SWITCH_INTERVAL = 0.0005
 DEFAULT_CONNECT_WAIT = 10.0
 ACCEPT_ONLY_WAIT = 2.0
+SET_MODE_OPTIONS = modeswitch.SYNC_OPTIONS + modeswitch.ASYNC_OPTIONS
 
 
 def parse_address(text: str) -> Address:
@@ -58,6 +67,7 @@ class ServeOptions:
     nbd: Address | None = None
     nbd_unix: Path | None = None
     tls: LinkTls | None = None
+    nbd_payload_timeout: float = PAYLOAD_TIMEOUT  # a stalled request drops its client
 
 
 class Daemon:
@@ -72,9 +82,17 @@ class Daemon:
             threading.Event(),
             tls=options.tls,
         )
+        self.views = PointInTimeViews(options.engine.name, self.engine.backing, self.clock.now)
         self.nbd: NbdServer | None = None
         if options.nbd is not None or options.nbd_unix is not None:
-            self.nbd = NbdServer(self.engine, options.nbd, options.nbd_unix, threading.Event())
+            self.nbd = NbdServer(
+                self.engine,
+                options.nbd,
+                options.nbd_unix,
+                threading.Event(),
+                payload_timeout=options.nbd_payload_timeout,
+                views=self.views,
+            )
         self.control = ControlServer(options.control, self.handle, threading.Event())
         self._stop = threading.Event()
         self.shutdown_requested = threading.Event()
@@ -125,6 +143,7 @@ class Daemon:
             return
         self._closed = True
         self._stop.set()
+        self.engine.stop_io("the daemon is shutting down")  # frozen I/O: EIO, not held on
         self.control.close()
         if self.nbd is not None:
             self.nbd.close()
@@ -135,6 +154,7 @@ class Daemon:
             session.join()
         if self._housekeeper.is_alive():
             self._housekeeper.join(5.0)
+        self.views.close()  # a clean stop removes the views' stores
         self.engine.close()
 
     # ------------------------------------------------------------------ control ops
@@ -146,6 +166,9 @@ class Daemon:
             data["peer"] = format_address(self.options.peer)
             data["control"] = str(self.options.control)
             data["pid"] = os.getpid()
+            data["outdated_since"] = data["extra"].get("outdated_since")
+            data["peer_outdated_since"] = data["extra"].get("peer_outdated_since")
+            data["point_in_time"] = [v.describe() for v in self.views.views.values()]
             return data
         if op == "promote":
             epoch = args.get("epoch")
@@ -155,10 +178,51 @@ class Daemon:
                     None if epoch is None else int(epoch),
                     force=bool(args.get("force")),
                     accept_data_loss=bool(args.get("accept_data_loss")),
+                    dry_run=bool(args.get("dry_run")),
                 )
             }
         if op == "demote":
-            return {"message": roles.demote(eng)}
+            return {"message": roles.demote(eng, dry_run=bool(args.get("dry_run")))}
+        if op == "outdate_peer":
+            accept = bool(args.get("accept_data_loss"))
+            return {"message": roles.outdate_peer(eng, accept_data_loss=accept)}
+        # dry runs under their own names: a daemon that does not know one refuses it as
+        # unknown, where it would ignore a `dry_run` flag and act
+        if op == "would_outdate_peer":
+            accept = bool(args.get("accept_data_loss"))
+            return {"message": roles.outdate_peer(eng, accept_data_loss=accept, dry_run=True)}
+        if op == "would_allow_two_primaries":
+            return {"message": dual.would_allow(eng)}
+        if op == "would_disconnect":
+            return {"message": roles.would_disconnect(eng)}
+        if op == "would_shutdown":
+            if eng.role.value == "primary":
+                raise UnsafeOperation("refusing to stop a primary; demote it first")
+            return {"message": "would stop this secondary's daemon (flush, exit 0)"}
+        if op == "set_mode":
+            options = {k: args.get(k) for k in SET_MODE_OPTIONS}
+            with eng.cond:
+                message = modeswitch.request(
+                    eng,
+                    str(args.get("mode")),
+                    options,
+                    accept_data_loss=bool(args.get("accept_data_loss")),
+                )
+                return {"message": message, **modeswitch.status(eng), "mode": eng.mode}
+        if op == "would_set_mode":
+            options = {k: args.get(k) for k in SET_MODE_OPTIONS}
+            with eng.cond:
+                message = modeswitch.would_request(
+                    eng,
+                    str(args.get("mode")),
+                    options,
+                    accept_data_loss=bool(args.get("accept_data_loss")),
+                )
+                return {"message": message, "mode": eng.mode}
+        if op == "allow_two_primaries":
+            return {"message": dual.allow(eng)}
+        if op == "forbid_two_primaries":
+            return {"message": dual.forbid(eng)}
         if op == "disconnect":
             return {"message": roles.disconnect(eng)}
         if op == "connect":
@@ -179,13 +243,34 @@ class Daemon:
             }
         if op == "shutdown":
             if eng.role.value == "primary":
-                raise ReplicationError("refusing to stop a primary; demote it first")
+                raise UnsafeOperation("refusing to stop a primary; demote it first")
             self.shutdown_requested.set()
             return {"message": "stopping"}
         if op == "flush":
             eng.flush_local()
             return {"message": "flushed"}
+        if op in ("pit_take", "pit_drop", "pit_list"):
+            return self._point_in_time(op, args)
         raise ReplicationError(f"unknown control operation {op!r}")
+
+    def _point_in_time(self, op: str, args: dict[str, Any]) -> Any:
+        """Point-in-time views (pointintime.py): take LABEL [store], drop LABEL, list."""
+        if op == "pit_list":
+            return {"views": [v.describe() for v in self.views.views.values()]}
+        label = check_label(str(args.get("label") or ""))
+        if op == "pit_drop":
+            dropped = self.views.drop(label)
+            return {"message": f"dropped {label}" if dropped else f"no view {label!r}"}
+        if self.nbd is None:
+            raise ReplicationError("a point-in-time view is an NBD export: serve with --nbd")
+        backing = self.options.engine.backing
+        store = Path(str(args.get("store") or backing.with_name(f"{backing.name}.pit-{label}")))
+        view = self.views.take(label, store)
+        uri = self.nbd.uri
+        return {
+            **view.describe(),
+            "uri": uri.rsplit("/", 1)[0] + "/" + view.export if uri else None,
+        }
 
     def await_outcome(self, args: dict[str, Any]) -> ConnState:
         """Wait (bounded) until a connection attempt connected, or was refused."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
 
 STATE_SUBDIR = Path(".drorch-state") / "pyrepl"
 UP_WAIT = 15.0
+SET_MODE_WAIT = 600.0  # an async -> sync drain: the backlog must reach the peer
+_FLAGS = {
+    "max_lag_bytes": "--max-lag",
+    "on_congestion": "--on-congestion",
+    "fencing": "--fencing",
+    "fence_peer_cmd": "--fence-peer-cmd",
+    "unfence_peer_cmd": "--unfence-peer-cmd",
+}
 
 
 def _host_of(node: Node) -> str:
@@ -65,6 +74,21 @@ def status_from_dict(data: dict[str, Any]) -> ReplicationStatus:
         extra=dict(data.get("extra") or {})
         | {k: data[k] for k in ("listen", "peer", "control", "pid") if k in data},
     )
+
+
+# the `drorch repl` commands that ask a person first (drorch.cli.flags)
+ASKS = frozenset(
+    {
+        "promote",
+        "demote",
+        "resolve",
+        "disconnect",
+        "shutdown",
+        "outdate_peer",
+        "allow_two_primaries",
+        "set_mode",
+    }
+)
 
 
 class PyreplReplicator(Replicator):
@@ -103,8 +127,10 @@ class PyreplReplicator(Replicator):
         return self._remote(op, args)
 
     def _remote(self, op: str, args: dict[str, Any]) -> Any:
-        command = {"shutdown": "stop"}.get(op, op)
+        command = {"shutdown": "stop"}.get(op, op).replace("_", "-")
         argv = ["drorch", "repl", command, "--control", str(self.control), "--format", "json"]
+        if op in ASKS:
+            argv.append("--yes")  # the caller decided; nobody is there to ask
         if op == "promote":
             if args.get("epoch") is not None:
                 argv += ["--epoch", str(args["epoch"])]
@@ -114,6 +140,16 @@ class PyreplReplicator(Replicator):
             argv.append("--no-wait")
         if op == "resolve":
             argv.append("--discard-local")
+        if op in ("pit_take", "pit_drop"):
+            argv += ["--label", str(args["label"])]
+            if args.get("store"):
+                argv += ["--store", str(args["store"])]
+        if op == "set_mode":
+            argv[3:3] = [str(args["mode"])]
+            argv.append("--no-wait")  # the driver follows the drain itself
+            for key, flag in _FLAGS.items():
+                if args.get(key) is not None:
+                    argv += [flag, str(args[key])]
         result = self.env.runner(self.node.name).run(argv, timeout=120.0)
         try:
             data = json.loads(result.stdout) if result.stdout.strip() else None
@@ -175,14 +211,34 @@ class PyreplReplicator(Replicator):
             str(self.state_dir / f"{self.volume.name}@{self.node.name}.meta"),
             "--region-size",
             str(opts.region_size),
-            "--max-lag",
-            str(opts.max_lag_bytes),
-            "--on-congestion",
-            opts.on_congestion,
         ]
         if opts.nbd_port is not None:
             argv += ["--nbd", f"{listen.rpartition(':')[0]}:{opts.nbd_port + index}"]
+        # only the options of the volume's mode: `repl serve` refuses the others
+        for key, value in self._mode_options(self.volume.mode.value).items():
+            argv += [_FLAGS[key], str(value)]
         return argv
+
+    def _mode_options(self, mode: str) -> dict[str, Any]:
+        """The engine options of `mode` for this replica. async: the send queue. sync:
+        `fencing:` of the volume (resource-only, the sync default, for a volume
+        configured async and switched live); with resource-only and a known cluster
+        file, the fence-peer hook asks the witness (`drorch repl fence-peer`) and the
+        unfence hook clears its record once the peer is UpToDate again."""
+        opts = self.volume.pyrepl
+        if mode == "async":
+            return {"max_lag_bytes": opts.max_lag_bytes, "on_congestion": opts.on_congestion}
+        configured_sync = self.volume.mode.value == "sync"
+        fencing = self.volume.fencing if configured_sync else "resource-only"
+        out: dict[str, Any] = {"fencing": fencing}
+        config = self.env.config_file
+        if fencing != "resource-only" or config is None:
+            return out
+        drorch = "drorch" if self._remote_node else f"{shlex.quote(sys.executable)} -m drorch"
+        where = f"-c {shlex.quote(str(config))} --volume {self.volume.name} --node {self.node.name}"
+        out["fence_peer_cmd"] = f"{drorch} repl fence-peer {where}"
+        out["unfence_peer_cmd"] = f"{drorch} repl unfence-peer {where}"
+        return out
 
     def up(self) -> None:
         try:
@@ -223,7 +279,11 @@ class PyreplReplicator(Replicator):
         clock = self.env.clock
         if wait_until(clock, answers, clock.monotonic() + UP_WAIT, interval=0.1):
             return
-        raise ReplicationError(f"pyrepl daemon for {self.name} did not start; see {log_path}")
+        why = "" if self._remote_node else _last_line(log_path)
+        raise ReplicationError(
+            f"pyrepl daemon for {self.name} did not start{': ' + why if why else ''}; "
+            f"see {log_path}"
+        )
 
     def down(self) -> None:
         try:
@@ -258,3 +318,72 @@ class PyreplReplicator(Replicator):
 
     def resolve_discard_local(self) -> None:
         self._call("resolve", discard_local=True)
+
+    # ------------------------------------------------------------------ capabilities
+    # drorch.replication.capabilities.DualPrimary (pyrepl/dual.py: sync only, in sync)
+    def two_primaries_allowed(self) -> bool:
+        data = self.status().extra.get("two_primaries")
+        return isinstance(data, dict) and data.get("allowed") is True
+
+    def allow_two_primaries(self) -> None:
+        self._call("allow_two_primaries")
+
+    def forbid_two_primaries(self) -> None:
+        self._call("forbid_two_primaries")
+
+    # drorch.replication.capabilities.PointInTime (pyrepl/pointintime.py)
+    def take_point_in_time(self, label: str, store: str) -> str:
+        data = self._call("pit_take", label=label, store=store)
+        if not isinstance(data, dict) or not data.get("uri"):
+            raise ReplicationError(f"{self.name}@{self.node.name}: no NBD export to view")
+        return str(data["uri"])
+
+    def drop_point_in_time(self, label: str) -> bool:
+        data = self._call("pit_drop", label=label)
+        return isinstance(data, dict) and str(data.get("message", "")).startswith("dropped")
+
+    # drorch.replication.capabilities.ModeSwitch (pyrepl/modeswitch.py)
+    def set_mode(self, mode: str, *, wait: bool = True) -> None:
+        """Switch this replica; on a primary, async -> sync returns once drained (every
+        later write acknowledged sync), or raises ReplicationError after SET_MODE_WAIT
+        (the switch goes on); with wait=False at once (status() shows the drain:
+        `extra.mode_switch`, lag_bytes, out_of_sync_bytes). A secondary follows its
+        primary over the link; asking it directly gives it this node's fencing options
+        for the day it is promoted."""
+        if mode not in ("sync", "async"):
+            raise ValueError(f"mode must be sync or async, not {mode!r}")
+        reply = self._call("set_mode", mode=mode, **self._mode_options(mode))
+        if not wait:
+            return
+
+        def switched() -> bool:
+            st = self.status()
+            return st.mode == mode and not st.extra.get("mode_switch")
+
+        clock = self.env.clock
+        if wait_until(clock, switched, clock.monotonic() + SET_MODE_WAIT, interval=0.2):
+            done = self.status().extra.get("mode_last_switch") or {}
+            drained = isinstance(reply, dict) and reply.get("mode_switch")
+            if drained and done.get("confirmed") is False:
+                raise ReplicationError(
+                    f"{self.name}@{self.node.name}: sync from now on, but not drained: "
+                    f"{done.get('finished')}"
+                )
+            return
+        sw = self.status().extra.get("mode_switch") or {}
+        raise ReplicationError(
+            f"{self.name}@{self.node.name}: still draining to {mode} after "
+            f"{SET_MODE_WAIT:g} s, waiting for {sw.get('waiting_for')}"
+        )
+
+
+def _last_line(log: Path) -> str:
+    """The last non-empty line of a daemon's log (its own error message), or ""."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1].removeprefix("drorch: ").removeprefix("error: ")[:300] if lines else ""

@@ -25,34 +25,44 @@ from drorch.replication.base import (
     Role,
     UnsafeOperation,
 )
-from drorch.replication.pyrepl import resync, writes
+from drorch.replication.pyrepl import (
+    disk_events,
+    dual,
+    forwarding,
+    freeze,
+    modeswitch,
+    resync,
+    writes,
+)
 from drorch.replication.pyrepl.activity import DEFAULT_SLOTS, ActivityLog
 from drorch.replication.pyrepl.bitmap import DirtyBitmap
+from drorch.replication.pyrepl.errors import NotReadable as NotReadable
+from drorch.replication.pyrepl.errors import ReadOnly as ReadOnly
+from drorch.replication.pyrepl.fence_hook import FenceHook
 from drorch.replication.pyrepl.handshake import Action, SideView, SyncDecision, decide_sync
 from drorch.replication.pyrepl.meta import fresh_meta, load_meta, save_meta
 from drorch.replication.pyrepl.owner import OwnerLock
 from drorch.replication.pyrepl.pipes import Payload
 from drorch.replication.pyrepl.progress import ResyncProgress
+from drorch.replication.pyrepl.receiver import PEER_SILENCE_TIMEOUT
 from drorch.replication.pyrepl.session import PeerSession
+from drorch.replication.pyrepl.shipping import ShippingState
 from drorch.replication.pyrepl.storage import Backing
 from drorch.replication.pyrepl.verify import Verifier
+from drorch.replication.pyrepl.wire import FrameType
 
 if TYPE_CHECKING:
     from drorch.replication.pyrepl.tls_stream import Stream
 
 log = logging.getLogger("drorch.pyrepl")
 
-MODES = ("sync", "async")
+MODES = modeswitch.MODES
 SYNC_LATENCY_SAMPLES = 1024
 CONGESTION = ("block", "pull-ahead")
 
 
-class ReadOnly(ReplicationError):
-    """A write reached a side that is not primary (answered with NBD EPERM)."""
-
-
-class NotReadable(ReplicationError):
-    """A read reached a disk whose contents are not consistent (answered with EIO)."""
+def _no_op() -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,13 @@ class EngineConfig:
     on_congestion: str = "block"
     resync_rate: int = 0  # bytes per second a resync may use; 0 = as fast as possible
     al_extents: int = DEFAULT_SLOTS  # activity log slots (DRBD's al-extents)
+    # sync only: resource-only freezes I/O when the peer is lost (freeze.py); dont-care
+    # acknowledges writes the peer lacks (RPO > 0)
+    fencing: str = "resource-only"
+    peer_timeout: float = PEER_SILENCE_TIMEOUT  # a silent peer is lost (DRBD: timeout)
+    freeze_timeout: float = freeze.DEFAULT_FREEZE_TIMEOUT  # bound of one held I/O
+    fence_peer_cmd: str | None = None  # fence_hook.py
+    unfence_peer_cmd: str | None = None
 
     @property
     def meta_file(self) -> Path:
@@ -88,6 +105,8 @@ class Engine:
             raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
         if config.on_congestion not in CONGESTION:
             raise ValueError(f"on_congestion must be one of {CONGESTION}")
+        if config.fencing not in freeze.POLICIES:
+            raise ValueError(f"fencing must be one of {freeze.POLICIES}")
         self.config = config
         self.clock = clock
         self.lock = threading.RLock()
@@ -132,14 +151,21 @@ class Engine:
                 "secondary and let it resync, or promote with --force --accept-data-loss"
             )
         self.meta = meta
-        self.backing = Backing(config.backing, config.size, on_failure=self._detached)
+        self.start_config = config  # as given; a live mode switch changes self.config
+        self.config = config = modeswitch.at_start(self, config)
+        self.mode = config.mode
+        self.switch: modeswitch.Switch | None = None  # an async -> sync switch draining
+        self.last_switch: dict[str, Any] | None = None
+        self.backing = Backing(
+            config.backing, config.size, on_failure=lambda why: disk_events.detached(self, why)
+        )
         self.bitmap = DirtyBitmap(config.bitmap_file, config.size, config.region_size)
         self.activity = ActivityLog(
             config.activity_file, config.size, config.region_size, config.al_extents
         )
-        self.recovered_extents = self._recover_activity()
+        self.recovered_extents = disk_events.recover_activity(self)
         if meta.disk == DiskState.DISKLESS:
-            self._reattach()
+            disk_events.reattach(self)
         self.role = config.role
         self.session: PeerSession | None = None
         self.want_connect = True
@@ -148,72 +174,39 @@ class Engine:
         self.split_brain: dict[str, Any] | None = None
         self.nbd_uri: str | None = None
         # connected-state bookkeeping (see session.py)
-        self.inflight: dict[int, int] = {}  # region -> frames in flight touching it
-        self.hot: set[int] = set()  # bits set only as activity log while shipping
-        self.todo: deque[int] = deque()  # regions still to resync
-        self.todo_set: set[int] = set()
+        self.ship = ShippingState()  # activity bits, frames in flight, resync work list
         self.progress: ResyncProgress | None = None
         self.stats = {"bytes_sent": 0, "resync_bytes_sent": 0, "frames_received": 0, "writes": 0}
         self.verifier = Verifier(self)
+        self.freeze = freeze.FreezeState()
+        self.fence_hook: FenceHook | None = None
+        self.replace_fence_hook()
+        self.dual = dual.DualState()  # two primaries (dual.py)
         # seconds from a sync write entering the engine until durable on both sides
         self.sync_latency: deque[float] = deque(maxlen=SYNC_LATENCY_SAMPLES)
+        modeswitch.resume(self)
 
-    def _recover_activity(self) -> int:
-        """After an unclean stop of a primary, its activity log still lists the extents
-        it may have been writing: whatever it wrote there may be missing on the peer.
-        Mark them dirty (durably) so the next resync carries them; then start empty."""
-        extents = sorted(self.activity.recovered)
-        if not extents:
-            return 0
-        for extent in extents:
-            start, length = self.activity.extent_range(extent, self.config.size)
-            self.bitmap.mark(start, length)
-        self.bitmap.sync()
-        self.activity.clear()
-        log.warning(
-            "%s: unclean stop while writing: %d activity-log extents (%d bytes) marked "
-            "out of sync for the next resync",
-            self.meta.name,
-            len(extents),
-            sum(self.activity.extent_range(e, self.config.size)[1] for e in extents),
-        )
-        return len(extents)
-
-    def _detached(self, reason: str) -> None:
-        """The backing failed an I/O (storage.py): go Diskless, as DRBD's `on-io-error
-        detach`. This side's copy is no longer trusted or served; the link drops and
-        stays down (a peer would otherwise resync into, or from, a failed disk)."""
-        with self.cond:
-            log.error("%s: local disk detached: %s", self.meta.name, reason)
-            self.last_error = (
-                f"local disk detached after an I/O error ({reason}); the peer holds the "
-                "data: fail over to it, then repair the disk and restart this side"
-            )
-            self.want_connect = False
-            if self.session is not None:
-                self.session.close("local disk detached")
-            try:
-                self.save(disk=DiskState.DISKLESS)
-            except OSError as exc:  # the metadata may live on the failed disk too
-                self.meta = replace(self.meta, disk=DiskState.DISKLESS)
-                log.error("%s: could not record Diskless: %s", self.meta.name, exc)
-            self.cond.notify_all()
-
-    def _reattach(self) -> None:
-        """Started on a disk that was detached: whatever it holds is suspect. It attaches
-        Inconsistent with every region out of sync, so the next connect resyncs all."""
-        self.bitmap.mark(0, self.config.size)
-        self.bitmap.sync()
-        self.save(disk=DiskState.INCONSISTENT)
-        log.warning(
-            "%s: attaching a disk that was detached after an I/O error: Inconsistent, "
-            "a full resync from the peer follows",
-            self.meta.name,
-        )
+    def replace_fence_hook(self) -> None:
+        """(Re)build the fence-peer hook from the config (at start, after set-mode)."""
+        if self.fence_hook is not None:
+            self.fence_hook.close()
+        self.fence_hook, self.freeze.on_freeze = None, None
+        if self.config.fence_peer_cmd:
+            hook = FenceHook(self, self.config.fence_peer_cmd, self.config.unfence_peer_cmd)
+            self.fence_hook, self.freeze.on_freeze = hook, hook.kick
 
     # ----------------------------------------------------------------- metadata
     def save(self, **changes: Any) -> None:
-        """Persist a metadata change atomically (caller holds cond)."""
+        """Persist a metadata change atomically (caller holds cond). Becoming Outdated,
+        or recording the peer Outdated, also records since when (wall clock)."""
+        if "disk" in changes and (changes["disk"] == DiskState.OUTDATED) != (
+            self.meta.disk == DiskState.OUTDATED
+        ):
+            changes["outdated_since"] = (
+                self.clock.now() if changes["disk"] == DiskState.OUTDATED else None
+            )
+        if "peer_outdated" in changes and changes["peer_outdated"] != self.meta.peer_outdated:
+            changes["peer_outdated_since"] = self.clock.now() if changes["peer_outdated"] else None
         self.meta = replace(self.meta, **changes)
         save_meta(self.config.meta_file, self.meta)
 
@@ -229,13 +222,20 @@ class Engine:
             generation=m.generation,
             epoch=m.epoch,
             discard_local=m.discard_local,
-            dirty_regions=self.bitmap.count - len(self.hot),
-            mode=self.mode,
+            dirty_regions=self.bitmap.count - self.ship.activity_regions,
+            mode=self.meta.mode or self.mode,
+            mode_serial=self.meta.mode_serial,
         )
 
     # ---------------------------------------------------------------- data path
     def writable(self) -> bool:
         return self.role == Role.PRIMARY
+
+    def allocation(self, offset: int, length: int, max_extents: int) -> list[tuple[int, bool]]:
+        """(length, is_hole) extents for NBD block status; refused like a read."""
+        if self.meta.disk == DiskState.INCONSISTENT:
+            raise NotReadable(f"{self.meta.name}: local disk is Inconsistent")
+        return self.backing.allocation(offset, length, max_extents)
 
     def read(self, offset: int, length: int) -> bytes:
         if self.meta.disk == DiskState.INCONSISTENT:
@@ -243,21 +243,51 @@ class Engine:
         return self.backing.pread(offset, length)
 
     def write(self, offset: int, data: Payload, *, fua: bool) -> None:
-        """Write and return once the write is as durable as the mode promises."""
+        """Write and return once the write is as durable as the mode promises; raise
+        (FrozenIO, StalePrimary) when it is never acknowledged."""
         done = threading.Event()
-        self.write_then(offset, data, fua=fua, done=done.set)
+        failed: list[Exception] = []
+
+        def fail(exc: Exception) -> None:
+            failed.append(exc)
+            done.set()
+
+        self.write_then(offset, data, fua=fua, done=done.set, fail=fail)
         done.wait()
+        if failed:
+            raise failed[0]
 
     def write_then(
-        self, offset: int, data: Payload, *, fua: bool, done: Callable[[], None]
+        self,
+        offset: int,
+        data: Payload,
+        *,
+        fua: bool,
+        done: Callable[[], None],
+        fail: Callable[[Exception], None] | None = None,
     ) -> None:
-        """See writes.write_then: `done()` runs once the write may be acknowledged."""
-        writes.write_then(self, offset, data, fua=fua, done=done)
+        """See writes.write_then: `done()` runs once the write may be acknowledged;
+        `fail(exc)` if, after the call returned, it never will be (a freeze ran out)."""
+        if forwarding.active(self):  # a second primary: the first one writes it
+            forwarding.forward(
+                self, FrameType.FWD_DATA, offset, data, len(data), fua=fua, done=done, fail=fail
+            )
+            return
+        writes.write_then(self, offset, data, fua=fua, done=done, fail=fail)
 
     def zero(self, offset: int, length: int, *, fua: bool, punch: bool = True) -> None:
+        if forwarding.active(self):
+            z = FrameType.FWD_ZERO
+            forwarding.forward(
+                self, z, offset, None, length, fua=fua, punch=punch, done=_no_op, fail=None
+            )
+            return
         writes.zero(self, offset, length, fua=fua, punch=punch)
 
     def flush(self) -> None:
+        if forwarding.active(self):
+            forwarding.flush(self)
+            return
         writes.flush(self)
 
     def flush_local(self) -> None:
@@ -268,6 +298,10 @@ class Engine:
         """Both handshakes done: decide and act (caller holds the lock)."""
         decision = decide_sync(self.view(), peer)
         log.info("%s: connect: %s (%s)", self.meta.name, decision.action.value, decision.reason)
+        resolving = self.meta.discard_local or peer.discard_local
+        if self.role == Role.PRIMARY and peer.epoch > self.meta.epoch and not resolving:
+            why = f"the peer has seen fencing epoch {peer.epoch}, newer than {self.meta.epoch}"
+            freeze.complete_later(self, freeze.make_stale(self, why))
         if not decision.connects:
             self.want_connect = False
             self.last_error = f"{decision.action.value}: {decision.reason}"
@@ -280,8 +314,10 @@ class Engine:
             sock.close()
             self.cond.notify_all()
             return decision
+        modeswitch.at_connect(self, peer)
         session = PeerSession(self, sock, peer, ConnState.CONNECTED)
         self.session = session
+        dual.attached(self, session)
         if peer.epoch > self.meta.epoch:  # learn the newest fencing epoch either side saw
             self.save(epoch=peer.epoch)
         self.last_error = None
@@ -291,10 +327,15 @@ class Engine:
             resync.queue_regions(self, full=decision.full)
             self.start_resync(session, decision.reason)
         elif decision.action == Action.TARGET:
-            self.save(disk=DiskState.INCONSISTENT)
+            # the disk turns Inconsistent when the source's RS_BEGIN arrives, not here: a
+            # peer that dies right after the handshake leaves this copy as it was
             session.state = ConnState.SYNC_TARGET
             self.progress = None
+        elif peer.disk == DiskState.UP_TO_DATE and self.meta.disk == DiskState.UP_TO_DATE:
+            freeze.peer_current(self)  # in sync: both hold the same data again
+            freeze.complete_later(self, freeze.end(self, "the peer is back and in sync"))
         session.start()
+        modeswitch.poll(self)
         self.cond.notify_all()
         return decision
 
@@ -306,18 +347,17 @@ class Engine:
         if self.session is not session:
             return
         self.session = None
-        for region in self.inflight:
+        in_flight, settled = self.ship.lost()
+        for region in in_flight:
             self.bitmap.set_region(region)
-        for region in self.hot:
-            if not self.inflight.get(region):
-                self.bitmap.clear(region)
-        self.hot.clear()
-        self.inflight.clear()
-        self.todo.clear()
-        self.todo_set.clear()
+        for region in settled:
+            self.bitmap.clear(region)
         self.bitmap.writeback()
         if self.want_connect:
             self.last_error = reason
+        forwarding.link_lost(self, reason)
+        modeswitch.link_lost(self)
+        freeze.begin(self, f"replication link lost: {reason}")
         self.cond.notify_all()
 
     # ---------------------------------------------------------------- status
@@ -327,16 +367,30 @@ class Engine:
         return ConnState.CONNECTING if self.want_connect else ConnState.STANDALONE
 
     def housekeeping(self) -> None:
-        """Clear activity-log bits whose writes the peer acknowledged; write back."""
+        """Clear activity-log bits whose writes the peer acknowledged; write back; fail
+        acknowledgements held longer than the freeze bound."""
+        forwarding.housekeeping(self)
+        with self.cond:
+            expired = freeze.expire(self)
+        freeze.complete(self, expired)
         with self.cond:
             s = self.session
             if s is not None and s.alive and not s.ahead:
-                for r in [r for r in self.hot if not self.inflight.get(r)]:
-                    self.hot.discard(r)
+                for r in self.ship.settled():
                     self.bitmap.clear(r)
             self.bitmap.writeback()
+            modeswitch.poll(self)
+
+    def stop_io(self, reason: str) -> None:
+        """No more acknowledgements: held ones fail, waiting writers get EIO."""
+        with self.cond:
+            self.freeze.closing = reason
+            failed = freeze.end(self, reason)
+        freeze.complete(self, failed)
 
     def close(self) -> None:
+        if self.fence_hook is not None:
+            self.fence_hook.close()
         with self.cond:
             if self.session is not None:
                 self.session.close("shutting down")

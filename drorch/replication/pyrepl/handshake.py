@@ -28,6 +28,7 @@ class SideView:
     discard_local: bool = False
     dirty_regions: int = 0
     mode: str = ""  # sync | async; "" from a peer too old to say
+    mode_serial: int = 0  # how many live switches (modeswitch.py); 0: as configured
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class SideView:
             "discard_local": self.discard_local,
             "dirty_regions": self.dirty_regions,
             "mode": self.mode,
+            "mode_serial": self.mode_serial,
         }
 
     @classmethod
@@ -58,6 +60,7 @@ class SideView:
             discard_local=bool(data.get("discard_local", False)),
             dirty_regions=int(data.get("dirty_regions", 0)),
             mode=str(data.get("mode", "")),
+            mode_serial=int(data.get("mode_serial", 0)),
         )
 
 

@@ -13,10 +13,13 @@ import contextlib
 import logging
 import socket
 import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from drorch.replication.pyrepl import wire
+from drorch.replication.pyrepl import modeswitch, wire
+from drorch.replication.pyrepl.errors import Rejected as Rejected
 from drorch.replication.pyrepl.handshake import SideView
+from drorch.replication.pyrepl.listener import Acceptor, Address, tcp_listener
 from drorch.replication.pyrepl.receiver import recv_exact
 from drorch.replication.pyrepl.tls import LinkTls, PinError
 from drorch.replication.pyrepl.tls_stream import Stream, TlsStream
@@ -28,9 +31,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("drorch.pyrepl")
 
 DIAL_INTERVAL = 0.5
-HANDSHAKE_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 5.0  # one receive during the handshake
+# The whole handshake (TLS, HELLO, BITMAP), however slowly its bytes trickle in: a
+# connection that sends a byte every few seconds is cut here instead of held forever.
+HANDSHAKE_DEADLINE = 30.0
+# Before anything is authenticated, a frame header alone must not make this side allocate
+# a frame's worth (64 MiB) of memory: a HELLO or REJECT is a small JSON object, and a
+# BITMAP is exactly this volume's bitmap (one of another volume is read and dropped).
+MAX_HELLO = 64 * 1024
+# Incoming handshakes at once; one more cuts the oldest unfinished one, so clients that
+# hold every slot (trickling a byte a second) cannot keep the real peer out. Connection
+# threads at all (cut ones end at once) are bounded by 4 times as many.
+MAX_HANDSHAKES = 8
 SOCKET_BUFFER = 4 * 1024 * 1024
-Address = tuple[str, int]
 
 
 def tune(sock: socket.socket) -> None:
@@ -39,16 +52,72 @@ def tune(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
 
 
-def _read_frame(sock: Stream, expect: set[FrameType]) -> tuple[wire.Header, bytearray]:
+def _read_header(sock: Stream, expect: set[FrameType]) -> wire.Header:
     head = wire.parse_header(recv_exact(sock, wire.HEADER.size))
-    payload = recv_exact(sock, head.length) if head.length else bytearray()
     if head.type not in expect:
         raise WireError(f"expected {sorted(t.name for t in expect)}, got {head.type.name}")
+    return head
+
+
+def _read_frame(sock: Stream, expect: set[FrameType]) -> tuple[wire.Header, bytearray]:
+    """A HELLO or REJECT (at most MAX_HELLO bytes: checked before any allocation)."""
+    head = _read_header(sock, expect)
+    if head.length > MAX_HELLO:
+        raise WireError(f"{head.type.name} of {head.length} bytes exceeds {MAX_HELLO}")
+    payload = recv_exact(sock, head.length) if head.length else bytearray()
     return head, payload
 
 
-class Rejected(Exception):
-    """The peer declined this connection attempt (it is StandAlone, busy, or dials)."""
+def bitmap_bytes(size: int, region_size: int) -> int:
+    """The length of the BITMAP frame of a volume (bitmap.py's layout)."""
+    return ((size + region_size - 1) // region_size + 7) // 8
+
+
+def _read_bitmap(sock: Stream, peer: SideView, size: int, region_size: int) -> bytes:
+    """The peer's BITMAP: exactly this volume's length when the peer's volume is this one;
+    a mismatched volume's (refused anyway) is read in small pieces and dropped."""
+    head = _read_header(sock, {FrameType.BITMAP})
+    if (peer.size, peer.region_size) == (size, region_size):
+        mine = bitmap_bytes(size, region_size)
+        if head.length != mine:
+            raise WireError(f"BITMAP of {head.length} bytes; this volume's has {mine}")
+        return bytes(recv_exact(sock, mine))
+    left = head.length
+    while left:
+        left -= len(recv_exact(sock, min(left, 65536)))
+    return b""
+
+
+class _Deadline:
+    """Cuts a handshake that is not done by HANDSHAKE_DEADLINE (shutdown wakes the
+    blocked receive). `disarm()` under the engine lock, just before the connection is
+    attached: False when the deadline already struck."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._over = False
+        self._timer = threading.Timer(HANDSHAKE_DEADLINE, self.cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cut(self) -> None:
+        """Now (an evicted handshake) or at the deadline; nothing once disarmed."""
+        self._timer.cancel()  # its thread ends at once
+        with self._lock:
+            if self._over:
+                return
+            self._over = True
+        with contextlib.suppress(OSError):
+            self._conn.shutdown(socket.SHUT_RDWR)
+
+    def disarm(self) -> bool:
+        self._timer.cancel()
+        with self._lock:
+            if self._over:
+                return False
+            self._over = True
+        return True
 
 
 class Link:
@@ -66,27 +135,22 @@ class Link:
         self.peer_addr = peer
         self.stop = stop
         self.tls = tls
-        self._server: socket.socket | None = None
+        self._acceptor: Acceptor | None = None
         self._threads: list[threading.Thread] = []
+        self._pending: OrderedDict[int, _Deadline] = OrderedDict()  # handshakes, oldest first
+        self._pending_lock = threading.Lock()
 
     @property
     def bound(self) -> Address | None:
-        if self._server is None:
-            return None
-        host, port = self._server.getsockname()[:2]
-        return str(host), int(port)
+        return None if self._acceptor is None else self._acceptor.address
 
     def start(self) -> None:
         if self.listen_addr is not None:
-            host, port = self.listen_addr
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            srv = socket.socket(family, socket.SOCK_STREAM)
-            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            srv.bind((host, port))
-            srv.listen(8)
-            srv.settimeout(0.5)
-            self._server = srv
-            self._spawn(self._accept_loop, "pyrepl-accept")
+            srv = tcp_listener(self.listen_addr)
+            self._acceptor = Acceptor(
+                srv, self._accepted, self.stop, name="pyrepl-accept", max_active=4 * MAX_HANDSHAKES
+            )
+            self._acceptor.start()
         if self.peer_addr is not None:
             self._spawn(self._dial_loop, "pyrepl-dial")
 
@@ -97,27 +161,26 @@ class Link:
 
     def close(self) -> None:
         self.stop.set()
-        if self._server is not None:
-            with contextlib.suppress(OSError):
-                self._server.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        if self._acceptor is not None:
+            self._acceptor.close()
         for t in self._threads:
             t.join(5.0)
-        if self._server is not None:
-            self._server.close()
 
     # ------------------------------------------------------------------ accept
-    def _accept_loop(self) -> None:
-        assert self._server is not None
-        while not self.stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._accepted, args=(conn,), daemon=True).start()
-
     def _accepted(self, conn: socket.socket) -> None:
+        deadline = _Deadline(conn)
+        with self._pending_lock:
+            if len(self._pending) >= MAX_HANDSHAKES:
+                self._pending.popitem(last=False)[1].cut()  # a no-op once attached
+            self._pending[id(deadline)] = deadline
+        try:
+            self._handshake_in(conn, deadline)
+        finally:
+            deadline.cut()  # ends its timer; a no-op on a connection attached or refused
+            with self._pending_lock:
+                self._pending.pop(id(deadline), None)
+
+    def _handshake_in(self, conn: socket.socket, deadline: _Deadline) -> None:
         sock: Stream = conn
         try:
             tune(conn)
@@ -128,18 +191,21 @@ class Link:
                 self.tls.check(tls_stream)
             head, body = _read_frame(sock, {FrameType.HELLO})
             peer = SideView.from_dict(wire.decode_json(head, body))
-            _, peer_bitmap = _read_frame(sock, {FrameType.BITMAP})
             eng = self.engine
+            peer_bitmap = _read_bitmap(sock, peer, eng.config.size, eng.config.region_size)
             with eng.lock:
+                if not deadline.disarm():
+                    raise TimeoutError(f"handshake not done in {HANDSHAKE_DEADLINE:g} s")
                 refusal = self._refusal(peer)
                 if refusal:
                     sock.sendall(wire.json_frame(FrameType.REJECT, {"reason": refusal}))
                     sock.close()
                     return
                 self._send_hello(sock)
-                eng.attach(sock, peer, bytes(peer_bitmap))
+                eng.attach(sock, peer, peer_bitmap)
         except (OSError, EOFError, WireError, ValueError, KeyError, PinError) as exc:
             log.info("%s: incoming replication connection failed: %s", self.engine.meta.name, exc)
+            deadline.disarm()
             sock.close()
 
     def _refusal(self, peer: SideView) -> str:
@@ -152,14 +218,11 @@ class Link:
                 f"{peer.region_size}B regions: this is {mine[0]}/{mine[1]}B/{mine[2]}B regions"
             )
             return eng.last_error
-        if peer.mode and peer.mode != eng.mode:
+        if why := modeswitch.refusal(eng, peer):
             # DRBD refuses differing protocols too: a sync primary must never count an
-            # async peer's acknowledgement as "on both disks"
-            eng.last_error = (
-                f"refused a peer in {peer.mode} mode: this side replicates {eng.mode};"
-                " both sides of a volume must use the same mode"
-            )
-            return eng.last_error
+            # async peer's acknowledgement as "on both disks" (a live switch is adopted)
+            eng.last_error = why
+            return why
         if not eng.want_connect:
             return "StandAlone: not accepting connections"
         if eng.session is not None and eng.session.alive:
@@ -200,6 +263,7 @@ class Link:
         except OSError:
             return  # peer not up yet: stay Connecting
         sock: Stream = conn
+        deadline = _Deadline(conn)
         try:
             tune(conn)
             conn.settimeout(HANDSHAKE_TIMEOUT)
@@ -213,24 +277,28 @@ class Link:
             if head.type == FrameType.REJECT:
                 raise Rejected(str(wire.decode_json(head, body).get("reason")))
             peer = SideView.from_dict(wire.decode_json(head, body))
-            _, peer_bitmap = _read_frame(sock, {FrameType.BITMAP})
+            peer_bitmap = _read_bitmap(sock, peer, eng.config.size, eng.config.region_size)
             with eng.lock:
+                if not deadline.disarm():
+                    raise TimeoutError(f"handshake not done in {HANDSHAKE_DEADLINE:g} s")
                 now = eng.view()
                 if _essence(now) != _essence(sent) or (
                     eng.session is not None and eng.session.alive
                 ):
                     sock.close()  # state moved during the handshake: try again
                     return
-                eng.attach(sock, peer, bytes(peer_bitmap))
+                eng.attach(sock, peer, peer_bitmap)
         except Rejected as exc:
             reason = f"the peer refused this side: {exc}"
             with eng.lock:
                 if not _benign(str(exc)) and eng.last_error != reason:  # once, not every dial
                     log.warning("%s: %s", eng.meta.name, reason)
                     eng.last_error = reason
+            deadline.disarm()
             sock.close()
         except (OSError, EOFError, WireError, ValueError, KeyError, PinError) as exc:
             log.info("%s: replication handshake failed: %s", eng.meta.name, exc)
+            deadline.disarm()
             sock.close()
 
 

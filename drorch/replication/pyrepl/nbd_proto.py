@@ -1,24 +1,28 @@
-"""Sans-I/O NBD server protocol: the fixed-newstyle handshake and transmission framing.
+"""Sans-I/O NBD server protocol: constants, exports and the transmission phase.
 
-Nothing here touches a socket. `Handshake` is fed the client's bytes and returns the
-bytes to send back; once an export is chosen (NBD_OPT_GO or NBD_OPT_EXPORT_NAME) it
-reports `done` and the connection enters transmission, where `parse_request()` decodes
-28-byte request headers and `check_request()` decides, with a reason, which NBD error a
-request earns. Reference: the NBD protocol document (NetworkBlockDevice/nbd doc/proto.md).
+Nothing here touches a socket. The handshake (nbd_handshake.py) ends with what the
+connection negotiated (`Negotiated`: the export, structured replies, the
+`base:allocation` metadata context of nbd_meta.py). In transmission `parse_request()`
+decodes 28-byte request headers, `check_request()` decides, with a reason, which NBD
+error a request earns (undefined command flags included), and the reply encoders build
+simple replies or structured reply chunks. Reference: the NBD protocol document
+(NetworkBlockDevice/nbd doc/proto.md).
 """
 
 from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
+
+from drorch.replication.pyrepl.errors import NbdProtocolError
 
 NBDMAGIC = 0x4E42444D41474943  # "NBDMAGIC"
 IHAVEOPT = 0x49484156454F5054  # "IHAVEOPT"
 REPLY_MAGIC = 0x3E889045565A9
 REQUEST_MAGIC = 0x25609513
 SIMPLE_REPLY_MAGIC = 0x67446698
+STRUCTURED_REPLY_MAGIC = 0x668E33EF
 
 FLAG_FIXED_NEWSTYLE = 1 << 0
 FLAG_NO_ZEROES = 1 << 1
@@ -31,6 +35,7 @@ TF_SEND_FLUSH = 1 << 2
 TF_SEND_FUA = 1 << 3
 TF_SEND_TRIM = 1 << 5
 TF_SEND_WRITE_ZEROES = 1 << 6
+TF_SEND_DF = 1 << 7  # only with structured replies: a read is always one chunk here
 TF_CAN_MULTI_CONN = 1 << 8
 
 
@@ -50,6 +55,7 @@ class Opt(enum.IntEnum):
 REP_ACK = 1
 REP_SERVER = 2
 REP_INFO = 3
+REP_META_CONTEXT = 4
 REP_ERR_UNSUP = (1 << 31) + 1
 REP_ERR_POLICY = (1 << 31) + 2
 REP_ERR_INVALID = (1 << 31) + 3
@@ -72,8 +78,23 @@ class Cmd(enum.IntEnum):
     BLOCK_STATUS = 7
 
 
-CMD_FLAG_FUA = 1 << 0
-CMD_FLAG_NO_HOLE = 1 << 1
+CMD_FLAG_FUA = 1 << 0  # valid on every command (ignored where nothing is written)
+CMD_FLAG_NO_HOLE = 1 << 1  # WRITE_ZEROES
+CMD_FLAG_DF = 1 << 2  # READ, once structured replies are negotiated
+CMD_FLAG_REQ_ONE = 1 << 3  # BLOCK_STATUS
+CMD_FLAG_FAST_ZERO = 1 << 4  # WRITE_ZEROES, only if advertised (it is not: EINVAL)
+
+REPLY_FLAG_DONE = 1 << 0
+
+
+class ReplyType(enum.IntEnum):
+    NONE = 0
+    OFFSET_DATA = 1
+    OFFSET_HOLE = 2
+    BLOCK_STATUS = 5
+    ERROR = (1 << 15) + 1
+    ERROR_OFFSET = (1 << 15) + 2
+
 
 # NBD error numbers (not the host's errno values)
 EPERM = 1
@@ -88,12 +109,8 @@ PREFERRED_BLOCK = 4096
 
 REQUEST = struct.Struct(">IHHQQI")
 SIMPLE_REPLY = struct.Struct(">IIQ")
-_OPT_HEADER = struct.Struct(">QII")
-_REPLY_HEADER = struct.Struct(">QIII")
-
-
-class ProtocolError(Exception):
-    """The client broke the protocol; the only safe answer is to close its connection."""
+CHUNK = struct.Struct(">IHHQI")  # magic, flags, type, handle, payload length
+MAX_ERROR_MESSAGE = 4096
 
 
 @dataclass(frozen=True)
@@ -111,145 +128,18 @@ class Export:
         return flags | TF_SEND_TRIM | TF_SEND_WRITE_ZEROES
 
 
-def greeting() -> bytes:
-    return struct.pack(">QQH", NBDMAGIC, IHAVEOPT, FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)
+@dataclass(frozen=True)
+class Negotiated:
+    """What one connection's handshake agreed: the export, whether replies may be
+    structured, and the base:allocation context id (None: not selected)."""
 
-
-def option_reply(option: int, reply: int, data: bytes = b"") -> bytes:
-    return _REPLY_HEADER.pack(REPLY_MAGIC, option, reply, len(data)) + data
-
-
-class Handshake:
-    """Server side of the handshake. Feed client bytes with `receive()`; it returns what
-    to send. `done` with `export` set means transmission starts; `closed` means hang up
-    (after sending what was returned). `reason` says why, for the log."""
-
-    def __init__(self, exports: Mapping[str, Export]) -> None:
-        self._exports = exports
-        self._buf = bytearray()
-        self._have_client_flags = False
-        self.no_zeroes = False
-        self.done = False
-        self.closed = False
-        self.export: Export | None = None
-        self.reason = ""
+    export: Export
+    structured: bool = False
+    allocation_id: int | None = None
 
     @property
-    def leftover(self) -> bool:
-        """Bytes received beyond the end of the handshake (a client that did not wait)."""
-        return bool(self._buf)
-
-    def _lookup(self, name: str) -> Export | None:
-        if name == "" and len(self._exports) == 1:
-            return next(iter(self._exports.values()))
-        return self._exports.get(name)
-
-    def receive(self, data: bytes) -> bytes:
-        if self.done or self.closed:
-            raise ProtocolError("handshake already finished")
-        self._buf += data
-        out = bytearray()
-        while not (self.done or self.closed):
-            if not self._have_client_flags:
-                if len(self._buf) < 4:
-                    break
-                (flags,) = struct.unpack_from(">I", self._buf)
-                del self._buf[:4]
-                if flags & ~KNOWN_CLIENT_FLAGS:
-                    self._close(f"unknown client flags {flags:#x}")
-                    break
-                if not flags & FLAG_FIXED_NEWSTYLE:
-                    self._close("client does not speak fixed newstyle")
-                    break
-                self.no_zeroes = bool(flags & FLAG_NO_ZEROES)
-                self._have_client_flags = True
-                continue
-            if len(self._buf) < _OPT_HEADER.size:
-                break
-            magic, option, length = _OPT_HEADER.unpack_from(self._buf)
-            if magic != IHAVEOPT:
-                self._close(f"bad option magic {magic:#x}")
-                break
-            if length > MAX_OPTION_LENGTH:
-                self._close(f"option {option} data of {length} bytes is too large")
-                break
-            if len(self._buf) < _OPT_HEADER.size + length:
-                break
-            payload = bytes(self._buf[_OPT_HEADER.size : _OPT_HEADER.size + length])
-            del self._buf[: _OPT_HEADER.size + length]
-            out += self._option(option, payload)
-        return bytes(out)
-
-    def _close(self, reason: str) -> None:
-        self.closed = True
-        self.reason = reason
-
-    def _option(self, option: int, data: bytes) -> bytes:
-        if option == Opt.EXPORT_NAME:
-            export = self._lookup(data.decode("utf-8", "replace"))
-            if export is None:
-                self._close(f"unknown export {data!r} (NBD_OPT_EXPORT_NAME)")
-                return b""
-            self._start(export)
-            pad = b"" if self.no_zeroes else bytes(124)
-            return struct.pack(">QH", export.size, export.transmission_flags) + pad
-        if option == Opt.ABORT:
-            self._close("client aborted the handshake")
-            return option_reply(option, REP_ACK)
-        if option == Opt.LIST:
-            if data:
-                return option_reply(option, REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")
-            out = b"".join(
-                option_reply(option, REP_SERVER, struct.pack(">I", len(n.encode())) + n.encode())
-                for n in self._exports
-            )
-            return out + option_reply(option, REP_ACK)
-        if option in (Opt.INFO, Opt.GO):
-            return self._info_or_go(option, data)
-        return option_reply(option, REP_ERR_UNSUP, f"option {option} is not supported".encode())
-
-    def _info_or_go(self, option: int, data: bytes) -> bytes:
-        if len(data) < 6:
-            return option_reply(option, REP_ERR_INVALID, b"truncated INFO/GO request")
-        (name_len,) = struct.unpack_from(">I", data)
-        if 4 + name_len + 2 > len(data):
-            return option_reply(option, REP_ERR_INVALID, b"export name overruns the option")
-        name = data[4 : 4 + name_len].decode("utf-8", "replace")
-        (count,) = struct.unpack_from(">H", data, 4 + name_len)
-        requests_at = 6 + name_len
-        if requests_at + 2 * count != len(data):
-            return option_reply(option, REP_ERR_INVALID, b"information request count mismatch")
-        wanted = set(struct.unpack_from(f">{count}H", data, requests_at))
-        export = self._lookup(name)
-        if export is None:
-            return option_reply(option, REP_ERR_UNKNOWN, f"no export named {name!r}".encode())
-        out = option_reply(
-            option,
-            REP_INFO,
-            struct.pack(">HQH", INFO_EXPORT, export.size, export.transmission_flags),
-        )
-        if INFO_NAME in wanted:
-            out += option_reply(
-                option, REP_INFO, struct.pack(">H", INFO_NAME) + export.name.encode()
-            )
-        if INFO_DESCRIPTION in wanted and export.description:
-            desc = export.description.encode()
-            out += option_reply(option, REP_INFO, struct.pack(">H", INFO_DESCRIPTION) + desc)
-        if INFO_BLOCK_SIZE in wanted:
-            out += option_reply(
-                option,
-                REP_INFO,
-                struct.pack(">HIII", INFO_BLOCK_SIZE, 1, PREFERRED_BLOCK, MAX_PAYLOAD),
-            )
-        out += option_reply(option, REP_ACK)
-        if option == Opt.GO:
-            self._start(export)
-        return out
-
-    def _start(self, export: Export) -> None:
-        self.export = export
-        self.done = True
-        self.reason = f"export {export.name!r} selected"
+    def transmission_flags(self) -> int:
+        return self.export.transmission_flags | (TF_SEND_DF if self.structured else 0)
 
 
 @dataclass(frozen=True)
@@ -270,12 +160,12 @@ class Request:
 
 
 def parse_request(header: bytes | bytearray | memoryview) -> Request:
-    """Decode one 28-byte request header; ProtocolError if the magic is wrong."""
+    """Decode one 28-byte request header; NbdProtocolError if the magic is wrong."""
     if len(header) != REQUEST.size:
-        raise ProtocolError(f"request header must be {REQUEST.size} bytes, got {len(header)}")
+        raise NbdProtocolError(f"request header must be {REQUEST.size} bytes, got {len(header)}")
     magic, flags, typ, handle, offset, length = REQUEST.unpack(header)
     if magic != REQUEST_MAGIC:
-        raise ProtocolError(f"bad request magic {magic:#x}")
+        raise NbdProtocolError(f"bad request magic {magic:#x}")
     return Request(flags, typ, handle, offset, length)
 
 
@@ -291,15 +181,72 @@ class Verdict:
 
 OK = Verdict(0)
 
+_KNOWN = (
+    Cmd.READ,
+    Cmd.WRITE,
+    Cmd.DISC,
+    Cmd.FLUSH,
+    Cmd.TRIM,
+    Cmd.CACHE,
+    Cmd.WRITE_ZEROES,
+    Cmd.BLOCK_STATUS,
+)
+_FLAG_NAMES = {
+    CMD_FLAG_FUA: "FUA",
+    CMD_FLAG_NO_HOLE: "NO_HOLE",
+    CMD_FLAG_DF: "DF",
+    CMD_FLAG_REQ_ONE: "REQ_ONE",
+    CMD_FLAG_FAST_ZERO: "FAST_ZERO",
+}
 
-def check_request(req: Request, export: Export, *, writable: bool) -> Verdict:
-    """Decide what a request earns before touching the disk."""
+
+def valid_flags(cmd: int, *, structured: bool) -> int:
+    """The command flags this server accepts on `cmd` (FUA on every command)."""
+    if cmd == Cmd.WRITE_ZEROES:
+        return CMD_FLAG_FUA | CMD_FLAG_NO_HOLE
+    if cmd == Cmd.READ and structured:
+        return CMD_FLAG_FUA | CMD_FLAG_DF
+    if cmd == Cmd.BLOCK_STATUS:
+        return CMD_FLAG_FUA | CMD_FLAG_REQ_ONE
+    return CMD_FLAG_FUA
+
+
+def _flag_names(flags: int) -> str:
+    names = [name for bit, name in _FLAG_NAMES.items() if flags & bit]
+    rest = flags & ~sum(_FLAG_NAMES)
+    if rest:
+        names.append(f"{rest:#x}")
+    return "|".join(names)
+
+
+def check_request(
+    req: Request,
+    export: Export,
+    *,
+    writable: bool,
+    structured: bool = False,
+    allocation: bool = False,
+) -> Verdict:
+    """Decide what a request earns before touching the disk. `structured` and
+    `allocation`: whether the handshake negotiated structured replies and selected
+    base:allocation."""
     if req.type == Cmd.WRITE and req.length > MAX_PAYLOAD:
         return Verdict(EINVAL, f"write of {req.length} bytes exceeds {MAX_PAYLOAD}", close=True)
-    if req.type in (Cmd.DISC, Cmd.FLUSH):
-        return OK
-    if req.type not in (Cmd.READ, Cmd.WRITE, Cmd.TRIM, Cmd.WRITE_ZEROES, Cmd.CACHE):
+    if req.type not in _KNOWN:
         return Verdict(EINVAL, f"unsupported command {req.type}")
+    if req.type == Cmd.DISC:
+        return OK  # never answered, whatever its flags: the client is going
+    bad = req.flags & ~valid_flags(req.type, structured=structured)
+    if bad:
+        name = Cmd(req.type).name
+        return Verdict(EINVAL, f"command flags {_flag_names(bad)} are not valid on {name}")
+    if req.type == Cmd.FLUSH:
+        return OK
+    if req.type == Cmd.BLOCK_STATUS:
+        if not allocation:
+            return Verdict(EINVAL, "block status without a negotiated metadata context")
+        if req.length == 0:
+            return Verdict(EINVAL, "block status of 0 bytes")
     if req.type == Cmd.READ and req.length > MAX_PAYLOAD:
         return Verdict(EINVAL, f"read of {req.length} bytes exceeds {MAX_PAYLOAD}")
     if req.offset + req.length > export.size:
@@ -312,3 +259,31 @@ def check_request(req: Request, export: Export, *, writable: bool) -> Verdict:
 
 def simple_reply(handle: int, error: int = 0) -> bytes:
     return SIMPLE_REPLY.pack(SIMPLE_REPLY_MAGIC, error, handle)
+
+
+def chunk(handle: int, kind: int, payload: bytes = b"", *, done: bool = True) -> bytes:
+    """One structured reply chunk (header and payload)."""
+    flags = REPLY_FLAG_DONE if done else 0
+    return CHUNK.pack(STRUCTURED_REPLY_MAGIC, flags, kind, handle, len(payload)) + payload
+
+
+def data_chunk_header(handle: int, offset: int, length: int) -> bytes:
+    """Header of the one, final NBD_REPLY_TYPE_OFFSET_DATA chunk of a read; the
+    `length` bytes of data follow it."""
+    header = CHUNK.pack(
+        STRUCTURED_REPLY_MAGIC, REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, handle, 8 + length
+    )
+    return header + struct.pack(">Q", offset)
+
+
+def error_chunk(handle: int, error: int, message: str = "") -> bytes:
+    text = message.encode()[:MAX_ERROR_MESSAGE]
+    return chunk(handle, ReplyType.ERROR, struct.pack(">IH", error, len(text)) + text)
+
+
+def block_status_chunk(handle: int, context_id: int, extents: list[tuple[int, int]]) -> bytes:
+    """NBD_REPLY_TYPE_BLOCK_STATUS: the context id, then (length, flags) descriptors."""
+    if not extents:
+        raise ValueError("a block status reply needs at least one extent")
+    body = struct.pack(">I", context_id) + b"".join(struct.pack(">II", n, f) for n, f in extents)
+    return chunk(handle, ReplyType.BLOCK_STATUS, body)

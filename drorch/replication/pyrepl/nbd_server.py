@@ -12,20 +12,33 @@ import contextlib
 import logging
 import os
 import socket
+import struct
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from drorch.replication.base import ReplicationError
+from drorch.replication.pyrepl import nbd_meta as meta
 from drorch.replication.pyrepl import nbd_proto as nbd
-from drorch.replication.pyrepl.engine import Engine, NotReadable, ReadOnly
+from drorch.replication.pyrepl.engine import Engine
+from drorch.replication.pyrepl.errors import NbdProtocolError, NotReadable, ReadOnly
+from drorch.replication.pyrepl.listener import Acceptor, Address, tcp_listener, unix_listener
+from drorch.replication.pyrepl.nbd_handshake import Handshake, greeting
 from drorch.replication.pyrepl.pipes import Payload, PipePayload, PipePool, release
-from drorch.replication.pyrepl.receiver import recv_exact
+from drorch.replication.pyrepl.pointintime import PointInTimeViews
 from drorch.replication.pyrepl.session import send_buffers
 
 log = logging.getLogger("drorch.pyrepl.nbd")
 
-HANDSHAKE_TIMEOUT = 30.0
-Address = tuple[str, int]
+HANDSHAKE_TIMEOUT = 30.0  # the whole handshake, however slowly its bytes trickle in
+# Clients served at once (QEMU opens one per disk, a few with multi-conn); more are closed
+# at once, so a flood cannot take the descriptors the control socket needs.
+MAX_CLIENTS = 64
+# Once a request header has begun, the rest of it and its payload must keep arriving:
+# a client silent this long mid-request is dropped (its connection only). Between
+# requests a client may be idle for as long as it likes.
+PAYLOAD_TIMEOUT = 30.0
 
 
 def nbd_uri(name: str, tcp: Address | None, unix: Path | None) -> str | None:
@@ -41,18 +54,27 @@ def nbd_uri(name: str, tcp: Address | None, unix: Path | None) -> str | None:
 
 class NbdServer:
     def __init__(
-        self, engine: Engine, tcp: Address | None, unix: Path | None, stop: threading.Event
+        self,
+        engine: Engine,
+        tcp: Address | None,
+        unix: Path | None,
+        stop: threading.Event,
+        *,
+        payload_timeout: float = PAYLOAD_TIMEOUT,
+        views: PointInTimeViews | None = None,
     ) -> None:
         self.engine = engine
+        self.views = views  # point-in-time views: read-only exports VOLUME@LABEL
+        self.payload_timeout = payload_timeout
         self.tcp = tcp
         self.unix = unix
         self.stop = stop
-        self._listeners: list[socket.socket] = []
+        self._acceptors: list[Acceptor] = []
         self._clients: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
         self.clients_served = 0
         self.protocol_errors = 0
+        self.stalled_requests = 0
         self.pipes = PipePool()  # large TCP writes travel in pipes (pipes.py)
         self.piped_writes = 0
 
@@ -62,44 +84,30 @@ class NbdServer:
 
     @property
     def bound_tcp(self) -> Address | None:
-        for srv in self._listeners:
-            if srv.family in (socket.AF_INET, socket.AF_INET6):
-                host, port = srv.getsockname()[:2]
-                return str(host), int(port)
+        for acceptor in self._acceptors:
+            if acceptor.address is not None:
+                return acceptor.address
         return None
 
     def start(self) -> None:
+        listeners = []
         if self.tcp is not None:
-            host, port = self.tcp
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            srv = socket.socket(family, socket.SOCK_STREAM)
-            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            srv.bind((host, port))
-            self._listen(srv)
+            listeners.append(tcp_listener(self.tcp))
         if self.unix is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.unix)
-            srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            srv.bind(str(self.unix))
-            self._listen(srv)
-
-    def _listen(self, srv: socket.socket) -> None:
-        srv.listen(16)
-        srv.settimeout(0.5)
-        self._listeners.append(srv)
-        t = threading.Thread(target=self._accept_loop, args=(srv,), daemon=True)
-        self._threads.append(t)
-        t.start()
+            listeners.append(unix_listener(str(self.unix)))
+        for srv in listeners:
+            acceptor = Acceptor(
+                srv, self._client, self.stop, name="pyrepl-nbd", max_active=MAX_CLIENTS
+            )
+            self._acceptors.append(acceptor)
+            acceptor.start()
 
     def close(self) -> None:
         self.stop.set()
-        for srv in self._listeners:
-            with contextlib.suppress(OSError):
-                srv.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        for t in self._threads:
-            t.join(5.0)
-        for srv in self._listeners:
-            srv.close()
+        for acceptor in self._acceptors:
+            acceptor.close()
         self.pipes.close()
         if self.unix is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -109,16 +117,6 @@ class NbdServer:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
 
-    def _accept_loop(self, srv: socket.socket) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
-
     def _client(self, conn: socket.socket) -> None:
         with self._lock:
             self._clients.add(conn)
@@ -126,14 +124,20 @@ class NbdServer:
         try:
             if conn.family != socket.AF_UNIX:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(HANDSHAKE_TIMEOUT)
-            export = self._handshake(conn)
-            if export is not None:
-                conn.settimeout(None)
-                self._transmission(conn, export)
+            agreed = self._handshake(conn)
+            if agreed is not None:
+                conn.settimeout(None)  # blocking; SO_RCVTIMEO bounds each receive instead
+                seconds = int(self.payload_timeout)
+                micros = int((self.payload_timeout - seconds) * 1e6)
+                timeval = struct.pack("ll", seconds, micros)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+                self._transmission(conn, agreed)
+        except TimeoutError as exc:
+            self.stalled_requests += 1
+            log.warning("nbd client dropped: %s", exc)
         except (OSError, EOFError) as exc:
             log.debug("nbd client gone: %s", exc)
-        except nbd.ProtocolError as exc:
+        except NbdProtocolError as exc:
             self.protocol_errors += 1
             log.warning("nbd client dropped: %s", exc)
         finally:
@@ -141,7 +145,7 @@ class NbdServer:
                 self._clients.discard(conn)
             conn.close()
 
-    def _handshake(self, conn: socket.socket) -> nbd.Export | None:
+    def _handshake(self, conn: socket.socket) -> nbd.Negotiated | None:
         eng = self.engine
         export = nbd.Export(
             eng.meta.name,
@@ -149,9 +153,23 @@ class NbdServer:
             read_only=not eng.writable(),
             description=f"pyrepl volume {eng.meta.name} ({eng.role.value})",
         )
-        hs = nbd.Handshake({export.name: export})
-        conn.sendall(nbd.greeting())
+        exports = {export.name: export}
+        for view in list(self.views.views.values()) if self.views else []:
+            exports[view.export] = nbd.Export(
+                view.export, eng.config.size, read_only=True,
+                description=f"pyrepl volume {eng.meta.name} as it was at {view.taken_at:.3f}",
+            )  # fmt: skip
+        hs = Handshake(exports)
+        # one deadline for the whole handshake, not per receive: a client sending a byte
+        # every few seconds was held forever (attack)
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        conn.settimeout(HANDSHAKE_TIMEOUT)
+        conn.sendall(greeting())
         while not (hs.done or hs.closed):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"handshake not finished in {HANDSHAKE_TIMEOUT:g} s")
+            conn.settimeout(left)
             data = conn.recv(65536)
             if not data:
                 return None
@@ -164,53 +182,123 @@ class NbdServer:
                 log.warning("nbd handshake closed: %s", hs.reason)
             return None
         if hs.leftover:
-            raise nbd.ProtocolError("client sent requests before the handshake finished")
-        return hs.export
+            raise NbdProtocolError("client sent requests before the handshake finished")
+        return hs.negotiated
 
-    def _transmission(self, conn: socket.socket, export: nbd.Export) -> None:
-        replies = _Replies(conn)
+    def _transmission(self, conn: socket.socket, agreed: nbd.Negotiated) -> None:
+        replies = _Replies(conn, structured=agreed.structured)
         try:
-            self._serve_requests(conn, export, replies)
+            self._serve_requests(conn, agreed, replies)
         finally:
             replies.drain()  # NBD: finish what was started before the socket goes
 
-    def _serve_requests(self, conn: socket.socket, export: nbd.Export, replies: _Replies) -> None:
-        eng = self.engine
+    def _serve_requests(
+        self, conn: socket.socket, agreed: nbd.Negotiated, replies: _Replies
+    ) -> None:
+        export = agreed.export
         while True:
-            req = nbd.parse_request(recv_exact(conn, nbd.REQUEST.size))
-            verdict = nbd.check_request(req, export, writable=not export.read_only)
+            req = nbd.parse_request(self._recv(conn, nbd.REQUEST.size, idle=True))
+            verdict = nbd.check_request(
+                req,
+                export,
+                writable=not export.read_only,
+                structured=agreed.structured,
+                allocation=agreed.allocation_id is not None,
+            )
             payload: Payload | None = None
             if req.has_payload and not verdict.close:
                 payload = self._receive(conn, req.length)
             if verdict.error:
                 log.info("nbd request refused: %s", verdict.reason)
                 release(payload)
-                replies.send(req.handle, verdict.error)
+                replies.error(req.handle, verdict.error, verdict.reason)
                 if verdict.close:
                     return
                 continue
             if req.type == nbd.Cmd.DISC:
                 return
             if req.type == nbd.Cmd.READ:
-                try:
-                    data = eng.read(req.offset, req.length)
-                except (NotReadable, ReplicationError, OSError) as exc:
-                    log.warning("nbd read failed: %s", exc)
-                    replies.send(req.handle, nbd.EIO)
-                    continue
-                replies.send(req.handle, 0, data)
+                self._read(req, replies, export.name)
             elif req.type == nbd.Cmd.WRITE:
                 assert payload is not None
+                if req.length == 0:  # nothing to write or ship: answered at once
+                    replies.error(req.handle, 0)
+                    continue
                 self._write(req, payload, replies)
+            elif req.type == nbd.Cmd.BLOCK_STATUS:
+                assert agreed.allocation_id is not None
+                self._block_status(req, agreed.allocation_id, replies, export.name)
             else:
-                replies.send(req.handle, self._modify(req))
+                replies.error(req.handle, *self._modify(req))
+
+    def _read(self, req: nbd.Request, replies: _Replies, export: str) -> None:
+        try:
+            data = self._source(export)(req.offset, req.length)
+        except (NotReadable, ReplicationError, OSError) as exc:
+            log.warning("nbd read failed: %s", exc)
+            replies.error(req.handle, nbd.EIO, str(exc))
+            return
+        replies.data(req.handle, req.offset, data)
+
+    def _source(self, export: str) -> Callable[[int, int], bytes]:
+        """Where an export's reads come from: the engine, or a point-in-time view."""
+        if export == self.engine.meta.name or self.views is None:
+            return self.engine.read
+        view = self.views.get(export)
+        if view is None:
+            raise ReplicationError(f"point-in-time view {export} was dropped")
+        return view.read
+
+    def _block_status(
+        self, req: nbd.Request, context_id: int, replies: _Replies, export: str
+    ) -> None:
+        req_one = bool(req.flags & nbd.CMD_FLAG_REQ_ONE)
+        try:
+            if export != self.engine.meta.name:  # a view: all data, as far as it tells
+                self._source(export)  # EIO once dropped
+                extents = [(req.length, False)]
+            else:
+                extents = self.engine.allocation(
+                    req.offset, req.length, 1 if req_one else meta.MAX_EXTENTS
+                )
+        except (NotReadable, ReplicationError, OSError) as exc:
+            log.warning("nbd block status failed: %s", exc)
+            replies.error(req.handle, nbd.EIO, str(exc))
+            return
+        found = meta.descriptors(extents, req_one=req_one, limit=req.length)
+        if not found:
+            replies.error(req.handle, nbd.EIO, "no extent found")
+            return
+        replies.raw(nbd.block_status_chunk(req.handle, context_id, found))
 
     def _receive(self, conn: socket.socket, length: int) -> Payload:
         if conn.family != socket.AF_UNIX and self.pipes.takes(length):
             payload = PipePayload.from_socket(self.pipes, conn, length)
             self.piped_writes += isinstance(payload, PipePayload)
             return payload
-        return recv_exact(conn, length)
+        return self._recv(conn, length, idle=False)
+
+    def _recv(self, conn: socket.socket, n: int, *, idle: bool) -> bytearray:
+        """Exactly `n` bytes. EOFError at the client's end; TimeoutError when it stalls
+        mid-request for payload_timeout (`idle`: waiting for a request's first byte,
+        which may take any time, until the server stops)."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            try:
+                k = conn.recv_into(view[got:], n - got)
+            except BlockingIOError:  # SO_RCVTIMEO ran out with nothing received
+                if idle and got == 0 and not self.stop.is_set():
+                    continue
+                raise TimeoutError(
+                    f"client sent {got} of {n} bytes of a request, then nothing for"
+                    f" {self.payload_timeout:g} s"
+                ) from None
+            if k == 0:
+                raise EOFError("client closed the connection")
+            got += k
+        return buf
 
     def _write(self, req: nbd.Request, payload: Payload, replies: _Replies) -> None:
         """The reply goes out when the engine says so, possibly from the link's thread.
@@ -221,40 +309,46 @@ class NbdServer:
                 req.offset,
                 payload,
                 fua=req.fua,
-                done=lambda: replies.send(req.handle, 0, done=True),
+                done=lambda: replies.error(req.handle, 0, done=True),
+                # a held acknowledgement given up (fencing freeze ran out, stale primary)
+                fail=lambda exc: replies.error(req.handle, nbd.EIO, str(exc), done=True),
             )
-        except ReadOnly:
-            replies.send(req.handle, nbd.EPERM, done=True)
-        except ValueError:
-            replies.send(req.handle, nbd.EINVAL, done=True)
+        except ReadOnly as exc:
+            replies.error(req.handle, nbd.EPERM, str(exc), done=True)
+        except ValueError as exc:
+            replies.error(req.handle, nbd.EINVAL, str(exc), done=True)
         except (OSError, ReplicationError) as exc:
             log.error("nbd write failed: %s", exc)
-            replies.send(req.handle, nbd.EIO, done=True)
+            replies.error(req.handle, nbd.EIO, str(exc), done=True)
 
-    def _modify(self, req: nbd.Request) -> int:
+    def _modify(self, req: nbd.Request) -> tuple[int, str]:
+        """WRITE_ZEROES, TRIM, FLUSH (CACHE is a no-op): (NBD error or 0, reason)."""
         eng = self.engine
         try:
-            if req.type in (nbd.Cmd.WRITE_ZEROES, nbd.Cmd.TRIM):
+            if req.type in (nbd.Cmd.WRITE_ZEROES, nbd.Cmd.TRIM) and req.length:
                 no_hole = req.type == nbd.Cmd.WRITE_ZEROES and req.flags & nbd.CMD_FLAG_NO_HOLE
                 eng.zero(req.offset, req.length, fua=req.fua, punch=not no_hole)
             elif req.type == nbd.Cmd.FLUSH:
                 eng.flush()
-            return 0
-        except ReadOnly:
-            return nbd.EPERM
-        except ValueError:
-            return nbd.EINVAL
+            return 0, ""
+        except ReadOnly as exc:
+            return nbd.EPERM, str(exc)
+        except ValueError as exc:
+            return nbd.EINVAL, str(exc)
         except (OSError, ReplicationError) as exc:
             log.error("nbd %s failed: %s", nbd.Cmd(req.type).name, exc)
-            return nbd.EIO
+            return nbd.EIO, str(exc)
 
 
 class _Replies:
     """Replies of one client, sent whole and one at a time from whichever thread
-    finishes a request; counts writes still waiting for their acknowledgement."""
+    finishes a request; counts writes still waiting for their acknowledgement. With
+    structured replies negotiated, reads and errors go out as structured chunks
+    (errors with their reason); other successes stay 16-byte simple replies."""
 
-    def __init__(self, conn: socket.socket) -> None:
+    def __init__(self, conn: socket.socket, *, structured: bool) -> None:
         self.conn = conn
+        self.structured = structured
         self._lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
         self._pending = 0
@@ -263,15 +357,28 @@ class _Replies:
         with self._cond:
             self._pending += 1
 
-    def send(
-        self, handle: int, error: int, data: bytes | None = None, *, done: bool = False
-    ) -> None:
+    def error(self, handle: int, error: int, message: str = "", *, done: bool = False) -> None:
+        """The reply to a request without reply data: success (0) or an NBD error."""
+        if error and self.structured:
+            self.raw(nbd.error_chunk(handle, error, message), done=done)
+        else:
+            self.raw(nbd.simple_reply(handle, error), done=done)
+
+    def data(self, handle: int, offset: int, data: bytes) -> None:
+        if not self.structured:
+            self.raw(nbd.simple_reply(handle, 0), data)
+        elif data:
+            self.raw(nbd.data_chunk_header(handle, offset, len(data)), data)
+        else:  # a read of 0 bytes: no content chunk may describe nothing
+            self.raw(nbd.chunk(handle, nbd.ReplyType.NONE))
+
+    def raw(self, head: bytes, data: bytes | None = None, *, done: bool = False) -> None:
         try:
             with self._lock:
                 if data is None:
-                    self.conn.sendall(nbd.simple_reply(handle, error))
+                    self.conn.sendall(head)
                 else:
-                    send_buffers(self.conn, (nbd.simple_reply(handle, error), data))
+                    send_buffers(self.conn, (head, data))
         except OSError as exc:
             log.debug("nbd reply not delivered: %s", exc)
         finally:

@@ -14,11 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from drorch.replication.base import ReplicationError
-
-
-class ReplicaInUse(ReplicationError):
-    """Another daemon owns this replica."""
+from drorch.replication.pyrepl.errors import ReplicaInUse as ReplicaInUse
 
 
 def _holder(path: Path) -> str:

@@ -23,7 +23,10 @@ import fcntl
 import os
 import select
 import socket
+import struct
 import threading
+
+from drorch.replication.pyrepl.errors import PipeError as PipeError
 
 F_SETPIPE_SZ = 1031  # Linux fcntl; not exported by Python's fcntl module
 PIPE_CAPACITY = 1024 * 1024
@@ -47,10 +50,6 @@ def _tee_call(fd_in: int, fd_out: int, length: int) -> int:
             raise BlockingIOError(err, os.strerror(err))
         raise OSError(err, os.strerror(err))
     return n
-
-
-class PipeError(OSError):
-    """The kernel would not move the payload as asked (the caller falls back to a copy)."""
 
 
 class Pipe:
@@ -126,7 +125,8 @@ class PipePayload:
 
     @classmethod
     def from_socket(cls, pool: PipePool, sock: socket.socket, length: int) -> Payload:
-        """Exactly `length` bytes from a blocking socket; EOFError at its end. Usually a
+        """Exactly `length` bytes from a blocking socket; EOFError at its end,
+        TimeoutError when its SO_RCVTIMEO runs out with nothing arriving. Usually a
         PipePayload; a bytearray when the pipe ran out of slots first (many small
         socket buffers: each takes a slot), so nothing blocks on a full pipe."""
         payload = cls(pool, pool.get(), 0)
@@ -137,8 +137,14 @@ class PipePayload:
                     moved = os.splice(
                         sock.fileno(), pipe.w, length - payload.length, flags=SPLICE_F_NONBLOCK
                     )
-                except BlockingIOError:  # the socket blocks; so the pipe is full
-                    return payload._to_memory(sock, length)
+                except BlockingIOError:
+                    if not _has_room(pipe):
+                        return payload._to_memory(sock, length)  # the pipe is full
+                    if not _await_data(sock):  # the client stalled mid-payload
+                        raise TimeoutError(
+                            f"client sent {payload.length} of {length} payload bytes, then stalled"
+                        ) from None
+                    continue
                 if moved == 0:
                     raise EOFError("client closed the connection mid-request")
                 payload.length += moved
@@ -159,7 +165,12 @@ class PipePayload:
         got = self.length
         self.release()
         while got < length:
-            k = sock.recv_into(view[got:], length - got)
+            try:
+                k = sock.recv_into(view[got:], length - got)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                raise TimeoutError(
+                    f"client sent {got} of {length} payload bytes, then stalled"
+                ) from None
             if k == 0:
                 raise EOFError("client closed the connection mid-request")
             got += k
@@ -232,6 +243,27 @@ class PipePayload:
 
 
 Payload = bytes | bytearray | memoryview | PipePayload
+
+
+def _has_room(pipe: Pipe) -> bool:
+    """The pipe takes more now, so a splice that would block waited for the socket."""
+    poller = select.poll()
+    poller.register(pipe.w, select.POLLOUT)
+    return bool(poller.poll(0))
+
+
+def _await_data(sock: socket.socket) -> bool:
+    """Wait up to the socket's SO_RCVTIMEO (forever if unset) for data to read. A TCP
+    splice has already waited that long (it honours SO_RCVTIMEO); a unix-socket splice
+    does not wait at all (SPLICE_F_NONBLOCK also applies to the socket there). So a
+    stalled client is detected after one to two payload timeouts."""
+    seconds, micros = struct.unpack(
+        "ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+    )
+    timeout_ms = seconds * 1000 + micros // 1000 if seconds or micros else -1
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(timeout_ms))
 
 
 def tee_or_copy(payload: PipePayload) -> tuple[Payload, Payload]:

@@ -8,6 +8,8 @@ connection; nothing is applied from a frame that failed to parse.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fcntl
 import logging
 import socket
@@ -16,7 +18,7 @@ import termios
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
-from drorch.replication.pyrepl import wire
+from drorch.replication.pyrepl import dual, forwarding, freeze, modeswitch, wire
 from drorch.replication.pyrepl.meta import Generation
 from drorch.replication.pyrepl.progress import ResyncProgress
 from drorch.replication.pyrepl.splice import MIN_SPLICE, FileSideError, Splicer
@@ -44,9 +46,13 @@ SEQUENCED = frozenset(
         FrameType.OUTDATE,
         FrameType.ROLE,
         FrameType.EPOCH,
+        FrameType.DUAL,
+        FrameType.MODE,
     }
 )
-ROLE_FRAMES = frozenset({FrameType.FLUSH, FrameType.ROLE, FrameType.EPOCH})
+ROLE_FRAMES = frozenset(
+    {FrameType.FLUSH, FrameType.ROLE, FrameType.EPOCH, FrameType.DUAL, FrameType.MODE}
+)
 SPLICED = frozenset({FrameType.DATA, FrameType.RS_DATA})
 ZEROS = frozenset({FrameType.ZERO, FrameType.RS_ZERO})
 WRITES = SPLICED | ZEROS
@@ -77,7 +83,7 @@ class Receiver:
         s = self.session
         reason = "receiver stopped"
         try:
-            s.sock.settimeout(PEER_SILENCE_TIMEOUT)
+            s.sock.settimeout(self.engine.config.peer_timeout)
             while s.alive:
                 head = wire.parse_header(recv_exact(s.sock, wire.HEADER.size))
                 self.engine.stats["frames_received"] += 1
@@ -87,7 +93,7 @@ class Receiver:
                     continue
                 self.dispatch(head, self._recv_payload(head.length))
         except TimeoutError:
-            reason = f"peer silent for {PEER_SILENCE_TIMEOUT:g} s"
+            reason = f"peer silent for {self.engine.config.peer_timeout:g} s"
         except EOFError as exc:
             reason = str(exc)
         except WireError as exc:
@@ -123,7 +129,9 @@ class Receiver:
         eng = self.engine
         if head.seq != self.last_seq + 1:
             raise WireError(f"frame {head.seq} out of order after {self.last_seq}")
-        if eng.role == Role.PRIMARY and head.type not in ROLE_FRAMES:
+        if eng.role == Role.PRIMARY and not (
+            head.type in ROLE_FRAMES or forwarding.accepts(eng, head.type)
+        ):
             raise WireError(f"peer shipped {head.type.name} to a primary")
         if head.type in WRITES and head.offset + count > eng.config.size:
             raise WireError(f"{head.type.name} at {head.offset}+{count} is past the volume end")
@@ -135,16 +143,22 @@ class Receiver:
         self._check_sequenced(head, head.length)
         assert self._splicer is not None and isinstance(s.sock, socket.socket)
         eng.backing.check()
+        if eng.backing.before_write is not None:  # a point-in-time view keeps the old bytes
+            eng.backing.before_write(head.offset, head.length)
         try:
             self._splicer.socket_to_file(
-                s.sock.fileno(), eng.backing.fd, head.offset, head.length, PEER_SILENCE_TIMEOUT
+                s.sock.fileno(),
+                eng.backing.fd,
+                head.offset,
+                head.length,
+                eng.config.peer_timeout,
             )
         except FileSideError as exc:
             raise eng.backing.fail("write", exc.cause) from exc
         if head.type == FrameType.DATA and head.flags & wire.FLAG_DURABLE:
             eng.backing.sync()
         if head.type == FrameType.RS_DATA:
-            self._resync_done(head.length, head.length)
+            self._resync_done(head.length, head.length, head.offset)
         self._acknowledge(head)
 
     def _acknowledge(self, head: Header) -> None:
@@ -168,6 +182,16 @@ class Receiver:
 
     def dispatch(self, head: Header, payload: memoryview) -> None:
         s, eng = self.session, self.engine
+        if head.type in forwarding.FORWARDED:  # numbered, answered by FWD_DONE, never ACKed
+            self._check_sequenced(head, 0)
+            if head.type == FrameType.FWD_DONE:
+                forwarding.on_done(s, head)
+            else:
+                forwarding.on_forward(s, head, payload)
+            if self._deferred:  # a cumulative ACK still owed for earlier frames
+                self._deferred = 0
+                s.send_now(wire.header(FrameType.ACK, seq=head.seq))
+            return
         if head.type in SEQUENCED:
             count = wire.zero_count(head, payload) if head.type in ZEROS else head.length
             self._check_sequenced(head, count)
@@ -201,12 +225,12 @@ class Receiver:
             eng.backing.sync()
         elif head.type == FrameType.RS_DATA:
             eng.backing.pwrite(head.offset, payload)
-            self._resync_done(len(payload), len(payload))
+            self._resync_done(len(payload), len(payload), head.offset)
         elif head.type == FrameType.RS_ZERO:
             count = wire.zero_count(head, payload)
             if not eng.backing.is_hole(head.offset, count):
                 eng.backing.zero(head.offset, count)
-            self._resync_done(count, 0)
+            self._resync_done(count, 0, head.offset)
         elif head.type == FrameType.RS_BEGIN:
             self._resync_begin(wire.decode_json(head, payload))
         elif head.type == FrameType.RS_END:
@@ -215,6 +239,13 @@ class Receiver:
             self._on_role(wire.decode_json(head, payload))
         elif head.type == FrameType.EPOCH:
             self._on_epoch(wire.decode_json(head, payload))
+        elif head.type == FrameType.DUAL:
+            dual.on_dual(self.session, wire.decode_json(head, payload))
+        elif head.type == FrameType.MODE:
+            body = wire.decode_json(head, payload)
+            with eng.lock:
+                modeswitch.on_mode_frame(eng, body)
+                self.session.update_peer(mode=str(body["mode"]), mode_serial=body["serial"])
         elif head.type == FrameType.OUTDATE:
             with eng.lock:
                 eng.save(disk=DiskState.OUTDATED)
@@ -225,14 +256,26 @@ class Receiver:
         with eng.lock:
             eng.save(disk=DiskState.INCONSISTENT)
             eng.bitmap.clear_all()
+            # the regions still to come, durably: an interrupted resync (and a restart)
+            # reports what is really left, and the next connect resyncs exactly those
+            try:
+                regions = base64.b64decode(str(body.get("regions", "")), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise WireError(f"RS_BEGIN: regions are not base64: {exc}") from None
+            if regions:
+                eng.bitmap.merge(regions)
+            else:  # a peer that does not say: everything is suspect until it arrives
+                eng.bitmap.mark(0, eng.config.size)
+                eng.bitmap.sync()
             eng.progress = ResyncProgress(int(body.get("total_bytes", 0)), eng.clock.monotonic())
             s.state = ConnState.SYNC_TARGET
             s.update_peer(disk=DiskState.UP_TO_DATE)
             eng.cond.notify_all()
 
-    def _resync_done(self, count: int, sent: int) -> None:
+    def _resync_done(self, count: int, sent: int, offset: int) -> None:
         eng = self.engine
         with eng.lock:
+            eng.bitmap.clear(offset // eng.config.region_size)
             if eng.progress is not None:
                 eng.progress.done_bytes += count
                 eng.progress.sent_bytes += sent
@@ -263,13 +306,22 @@ class Receiver:
             s.update_peer(role=role)
             eng.cond.notify_all()
         if role == Role.PRIMARY and eng.role == Role.PRIMARY:
-            raise WireError("the peer became primary while this side is primary")
+            dual.peer_joins(s)  # WireError unless two primaries are allowed here
+        elif role == Role.SECONDARY:
+            dual.peer_demoted(s)  # the hand-over, if this side was the second primary
 
     def _on_epoch(self, body: dict[str, Any]) -> None:
         eng, s = self.engine, self.session
         epoch = int(body["epoch"])
         with eng.lock:
             s.update_peer(epoch=epoch)
+            if eng.role == Role.PRIMARY and epoch > eng.meta.epoch and not eng.dual.second:
+                # a newer primary exists: acknowledge nothing from this moment (and keep
+                # the old epoch, so every later handshake finds this side stale too). A
+                # second primary (dual.py) adopts its first primary's newer epoch instead
+                why = f"the peer announced fencing epoch {epoch}, newer than {eng.meta.epoch}"
+                freeze.complete_later(eng, freeze.make_stale(eng, why))
+                return
             if s.peer.role == Role.PRIMARY and epoch < eng.meta.epoch:
                 eng.last_error = (
                     f"rejected the peer's stream: its fencing epoch {epoch} is older than "

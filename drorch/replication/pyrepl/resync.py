@@ -9,11 +9,13 @@ generation and both sides are Connected again.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from typing import TYPE_CHECKING
 
-from drorch.replication.base import ConnState, DiskState
+from drorch.replication.base import ConnState, DiskState, Role
+from drorch.replication.pyrepl import freeze, modeswitch
 from drorch.replication.pyrepl.progress import ResyncProgress
 from drorch.replication.pyrepl.wire import FrameType
 
@@ -31,12 +33,7 @@ def queue_regions(engine: Engine, *, full: bool) -> None:
     if full:
         engine.bitmap.mark(0, engine.config.size)
         engine.bitmap.sync()
-    engine.hot.clear()
-    engine.todo.clear()
-    engine.todo_set.clear()
-    for region in engine.bitmap.set_regions():
-        engine.todo.append(region)
-        engine.todo_set.add(region)
+    engine.ship.start_resync(engine.bitmap.set_regions())
 
 
 def region_length(engine: Engine, region: int) -> int:
@@ -46,7 +43,7 @@ def region_length(engine: Engine, region: int) -> int:
 
 def start(engine: Engine, session: PeerSession, reason: str) -> None:
     """Begin resyncing the peer from this side (caller holds the lock)."""
-    total = sum(region_length(engine, r) for r in engine.todo)
+    total = sum(region_length(engine, r) for r in engine.ship.queued())
     engine.progress = ResyncProgress(total, engine.clock.monotonic())
     session.state = ConnState.SYNC_SOURCE
     session.update_peer(disk=DiskState.INCONSISTENT)
@@ -54,10 +51,22 @@ def start(engine: Engine, session: PeerSession, reason: str) -> None:
         "%s: resync to peer: %d bytes in %d regions (%s)",
         engine.meta.name,
         total,
-        len(engine.todo),
+        engine.ship.pending,
         reason,
     )
-    session.enqueue_control(FrameType.RS_BEGIN, {"total_bytes": total, "reason": reason})
+    body: dict[str, object] = {"total_bytes": total, "reason": reason}
+    if engine.ship.pending == engine.bitmap.count:  # the bitmap lists exactly what will come
+        body["regions"] = base64.b64encode(engine.bitmap.snapshot()).decode()
+
+    def peer_inconsistent() -> None:
+        """The target made Inconsistent durable: it cannot be promoted without a
+        data-loss acknowledgement, so writes held by a freeze may be acknowledged."""
+        if session.alive:
+            freeze.complete_later(
+                engine, freeze.peer_outdated(engine, "the peer returned and resyncs from here")
+            )
+
+    session.enqueue_control(FrameType.RS_BEGIN, body, on_ack=peer_inconsistent)
     t = threading.Thread(target=_run, args=(engine, session), name="pyrepl-resync", daemon=True)
     t.start()
 
@@ -91,10 +100,9 @@ def _ship_regions(engine: Engine, session: PeerSession) -> None:
                 engine.cond.wait(1.0)
             if not session.alive:
                 return
-            if not engine.todo:
+            region = engine.ship.next_region()
+            if region is None:
                 break
-            region = engine.todo.popleft()
-            engine.todo_set.discard(region)
             offset = region * engine.config.region_size
             count = region_length(engine, region)
             hole = engine.backing.is_hole(offset, count)
@@ -118,7 +126,12 @@ def _ship_regions(engine: Engine, session: PeerSession) -> None:
                 engine.progress.finished = engine.clock.monotonic()
             engine.last_error = None
             engine.bitmap.writeback()
+            if engine.meta.peer_outdated:
+                freeze.peer_current(engine)  # guarded again: a later link loss freezes
+                if engine.fence_hook is not None and engine.role == Role.PRIMARY:
+                    engine.fence_hook.unfence()
             log.info("%s: resync finished", engine.meta.name)
+            modeswitch.poll(engine)  # a switch to sync waits for the resync
 
         session.enqueue_control(
             FrameType.RS_END, {"generation": generation.as_dict()}, on_ack=finished

@@ -29,6 +29,13 @@ def serve_problems(options: ServeOptions) -> list[str]:
         problems.append(f"--region-size {region} is larger than the volume ({e.size} bytes)")
     if e.mode == "async" and e.max_lag_bytes <= 0:
         problems.append("--max-lag must be positive: an async primary needs a send queue")
+    if e.mode == "async" and e.fencing == "resource-only":
+        problems.append(
+            "--fencing resource-only needs --mode sync: an async primary acknowledges "
+            "before the peer has the write anyway"
+        )
+    if e.fencing == "dont-care" and (e.fence_peer_cmd or e.unfence_peer_cmd):
+        problems.append("--fence-peer-cmd/--unfence-peer-cmd need --fencing resource-only")
     listen = options.listen if options.listen and options.listen[1] else None  # :0 = any free
     if listen is not None and listen == options.peer:
         problems.append("--listen and --peer are the same address: this side would dial itself")

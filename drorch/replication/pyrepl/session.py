@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
-from drorch.replication.pyrepl import wire
+from drorch.replication.pyrepl import freeze, modeswitch, wire
 from drorch.replication.pyrepl.handshake import SideView
 from drorch.replication.pyrepl.pipes import PipePayload, release
 from drorch.replication.pyrepl.receiver import Receiver
@@ -115,7 +115,8 @@ class PeerSession:
         self.lag_bytes = 0
         self.resync_inflight = 0
         self.peer_epoch_seen = engine.meta.epoch  # the epoch the peer heard from us
-        self._callbacks: dict[int, list[Callable[[], None]]] = {}
+        self.outdate_seq = 0  # the OUTDATE frame of a pull-ahead (writes_then waits on it)
+        self._callbacks: dict[int, list[tuple[freeze.Done, freeze.Fail | None]]] = {}
         self.receiver = Receiver(self)
         self._threads: list[threading.Thread] = []
 
@@ -166,8 +167,7 @@ class PeerSession:
         if item is not None:
             item.queued_at = self.engine.clock.monotonic()
             self.inflight.append(item)
-            for r in item.regions:
-                self.engine.inflight[r] = self.engine.inflight.get(r, 0) + 1
+            self.engine.ship.sent(item.regions)
             self.lag_bytes += item.lag_bytes
         if wake:
             self.send_cond.notify()
@@ -228,21 +228,42 @@ class PeerSession:
         self.peer_epoch_seen = self.engine.meta.epoch
         return self.enqueue_control(FrameType.EPOCH, {"epoch": self.engine.meta.epoch})
 
-    def when_acked(self, seq: int, callback: Callable[[], None]) -> None:
-        """Run `callback` once `seq` is acknowledged, or the link dies (the write is then
-        local only and its regions stay dirty), whichever comes first; at once if so."""
+    def when_acked(self, seq: int, callback: freeze.Done, fail: freeze.Fail | None = None) -> None:
+        """Run `callback` once `seq` is acknowledged. If the link dies first, the write is
+        local only (its regions stay dirty) and freeze.unreplicated decides: acknowledge
+        now (dont-care, async), hold until the peer is outdated (resource-only), or
+        `fail` (a stale primary). At once if already decided."""
         with self.lock:
             if self.alive and self.acked < seq:
-                self._callbacks.setdefault(seq, []).append(callback)
+                self._callbacks.setdefault(seq, []).append((callback, fail))
                 return
-        callback()
+            if self.acked >= seq and self.engine.freeze.stale is None:
+                items = [(freeze.Held(callback, fail, 0.0), True)]
+            elif self.acked >= seq:
+                items = [(freeze.Held(callback, fail, 0.0), False)]
+            else:
+                items = freeze.unreplicated(self.engine, callback, fail)
+        freeze.complete(self.engine, items)
 
     def _run_callbacks(self, upto: int | None) -> None:
-        """Pop (under the lock) and run (outside it) callbacks up to `upto` (None: all)."""
+        """Pop (under the lock) and run (outside it) callbacks up to `upto`; None: the
+        link died, none of them was acknowledged by the peer (freeze.unreplicated)."""
         with self.lock:
             ready = sorted(s for s in self._callbacks if upto is None or s <= upto)
             batch = [cb for s in ready for cb in self._callbacks.pop(s)]
-        for cb in batch:
+            stale = self.engine.freeze.stale is not None
+            items: list[tuple[freeze.Held, bool]] = []
+            if upto is None or stale:
+                for done, fail in batch:
+                    if stale:
+                        items.append((freeze.Held(done, fail, 0.0), False))
+                    else:
+                        items += freeze.unreplicated(self.engine, done, fail)
+                batch = []
+        if not batch:
+            freeze.complete(self.engine, items)
+            return
+        for cb, _ in batch:  # the connected path: acknowledged by the peer
             try:
                 cb()
             except Exception:  # a client that vanished must not take the link down
@@ -264,7 +285,7 @@ class PeerSession:
         self.update_peer(disk=DiskState.OUTDATED)
         log.warning("%s: pulling ahead of the peer: %s", self.engine.meta.name, reason)
         self.engine.save(generation=self.engine.meta.generation.diverge())
-        self.enqueue_control(FrameType.OUTDATE, {"reason": reason})
+        self.outdate_seq = self.enqueue_control(FrameType.OUTDATE, {"reason": reason})
 
     # ------------------------------------------------------------------ acks
     def on_ack(self, seq: int) -> None:
@@ -277,17 +298,8 @@ class PeerSession:
             while self.inflight and self.inflight[0].seq <= seq:
                 item = self.inflight.popleft()
                 self.lag_bytes -= item.lag_bytes
-                for r in item.regions:
-                    left = eng.inflight.get(r, 0) - 1
-                    if left > 0:
-                        eng.inflight[r] = left
-                    else:
-                        eng.inflight.pop(r, None)
-                    if item.resync_bytes and r not in eng.todo_set:
-                        if left > 0:
-                            eng.hot.add(r)
-                        else:
-                            eng.bitmap.clear(r)
+                for r in eng.ship.acked(item.regions, resync=bool(item.resync_bytes)):
+                    eng.bitmap.clear(r)
                 if item.resync_bytes:
                     self.resync_inflight -= item.resync_bytes
                     if eng.progress is not None:
@@ -298,6 +310,8 @@ class PeerSession:
             if self.ahead and not self.inflight:
                 self.ahead = False
                 eng.start_resync(self, "caught up after pulling ahead")
+            if eng.switch is not None:  # an async -> sync switch may flip now
+                modeswitch.poll(eng)
             self.ack_cond.notify_all()
             eng.cond.notify_all()
         if self._callbacks:

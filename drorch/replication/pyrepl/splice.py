@@ -11,17 +11,10 @@ from __future__ import annotations
 import os
 import select
 
+from drorch.replication.pyrepl.errors import FileSideError as FileSideError
 from drorch.replication.pyrepl.pipes import Pipe
 
 MIN_SPLICE = 64 * 1024  # below this a plain recv is cheaper than three system calls
-
-
-class FileSideError(Exception):
-    """Writing the spliced data into the file failed (`cause`): a disk error."""
-
-    def __init__(self, cause: OSError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 class Splicer:

@@ -4,9 +4,11 @@ progress, generations, the fencing epoch and the NBD export."""
 from __future__ import annotations
 
 import statistics
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, ReplicationStatus, Role
+from drorch.replication.pyrepl import dual, freeze, modeswitch
 
 if TYPE_CHECKING:
     from drorch.replication.pyrepl.engine import Engine
@@ -17,9 +19,9 @@ def engine_status(engine: Engine) -> ReplicationStatus:
         now = engine.clock.monotonic()
         s = engine.session if engine.session is not None and engine.session.alive else None
         conn = engine.connection()
-        oos = (engine.bitmap.count - len(engine.hot)) * engine.config.region_size
+        oos = (engine.bitmap.count - engine.ship.activity_regions) * engine.config.region_size
         if conn == ConnState.SYNC_TARGET and engine.progress is not None:
-            oos = engine.progress.remaining_bytes
+            oos = max(oos, engine.progress.remaining_bytes)
         pct = 100.0 - 100.0 * oos / engine.config.size if engine.config.size else 100.0
         extra: dict[str, Any] = {
             "last_error": engine.last_error,
@@ -31,6 +33,11 @@ def engine_status(engine: Engine) -> ReplicationStatus:
             "ahead": bool(s and s.ahead),
             "node_id": engine.meta.node_id,
             "sync_write_latency_us": _latency(engine),
+            **freeze.status(engine),
+            "peer_outdated_since": iso_time(engine.meta.peer_outdated_since),
+            "outdated_since": iso_time(engine.meta.outdated_since),
+            "two_primaries": dual.status(engine),
+            **modeswitch.status(engine),
         }
         return ReplicationStatus(
             name=engine.meta.name,
@@ -53,6 +60,13 @@ def engine_status(engine: Engine) -> ReplicationStatus:
             nbd=engine.nbd_uri,
             extra=extra,
         )
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """Wall-clock seconds as ISO 8601 UTC (`2026-12-03T09:14:05Z`), or None."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _latency(engine: Engine) -> dict[str, float | int] | None:

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from drorch.replication.base import ReplicationError
+from drorch.replication.pyrepl.errors import DiskFailed as DiskFailed
 from drorch.replication.pyrepl.owner import lock_fd
 from drorch.replication.pyrepl.pipes import Payload, PipePayload
 
@@ -29,10 +29,6 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 _fallocate = _libc.fallocate
 _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _fallocate.restype = ctypes.c_int
-
-
-class DiskFailed(ReplicationError):
-    """The local disk failed an I/O and is detached (NBD clients get EIO)."""
 
 
 class Backing:
@@ -49,6 +45,9 @@ class Backing:
         self.path = path
         self.on_failure = on_failure
         self.detached: str | None = None  # why, once an I/O error detached the disk
+        # called with (offset, length) before every write: point-in-time views keep
+        # the old contents (drorch.replication.pyrepl.pointintime)
+        self.before_write: Callable[[int, int], None] | None = None
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         self.fd = os.open(path, flags, 0o600)
         try:
@@ -97,6 +96,8 @@ class Backing:
 
     def pwrite(self, offset: int, data: Payload) -> None:
         self.check()
+        if self.before_write is not None:
+            self.before_write(offset, len(data))
         try:
             if isinstance(data, PipePayload):
                 data.to_file(self.fd, offset)
@@ -114,6 +115,8 @@ class Backing:
         needed to read it back, like pwrite + fdatasync)."""
         self.check()
         view = memoryview(data)
+        if self.before_write is not None:
+            self.before_write(offset, len(view))
         try:
             while view:
                 written = os.pwritev(self.fd, [view], offset, os.RWF_DSYNC)
@@ -128,6 +131,8 @@ class Backing:
         if length <= 0:
             return
         self.check()
+        if self.before_write is not None:
+            self.before_write(offset, length)
         if self.is_file and punch:
             mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
             if _fallocate(self.fd, mode, offset, length) == 0:
@@ -154,6 +159,37 @@ class Backing:
                 return True
             raise self.fail("extent lookup", exc) from exc
         return data_at >= offset + length
+
+    def allocation(self, offset: int, length: int, max_extents: int) -> list[tuple[int, bool]]:
+        """Consecutive (length, is_hole) extents from `offset`, covering at most `length`
+        bytes in at most `max_extents` steps (SEEK_DATA/SEEK_HOLE). A device, or a file
+        system that cannot tell, is all data."""
+        self.check()
+        end = min(offset + length, self.size)
+        if not self.is_file:
+            return [(end - offset, False)] if end > offset else []
+        out: list[tuple[int, bool]] = []
+        pos = offset
+        while pos < end and len(out) < max_extents:
+            try:
+                data_at = os.lseek(self.fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: only a hole up to the end of file
+                    raise self.fail("extent lookup", exc) from exc
+                data_at = end
+            if data_at > pos:
+                stop = min(data_at, end)
+                out.append((stop - pos, True))
+                pos = stop
+                continue
+            try:
+                hole_at = os.lseek(self.fd, pos, os.SEEK_HOLE)
+            except OSError as exc:
+                raise self.fail("extent lookup", exc) from exc
+            stop = min(max(hole_at, pos + 1), end)
+            out.append((stop - pos, False))
+            pos = stop
+        return out
 
     def sync(self) -> None:
         self.check()

@@ -46,7 +46,7 @@ class Verifier:
         with eng.lock:
             if eng.role == Role.PRIMARY:
                 for region in mismatched:
-                    eng.hot.discard(region)  # no longer "just activity": really differs
+                    eng.ship.differs(region)  # no longer "just activity": really differs
                     eng.bitmap.set_region(region)
                 eng.bitmap.sync()
         return VerifyResult(regions, tuple(r * rs for r in mismatched), rs)

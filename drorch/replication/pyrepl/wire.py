@@ -18,6 +18,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from drorch.replication.pyrepl.errors import WireError as WireError
+
 MAGIC = 0x50524550  # "PREP"
 HEADER = struct.Struct(">IBBHQQI")
 COUNT = struct.Struct(">Q")
@@ -41,12 +43,18 @@ class FrameType(enum.IntEnum):
     OUTDATE = 24  # JSON: the source stops shipping (pull-ahead); the target is Outdated
     ROLE = 30  # JSON: my role changed
     EPOCH = 31  # JSON: my fencing epoch changed
+    DUAL = 32  # JSON: two primaries allowed or not (dual.py)
+    MODE = 33  # JSON: replicate sync|async from here on (modeswitch.py)
     VERIFY_DIGESTS = 40  # JSON: region digests, compare against yours and answer
     VERIFY_ASK = 41  # JSON: send me your digests in stream order
     VERIFY_RESULT = 42  # JSON: mismatching regions
     ACK = 50  # cumulative acknowledgement of seq
     PING = 51
     PONG = 52
+    # two primaries (dual.py): the second primary forwards its writes to the first
+    FWD_DATA = 60  # a second primary's write at offset, for the first to apply
+    FWD_ZERO = 61  # a second primary's zeroes: 8-byte count at offset
+    FWD_DONE = 62  # the first primary's answer: offset = the FWD frame's seq, flags = outcome
 
 
 JSON_FRAMES = frozenset(
@@ -58,6 +66,8 @@ JSON_FRAMES = frozenset(
         FrameType.OUTDATE,
         FrameType.ROLE,
         FrameType.EPOCH,
+        FrameType.DUAL,
+        FrameType.MODE,
         FrameType.VERIFY_DIGESTS,
         FrameType.VERIFY_ASK,
         FrameType.VERIFY_RESULT,
@@ -65,8 +75,9 @@ JSON_FRAMES = frozenset(
 )
 
 
-class WireError(Exception):
-    """The peer sent something that is not a valid frame; drop the connection."""
+_EMPTY = frozenset(
+    {FrameType.FLUSH, FrameType.ACK, FrameType.PING, FrameType.PONG, FrameType.FWD_DONE}
+)
 
 
 @dataclass(frozen=True)
@@ -90,9 +101,9 @@ def parse_header(raw: bytes | bytearray | memoryview) -> Header:
         raise WireError(f"unknown frame type {typ}") from None
     if length > MAX_PAYLOAD:
         raise WireError(f"frame payload of {length} bytes exceeds {MAX_PAYLOAD}")
-    if ftype in (FrameType.ZERO, FrameType.RS_ZERO) and length != COUNT.size:
+    if ftype in (FrameType.ZERO, FrameType.RS_ZERO, FrameType.FWD_ZERO) and length != COUNT.size:
         raise WireError(f"{ftype.name} frames carry an 8-byte count, got {length} bytes")
-    if ftype in (FrameType.FLUSH, FrameType.ACK, FrameType.PING, FrameType.PONG) and length:
+    if ftype in _EMPTY and length:
         raise WireError(f"{ftype.name} frames carry no payload")
     return Header(ftype, flags, seq, offset, length)
 

@@ -68,7 +68,7 @@ PLAN_EXECUTE = "plan.execute"
 
 @register
 class PlanExecute(StepType):
-    """Carry out a drorch plan (migration or failover), one step per plan step.
+    """Carry out a drorch plan (migration, failover or cold migration), one step per plan step.
 
     Observes, computes the plan as `drorch plan` shows it, and runs each of its steps
     as a step of its own.
@@ -80,12 +80,27 @@ class PlanExecute(StepType):
 
     name = PLAN_EXECUTE
     params = (
-        Param("kind", ParamKind.STR, "Which plan.", choices=("migration", "failover")),
+        Param(
+            "kind",
+            ParamKind.STR,
+            "Which plan: migration, failover, or cold-migration (a migration that moves"
+            " every VM cold: the cold drill).",
+            choices=("migration", "failover", "cold-migration"),
+        ),
         Param("to", ParamKind.STR, "The site to move to."),
+        Param(
+            "fallback",
+            ParamKind.STR,
+            "What a live migration that does not converge does: fail the step, or move"
+            " that VM cold (shut down, switch its volumes, start at the target).",
+            default="fail",
+            choices=("fail", "cold"),
+        ),
     )
 
     def describe(self, args: Mapping[str, object]) -> str:
-        return f"plan {args['kind']} to {args['to']}"
+        cold = ", cold fallback" if args.get("fallback") == "cold" else ""
+        return f"plan {args['kind']} to {args['to']}{cold}"
 
     def check(self, ctx: StepContext, args: Mapping[str, object]) -> StepResult:
         raise TypeError("plan.execute is expanded by the engine")  # pragma: no cover

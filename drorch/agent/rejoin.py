@@ -1,0 +1,183 @@
+"""Carry out `drorch.decide.rejoin` for this node's replicas: a returning site comes back
+as secondary and resyncs from the site that holds the lease.
+
+Each cycle reads every local replica's status (a control-socket call), decides per
+volume, and starts at most one action at a time on its own thread (`Job`): starting a
+daemon waits for it to answer, a demotion waits for the peer's acknowledgement, and the
+loop must keep renewing and feeding meanwhile. The same action on the same volume is
+not repeated within `retry` seconds (the agent's member_timeout: a refused connect is
+tried again about as often as membership can change). What each volume is doing — its
+role, connection, resync progress and the decision's reason — is in `drorch agent
+status` under `replicas`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from drorch.agent.bounded import Bounded
+from drorch.agent.jobs import Job
+from drorch.clock import Clock
+from drorch.decide.rejoin import LeaseView, RejoinAction, RejoinStep, ReplicaView, decide_rejoin
+from drorch.replication.base import ReplicationError, ReplicationStatus, Replicator
+
+log = logging.getLogger("drorch.agent")
+
+
+def daemon_absent(exc: BaseException) -> bool:
+    """True when a status call failed because no replicator runs at all (its socket is
+    missing or refuses): nothing can write through it. A daemon that hangs, or a remote
+    node that cannot be asked, is not known to be absent."""
+    cause = exc.__cause__
+    return isinstance(cause, FileNotFoundError | ConnectionRefusedError)
+
+
+def replica_view(
+    volume: str, rep: Replicator, bounded: Bounded | None = None
+) -> tuple[ReplicaView, ReplicationStatus | None]:
+    """`bounded`: the loop's budget (a hung daemon is `unknown (...)`: nothing acts)."""
+    try:
+        st = rep.status() if bounded is None else bounded.call(f"replicator {volume}", rep.status)
+    except Exception as exc:  # an unanswering replicator is reported, never a crash
+        if daemon_absent(exc):
+            return ReplicaView(volume, running=False), None
+        return ReplicaView(volume, running=True, connection=f"unknown ({exc})"), None
+    extra = st.extra
+    error = extra.get("last_error")
+    standalone = st.connection.value == "StandAlone"
+    refused = str(error) if standalone and error else None
+    view = ReplicaView(
+        volume=volume,
+        running=True,
+        role=st.role.value,
+        disk=st.disk.value,
+        connection=st.connection.value,
+        epoch=st.epoch,
+        split_brain=extra.get("split_brain") is not None,
+        refused=refused,
+        percent_in_sync=st.percent_in_sync,
+        resync_eta=st.resync_eta_seconds,
+        out_of_sync_bytes=st.out_of_sync_bytes,
+    )
+    return view, st
+
+
+@dataclass
+class _Last:
+    action: RejoinAction
+    at: float
+
+
+class Rejoin:
+    def __init__(
+        self,
+        replicas: Callable[[], dict[str, Replicator]],
+        *,
+        site: str,
+        peer: str,
+        clock: Clock,
+        retry: float,
+        start_job: Callable[[Job, str], object] = Job.start,
+        bounded: Bounded | None = None,
+    ) -> None:
+        """`replicas()`: volume -> this node's replicator of it. `start_job`: a thread by
+        default, `Job.run_here` under a FakeClock. `bounded`: the loop's call budget."""
+        self.bounded = bounded
+        self.replicas = replicas
+        self.site, self.peer = site, peer
+        self.clock = clock
+        self.retry = retry
+        self.start_job = start_job
+        self.job: Job | None = None
+        self._last: dict[str, _Last] = {}
+        self.rows: dict[str, dict[str, object]] = {}
+        self.done: list[str] = []  # every action finished, in order (status, tests)
+
+    def cycle(
+        self,
+        *,
+        lease: LeaseView | None,
+        peer_seen: bool,
+        maintenance: bool,
+        takeover_running: bool,
+        act: bool = True,
+    ) -> list[str]:
+        """Observe and decide every replica; start at most one action (when `act`).
+        Returns what was started, one line each."""
+        now = self.clock.monotonic()
+        started: list[str] = []
+        busy = self.job is not None and self.job.state.running
+        if self.job is not None and not busy:
+            s = self.job.state
+            self.done.append(f"{s.name}: {'ok' if s.ok else 'FAILED'}: {s.message}")
+            if not s.ok:
+                log.error("rejoin %s failed: %s", s.name, s.message)
+            self.job = None
+        rows: dict[str, dict[str, object]] = {}
+        for volume, rep in sorted(self.replicas().items()):
+            view, st = replica_view(volume, rep, self.bounded)
+            step = decide_rejoin(
+                view,
+                site=self.site,
+                peer=self.peer,
+                lease=lease,
+                peer_seen=peer_seen,
+                maintenance=maintenance,
+                takeover_running=takeover_running,
+            )
+            rows[volume] = _row(view, st, step)
+            if not act or busy or step.action in (RejoinAction.NONE, RejoinAction.BLOCKED):
+                continue
+            last = self._last.get(volume)
+            if last is not None and last.action is step.action and now - last.at < self.retry:
+                continue
+            self._last[volume] = _Last(step.action, now)
+            self.job = Job(f"{step.action.value} {volume}", _work(rep, step), self.clock)
+            self.start_job(self.job, step.reason)
+            busy = True
+            started.append(f"rejoin: {step.action.value} {volume}: {step.reason}")
+            log.info("rejoin: %s %s: %s", step.action.value, volume, step.reason)
+        self.rows = rows
+        return started
+
+
+def _work(rep: Replicator, step: RejoinStep) -> Callable[[], tuple[bool, str]]:
+    def work() -> tuple[bool, str]:
+        a = step.action
+        if a is RejoinAction.START:
+            rep.up()
+            return True, f"{step.volume} started as secondary"
+        done = ""
+        if a is RejoinAction.DEMOTE:
+            rep.demote()
+            done = "demoted; "
+        elif a is RejoinAction.DISCARD_LOCAL:
+            rep.resolve_discard_local()
+            done = "local changes discarded; "
+        try:
+            rep.connect()
+        except ReplicationError as exc:  # refused again: the next cycle decides afresh
+            return True, f"{step.volume}: {done}connect refused: {exc}"
+        return True, f"{step.volume}: {done}connecting to resync"
+
+    return work
+
+
+def _row(view: ReplicaView, st: ReplicationStatus | None, step: RejoinStep) -> dict[str, object]:
+    row: dict[str, object] = {
+        "role": view.role,
+        "disk": view.disk,
+        "connection": view.connection,
+        "epoch": view.epoch,
+        "percent_in_sync": view.percent_in_sync,
+        "resync_eta_seconds": view.resync_eta,
+        "action": step.action.value,
+        "reason": step.reason,
+    }
+    if st is not None:
+        resync = st.extra.get("resync")
+        if isinstance(resync, dict):
+            row["resync"] = {k: resync.get(k) for k in ("total_bytes", "done_bytes", "finished")}
+    return row

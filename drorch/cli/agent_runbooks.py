@@ -1,0 +1,81 @@
+"""The runbook runs an agent starts (automatic takeover, escalation of a failing group).
+
+The agent and the runbook engine are sibling layers that may not import each other; the
+CLI, which sees both, gives `drorch agent run` this runner. Each run is an ordinary
+engine run, journaled in the state directory like any `drorch runbook run`, with its
+own Environment (the agent loop's is not shared across threads). Gates are answered by
+the standing consent the cluster file gives (`agent.failover: automatic`), recorded in
+the journal as the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from drorch.agent.jobs import RunbookRunner, Runbooks
+from drorch.model.types import Cluster
+from drorch.runbook.lock import RunLock
+from drorch.runbook.setup import Output
+
+log = logging.getLogger("drorch.agent")
+
+
+class LogOutput(Output):
+    """The engine's lines go to the agent's log."""
+
+    def line(self, text: str) -> None:
+        log.info("runbook: %s", text)
+
+
+def load_checked(path: Path) -> str | None:
+    """None when the runbook loads and validates, else every problem, one a line."""
+    from drorch.model.reports import ConfigError
+    from drorch.runbook.load import load_runbook
+
+    try:
+        load_runbook(path)
+    except ConfigError as exc:
+        return "\n".join(str(r) for r in exc.reports)
+    return None
+
+
+def runbook_runner(cluster: Cluster, config: Path, *, user: str, state_dir: Path) -> RunbookRunner:
+    def run(runbook: Path, given: Mapping[str, object]) -> tuple[bool, str]:
+        from drorch.envbuild import build_environment_report
+        from drorch.runbook.engine import Engine
+        from drorch.runbook.gates import YesConfirmer
+        from drorch.runbook.load import load_runbook
+        from drorch.runbook.setup import ParamError, RunOptions, RunRefused
+
+        rb = load_runbook(runbook)
+        declared = {p.name for p in rb.params}
+        params = {k: v for k, v in given.items() if k in declared}
+        env, problems = build_environment_report(cluster, config.resolve().parent)
+        env.state_dir = state_dir
+        for p in problems:
+            log.warning("runbook %s: driver unavailable: %s", rb.name, p)
+        options = RunOptions(
+            confirmer=YesConfirmer(user), output=LogOutput(), user=user, config_path=str(config)
+        )
+        try:
+            summary = Engine(rb, cluster, env, options).start(params)
+        except RunRefused as exc:
+            return False, f"{runbook.name} refused: {exc.code}: {exc.message}"
+        except ParamError as exc:
+            return False, f"{runbook.name}: " + "; ".join(exc.problems)
+        finally:
+            env.close()
+        text = f"run {summary.run_id} {summary.status}: {summary.message}"
+        return summary.status == "succeeded", text
+
+    return run
+
+
+def agent_runbooks(cluster: Cluster, config: Path, *, node: str, state_dir: Path) -> Runbooks:
+    return Runbooks(
+        runbook_runner(cluster, config, user=f"agent {node}", state_dir=state_dir),
+        load_checked,
+        RunLock(state_dir, cluster.name).holder,
+    )
