@@ -23,6 +23,7 @@ from drorch.agent.loop import Agent
 from drorch.agent.membership import Membership, Peer
 from drorch.agent.rejoin import Rejoin
 from drorch.agent.resources import EnvResources, resource_groups
+from drorch.agent.restart import ClusterStart
 from drorch.clock import Clock, SystemClock
 from drorch.decide.agent import Takeover
 from drorch.decide.recovery import RecoveryPolicy
@@ -177,6 +178,14 @@ def _runbook(cluster: Cluster, base: Path, runbooks: Runbooks | None) -> Path | 
     problems = runbooks.check(path)
     if problems:
         raise AgentStartError(f"agent.runbook {path} does not validate:\n{problems}")
+    start = find_runbook(cluster.agent.start_runbook, base)
+    if start is None:
+        raise AgentStartError(
+            f"agent.failover is automatic but agent.start_runbook {cluster.agent.start_runbook}"
+            " is not found: a cluster that runs nowhere once both sites are back could not start"
+        )
+    if problems := runbooks.check(start):
+        raise AgentStartError(f"agent.start_runbook {start} does not validate:\n{problems}")
     return path
 
 
@@ -263,6 +272,10 @@ def run(
             {"to": site, "lost": peer, "from": peer, "epoch": epoch, "reason": t.reason},
         )
 
+    def start_cluster(to: str) -> Job:
+        path = find_runbook(cluster.agent.start_runbook, base)
+        return runbook_job("cluster-start", path, {"to": to})
+
     def escalate(group: tuple[str, ...], reason: str) -> Job:
         path = find_runbook(cluster.agent.escalate_runbook, base)
         names = [g.partition(" ")[2] for g in group]
@@ -348,6 +361,9 @@ def run(
         start_fence=start_fence,
         rejoin=rejoin,
         bounded=bounded,
+        start=ClusterStart(cluster, site, clock, start_cluster, busy)
+        if runbooks is not None
+        else None,
     )
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from drorch.agent.gate import WatchdogGate
 from drorch.agent.health import LocalHealth
 from drorch.agent.jobs import Job
 from drorch.agent.rejoin import Rejoin
+from drorch.agent.restart import ClusterStart
 from drorch.agent.view import (
     CycleReport,
     LeaseSource,
@@ -72,9 +73,12 @@ class Agent:
         start_fence: StartFence | None = None,
         rejoin: Rejoin | None = None,
         bounded: Bounded | None = None,
+        start: ClusterStart | None = None,
     ) -> None:
         """`bounded`: the budget of every call a cycle makes to observe (shared with
-        `resources`, `health` and `rejoin`; drorch.agent.bounded); None: unbounded."""
+        `resources`, `health` and `rejoin`; drorch.agent.bounded); None: unbounded.
+        `start`: starts a cluster that runs nowhere (needs `rejoin`, whose replica views
+        it judges)."""
         self.cluster, self.node = cluster, node
         site, _ = cluster.node(node)
         self.site = site.name
@@ -97,6 +101,7 @@ class Agent:
         self.start_takeover = start_takeover
         self.start_fence = start_fence
         self.rejoin = rejoin
+        self.start = start
         self.takeover_job: Job | None = None
         self.fence_job: Job | None = None
         self.takeover_epoch = 0
@@ -254,6 +259,17 @@ class Agent:
                 act=not fence.fence,  # a self-fence stops writing first; rejoin comes after
             )
             report.replicas = self.rejoin.rows
+            if self.start is not None:
+                report.acted += self.start.cycle(
+                    replicas=self.rejoin.views,
+                    primary_here=primary,
+                    has_quorum=quorum.has_quorum and not fence.fence,
+                    peer_seen=peer_seen,
+                    witness_reachable=lease is not None and lease.reachable,
+                    lease_holder=None if lease is None else lease.holder,
+                    maintenance=maintenance,
+                    taking_over=running is not None or view.active_here,
+                )
         report.jobs = {
             k: j.state.as_dict()
             for k, j in (
@@ -263,6 +279,8 @@ class Agent:
             )
             if j is not None
         }
+        if self.start is not None:
+            report.jobs["start"] = self.start.report()
         if self.rejoin is not None and self.rejoin.done:
             report.jobs["rejoined"] = self.rejoin.done[-5:]
         if self.health is not None:
@@ -285,7 +303,9 @@ class Agent:
         if want is None:
             return
         starting = self._started is None or now - self._started < self.cluster.agent.member_timeout
-        want(bool(primary) or (not peer_seen and not starting))
+        job = self.start.job if self.start is not None else None
+        restarting = job is not None and job.state.running  # its runbook took the lease
+        want(bool(primary) or restarting or (not peer_seen and not starting))
 
     def _covered(
         self, primary: tuple[str, ...], peer_seen: bool, lease: LeaseState | None

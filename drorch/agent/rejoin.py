@@ -60,6 +60,8 @@ def replica_view(
         percent_in_sync=st.percent_in_sync,
         resync_eta=st.resync_eta_seconds,
         out_of_sync_bytes=st.out_of_sync_bytes,
+        peer_role=st.peer_role.value,
+        peer_disk=st.peer_disk.value,
     )
     return view, st
 
@@ -93,6 +95,7 @@ class Rejoin:
         self.job: Job | None = None
         self._last: dict[str, _Last] = {}
         self.rows: dict[str, dict[str, object]] = {}
+        self.views: list[ReplicaView] = []  # this cycle's, for drorch.agent.restart
         self.done: list[str] = []  # every action finished, in order (status, tests)
 
     def cycle(
@@ -116,8 +119,10 @@ class Rejoin:
                 log.error("rejoin %s failed: %s", s.name, s.message)
             self.job = None
         rows: dict[str, dict[str, object]] = {}
+        self.views = []
         for volume, rep in sorted(self.replicas().items()):
             view, st = replica_view(volume, rep, self.bounded)
+            self.views.append(view)
             step = decide_rejoin(
                 view,
                 site=self.site,

@@ -37,6 +37,7 @@ COMMANDS: Registry[click.Command] = Registry(
         "migrate": "drorch.cli.shortcut_cmd:migrate",
         "failover": "drorch.cli.shortcut_cmd:failover",
         "failback": "drorch.cli.shortcut_cmd:failback",
+        "start": "drorch.cli.shortcut_cmd:start",
     },
     lambda obj: isinstance(obj, click.Command),
 )

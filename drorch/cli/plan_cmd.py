@@ -1,4 +1,4 @@
-"""`drorch plan migrate|failover --to SITE`: show the ordered steps before anything moves.
+"""`drorch plan migrate|failover|start --to SITE`: show the ordered steps before anything moves.
 
 Exit 0 when the plan is runnable, 1 when something blocks it (the blockers say what), 2
 when `--to` names no site (a usage error, as everywhere).
@@ -21,17 +21,18 @@ from drorch.cli.output import format_option, render
 
 @click.group()
 def plan() -> None:
-    """Plan a migration or failover (read only: nothing is changed)."""
+    """Plan a migration, failover or start (read only: nothing is changed)."""
 
 
 def _show(config: Path, to_site: str, fmt: str, kind: str, force: bool) -> None:
     from drorch.decide.plan import plan_failover, plan_migration
+    from drorch.decide.start import plan_start
     from drorch.observe import observe
 
     with cluster_environment(config) as loaded:
         snapshot = observe(loaded.cluster, loaded.env).snapshot
-    planner = plan_migration if kind == "migrate" else plan_failover
-    result = planner(snapshot, to_site)
+    planners = {"migrate": plan_migration, "failover": plan_failover, "start": plan_start}
+    result = planners[kind](snapshot, to_site)
     blocking = result.blocking(force)
     data: dict[str, Any] = result.as_dict()
     data["notes"] += [
@@ -40,7 +41,8 @@ def _show(config: Path, to_site: str, fmt: str, kind: str, force: bool) -> None:
     ]
     data["blocking"] = [b.code for b in blocking]
     if fmt == "table":
-        title = "planned migration" if result.kind == "migration" else "failover"
+        titles = {"migration": "planned migration", "start": "start"}
+        title = titles.get(result.kind, "failover")
         head = f"{title} {result.from_site} -> {result.to_site}"
         if result.runnable:
             verdict = "runnable"
@@ -103,3 +105,13 @@ def migrate(to_site: str, config: Path, force: bool, fmt: str) -> None:
 def failover(to_site: str, config: Path, force: bool, fmt: str) -> None:
     """Failover after losing a site: fence-safe wait, promote, start everything."""
     _show(config, to_site, fmt, "failover", force)
+
+
+@plan.command()
+@click.option("--to", "to_site", required=True, help="The site to start the cluster at.")
+@config_option
+@force_option
+@format_option()
+def start(to_site: str, config: Path, force: bool, fmt: str) -> None:
+    """Start a cluster that runs nowhere (both sites up, every volume secondary)."""
+    _show(config, to_site, fmt, "start", force)

@@ -1,5 +1,6 @@
-"""`drorch migrate --to SITE`, `drorch failover --to SITE`, `drorch failback`: the shipped
-runbooks (runbooks/hurricane-planned-migration.yaml, site-failover.yaml, failback.yaml)
+"""`drorch migrate --to SITE`, `drorch failover --to SITE`, `drorch failback`, `drorch start`:
+the shipped runbooks (runbooks/hurricane-planned-migration.yaml, site-failover.yaml,
+failback.yaml, cluster-start.yaml)
 with their site params filled in from what is observed.
 
 Each is exactly `drorch runbook run FILE -c CONFIG --param ...` — same journal, lock,
@@ -22,6 +23,7 @@ from drorch.cli.runbook_cmd import _carry_out, _die, _load, _options, _runbook_d
 MIGRATE = "hurricane-planned-migration.yaml"
 FAILOVER = "site-failover.yaml"
 FAILBACK = "failback.yaml"
+START = "cluster-start.yaml"
 
 
 def shipped_runbook(name: str) -> Path:
@@ -149,3 +151,16 @@ def failback(to: str | None, config: Path, **flags: bool) -> None:
         click.echo(f"nothing to do: the cluster already runs at {target}")
         return
     _run(FAILBACK, config, {"to": target, "from": now}, flags)
+
+
+@click.command("start")
+@click.option(
+    "--to", "to", metavar="SITE", help="The site to start at (default: the configured primary)."
+)
+@_common
+def start(to: str | None, config: Path, **flags: bool) -> None:
+    """Start a cluster that runs nowhere, both sites up (runbooks/cluster-start.yaml)."""
+    cluster = load_or_exit(config)
+    target = to or cluster.primary_site
+    _check_site([s.name for s in cluster.sites], target, "--to")
+    _run(START, config, {"to": target}, flags)

@@ -115,7 +115,7 @@ def rpo_notes(snapshot: Snapshot, lost: str, dst: str) -> list[str]:
     return notes
 
 
-def _promote_steps(
+def promote_steps(
     snapshot: Snapshot, lost: str, dst: str, blockers: list[ReportItem]
 ) -> list[Step]:
     c = snapshot.cluster
@@ -230,7 +230,7 @@ def plan_failover(snapshot: Snapshot, to_site: str) -> Plan:
     if witness_down is not None:
         blockers.append(witness_blocker(lost, dst, witness_down, snapshot.cluster))
     steps = _fence_steps(snapshot, lost, witness_down)
-    steps += _promote_steps(snapshot, lost, dst, blockers)
+    steps += promote_steps(snapshot, lost, dst, blockers)
     steps += start_vm_steps(
         snapshot, [vm.name for vm in c.vms], lost, dst, f"{{name}} was lost with {lost}"
     )

@@ -40,6 +40,8 @@ class ReplicaView:
     percent_in_sync: float = 100.0
     resync_eta: float | None = None
     out_of_sync_bytes: int = 0
+    peer_role: str = "unknown"  # as this replica last heard from its peer
+    peer_disk: str = "unknown"
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,7 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         "member_timeout": duration(a.member_timeout),
         "runbook": a.runbook,
         "escalate_runbook": a.escalate_runbook,
+        "start_runbook": a.start_runbook,
         "max_restarts": a.max_restarts,
         "failure_window": duration(a.failure_window),
     }

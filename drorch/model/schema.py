@@ -154,6 +154,7 @@ def parse_agent(loc: Located, ctx: Context) -> AgentSettings:
         key=f.text("key", None),
         runbook=f.text("runbook", d.runbook),
         escalate_runbook=f.text("escalate_runbook", d.escalate_runbook),
+        start_runbook=f.text("start_runbook", d.start_runbook),
         max_restarts=f.whole("max_restarts", d.max_restarts, low=0, high=100),
         failure_window=f.duration("failure_window", d.failure_window),
     )

@@ -243,6 +243,8 @@ class AgentSettings:
     # whose monitors keep failing after max_restarts restarts within failure_window.
     runbook: str = "runbooks/site-failover.yaml"
     escalate_runbook: str = "runbooks/hurricane-planned-migration.yaml"
+    # what starts a cluster that runs nowhere once both sites are back (drorch.decide.start)
+    start_runbook: str = "runbooks/cluster-start.yaml"
     max_restarts: int = 2
     failure_window: float = 600.0
 

@@ -80,6 +80,7 @@ def all_cold(snapshot: Snapshot) -> Snapshot:
 
 def compute_plan(snapshot: Snapshot, kind: str, to: str) -> Plan:
     from drorch.decide.plan import plan_failover, plan_migration
+    from drorch.decide.start import START, plan_start
 
     if to not in {s.name for s in snapshot.cluster.sites}:
         raise StepFailed("unknown-site", f"no site {to!r} in cluster {snapshot.cluster.name}")
@@ -88,6 +89,8 @@ def compute_plan(snapshot: Snapshot, kind: str, to: str) -> Plan:
         why = note("cold-migration", "every VM and service is moved cold (shut down, "
                    "switched, booted at the target), migratable or not")  # fmt: skip
         return dataclasses.replace(plan, notes=(why, *plan.notes))
+    if kind == START:
+        return plan_start(snapshot, to)
     planner = plan_migration if kind == "migration" else plan_failover
     return planner(snapshot, to)
 

@@ -21,6 +21,9 @@ class FakeWitness:
     down: bool = False
     cut_off: set[str] = field(default_factory=set)  # sites that cannot reach it
     outdated: dict[str, tuple[str, ...]] = field(default_factory=dict)  # site -> volumes
+    # the agents' want:true/false as the real keeper sends it (off: every site always
+    # asks for the lease, as the first scenario tests were written)
+    honour_want: bool = False
 
     def __post_init__(self) -> None:
         self.book = GrantBook(self.lease, self.switch_delay)
@@ -42,12 +45,17 @@ class SiteLease:
         self.epoch = 0
         self.holder: str | None = None
         self.margin = default_safety_margin(witness.lease)
+        self.wanted = True
+
+    def want(self, flag: bool) -> None:
+        if self.w.honour_want:
+            self.wanted = flag
 
     def lease(self) -> LeaseState:
         now = self.w.clock.monotonic()
         reachable = not self.w.down and self.site not in self.w.cut_off
         if reachable:
-            d = self.w.book.heartbeat(self.w.cluster, self.site, True, now)
+            d = self.w.book.heartbeat(self.w.cluster, self.site, self.wanted, now)
             self.epoch, self.holder = d.epoch, d.holder
             if d.granted:
                 if self.held_until is None or now >= self.held_until:

@@ -27,7 +27,7 @@ DESTRUCTIVE = {
     "watchdog test",
     "runbook abandon",
     "vm start", "vm shutdown", "vm destroy", "vm migrate", "vm failover-start",
-    "migrate", "failover", "failback", "runbook run", "drill run", "agent self-fence",
+    "migrate", "failover", "failback", "start", "runbook run", "drill run", "agent self-fence",
 }  # fmt: skip
 # Never ask: called by DRBD or pyrepl as handlers, long-running daemons, the simulated or
 # namespace lab (no real cluster), only bringing things up / writing new files, or

@@ -63,7 +63,7 @@ fencing: {watchdog: device, device: /dev/watchdog1, watchdog_timeout: 4s, margin
           self_fence: shutdown}
 agent: {failover: automatic, port: 7446, heartbeat: 500ms, member_timeout: 2s,
         key: /a.key, runbook: /rb/failover.yaml, escalate_runbook: /rb/move.yaml,
-        max_restarts: 4, failure_window: 5m}
+        start_runbook: /rb/start.yaml, max_restarts: 4, failure_window: 5m}
 quorum: {heartbeat: 2s, lease_timeout: 12s, switch_delay: 3s, takeover_wait: 20s}
 migration: {max_downtime: 100ms, downtime_ceiling: 1s, downtime_steps: 2, stall_iterations: 5,
             auto_converge: false, allow_postcopy: true, bandwidth_mibps: 100, deadline: 5m}

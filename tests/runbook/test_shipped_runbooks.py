@@ -250,3 +250,38 @@ def test_hurricane_dry_run_on_an_async_volume_plans_with_the_mode_it_would_set(
     assert "would live-migrate web A -> B" in result.output
     assert "not checked: planned from" not in result.output  # checked, only the mode supposed
     assert where(lab) == AT_A
+
+
+def _run_nowhere(config: Path) -> None:
+    """What a self-fence at A leaves when the partition heals before B takes over: both
+    copies secondary and in sync, no guest running."""
+    cluster = load_cluster(config)
+    env = build_environment(cluster, base_dir=config.parent)
+    try:
+        for vm in cluster.vms:
+            env.hypervisor("A").destroy(vm.domain)
+        for (_, node), rep in sorted(env.replicators.items()):
+            if node.startswith("a"):
+                rep.demote()
+    finally:
+        env.close()
+
+
+def test_cluster_start_starts_a_cluster_that_runs_nowhere(lab: Path) -> None:
+    where(lab)
+    _run_nowhere(lab)
+    assert where(lab) == {"vms": {"db": [], "web": []}, "primary": {"appdata": [], "dbdata": []}}
+    assert drorch("status", "-c", str(lab)).exit_code == 2  # an outage is broken
+    shown = drorch("plan", "start", "--to", "A", "-c", str(lab))
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith("start B -> A: ")
+    assert "runnable" in shown.output and "db runs nowhere: start it at A" in shown.output
+    # both copies are in sync: starting at B is as good (the agents prefer the primary site)
+    assert drorch("plan", "start", "--to", "B", "-c", str(lab)).exit_code == 0
+    done = drorch("start", "-c", str(lab), "--yes")  # at the configured primary site, A
+    assert done.exit_code == 0, done.output
+    assert where(lab) == AT_A
+    assert drorch("status", "-c", str(lab)).exit_code == 0
+    again = drorch("plan", "start", "--to", "B", "-c", str(lab))
+    assert again.exit_code == 1
+    assert "[volume-primary, not forceable]" in again.output

@@ -68,7 +68,7 @@ PLAN_EXECUTE = "plan.execute"
 
 @register
 class PlanExecute(StepType):
-    """Carry out a drorch plan (migration, failover or cold migration), one step per plan step.
+    """Carry out a drorch plan (migration, failover, cold migration, start), a step per plan step.
 
     Observes, computes the plan as `drorch plan` shows it, and runs each of its steps
     as a step of its own.
@@ -83,9 +83,9 @@ class PlanExecute(StepType):
         Param(
             "kind",
             ParamKind.STR,
-            "Which plan: migration, failover, or cold-migration (a migration that moves"
-            " every VM cold: the cold drill).",
-            choices=("migration", "failover", "cold-migration"),
+            "Which plan: migration, failover, cold-migration (a migration that moves"
+            " every VM cold: the cold drill), or start (a cluster that runs nowhere).",
+            choices=("migration", "failover", "cold-migration", "start"),
         ),
         Param("to", ParamKind.STR, "The site to move to."),
         Param(
