@@ -35,12 +35,15 @@ from drorch.fencing.soft import SelfFenceActions
 from drorch.model.types import VM, Cluster, FailoverMode, MonitorType
 from drorch.monitor.base import Monitor
 from drorch.monitor.build import monitor_for
-from drorch.monitor.domain import SimulatedMonitor
+from drorch.monitor.domain import DomainMonitor, SimulatedMonitor
 from drorch.quorum.client import QuorumConnection, QuorumError
 from drorch.remote.local import LocalRunner
 from drorch.statedir import default_state_dir
 
 log = logging.getLogger("drorch.agent")
+
+IMPLICIT_DOMAIN_MONITOR = "domain (implicit level 1)"
+"""The level-1 check every guest without one of its own gets: the domain runs here."""
 
 
 class AgentStartError(Exception):
@@ -215,6 +218,11 @@ def build_health(
                         spec, runner=runner, clock=clock, base_dir=base, hypervisor=hypervisor
                     )
                 watched.append(Watched(f"{kind} {item.name}", m, spec.interval))
+    for vm in cluster.vms:
+        if not any(spec.level == 1 for spec in vm.monitors):
+            # as Pacemaker's VirtualDomain always monitors: is the domain running here
+            implicit = DomainMonitor(IMPLICIT_DOMAIN_MONITOR, vm.domain, hypervisor)
+            watched.append(Watched(f"vm {vm.name}", implicit, cluster.agent.heartbeat))
     groups = resource_groups(cluster)
     a = cluster.agent
     return LocalHealth(

@@ -13,7 +13,6 @@ and the lab can prove that no two sites were ever primary at once.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from drorch.agent.health import LocalHealth
 from drorch.agent.jobs import Job
 from drorch.agent.rejoin import Rejoin
 from drorch.agent.restart import ClusterStart
+from drorch.agent.roles import RoleLog
 from drorch.agent.view import (
     CycleReport,
     LeaseSource,
@@ -95,7 +95,6 @@ class Agent:
         self.monitors = list(monitors)
         self.run_failover = run_failover
         self.maintenance = maintenance
-        self.role_log = role_log
         self.health = health
         self.local = local
         self.start_takeover = start_takeover
@@ -108,7 +107,7 @@ class Agent:
         self.peer_lost_since: float | None = None
         self.took_over_epoch: int | None = None
         self.last: CycleReport | None = None
-        self._last_primary: tuple[str, ...] | None = None
+        self.roles = RoleLog(role_log, clock, node, self.site)
         self._last_renewal: float | None = None
         self._started: float | None = None
 
@@ -280,7 +279,10 @@ class Agent:
             if j is not None
         }
         if self.start is not None:
-            report.jobs["start"] = self.start.report()
+            report.start = self.start.report()
+            last = self.start.job.state if self.start.job is not None else self.start.finished
+            if last is not None:
+                report.jobs["cluster-start"] = last.as_dict()
         if self.rejoin is not None and self.rejoin.done:
             report.jobs["rejoined"] = self.rejoin.done[-5:]
         if self.health is not None:
@@ -390,20 +392,7 @@ class Agent:
         # after acting, what runs now (a self-fence is logged when it is done, not a
         # cycle later)
         primary = self.resources.primary_here() if r.acted else r.primary_here
-        if primary == self._last_primary:
-            return
-        self._last_primary = primary
-        if self.role_log is None:
-            return
-        line = {
-            "at": self.clock.now(),
-            "node": self.node,
-            "site": self.site,
-            "primary": list(primary),
-            "quorum": r.quorum.has_quorum,
-        }
-        with open(self.role_log, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        self.roles.record(primary, r.quorum.has_quorum)
 
     def stop(self, *, clean: bool) -> None:
         """A clean stop disarms the watchdog (magic close); otherwise it is left to fire."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from drorch.agent.jobs import Job
+from drorch.agent.jobs import Job, JobState
 from drorch.clock import Clock
 from drorch.decide.agent import Takeover, TakeoverAction
 from drorch.decide.rejoin import ReplicaView
@@ -39,6 +39,7 @@ class ClusterStart:
         self.busy = busy
         self.idle_since: float | None = None
         self.job: Job | None = None
+        self.finished: JobState | None = None
         self.decision: Takeover | None = None
 
     def cycle(
@@ -60,6 +61,8 @@ class ClusterStart:
         running = job is not None and job.state.running
         if why is None and not running:
             self.idle_since = None
+            if job is not None:
+                self.finished = job.state  # reported until the next run
             self.job = None  # the cluster runs (or changed): a new idle spell is judged afresh
         elif self.idle_since is None:
             self.idle_since = now
@@ -91,7 +94,6 @@ class ClusterStart:
 
     def report(self) -> dict[str, object]:
         d = self.decision
-        out: dict[str, object] = {} if d is None else {"action": d.action.value, "reason": d.reason}
-        if self.job is not None:
-            out["job"] = self.job.state.as_dict()
-        return out
+        if d is None:
+            return {}
+        return {"action": d.action.value, "reason": d.reason, "wait_left": round(d.wait_left, 3)}

@@ -62,6 +62,7 @@ class CycleReport:
     jobs: dict[str, object] = field(default_factory=dict)
     replicas: dict[str, dict[str, object]] = field(default_factory=dict)  # drorch.agent.rejoin
     unobserved: dict[str, str] = field(default_factory=dict)  # drorch.agent.bounded: why
+    start: dict[str, object] = field(default_factory=dict)  # drorch.agent.restart
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -75,6 +76,7 @@ class CycleReport:
                 "reason": self.takeover.reason,
                 "wait_left": round(self.takeover.wait_left, 3),
             },
+            "start": self.start,
             "primary_here": list(self.primary_here),
             "monitors": self.monitors,
             "health": self.health,

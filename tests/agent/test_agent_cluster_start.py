@@ -148,8 +148,13 @@ def test_the_primary_site_starts_it_after_takeover_wait_and_only_it(tmp_path: Pa
     assert started is not None and 15.0 <= started < 17.0, started
     a, b = agents["A"].last, agents["B"].last
     assert a is not None and b is not None
-    running = {"action": "none", "reason": "the cluster runs (or may run) somewhere"}
-    assert a.jobs["start"] == running
+    running = {
+        "action": "none",
+        "reason": "the cluster runs (or may run) somewhere",
+        "wait_left": 0,
+    }
+    assert a.start == running
+    assert a.jobs["cluster-start"]["ok"] is True
     assert b.quorum.has_quorum and not world.primary["B"]
     roles = [line for line in (tmp_path / "roles.jsonl").read_text().splitlines() if '"A"' in line]
     assert roles, "A's restart is in the role log"
@@ -180,7 +185,7 @@ def test_manual_mode_only_reports_ready(tmp_path: Path) -> None:
     assert world.failovers == [] and not world.primary["A"] and not world.primary["B"]
     a = agents["A"].last
     assert a is not None
-    assert a.jobs["start"]["action"] == TakeoverAction.READY.value
+    assert a.start["action"] == TakeoverAction.READY.value
 
 
 def test_maintenance_keeps_it_stopped(tmp_path: Path) -> None:
@@ -193,4 +198,4 @@ def test_maintenance_keeps_it_stopped(tmp_path: Path) -> None:
     assert world.failovers == []
     a = agents["A"].last
     assert a is not None
-    assert a.jobs["start"]["reason"] == "maintenance mode: the cluster stays stopped"
+    assert a.start["reason"] == "maintenance mode: the cluster stays stopped"

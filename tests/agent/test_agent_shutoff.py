@@ -18,9 +18,9 @@ from tests.runbook.steps_lab import SimLab
 
 
 def _agent(
-    tmp_path: Path, busy: list[str | None]
+    tmp_path: Path, busy: list[str | None], edit: dict[str, str] | None = None
 ) -> tuple[SimLab, EnvResources, LocalHealth, list[tuple[str, ...]]]:
-    lab = SimLab(tmp_path)
+    lab = SimLab(tmp_path, edit)
     escalated: list[tuple[str, ...]] = []
 
     def escalate(group: tuple[str, ...], reason: str) -> Job:
@@ -91,5 +91,42 @@ def test_a_guest_whose_volumes_were_demoted_here_stays_stopped(tmp_path: Path) -
         lab.env.replicators[("appdata", "a1")].demote()  # moved away (a planned migration)
         acted = _cycles(lab, res, health, 40)
         assert _web(lab) == "shutoff" and escalated == [], acted
+    finally:
+        health.close()
+
+
+WEB_MONITOR = """    monitors:
+      - name: web-alive
+        type: domain           # the site's hypervisor runs the guest (the sim has no QEMU)
+        target: drorch-web
+        interval: 10s
+        timeout: 2s
+        level: 1
+"""
+
+
+def test_a_guest_with_a_level_1_monitor_gets_no_implicit_one(tmp_path: Path) -> None:
+    _, _, health, _ = _agent(tmp_path, [None])
+    try:
+        web = [w.monitor.name for w in health.watched if w.resource == "vm web"]
+        assert web == ["web-alive"]
+    finally:
+        health.close()
+
+
+def test_a_guest_without_a_level_1_monitor_gets_the_implicit_one(tmp_path: Path) -> None:
+    lab, res, health, _ = _agent(tmp_path, [None], {WEB_MONITOR: ""})
+    try:
+        assert not any(m.level == 1 for vm in lab.cluster.vms if vm.name == "web"
+                       for m in vm.monitors)  # fmt: skip
+        watched = [(w.resource, w.monitor.name, w.monitor.level) for w in health.watched]
+        assert ("vm web", "domain (implicit level 1)", 1) in watched
+        # db's only monitor is level 3 (a heartbeat): it gets the implicit level 1 too
+        assert ("vm db", "domain (implicit level 1)", 1) in watched
+        assert _cycles(lab, res, health, 3) == [] and _web(lab) == "running"
+        assert crash_vm(lab.cluster, lab.env, "web", VMState.SHUTOFF) == "A"
+        acted = _cycles(lab, res, health, 10)
+        assert any("vm web restarted at site A" in a for a in acted), acted
+        assert _web(lab) == "running"
     finally:
         health.close()
