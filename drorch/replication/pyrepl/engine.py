@@ -30,6 +30,7 @@ from drorch.replication.pyrepl import (
     dual,
     forwarding,
     freeze,
+    mode_drain,
     modeswitch,
     resync,
     writes,
@@ -154,7 +155,7 @@ class Engine:
         self.start_config = config  # as given; a live mode switch changes self.config
         self.config = config = modeswitch.at_start(self, config)
         self.mode = config.mode
-        self.switch: modeswitch.Switch | None = None  # an async -> sync switch draining
+        self.switch: mode_drain.Switch | None = None  # an async -> sync switch draining
         self.last_switch: dict[str, Any] | None = None
         self.backing = Backing(
             config.backing, config.size, on_failure=lambda why: disk_events.detached(self, why)
@@ -335,7 +336,7 @@ class Engine:
             freeze.peer_current(self)  # in sync: both hold the same data again
             freeze.complete_later(self, freeze.end(self, "the peer is back and in sync"))
         session.start()
-        modeswitch.poll(self)
+        mode_drain.poll(self)
         self.cond.notify_all()
         return decision
 
@@ -356,7 +357,7 @@ class Engine:
         if self.want_connect:
             self.last_error = reason
         forwarding.link_lost(self, reason)
-        modeswitch.link_lost(self)
+        mode_drain.link_lost(self)
         freeze.begin(self, f"replication link lost: {reason}")
         self.cond.notify_all()
 
@@ -379,7 +380,7 @@ class Engine:
                 for r in self.ship.settled():
                     self.bitmap.clear(r)
             self.bitmap.writeback()
-            modeswitch.poll(self)
+            mode_drain.poll(self)
 
     def stop_io(self, reason: str) -> None:
         """No more acknowledgements: held ones fail, waiting writers get EIO."""
