@@ -65,7 +65,8 @@ from drorch.replication.pyrepl.mode_options import option_keys, resolve_options
 from drorch.replication.pyrepl.wire import FrameType, WireError
 
 if TYPE_CHECKING:
-    from drorch.replication.pyrepl.engine import Engine, EngineConfig
+    from drorch.replication.pyrepl.engine import Engine
+    from drorch.replication.pyrepl.engine_config import EngineConfig
     from drorch.replication.pyrepl.handshake import SideView
 
 log = logging.getLogger("drorch.pyrepl")
