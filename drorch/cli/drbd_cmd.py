@@ -25,6 +25,7 @@ from drorch.cli.drbd_common import (
     replicator,
 )
 from drorch.cli.drbd_ops_cmd import OPERATIONS
+from drorch.cli.drbd_watch_cmd import FOLLOWING
 from drorch.cli.exits import ExitCode
 from drorch.cli.output import format_option, render
 from drorch.model.types import Cluster, Driver, Volume
@@ -36,7 +37,7 @@ def drbd() -> None:
     """DRBD volumes: render resource files, operate DRBD on a node, read its status."""
 
 
-for _operation in OPERATIONS:
+for _operation in (*OPERATIONS, *FOLLOWING):
     drbd.add_command(_operation)
 
 

@@ -99,7 +99,7 @@ def serve(**opts: Any) -> None:
     from drorch.replication.base import Role
     from drorch.replication.pyrepl.daemon import ServeOptions
     from drorch.replication.pyrepl.daemon import serve as run
-    from drorch.replication.pyrepl.engine import EngineConfig
+    from drorch.replication.pyrepl.engine_config import EngineConfig
     from drorch.replication.pyrepl.tls import link_tls
 
     logging.basicConfig(

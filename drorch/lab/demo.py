@@ -33,7 +33,8 @@ from drorch.lab.cluster_config import guest_serial_log
 from drorch.lab.cluster_full import NODES, LabSpec
 from drorch.lab.counter import audit_serial, self_fences, size
 from drorch.lab.guest import last_heartbeat
-from drorch.lab.stack import LabStack, last_acked
+from drorch.lab.stack import LabStack
+from drorch.lab.stack_status import last_acked
 
 _BOOT = re.compile(rb"LABVM BOOTED \S+ start_counter=(\d+)")
 _RUN_ID = re.compile(r"^run (\S+): ", re.M)

@@ -11,6 +11,7 @@ In order, each step idempotent (what runs is left running):
    `ACKED n` on the console);
 7. an agent per site (`drorch agent run` in the site's namespace, soft watchdog).
 Every process has a PID file under `labs/<name>/pids/`; `down` stops them by PID.
+`status` reads them back: see `drorch.lab.stack_status`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from drorch.lab.cluster_full import NODES, LabFiles, LabSpec, full_cluster_yaml,
 from drorch.lab.faults import namespace_pids
 from drorch.lab.lab import Lab
 from drorch.lab.processes import cmdline, live_pid, spawn_detached, stop_pid
+from drorch.lab.stack_status import stack_status
 from drorch.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -284,65 +286,7 @@ class LabStack:
     # ------------------------------------------------------------------ status
     def status(self) -> list[dict[str, Any]]:
         """One row per process and guest of the lab cluster (empty before `up --vms`)."""
-        from drorch.lab.cluster_config import guest_serial_log
-        from drorch.lab.guest import last_heartbeat
-        from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable
-
-        rows: list[dict[str, Any]] = []
-        proxy = self.lab.wan.pid()
-        if self.lab.wan.file.exists():
-            rows.append(
-                {
-                    "part": "wan-proxy",
-                    "where": self.layout.wan_netns,
-                    "pid": proxy,
-                    "state": self.lab.wan.state().impairment.describe() if proxy else "down",
-                }
-            )
-        pids = self.files.root / "pids"
-        for pid_file in sorted(pids.glob("*.pid")) if pids.exists() else []:
-            what = pid_file.stem
-            expect = (
-                "agent run"
-                if what.startswith("agent-")
-                else ("repl serve" if what.startswith("repl-") else "quorumd")
-            )
-            pid = live_pid(pid_file, expect)
-            state = _proc_state(pid) if pid else "down"
-            if pid and what.startswith("repl-"):
-                volume, _, node = what[len("repl-") :].partition("@")
-                ctl = self.files.root / ".drorch-state" / "pyrepl" / f"{volume}@{node}.ctl"
-                try:
-                    st = ControlClient(ctl, timeout=3).call("status")
-                    state = f"{st['role']}, {st['disk']}, {st['connection']}"
-                except (ControlUnreachable, OSError, KeyError, TypeError) as exc:
-                    state = f"not answering ({exc})"
-            rows.append(
-                {"part": what, "where": _netns_of(pid) if pid else "", "pid": pid, "state": state}
-            )
-        guests = sorted(
-            {
-                p.stem
-                for s in self.layout.sites
-                for p in (self.layout.run_dir(s.name) / "qemu").glob("*.pid")
-            }
-        )
-        for vm in [g for g in guests if g != "driver"]:  # driver.pid: libvirt's own
-            where = [
-                s.name
-                for s in self.layout.sites
-                if live_pid(self.layout.run_dir(s.name) / "qemu" / f"{vm}.pid", "qemu")
-            ]
-            log = Path(guest_serial_log(self.layout, vm))
-            rows.append(
-                {
-                    "part": f"guest {vm}",
-                    "where": ", ".join(where) or "-",
-                    "pid": None,
-                    "state": f"heartbeat {last_heartbeat(log)}, acked {last_acked(log)}",
-                }
-            )
-        return rows
+        return stack_status(self.lab, self.files)
 
     # ------------------------------------------------------------------ down
     def down(self) -> list[str]:
@@ -408,39 +352,6 @@ class LabStack:
                 path.unlink(missing_ok=True)
         self.files.cluster.unlink()
         return ["removed the cluster's disks, replica metadata and witness state"]
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return "gone"
-    return {"T": "frozen (SIGSTOP)", "t": "frozen (traced)", "Z": "zombie"}.get(state, "running")
-
-
-def last_acked(serial_log: Path) -> int | None:
-    """The last counter value the guest logged after its disk acknowledged it."""
-    try:
-        text = serial_log.read_bytes()
-    except OSError:
-        return None
-    values = [int(m) for m in re.findall(rb"ACKED (\d+)", text)]
-    return values[-1] if values else None
-
-
-def _netns_of(pid: int) -> str:
-    try:
-        target = os.stat(f"/proc/{pid}/ns/net")
-    except OSError:
-        return "?"
-    for entry in Path("/run/netns").glob("*"):
-        try:
-            st = os.stat(entry)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-            return entry.name
-    return "host"
 
 
 def _answers(rep: Any) -> bool:

@@ -11,6 +11,9 @@ One `LibvirtHypervisor` per site, talking to the libvirtd of the site's node:
 Disk paths are site-specific: a VM's volumes have one path per node (`Volume.paths`), so
 XML coming from the other site (a cold failover's saved XML, or the live domain during a
 migration) is rewritten to this site's paths by `localize` before it is defined.
+
+A live migration from this site is run by `migrate_live`, whose body (the refusals, the
+job, confirming the end) is in libvirt_live.py.
 """
 
 from __future__ import annotations
@@ -27,17 +30,14 @@ from drorch.model.types import Cluster, Site
 from drorch.virt.base import (
     Hypervisor,
     HypervisorError,
-    MigrationFailed,
     MigrationOptions,
     MigrationResult,
     NoSuchVM,
     ProgressCallback,
     ShutdownResult,
-    VMRunningElsewhere,
     VMState,
     domain_name,
 )
-from drorch.virt.libvirt_cleanup import SiteView, after_failed_migration
 from drorch.virt.libvirt_conn import (
     derived_peer_uri,
     describe,
@@ -48,15 +48,7 @@ from drorch.virt.libvirt_conn import (
     socket_relative_to,
     translate,
 )
-from drorch.virt.libvirt_migrate import (
-    LibvirtMigrationJob,
-    MigrationOutcome,
-    failed_result,
-    outcome_reason,
-    progress_from_stats,
-    run_migration,
-)
-from drorch.virt.libvirt_request import migration_request
+from drorch.virt.libvirt_live import migrate_between
 from drorch.virt.xmlmap import remap_disks, site_path_map, with_uuid
 
 DEFAULT_URI = "qemu:///system"
@@ -287,43 +279,7 @@ class LibvirtHypervisor(Hypervisor):
                 f"cannot live-migrate from libvirt site {self.site} to a "
                 f"{type(dest).__name__} ({dest.site})"
             )
-        lv = self._lv
-        dom = self._domain(vm)
-        if self.state(vm) != VMState.RUNNING:
-            raise MigrationFailed(
-                f"{vm} is {self.state(vm)} at {self.site}: only a running VM live-migrates"
-                " (use cold failover for a stopped one)"
-            )
-        dest_before = dest.state(vm)
-        if dest_before in (VMState.RUNNING, VMState.PAUSED):
-            raise VMRunningElsewhere(f"{vm} is already {dest_before} at {dest.site}; refusing")
-        if not dest.peer_uri:
-            raise HypervisorError(
-                f"site {dest.site} has no peer-to-peer URI: set migration_uri on its node "
-                "(e.g. qemu+tls://host/system)"
-            )
-        live_xml = self._call(f"XML of {vm}", dom.XMLDesc, lv.VIR_DOMAIN_XML_MIGRATABLE)
-        persistent_xml = self._call(
-            f"XML of {vm}", dom.XMLDesc, lv.VIR_DOMAIN_XML_INACTIVE | lv.VIR_DOMAIN_XML_MIGRATABLE
-        )
-        request = migration_request(
-            lv, options, live_xml, persistent_xml, dest.localize, dest.migration_stream_uri()
-        )
-        job = LibvirtMigrationJob(dom, dest.peer_uri, request.params, request.flags)
-        outcome = run_migration(
-            job,
-            options,
-            self.clock,
-            progress,
-            poll_interval=self.poll_interval,
-            abort_grace=self.abort_grace,
-            start_timeout=max(30.0, 3 * self.connect_timeout),
-        )
-        if outcome.failed is None and outcome.finished:
-            return self._succeeded(vm, dest, outcome, "; ".join(request.reasons), progress)
-        raise MigrationFailed(
-            self._after_failure(vm, dest, outcome, dest_before), failed_result(outcome)
-        )
+        return migrate_between(self, vm, dest, options, progress)
 
     def migration_stream_uri(self) -> str:
         """Where the memory stream of a migration *to* this site goes."""
@@ -331,68 +287,6 @@ class LibvirtHypervisor(Hypervisor):
         if not host:
             raise HypervisorError(f"site {self.site}: no host in peer URI {self.peer_uri!r}")
         return f"tcp://{host}"
-
-    def _succeeded(
-        self,
-        vm: str,
-        dest: LibvirtHypervisor,
-        outcome: MigrationOutcome,
-        storage: str,
-        progress: ProgressCallback | None,
-    ) -> MigrationResult:
-        lv = self._lv
-        stats: dict[str, int] = {}
-        # statistics are a courtesy; the migration itself succeeded
-        with contextlib.suppress(lv.libvirtError):
-            stats = dest.conn.lookupByName(vm).jobStats(lv.VIR_DOMAIN_JOB_STATS_COMPLETED)
-        if stats and progress is not None:  # the final sample: what the whole job moved
-            progress(
-                progress_from_stats(stats, outcome.elapsed, outcome.max_downtime, outcome.postcopy)
-            )
-        problems = []
-        if dest.state(vm) != VMState.RUNNING:
-            problems.append(f"{vm} is {dest.state(vm)} at {dest.site}")
-        if self.state(vm) != VMState.UNDEFINED:
-            problems.append(f"{vm} is still defined at {self.site} ({self.state(vm)})")
-        if problems:
-            raise MigrationFailed(
-                "libvirt reported success but " + "; ".join(problems), failed_result(outcome)
-            )
-        last = outcome.last
-        return MigrationResult(
-            converged=not outcome.postcopy,
-            postcopy=outcome.postcopy,
-            total_seconds=outcome.elapsed,
-            downtime_ms=stats.get("downtime"),
-            final_max_downtime_ms=round(outcome.max_downtime * 1000),
-            iterations=stats.get("memory_iteration", last.iteration if last else 0),
-            data_transferred=stats.get("data_processed", last.data_processed if last else 0),
-            reason=f"{outcome_reason(outcome)}; {storage}",
-        )
-
-    def _view(self, vm: str) -> SiteView:
-        try:
-            return SiteView(self.site, self.state(vm))
-        except HypervisorError as exc:
-            return SiteView(self.site, None, str(exc))
-
-    def _after_failure(
-        self, vm: str, dest: LibvirtHypervisor, outcome: MigrationOutcome, dest_before: VMState
-    ) -> str:
-        """Confirm where the VM is after a failed or aborted migration, tidy what is safe
-        to tidy at dest (see libvirt_cleanup), and say all of it."""
-        there = dest._view(vm)
-        incoming = there.state == VMState.PAUSED and dest.is_incoming(vm)
-        cleanup = after_failed_migration(vm, self._view(vm), there, dest_before, incoming)
-        lines = [outcome_reason(outcome), *cleanup.lines]
-        try:
-            if cleanup.action == "undefine_dest":
-                dest.undefine(vm)
-            elif cleanup.action == "destroy_dest_incoming":
-                dest.destroy(vm)
-        except HypervisorError as exc:
-            lines.append(f"that failed: {exc}")
-        return "; ".join(lines)
 
     def is_incoming(self, vm: str) -> bool:
         """Paused because an incoming migration has not finished (the guest never ran

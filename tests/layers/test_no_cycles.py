@@ -42,6 +42,7 @@ def reaches(start: str, target: str) -> bool:
     ("a", "b"),
     [
         ("drorch.cli.drbd_cmd", "drorch.cli.drbd_ops_cmd"),
+        ("drorch.cli.drbd_cmd", "drorch.cli.drbd_watch_cmd"),
         ("drorch.cli.vm_cmd", "drorch.cli.vm_migrate_cmd"),
         ("drorch.cli.vm_cmd", "drorch.cli.vm_power_cmd"),
         ("drorch.cli.vm_cmd", "drorch.cli.vm_xml_cmd"),

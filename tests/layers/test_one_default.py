@@ -10,7 +10,7 @@ import click
 
 from drorch.model.types import PyreplOptions
 from drorch.model.units import parse_size
-from drorch.replication.pyrepl.engine import EngineConfig
+from drorch.replication.pyrepl.engine_config import EngineConfig
 
 
 def test_engine_defaults_are_the_models() -> None:

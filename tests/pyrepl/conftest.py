@@ -22,7 +22,7 @@ import pytest
 from drorch.replication.base import Role
 from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable
 from drorch.replication.pyrepl.daemon import Daemon, ServeOptions
-from drorch.replication.pyrepl.engine import EngineConfig
+from drorch.replication.pyrepl.engine_config import EngineConfig
 from drorch.replication.pyrepl.tls import LinkTls
 from tests.pyrepl.nbd_client import NbdClient
 

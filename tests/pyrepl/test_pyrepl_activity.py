@@ -14,7 +14,8 @@ from drorch.clock import SystemClock
 from drorch.replication.base import Role
 from drorch.replication.pyrepl import activity
 from drorch.replication.pyrepl.activity import EXTENT_SIZE, ActivityLog
-from drorch.replication.pyrepl.engine import Engine, EngineConfig
+from drorch.replication.pyrepl.engine import Engine
+from drorch.replication.pyrepl.engine_config import EngineConfig
 from tests.pyrepl.conftest import ServeProcess
 from tests.pyrepl.nbd_client import NbdClient
 

@@ -96,7 +96,7 @@ def test_qemu_io_cannot_write_to_the_secondary(cluster: Cluster) -> None:
 
 def test_unix_socket_export(cluster: Cluster) -> None:
     from drorch.replication.pyrepl.daemon import Daemon, ServeOptions
-    from drorch.replication.pyrepl.engine import EngineConfig
+    from drorch.replication.pyrepl.engine_config import EngineConfig
 
     sock = cluster.root / "nbd.sock"
     config = EngineConfig("vol", cluster.root / "u.img", SIZE, role=Role.PRIMARY)

@@ -24,7 +24,8 @@ from drorch.lab.cluster_full import NODES, LabFiles
 from drorch.lab.counter import SELF_FENCE, audit_serial, size
 from drorch.lab.layout import LabLayout
 from drorch.lab.processes import live_pid
-from drorch.lab.stack import REPO, last_acked
+from drorch.lab.stack import REPO
+from drorch.lab.stack_status import last_acked
 from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable
 
 _BOOT = re.compile(rb"LABVM BOOTED \S+ start_counter=(\d+)")

@@ -24,7 +24,7 @@ import pytest
 from drorch.fencing.soft import fired_records
 from drorch.lab.faults import namespace_pids
 from drorch.lab.layout import LabLayout
-from drorch.lab.stack import last_acked
+from drorch.lab.stack_status import last_acked
 from tests.virt_lab.conftest import session_lock
 from tests.virt_lab.e2e_lab import E2ELab, Sample
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from drorch.cli.main import cli
 from drorch.lab.faults import namespace_pids
 from drorch.lab.layout import LabLayout
-from drorch.lab.stack import last_acked
+from drorch.lab.stack_status import last_acked
 
 pytestmark = pytest.mark.lab
 

@@ -3,7 +3,8 @@
 Every command goes through `env.runners[node.name]` (LocalRunner for `address: local`,
 SSH otherwise). Each operation observes first (`drbdsetup status --json`), asks a pure
 decision in `policy.py`, and only then runs drbdadm; results are classified in `ops.py`.
-Waiting (connect, resolve, verify) follows `drbdsetup events2` instead of polling.
+Waiting (connect, resolve, verify) follows `drbdsetup events2` instead of polling
+(`waits.py`).
 
 DRBD has no notion of drorch's quorum epoch: the driver records the epoch of each
 promotion in a file on the node (`epoch_store.py`) and refuses an older one with
@@ -16,23 +17,20 @@ handler (`fence_peer.py`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Generator
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from drorch.remote.base import CommandTimeout, RunnerError
+from drorch.remote.base import RunnerError
 from drorch.replication.base import (
     ConnState,
     ReplicationError,
     ReplicationStatus,
     Replicator,
     Role,
-    SplitBrain,
     StaleEpoch,
     UnsafeOperation,
-    VerifyResult,
 )
 from drorch.replication.drbd import epoch_store, policy
 from drorch.replication.drbd.epoch_store import epoch_path, read_epoch, write_epoch
@@ -41,18 +39,15 @@ from drorch.replication.drbd.net_options import NetOptions
 from drorch.replication.drbd.ops import Op, Outcome, classify, drbd_message, drbdadm_argv
 from drorch.replication.drbd.state import parse_gi
 from drorch.replication.drbd.status_sources import DrbdUnreachable, read_status
+from drorch.replication.drbd.waits import Waits
 
 if TYPE_CHECKING:
     from drorch.environment import Environment
     from drorch.model.types import Node, Volume
 
-BLOCK = 4096  # DRBD's bitmap granularity: one bit per 4 KiB
-SPLIT_BRAIN_HELPERS = frozenset({"initial-split-brain", "split-brain"})
-_OUT_OF_SYNC = re.compile(r"Out of sync: start=(\d+), size=(\d+) \(sectors\)")
 
-
-class DrbdReplicator(NetOptions, Replicator):
-    """One DRBD resource (named like the volume) on one node (+ net_options.py)."""
+class DrbdReplicator(NetOptions, Waits, Replicator):
+    """One DRBD resource (named like the volume) on one node (+ net_options.py, waits.py)."""
 
     def __init__(
         self,
@@ -274,134 +269,3 @@ class DrbdReplicator(NetOptions, Replicator):
             raise DrbdUnreachable(f"{self.node.name}: drbdadm -d adjust: {exc}") from exc
         classify(Op.ADJUST, result)
         return argv, [ln for ln in result.stdout.splitlines() if ln.strip()]
-
-    # -- waiting ---------------------------------------------------------------------
-
-    def _follow_until(
-        self, done: Callable[[ReplicationStatus], bool], wait: float
-    ) -> ReplicationStatus | None:
-        """Follow events2 until `done(status)`; the last status seen (None if none) when
-        the stream ends or `wait` seconds pass."""
-        last: ReplicationStatus | None = None
-        stream = follow(self.runner, self.name, self.mode, timeout=wait)
-        try:
-            for st in stream:
-                last = st
-                if self.on_progress is not None:
-                    self.on_progress(st)
-                if done(st):
-                    break
-        except CommandTimeout:
-            pass
-        except RunnerError as exc:
-            raise DrbdUnreachable(f"{self.node.name}: events2: {exc}") from exc
-        finally:
-            stream.close()
-        return last
-
-    def _await_connection(self) -> None:
-        """Wait until the handshake ends. Split brain (DRBD calls its split-brain helper,
-        or drops back to StandAlone) raises SplitBrain; still Connecting at the end of the
-        wait is fine (DRBD keeps trying until the peer answers)."""
-        seen_connecting = False
-
-        def settled(st: ReplicationStatus) -> bool:
-            nonlocal seen_connecting
-            helpers = {
-                str(r.get("helper"))
-                for r in st.extra.get("details", {}).get("recent", [])
-                if r.get("event") == "call"
-            }
-            if helpers & SPLIT_BRAIN_HELPERS:
-                return True
-            if st.connection is ConnState.CONNECTING:
-                seen_connecting = True
-            replication = st.extra.get("drbd", {}).get("replication")
-            if st.connection is ConnState.CONNECTED and replication == "Off":
-                return False
-            return st.connection is not ConnState.CONNECTING and (
-                st.connection is not ConnState.STANDALONE or seen_connecting
-            )
-
-        last = self._follow_until(settled, self.connect_wait)
-        if last is None:
-            return
-        recent = last.extra.get("details", {}).get("recent", [])
-        split = any(r.get("helper") in SPLIT_BRAIN_HELPERS for r in recent)
-        if split or (last.connection is ConnState.STANDALONE and seen_connecting):
-            generation, _problem = self._generation(last)
-            raise SplitBrain(
-                f"{self.name}: DRBD refused the connection and went StandAlone "
-                f"({'split brain detected' if split else 'handshake failed'}); "
-                "resolve it with resolve --discard-local on the side whose changes are lost",
-                local={
-                    "node": self.node.name,
-                    "role": last.role.value,
-                    "generation": generation,
-                    "out_of_sync_bytes": last.out_of_sync_bytes,
-                },
-                peer={"disk": last.peer_disk.value, "role": last.peer_role.value},
-            )
-        if last.connection is ConnState.STANDALONE:
-            raise ReplicationError(
-                f"{self.name}: still StandAlone after drbdadm connect (see the kernel log)"
-            )
-        if last.connection is ConnState.CONNECTING:
-            self.log.append(
-                f"still Connecting after {self.connect_wait:g}s: the peer does not answer yet;"
-                " DRBD keeps trying"
-            )
-
-    def verify(self) -> VerifyResult:
-        if self._decide(policy.decide_verify(self.status())):
-            self._run(Op.VERIFY)
-        outcome: dict[str, str] = {}
-
-        def finished(st: ReplicationStatus) -> bool:
-            # drbdadm verify changes the state before it returns, so a status that is not
-            # Verify* means the verify has ended: Established = completed, else stopped.
-            replication = str(st.extra.get("drbd", {}).get("replication"))
-            if replication in ("VerifyS", "VerifyT"):
-                return False
-            outcome["end"] = replication
-            return True
-
-        last = self._follow_until(finished, self.verify_wait)
-        if last is None or "end" not in outcome:
-            raise ReplicationError(
-                f"{self.name}: online verify did not finish within {self.verify_wait:.0f}s; "
-                "it keeps running (watch drorch drbd status)"
-            )
-        if outcome["end"] != "Established":
-            raise ReplicationError(
-                f"{self.name}: online verify stopped: replication is {outcome['end']}, "
-                f"connection {last.connection.value}"
-            )
-        size = int(last.extra.get("size_bytes", self.volume.size))
-        offsets: tuple[int, ...] = ()
-        if last.out_of_sync_bytes:
-            offsets = self._out_of_sync_offsets()
-            if not offsets:
-                raise ReplicationError(
-                    f"{self.name}: verify found {last.out_of_sync_bytes} bytes out of sync, "
-                    "but the kernel log names no blocks; run drbdadm invalidate on the "
-                    "stale side"
-                )
-        return VerifyResult(size // BLOCK, offsets, BLOCK)
-
-    def _out_of_sync_offsets(self) -> tuple[int, ...]:
-        """Block offsets DRBD's online verify logged as `Out of sync: start=S, size=N
-        (sectors)` for this resource."""
-        try:
-            result = self.runner.run(["dmesg"], timeout=15.0)
-        except RunnerError as exc:
-            raise DrbdUnreachable(f"{self.node.name}: dmesg: {exc}") from exc
-        offsets: set[int] = set()
-        for line in result.stdout.splitlines():
-            if f"drbd {self.name}/" not in line:
-                continue
-            m = _OUT_OF_SYNC.search(line)
-            if m:
-                start, size = int(m.group(1)) * 512, int(m.group(2)) * 512
-                offsets.update(range(start - start % BLOCK, start + size, BLOCK))
-        return tuple(sorted(offsets))

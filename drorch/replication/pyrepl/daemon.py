@@ -26,7 +26,8 @@ from drorch.replication.base import (
 )
 from drorch.replication.pyrepl import dual, modeswitch, roles
 from drorch.replication.pyrepl.control import ControlServer
-from drorch.replication.pyrepl.engine import Engine, EngineConfig
+from drorch.replication.pyrepl.engine import Engine
+from drorch.replication.pyrepl.engine_config import EngineConfig
 from drorch.replication.pyrepl.link import Link
 from drorch.replication.pyrepl.listener import Address
 from drorch.replication.pyrepl.nbd_server import PAYLOAD_TIMEOUT, NbdServer

@@ -5,6 +5,8 @@ flush/zero; the control server calls the role operations; the link (session.py) 
 peer frames in. Writes are applied locally and queued to the peer under the lock, so
 the local order and the shipping order are the same order: the secondary, applying
 frames in sequence, always holds a prefix of the primary's history.
+
+What it is started with, `EngineConfig`, is in engine_config.py.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from drorch.clock import Clock
@@ -30,12 +31,14 @@ from drorch.replication.pyrepl import (
     dual,
     forwarding,
     freeze,
+    mode_drain,
     modeswitch,
     resync,
     writes,
 )
-from drorch.replication.pyrepl.activity import DEFAULT_SLOTS, ActivityLog
+from drorch.replication.pyrepl.activity import ActivityLog
 from drorch.replication.pyrepl.bitmap import DirtyBitmap
+from drorch.replication.pyrepl.engine_config import EngineConfig
 from drorch.replication.pyrepl.errors import NotReadable as NotReadable
 from drorch.replication.pyrepl.errors import ReadOnly as ReadOnly
 from drorch.replication.pyrepl.fence_hook import FenceHook
@@ -44,7 +47,6 @@ from drorch.replication.pyrepl.meta import fresh_meta, load_meta, save_meta
 from drorch.replication.pyrepl.owner import OwnerLock
 from drorch.replication.pyrepl.pipes import Payload
 from drorch.replication.pyrepl.progress import ResyncProgress
-from drorch.replication.pyrepl.receiver import PEER_SILENCE_TIMEOUT
 from drorch.replication.pyrepl.session import PeerSession
 from drorch.replication.pyrepl.shipping import ShippingState
 from drorch.replication.pyrepl.storage import Backing
@@ -63,40 +65,6 @@ CONGESTION = ("block", "pull-ahead")
 
 def _no_op() -> None:
     pass
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    name: str
-    backing: Path
-    size: int
-    mode: str = "sync"
-    role: Role = Role.SECONDARY
-    meta_path: Path | None = None
-    region_size: int = 64 * 1024
-    max_lag_bytes: int = 64 * 1024 * 1024
-    on_congestion: str = "block"
-    resync_rate: int = 0  # bytes per second a resync may use; 0 = as fast as possible
-    al_extents: int = DEFAULT_SLOTS  # activity log slots (DRBD's al-extents)
-    # sync only: resource-only freezes I/O when the peer is lost (freeze.py); dont-care
-    # acknowledges writes the peer lacks (RPO > 0)
-    fencing: str = "resource-only"
-    peer_timeout: float = PEER_SILENCE_TIMEOUT  # a silent peer is lost (DRBD: timeout)
-    freeze_timeout: float = freeze.DEFAULT_FREEZE_TIMEOUT  # bound of one held I/O
-    fence_peer_cmd: str | None = None  # fence_hook.py
-    unfence_peer_cmd: str | None = None
-
-    @property
-    def meta_file(self) -> Path:
-        return self.meta_path or self.backing.with_name(self.backing.name + ".pyrepl-meta")
-
-    @property
-    def bitmap_file(self) -> Path:
-        return self.meta_file.with_name(self.meta_file.name + ".bitmap")
-
-    @property
-    def activity_file(self) -> Path:
-        return self.meta_file.with_name(self.meta_file.name + ".al")
 
 
 class Engine:
@@ -154,7 +122,7 @@ class Engine:
         self.start_config = config  # as given; a live mode switch changes self.config
         self.config = config = modeswitch.at_start(self, config)
         self.mode = config.mode
-        self.switch: modeswitch.Switch | None = None  # an async -> sync switch draining
+        self.switch: mode_drain.Switch | None = None  # an async -> sync switch draining
         self.last_switch: dict[str, Any] | None = None
         self.backing = Backing(
             config.backing, config.size, on_failure=lambda why: disk_events.detached(self, why)
@@ -335,7 +303,7 @@ class Engine:
             freeze.peer_current(self)  # in sync: both hold the same data again
             freeze.complete_later(self, freeze.end(self, "the peer is back and in sync"))
         session.start()
-        modeswitch.poll(self)
+        mode_drain.poll(self)
         self.cond.notify_all()
         return decision
 
@@ -356,7 +324,7 @@ class Engine:
         if self.want_connect:
             self.last_error = reason
         forwarding.link_lost(self, reason)
-        modeswitch.link_lost(self)
+        mode_drain.link_lost(self)
         freeze.begin(self, f"replication link lost: {reason}")
         self.cond.notify_all()
 
@@ -379,7 +347,7 @@ class Engine:
                 for r in self.ship.settled():
                     self.bitmap.clear(r)
             self.bitmap.writeback()
-            modeswitch.poll(self)
+            mode_drain.poll(self)
 
     def stop_io(self, reason: str) -> None:
         """No more acknowledgements: held ones fail, waiting writers get EIO."""

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from drorch.replication.pyrepl import freeze
 
 if TYPE_CHECKING:
-    from drorch.replication.pyrepl.engine import Engine, EngineConfig
+    from drorch.replication.pyrepl.engine import Engine
+    from drorch.replication.pyrepl.engine_config import EngineConfig
 
 MODES = ("sync", "async")
 SYNC_OPTIONS = ("fencing", "freeze_timeout", "fence_peer_cmd", "unfence_peer_cmd")

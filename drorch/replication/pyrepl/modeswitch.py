@@ -32,23 +32,26 @@ so (`mode_source`). Back to the config's mode: `drorch repl set-mode` again. At 
 differing modes with the same serial are a misconfiguration (refused, link.py); a higher
 serial is a later live switch, which the other side adopts.
 
+The drain itself (the switch in progress, what the flip waits for, the flip, the send
+queue's bound meanwhile) is in mode_drain.py; here: the requests, the mode at start and
+at connect, and the peer's MODE frames.
+
 Every function here runs with the engine's lock held.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import (
-    ConnState,
-    DiskState,
     ReplicationError,
     Role,
     UnsafeOperation,
 )
 from drorch.replication.pyrepl import freeze
+from drorch.replication.pyrepl.mode_drain import Switch, not_ready, out_of_sync_bytes, poll
 from drorch.replication.pyrepl.mode_options import (
     ASYNC_OPTIONS as ASYNC_OPTIONS,
 )
@@ -62,34 +65,11 @@ from drorch.replication.pyrepl.mode_options import option_keys, resolve_options
 from drorch.replication.pyrepl.wire import FrameType, WireError
 
 if TYPE_CHECKING:
-    from drorch.replication.pyrepl.engine import Engine, EngineConfig
+    from drorch.replication.pyrepl.engine import Engine
+    from drorch.replication.pyrepl.engine_config import EngineConfig
     from drorch.replication.pyrepl.handshake import SideView
-    from drorch.replication.pyrepl.session import PeerSession
 
 log = logging.getLogger("drorch.pyrepl")
-
-DRAIN_LAG = 1024 * 1024  # draining: the send queue's bound, and the flip's
-
-
-@dataclass
-class Switch:
-    """An async -> sync switch in progress (`phase` draining, then flipped)."""
-
-    to: str
-    started: float  # monotonic
-    started_at: float  # wall clock, for status
-    backlog_bytes: int  # queued + out of sync when it began
-    phase: str = "draining"
-    waiting_for: str = ""
-
-    def as_dict(self, now: float) -> dict[str, Any]:
-        return {
-            "to": self.to,
-            "phase": self.phase,
-            "seconds": round(now - self.started, 2),
-            "backlog_bytes_at_start": self.backlog_bytes,
-            "waiting_for": self.waiting_for or None,
-        }
 
 
 def at_start(engine: Engine, config: EngineConfig) -> EngineConfig:
@@ -148,7 +128,7 @@ def request(
     if engine.mode == "sync" and engine.switch is None:
         _apply(engine, "sync", opts, serial=engine.meta.mode_serial, effective=False)
         s = engine.session
-        waiting = _not_ready(engine, s)
+        waiting = not_ready(engine, s)
         if not waiting:
             return "already sync"
         # sync, but the peer lacks data (sync adopted at connect mid-resync; the peer away):
@@ -259,98 +239,6 @@ def _announce(engine: Engine, mode: str) -> int:
         return 0
     body = {"mode": mode, "serial": engine.meta.mode_serial}
     return s.enqueue_control(FrameType.MODE, body)
-
-
-# ---------------------------------------------------------------------- the drain
-def out_of_sync_bytes(engine: Engine) -> int:
-    return max(0, engine.bitmap.count - engine.ship.activity_regions) * engine.config.region_size
-
-
-def _not_ready(engine: Engine, s: PeerSession | None) -> str:
-    """What the flip still waits for ("" when nothing)."""
-    if engine.role != Role.PRIMARY:
-        return "this side to be primary"
-    if s is None or not s.alive:
-        return "the peer to connect"
-    if s.ahead:
-        return f"the peer to catch up (pulled ahead, {s.lag_bytes} bytes in flight)"
-    if s.state != ConnState.CONNECTED or engine.ship.pending:
-        left = engine.progress.remaining_bytes if engine.progress else 0
-        return f"the resync to finish ({left} bytes left)"
-    if s.peer.disk != DiskState.UP_TO_DATE:
-        return f"the peer's disk to be UpToDate (it is {s.peer.disk.value})"
-    oos = out_of_sync_bytes(engine)
-    if oos:
-        return f"{oos} bytes out of sync to be resynced (disconnect and connect)"
-    if s.lag_bytes > DRAIN_LAG:
-        return f"{s.lag_bytes} queued bytes to drain"
-    return ""
-
-
-def poll(engine: Engine) -> None:
-    """Flip a draining switch if the peer is ready (cheap; called on every ack)."""
-    sw = engine.switch
-    if sw is None or sw.phase != "draining":
-        return
-    s = engine.session
-    sw.waiting_for = _not_ready(engine, s)
-    if sw.waiting_for or s is None:
-        return
-    engine.mode = "sync"
-    sw.phase = "flipped"
-    if engine.meta.peer_outdated:  # connected and UpToDate: guarded again from now
-        freeze.peer_current(engine)
-        if engine.fence_hook is not None:
-            engine.fence_hook.unfence()
-
-    def finished() -> None:
-        if engine.switch is sw:
-            _finish(engine, sw, "the peer acknowledged the switch")
-
-    body = {"mode": "sync", "serial": engine.meta.mode_serial}
-    s.enqueue_control(FrameType.MODE, body, on_ack=finished)
-    log.info(
-        "%s: sync from now on (%d bytes still queued, acknowledged before any sync write)",
-        engine.meta.name,
-        s.lag_bytes,
-    )
-
-
-def _finish(engine: Engine, sw: Switch, how: str, *, confirmed: bool = True) -> None:
-    """`confirmed` False: the link went before the peer acknowledged MODE, so it may lack
-    up to DRAIN_LAG of the acknowledged async backlog; `set-mode` and the driver report
-    that as a failure, not as done."""
-    engine.switch = None
-    engine.save(mode_switching=False)
-    engine.last_switch = {
-        "to": sw.to,
-        "seconds": round(engine.clock.monotonic() - sw.started, 3),
-        "backlog_bytes_at_start": sw.backlog_bytes,
-        "finished": how,
-        "confirmed": confirmed,
-    }
-    log.info("%s: switched to sync in %.2f s", engine.meta.name, engine.last_switch["seconds"])
-    engine.cond.notify_all()
-
-
-def link_lost(engine: Engine) -> None:
-    """Flipped but MODE not acknowledged: the mode is sync (the freeze guards it); the
-    peer adopts it at the next connect (its serial is lower)."""
-    sw = engine.switch
-    if sw is not None and sw.phase == "flipped":
-        _finish(
-            engine,
-            sw,
-            "the link was lost after the flip, before the peer confirmed it held the backlog;"
-            " it adopts sync and resyncs on connect",
-            confirmed=False,
-        )
-
-
-def drain_limit(engine: Engine) -> int:
-    """The async send queue's bound: `max_lag_bytes`, or DRAIN_LAG while draining."""
-    limit = engine.config.max_lag_bytes
-    return min(limit, DRAIN_LAG) if engine.switch is not None else limit
 
 
 # ---------------------------------------------------------------------- the peer

@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from drorch.replication.base import ConnState, DiskState, Role
-from drorch.replication.pyrepl import freeze, modeswitch
+from drorch.replication.pyrepl import freeze, mode_drain
 from drorch.replication.pyrepl.progress import ResyncProgress
 from drorch.replication.pyrepl.wire import FrameType
 
@@ -131,7 +131,7 @@ def _ship_regions(engine: Engine, session: PeerSession) -> None:
                 if engine.fence_hook is not None and engine.role == Role.PRIMARY:
                     engine.fence_hook.unfence()
             log.info("%s: resync finished", engine.meta.name)
-            modeswitch.poll(engine)  # a switch to sync waits for the resync
+            mode_drain.poll(engine)  # a switch to sync waits for the resync
 
         session.enqueue_control(
             FrameType.RS_END, {"generation": generation.as_dict()}, on_ack=finished

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
-from drorch.replication.pyrepl import freeze, modeswitch, wire
+from drorch.replication.pyrepl import freeze, mode_drain, wire
 from drorch.replication.pyrepl.handshake import SideView
 from drorch.replication.pyrepl.pipes import PipePayload, release
 from drorch.replication.pyrepl.receiver import Receiver
@@ -311,7 +311,7 @@ class PeerSession:
                 self.ahead = False
                 eng.start_resync(self, "caught up after pulling ahead")
             if eng.switch is not None:  # an async -> sync switch may flip now
-                modeswitch.poll(eng)
+                mode_drain.poll(eng)
             self.ack_cond.notify_all()
             eng.cond.notify_all()
         if self._callbacks:

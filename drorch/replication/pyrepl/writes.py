@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from drorch.replication.base import Role
-from drorch.replication.pyrepl import freeze, modeswitch
+from drorch.replication.pyrepl import freeze, mode_drain
 from drorch.replication.pyrepl.errors import ReadOnly
 from drorch.replication.pyrepl.pipes import Payload, PipePayload, release, tee_or_copy
 
@@ -206,7 +206,7 @@ def await_room(engine: Engine, length: int) -> PeerSession | None:
             continue  # a peer appeared while frozen: ship to it
         if engine.mode == "sync":
             return session
-        limit = modeswitch.drain_limit(engine)  # smaller while a switch to sync drains
+        limit = mode_drain.drain_limit(engine)  # smaller while a switch to sync drains
         if session.lag_bytes == 0 or session.lag_bytes + length <= limit:
             return session
         pull = engine.config.on_congestion == "pull-ahead" and engine.switch is None
