@@ -16,34 +16,25 @@ from typing import Any
 
 from drorch.agent.bounded import Bounded, observe_budget
 from drorch.agent.control import AgentControl
-from drorch.agent.health import LocalHealth, Watched
 from drorch.agent.jobs import Job, Runbooks, find_runbook
 from drorch.agent.lease import KeeperLease
 from drorch.agent.loop import Agent
 from drorch.agent.membership import Membership, Peer
+from drorch.agent.monitors_build import build_health
 from drorch.agent.rejoin import Rejoin
-from drorch.agent.resources import EnvResources, resource_groups
+from drorch.agent.resources import EnvResources
 from drorch.agent.restart import ClusterStart
 from drorch.clock import Clock, SystemClock
 from drorch.decide.agent import Takeover
-from drorch.decide.recovery import RecoveryPolicy
 from drorch.envbuild import build_environment_report
-from drorch.environment import Environment
 from drorch.fencing.devices import watchdog_for
 from drorch.fencing.fence_agent import fence_off
 from drorch.fencing.soft import SelfFenceActions
-from drorch.model.types import VM, Cluster, FailoverMode, MonitorType
-from drorch.monitor.base import Monitor
-from drorch.monitor.build import monitor_for
-from drorch.monitor.domain import DomainMonitor, SimulatedMonitor
+from drorch.model.types import Cluster, FailoverMode
 from drorch.quorum.client import QuorumConnection, QuorumError
-from drorch.remote.local import LocalRunner
 from drorch.statedir import default_state_dir
 
 log = logging.getLogger("drorch.agent")
-
-IMPLICIT_DOMAIN_MONITOR = "domain (implicit level 1)"
-"""The level-1 check every guest without one of its own gets: the domain runs here."""
 
 
 class AgentStartError(Exception):
@@ -190,50 +181,6 @@ def _runbook(cluster: Cluster, base: Path, runbooks: Runbooks | None) -> Path | 
     if problems := runbooks.check(start):
         raise AgentStartError(f"agent.start_runbook {start} does not validate:\n{problems}")
     return path
-
-
-def build_health(
-    cluster: Cluster,
-    node: str,
-    env: Environment,
-    resources: EnvResources,
-    base: Path,
-    clock: Clock,
-    escalate: Callable[[tuple[str, ...], str], Job],
-    bounded: Bounded | None = None,
-) -> LocalHealth:
-    watched = []
-    runner = env.runners.get(node) or LocalRunner(clock=clock, cwd=base)
-    hypervisor = env.hypervisors.get(cluster.node(node)[0].name)
-    simulated = cluster.hypervisor.driver == "sim"
-    for kind, items in (("vm", cluster.vms), ("service", cluster.services)):
-        for item in items:
-            for spec in item.monitors:
-                m: Monitor
-                if simulated and spec.type not in (MonitorType.COMMAND, MonitorType.DOMAIN):
-                    domain = item.domain if isinstance(item, VM) else None
-                    m = SimulatedMonitor(spec.name, spec.level, domain, hypervisor)
-                else:
-                    m = monitor_for(
-                        spec, runner=runner, clock=clock, base_dir=base, hypervisor=hypervisor
-                    )
-                watched.append(Watched(f"{kind} {item.name}", m, spec.interval))
-    for vm in cluster.vms:
-        if not any(spec.level == 1 for spec in vm.monitors):
-            # as Pacemaker's VirtualDomain always monitors: is the domain running here
-            implicit = DomainMonitor(IMPLICIT_DOMAIN_MONITOR, vm.domain, hypervisor)
-            watched.append(Watched(f"vm {vm.name}", implicit, cluster.agent.heartbeat))
-    groups = resource_groups(cluster)
-    a = cluster.agent
-    return LocalHealth(
-        watched,
-        clock=clock,
-        policy=RecoveryPolicy(a.max_restarts, a.failure_window),
-        groups=lambda r: groups.get(r, (r,)),
-        restart=resources.restart,
-        escalate=escalate,
-        bounded=bounded,
-    )
 
 
 def self_fence_argv(config: Path, node: str) -> list[str]:

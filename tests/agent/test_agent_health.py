@@ -300,7 +300,7 @@ def test_lab_sim_yaml_level1_monitors_pass_under_the_agent_on_the_simulator(
     """lab/sim.yaml's `web-alive` (type domain) asks the simulated hypervisor: at A,
     where web runs, the agent's health passes; nothing is restarted or escalated (a
     process monitor looking for qemu-system-x86_64 failed here every time)."""
-    from drorch.agent.daemon import build_health
+    from drorch.agent.monitors_build import build_health
     from drorch.agent.resources import EnvResources
     from tests.runbook.steps_lab import SimLab
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drorch.agent.daemon import build_health
 from drorch.agent.health import LocalHealth
 from drorch.agent.jobs import Job
+from drorch.agent.monitors_build import build_health
 from drorch.agent.resources import EnvResources
 from drorch.model.states import VMState
 from drorch.virt.sim_world import crash_vm
