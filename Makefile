@@ -52,7 +52,7 @@ typecheck: $(BASE)
 	$(VENV)/bin/mypy --strict drorch
 
 pytest: $(STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 test: sysdeps $(STAMP) lint typecheck pytest
 

@@ -9,6 +9,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs 2 workers with --dist loadgroup), every test
+    marked `lab` goes to one worker: they share one lab (its namespaces, libvirtds and
+    guests are brought up once per worker session) and would only queue on its lock."""
+    for item in items:
+        if item.get_closest_marker("lab") is not None:
+            item.add_marker(pytest.mark.xdist_group("lab"))
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO

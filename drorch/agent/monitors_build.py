@@ -21,8 +21,9 @@ from drorch.monitor.build import monitor_for
 from drorch.monitor.domain import DomainMonitor, SimulatedMonitor
 from drorch.remote.local import LocalRunner
 
-IMPLICIT_DOMAIN_MONITOR = "domain (implicit level 1)"
-"""The level-1 check every guest without one of its own gets: the domain runs here."""
+IMPLICIT_DOMAIN_MONITOR = "{vm}-domain (implicit)"
+"""The name of the level-1 check every guest without one of its own gets: the domain runs
+(or is paused) here."""
 
 
 def build_health(
@@ -54,7 +55,8 @@ def build_health(
     for vm in cluster.vms:
         if not any(spec.level == 1 for spec in vm.monitors):
             # as Pacemaker's VirtualDomain always monitors: is the domain running here
-            implicit = DomainMonitor(IMPLICIT_DOMAIN_MONITOR, vm.domain, hypervisor)
+            name = IMPLICIT_DOMAIN_MONITOR.format(vm=vm.name)
+            implicit = DomainMonitor(name, vm.domain, hypervisor)
             watched.append(Watched(f"vm {vm.name}", implicit, cluster.agent.heartbeat))
     groups = resource_groups(cluster)
     a = cluster.agent

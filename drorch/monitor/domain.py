@@ -1,5 +1,5 @@
-"""Level 1 for guests: the hypervisor says the domain runs here (Pacemaker's
-VirtualDomain monitor asks `virsh domstate` the same way).
+"""Level 1 for guests: the hypervisor says the domain runs here, or is paused (Pacemaker's
+VirtualDomain monitor asks `virsh domstate` the same way, and counts paused as running).
 
 It works with every `Hypervisor` driver, so a simulated guest (no QEMU process to find)
 is judged as truly as a libvirt one. A hypervisor that cannot be asked is a failure with
@@ -30,6 +30,10 @@ class DomainMonitor(Monitor):
             )
         if state == "running":
             return CheckResult(CheckStatus.OK, f"domain {self.domain} is running")
+        if state == "paused":
+            # as Pacemaker's VirtualDomain: its QEMU is alive (a live migration pauses the
+            # incoming copy, and the outgoing one for its last round); it is not writing
+            return CheckResult(CheckStatus.OK, f"domain {self.domain} is paused (QEMU alive)")
         return CheckResult(CheckStatus.FAILED, f"domain {self.domain} is {state}")
 
 

@@ -120,9 +120,9 @@ def test_a_guest_without_a_level_1_monitor_gets_the_implicit_one(tmp_path: Path)
         assert not any(m.level == 1 for vm in lab.cluster.vms if vm.name == "web"
                        for m in vm.monitors)  # fmt: skip
         watched = [(w.resource, w.monitor.name, w.monitor.level) for w in health.watched]
-        assert ("vm web", "domain (implicit level 1)", 1) in watched
+        assert ("vm web", "web-domain (implicit)", 1) in watched
         # db's only monitor is level 3 (a heartbeat): it gets the implicit level 1 too
-        assert ("vm db", "domain (implicit level 1)", 1) in watched
+        assert ("vm db", "db-domain (implicit)", 1) in watched
         assert _cycles(lab, res, health, 3) == [] and _web(lab) == "running"
         assert crash_vm(lab.cluster, lab.env, "web", VMState.SHUTOFF) == "A"
         acted = _cycles(lab, res, health, 10)

@@ -83,6 +83,7 @@ def test_a_domain_monitor_asks_the_sites_hypervisor(tmp_path: Path) -> None:
     from drorch.monitor.base import CheckStatus
     from drorch.monitor.domain import DomainMonitor
     from drorch.testing.fake_hypervisor import FakeHypervisor, fake_domain_xml
+    from drorch.virt.base import VMState
 
     hyp = FakeHypervisor("A")
     spec = Spec("web-alive", MonitorType.DOMAIN, "web")
@@ -94,6 +95,9 @@ def test_a_domain_monitor_asks_the_sites_hypervisor(tmp_path: Path) -> None:
     hyp.define(fake_domain_xml("web"))
     hyp.start("web")
     assert m.check() == CheckResult(CheckStatus.OK, "domain web is running")
+    # paused counts as alive, as in Pacemaker's VirtualDomain (a live migration pauses it)
+    hyp.vms["web"].state = VMState.PAUSED
+    assert m.check() == CheckResult(CheckStatus.OK, "domain web is paused (QEMU alive)")
     hyp.destroy("web")
     assert m.check() == CheckResult(CheckStatus.FAILED, "domain web is shutoff")
     hyp.unreachable = True
