@@ -75,11 +75,16 @@ class LocalHealth:
         escalate: Escalate,
         start_job: Callable[[Job, str], object] = Job.start,
         bounded: Bounded | None = None,
+        busy: Callable[[], str | None] = lambda: None,
     ) -> None:
         """`start_job(job, message)`: how a restart job runs; a thread by default (the
         loop keeps feeding the watchdog meanwhile), `Job.run_here` under a FakeClock.
         `bounded`: the loop's call budget; a check past it is `waiting` (unobserved)
-        until the monitor's own timeout has passed, then failed."""
+        until the monitor's own timeout has passed, then failed. `busy()`: the id of the
+        drorch run holding the cluster's run lock, or None; while a run holds it, the run
+        owns the resources (it stops and starts guests on purpose, and verifies them), so
+        a failing check starts no recovery and does not starve the watchdog."""
+        self.busy = busy
         self.bounded = bounded or Bounded(None)
         self.watched = list(watched)
         self.start_job = start_job
@@ -133,11 +138,15 @@ class LocalHealth:
                     level1.setdefault(w.resource, []).append(f"{w.monitor.name}: {r.reason}")
         self.pending = []
         blocked: list[str] = []
+        held = self.busy() if failing else None
         for name, res in self.resources.items():
             if name not in local:
                 res.state, res.restart_started = "not here", None
                 continue
             why = "; ".join(failing.get(name, []))
+            if why and held is not None:
+                res.state = f"held: drorch run {held or '?'} holds the cluster"
+                continue
             res.state = self._decide(name, res, bool(why), why, now)
             if name in level1 and not self._under_way(res):
                 blocked.append(f"{name}: {'; '.join(level1[name])} ({res.state})")

@@ -68,4 +68,5 @@ def build_health(
         restart=resources.restart,
         escalate=escalate,
         bounded=bounded,
+        busy=resources.run_busy,
     )

@@ -174,6 +174,7 @@ def full_cluster_yaml(
     }
     if runbook is not None:
         agent["runbook"] = runbook
+    target = layout.site_names[1]
     data: dict[str, Any] = {
         "cluster": cluster_name(layout),
         "primary_site": layout.site_names[0],
@@ -204,6 +205,30 @@ def full_cluster_yaml(
             "deadline": "2m",
         },
         "hypervisor": {"driver": "libvirt", "state_dir": str(files.drorch_state)},
+        # the three drill kinds (runbooks/drills/), as a data centre would schedule them;
+        # `drorch drill run NAME -c FILE` runs one now
+        "drills": [
+            {
+                "name": "weekly-live",
+                "kind": "live",
+                "schedule": "0 3 * * sun",
+                "target": target,
+                "targets": {"rto": "2m", "downtime": "500ms"},
+            },
+            {
+                "name": "monthly-test-recovery",
+                "kind": "test-recovery",
+                "schedule": "0 2 1 * *",
+                "target": target,
+            },
+            {
+                "name": "quarterly-cold",
+                "kind": "cold",
+                "schedule": "0 4 1 1,4,7,10 *",
+                "target": target,
+                "targets": {"rto": "2m"},
+            },
+        ],
     }
     head = (
         f"# The whole two-site lab `{layout.name}`, written by `drorch lab up --vms"

@@ -130,3 +130,26 @@ def test_a_guest_without_a_level_1_monitor_gets_the_implicit_one(tmp_path: Path)
         assert _web(lab) == "running"
     finally:
         health.close()
+
+
+def test_a_drorch_run_holding_the_cluster_owns_its_guests(tmp_path: Path) -> None:
+    """The lab's failover once failed so: the takeover runbook was starting the guest at
+    B, the implicit monitor saw it shutoff meanwhile, and the agent's in-place restart
+    destroyed the QEMU being started. While a run holds the run lock, nothing is
+    recovered and the watchdog is not starved; once it is released, recovery resumes."""
+    busy: list[str | None] = [None]
+    lab, res, health, escalated = _agent(tmp_path, busy)
+    try:
+        _cycles(lab, res, health, 3)
+        busy[0] = "run-7"
+        assert crash_vm(lab.cluster, lab.env, "web", VMState.CRASHED) == "A"
+        acted = _cycles(lab, res, health, 10)
+        assert acted == [] and escalated == [], acted
+        view = health.poll(res.local_resources())
+        assert view.ok, view.reason
+        assert view.monitors["web-alive"]["recovery"] == "held: drorch run run-7 holds the cluster"
+        busy[0] = None
+        acted = _cycles(lab, res, health, 10)
+        assert any("vm web restarted at site A" in a for a in acted), acted
+    finally:
+        health.close()
