@@ -8,6 +8,8 @@
   says `--yes`; a piped "y" is not a confirmation;
 - `--force`: override a forceable refusal, and nothing else. Whatever may lose data
   also needs `--accept-data-loss`.
+
+Also the click callbacks that read a duration or a size as the config file writes them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,27 @@ def dry_run_option(func: F) -> F:
 
 def yes_option(func: F) -> F:
     return click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(func)
+
+
+def force_options(overrides: str) -> Callable[[F], F]:
+    """`--force` (its help: `overrides`, the forceable refusal it overrides) and
+    `--accept-data-loss`; check them with `check_force`."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--accept-data-loss",
+            is_flag=True,
+            help="Acknowledge that forcing may lose or corrupt data.",
+        )(func)
+        return click.option("--force", is_flag=True, help=overrides)(func)
+
+    return decorate
+
+
+def check_force(force: bool, accept_data_loss: bool) -> None:
+    """A usage error unless `--force` and `--accept-data-loss` are given together."""
+    if force != accept_data_loss:
+        raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
 
 
 def confirm_or_stop(yes: bool, question: str) -> None:
@@ -68,3 +91,16 @@ def duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> 
     if seconds <= 0:
         raise click.BadParameter("must be positive", param=param)
     return seconds
+
+
+def byte_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """A click callback: a size written like everywhere else (`64KiB`, `1GiB`, `10GB`; a
+    bare number is bytes)."""
+    from drorch.model.units import UnitError, parse_size
+
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except UnitError as exc:
+        raise click.BadParameter(str(exc)) from exc

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from drorch.cli.exits import error_line
-from drorch.cli.flags import confirm_or_stop, dry_run_option, yes_option
+from drorch.cli.flags import check_force, confirm_or_stop, dry_run_option, yes_option
 from drorch.cli.output import format_option, render
 from drorch.model.states import is_syncing
 from drorch.replication.base import ReplicationError, SplitBrain, StaleEpoch, UnsafeOperation
@@ -207,8 +207,7 @@ def promote(
     With -c CONFIG --node NODE and a witness in it: also refuses when the witness marks
     this copy outdated or this site does not hold the lease, and takes the epoch from the
     witness's grant. --dry-run: the same refusals, and what it would do; no change."""
-    if force != accept_data_loss:
-        raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
+    check_force(force, accept_data_loss)
     if (config is None) != (node is None):
         raise click.UsageError("-c CONFIG and --node go together")
     claim = None

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from drorch.cli.exits import error_line
-from drorch.cli.flags import dry_run_option, duration, yes_option
+from drorch.cli.flags import byte_size, check_force, dry_run_option, duration, yes_option
 from drorch.cli.output import format_option, render
 from drorch.cli.repl_cmd import EXIT_FAILED, _call, _checked, control_option, repl
 
@@ -34,17 +34,6 @@ MODE_ONLY = {
 EXIT_USAGE = 2
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    from drorch.model.units import UnitError, parse_size
-
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except UnitError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
 def mode_only_options(f: Any) -> Any:
     """The options of one mode. No click defaults: whether one was given matters. The
     defaults the help states are the model's (PyreplOptions), which the engine uses."""
@@ -56,7 +45,7 @@ def mode_only_options(f: Any) -> Any:
         [
             click.option(
                 "--max-lag",
-                callback=_size,
+                callback=byte_size,
                 help="async: bound of the send queue (max_lag_bytes) "
                 f"[default: {format_size(model.max_lag_bytes)}].",
             ),
@@ -148,8 +137,7 @@ def set_mode(
     primary: the secondary follows over the link. It asks first unless --yes; --dry-run
     reports the same refusals and what it would do."""
     force, accept = opts.pop("force"), opts.pop("accept_data_loss")
-    if force != accept:
-        raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
+    check_force(force, accept)
     problems = mode_option_problems(mode, opts)
     if problems:
         for problem in problems:

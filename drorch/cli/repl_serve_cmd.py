@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from drorch.cli.exits import error_line
-from drorch.cli.flags import duration
+from drorch.cli.flags import byte_size, duration
 from drorch.cli.repl_cmd import EXIT_FAILED, _fail, control_option, repl
 from drorch.cli.repl_mode_cmd import engine_options, mode_only_options, mode_option_problems
 from drorch.replication.base import ReplicationError
@@ -28,17 +28,6 @@ def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> A
         raise click.BadParameter(str(exc)) from exc
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    from drorch.model.units import UnitError, parse_size
-
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except UnitError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
 @repl.command()
 @click.option("--name", required=True, help="Volume name (also the NBD export name).")
 @click.option(
@@ -47,7 +36,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
     type=click.Path(path_type=Path),
     help="Backing file (created or extended to SIZE) or block device.",
 )
-@click.option("--size", required=True, callback=_size, help="Volume size, e.g. 1GiB.")
+@click.option("--size", required=True, callback=byte_size, help="Volume size, e.g. 1GiB.")
 @click.option("--role", required=True, type=click.Choice(["primary", "secondary"]))
 @click.option("--mode", required=True, type=click.Choice(["sync", "async"]))
 @click.option("--listen", required=True, callback=_address, help="Replication HOST:PORT.")
@@ -63,12 +52,12 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
 )
 @control_option
 @click.option("--meta", type=click.Path(path_type=Path), help="Metadata sidecar path.")
-@click.option("--region-size", default="64KiB", callback=_size, show_default=True)
+@click.option("--region-size", default="64KiB", callback=byte_size, show_default=True)
 @mode_only_options
 @click.option(
     "--resync-rate",
     default="0",
-    callback=_size,
+    callback=byte_size,
     show_default=True,
     help="Cap a resync at this many bytes per second, e.g. 100MiB (0: no cap).",
 )

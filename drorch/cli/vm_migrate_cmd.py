@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from drorch.cli.exits import ExitCode, error_line
-from drorch.cli.flags import confirm_or_stop, dry_run_option, duration, yes_option
+from drorch.cli.flags import (
+    check_force,
+    confirm_or_stop,
+    dry_run_option,
+    duration,
+    force_options,
+    yes_option,
+)
 from drorch.cli.loading import config_option
 from drorch.cli.output import format_option, render
 from drorch.cli.progress import ProgressBar
@@ -84,14 +91,7 @@ def _summary(report: MigrationReport) -> str:
     default=None,
     help="Raise the max downtime step by step when the migration stalls (default on).",
 )
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Override a forceable refusal (a volume at --to that cannot be asked).",
-)
-@click.option(
-    "--accept-data-loss", is_flag=True, help="Acknowledge that forcing may lose or corrupt data."
-)
+@force_options("Override a forceable refusal (a volume at --to that cannot be asked).")
 @dry_run_option
 @yes_option
 @format_option()
@@ -117,8 +117,7 @@ def migrate_cmd(
     not primary at --to (secondary: no dual-primary hand-over is open; `drorch migrate
     --to SITE` opens one). Only a volume that cannot be asked is forceable, with --force
     --accept-data-loss. A dry run reports the same refusals."""
-    if force != accept_data_loss:
-        raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
+    check_force(force, accept_data_loss)
     with cluster_vms(config) as vms:
         model, source, to = vms.check_migrate(name, to)
         refusals = vms.migrate_refusals(name, to)
@@ -172,14 +171,7 @@ def migrate_cmd(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Saved domain XML (default: the config's `xml`, else the other site's definition).",
 )
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Override a forceable refusal (a site that cannot confirm the VM is stopped).",
-)
-@click.option(
-    "--accept-data-loss", is_flag=True, help="Acknowledge that forcing may lose or corrupt data."
-)
+@force_options("Override a forceable refusal (a site that cannot confirm the VM is stopped).")
 @dry_run_option
 @yes_option
 @format_option()
@@ -201,8 +193,7 @@ def failover_start_cmd(
     forceable, with --force --accept-data-loss). A dry run reports the same refusals."""
     from drorch.virt.failover_checks import failover_refusals
 
-    if force != accept_data_loss:
-        raise click.UsageError("--force needs --accept-data-loss (and the other way round)")
+    check_force(force, accept_data_loss)
     with cluster_vms(config) as vms:
         model = vms.vm(name)
         to = vms.site_name(to)

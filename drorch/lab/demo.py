@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,24 +63,10 @@ class LabDemo:
         self, site: str, *args: str, timeout: float = 300, quiet: bool = False
     ) -> tuple[int, str]:
         netns = self.layout.site(site).netns
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            sys.executable,
-            "-m",
-            "drorch",
-            *args,
-            "-c",
-            str(self.files.cluster),
-        ]
         if not quiet:
             self.say(f"$ drorch {' '.join(args)}  (in {netns})")
         try:
-            done = subprocess.run(
-                argv, env=self.stack._env(), capture_output=True, text=True, timeout=timeout
-            )
+            done = self.stack.drorch(netns, [*args, "-c", str(self.files.cluster)], timeout=timeout)
         except subprocess.TimeoutExpired:
             return 124, f"timed out after {timeout:g} s"
         return done.returncode, done.stdout + done.stderr
@@ -91,22 +76,8 @@ class LabDemo:
         if not ids:
             return {}
         netns = self.layout.site(site).netns
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            sys.executable,
-            "-m",
-            "drorch",
-            "runbook",
-            "show",
-            ids[-1],
-            "--format",
-            "json",
-        ]
-        done = subprocess.run(
-            argv, env=self.stack._env(), capture_output=True, text=True, timeout=60
+        done = self.stack.drorch(
+            netns, ["runbook", "show", ids[-1], "--format", "json"], timeout=60
         )
         try:
             data = json.loads(done.stdout)
@@ -154,8 +125,10 @@ class LabDemo:
         self.say(f"   {'ok' if phase.ok else 'FAILED'}: {phase.detail}")
         return phase
 
-    def _migrate(self, phase: Phase, site: str, to: str) -> None:
-        rc, out = self._drorch(site, "migrate", "--to", to, "--yes")
+    def _move(self, phase: Phase, site: str, *args: str, timeout: float = 300) -> None:
+        """Move the guest with the drorch command `args` at `site`; the phase is judged
+        by its exit code and the guest's heartbeats, its figures from the run's report."""
+        rc, out = self._drorch(site, *args, timeout=timeout)
         report = self._report(site, out)
         phase.figures = {
             k: report[k] for k in ("run", "status", "downtime_s", "rto_s") if k in report
@@ -164,6 +137,9 @@ class LabDemo:
         phase.ok = rc == 0 and alive
         last = out.strip().splitlines()[-1] if out.strip() else ""
         phase.detail = f"exit {rc}; guest {'heartbeats' if alive else 'SILENT'}; {last}"
+
+    def _migrate(self, phase: Phase, site: str, to: str) -> None:
+        self._move(phase, site, "migrate", "--to", to, "--yes")
 
     # ------------------------------------------------------------------ story
     def run(self) -> list[Phase]:
@@ -264,15 +240,7 @@ class LabDemo:
 
     def _failback(self, phase: Phase) -> None:
         self.stack.up(LabSpec(vms=1, mode="sync"))  # A's daemons and agent come back
-        rc, out = self._drorch("siteB", "failback", "--yes", timeout=400)
-        report = self._report("siteB", out)
-        phase.figures = {
-            k: report[k] for k in ("run", "status", "downtime_s", "rto_s") if k in report
-        }
-        alive = self._beats_on()
-        phase.ok = rc == 0 and alive
-        last = out.strip().splitlines()[-1] if out.strip() else ""
-        phase.detail = f"exit {rc}; guest {'heartbeats' if alive else 'SILENT'}; {last}"
+        self._move(phase, "siteB", "failback", "--yes", timeout=400)
 
 
 def demo_report(phases: list[Phase], takeover_wait: float) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,17 @@ class LabStack:
         env["DRORCH_STATE_DIR"] = str(self.files.drorch_state)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         return env
+
+    def drorch(
+        self, netns: str, args: list[str], *, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """`python -m drorch ARGS` inside `netns` with the lab's environment, exactly as an
+        operator there would type it; its output captured as text. Raises
+        subprocess.TimeoutExpired after `timeout` seconds."""
+        argv = ["ip", "netns", "exec", netns, sys.executable, "-m", "drorch", *args]
+        return subprocess.run(
+            argv, env=self._env(), capture_output=True, text=True, timeout=timeout
+        )
 
     def _spawn(self, what: str, argv: list[str], netns: str, expect: str) -> int:
         pid_file = self.files.pid(what)
@@ -253,28 +265,12 @@ class LabStack:
         """Until the agent at `node` holds quorum (alone at first: the witness's lease).
         Without this wait B's agent may win the first lease while A runs everything."""
         import json
-        import subprocess
 
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            sys.executable,
-            "-m",
-            "drorch",
-            "agent",
-            "status",
-            "-c",
-            str(self.files.cluster),
-            "--node",
-            node,
-            "--format",
-            "json",
-        ]
+        cluster = str(self.files.cluster)
+        args = ["agent", "status", "-c", cluster, "--node", node, "--format", "json"]
 
         def held() -> bool:
-            done = subprocess.run(argv, env=self._env(), capture_output=True, text=True, timeout=30)
+            done = self.drorch(netns, args, timeout=30)
             try:
                 return bool(json.loads(done.stdout)["quorum"]["held"])
             except (ValueError, KeyError, TypeError):

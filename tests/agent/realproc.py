@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -355,6 +355,21 @@ class RealCluster:
             f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
             for p in sorted(self.tmp.glob("*.log"))
         )
+
+
+@contextlib.contextmanager
+def running(tmp: Path, **kwargs: Any) -> Iterator[RealCluster]:
+    """A RealCluster(tmp, **kwargs) with everything started; its logs printed if the
+    test fails, and every process stopped at the end."""
+    c = RealCluster(tmp, **kwargs)
+    try:
+        c.start_all()
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.close()
 
 
 def never_both_primary(

@@ -17,6 +17,7 @@ from drorch.quorum.protocol import encode_object
 from drorch.quorum.tls import client_context, generate_self_signed, server_context
 from drorch.testing.clock import FakeClock
 from tests.ports import free_port
+from tests.trickle import trickling
 
 HB, TIMEOUT = 0.1, 0.5
 
@@ -189,39 +190,8 @@ def test_trickling_handshakes_do_not_lock_a_peer_out(pair: tuple[Membership, Mem
 
     a, b = pair
     assert _until(lambda: a.table.members() == ("a1", "b1"))
-    stop = threading.Event()
     hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(200)
-
-    def trickle() -> None:
-        socks: list[list[object]] = []  # [socket, bytes sent, last send]
-        while not stop.is_set():
-            while len(socks) < membership.MAX_CONNECTIONS + 4:
-                s = socket.create_connection(a.address, timeout=2)
-                s.setblocking(False)
-                socks.append([s, 0, 0.0])
-            now = time.monotonic()
-            for entry in list(socks):
-                s, sent, last = entry
-                assert isinstance(s, socket.socket) and isinstance(sent, int)
-                try:
-                    try:
-                        if s.recv(1) == b"":
-                            raise OSError("closed by the server")
-                    except BlockingIOError:
-                        pass
-                    if now - float(last) >= 1.0:  # type: ignore[arg-type]
-                        s.send(hello[sent : sent + 1])
-                        entry[1], entry[2] = sent + 1, now
-                except OSError:
-                    s.close()
-                    socks.remove(entry)
-            stop.wait(0.02)
-        for entry in socks:
-            entry[0].close()  # type: ignore[attr-defined]
-
-    t = threading.Thread(target=trickle)
-    t.start()
-    try:
+    with trickling(a.address, membership.MAX_CONNECTIONS + 4, hello):
         time.sleep(1.5)
         b.block("a1")  # one link blip on b's side: its connection to a closes
         time.sleep(0.5)
@@ -229,6 +199,3 @@ def test_trickling_handshakes_do_not_lock_a_peer_out(pair: tuple[Membership, Mem
         time.sleep(3 * TIMEOUT + 2)
         assert a.table.members() == ("a1", "b1"), dict(a.table.last_heard())
         assert threading.active_count() < 60  # evicted handshakes end their threads
-    finally:
-        stop.set()
-        t.join(10)

@@ -11,14 +11,12 @@ monitor story and the manual/fence-agent stories keep the guest alone. Timings a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,23 +26,11 @@ from tests.agent.realproc import (
     WATCHDOG_TIMEOUT,
     RealCluster,
     never_both_primary,
+    running,
     until,
 )
 
 SCHEDULING = 1.0  # loaded 2-core machine: a process may wake this late
-
-
-@contextlib.contextmanager
-def _running(tmp: Path, **kwargs: Any) -> Iterator[RealCluster]:
-    c = RealCluster(tmp, **kwargs)
-    try:
-        c.start_all()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
 
 
 @pytest.fixture
@@ -52,7 +38,7 @@ def rc(tmp_path: Path) -> Iterator[RealCluster]:
     """The guest writes to a real sync pyrepl volume (two `repl serve` processes, its
     link through cuttable proxies); B takes over with drorch's own
     runbooks/site-failover.yaml, which promotes the volume at the witness's epoch."""
-    with _running(tmp_path, shipped_runbook=True, volume="sync") as c:
+    with running(tmp_path, shipped_runbook=True, volume="sync") as c:
         yield c
 
 
@@ -71,13 +57,13 @@ def _replica_role(rc: RealCluster, node: str) -> str | None:
 @pytest.fixture
 def rc_shipped(tmp_path: Path) -> Iterator[RealCluster]:
     """The agents run drorch's own runbooks/site-failover.yaml."""
-    with _running(tmp_path, shipped_runbook=True) as c:
+    with running(tmp_path, shipped_runbook=True) as c:
         yield c
 
 
 @pytest.fixture
 def rc_monitored(tmp_path: Path) -> Iterator[RealCluster]:
-    with _running(tmp_path, monitor=True) as c:
+    with running(tmp_path, monitor=True) as c:
         yield c
 
 
@@ -285,7 +271,7 @@ def test_site_a_lost_b_takes_over_with_the_shipped_runbook(rc_shipped: RealClust
 
 @pytest.fixture
 def rc_manual(tmp_path: Path) -> Iterator[RealCluster]:
-    with _running(tmp_path, failover="manual") as c:
+    with running(tmp_path, failover="manual") as c:
         yield c
 
 
@@ -349,7 +335,7 @@ def rc_fenced(tmp_path: Path) -> Iterator[RealCluster]:
                 "power_timeout": "5",
             },
         }
-        with _running(tmp_path, shipped_runbook=True, fence_a=fence, takeover_wait="15s") as c:
+        with running(tmp_path, shipped_runbook=True, fence_a=fence, takeover_wait="15s") as c:
             yield c
 
 

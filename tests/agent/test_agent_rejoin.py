@@ -19,7 +19,6 @@ At no instant are both sites primary (role logs from both sides, volumes include
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -31,35 +30,22 @@ from typing import Any
 import pytest
 
 from drorch.runbook.journal import Journal
-from tests.agent.realproc import TAKEOVER_WAIT, RealCluster, never_both_primary, until
+from tests.agent.realproc import TAKEOVER_WAIT, RealCluster, never_both_primary, running, until
 from tests.agent.realvolume import Replicas
 
 MIB = 1024 * 1024
 CUT = ("ab", "ba", "aw", "rab", "rba")  # A sees neither B nor the witness; B sees the witness
 
 
-@contextlib.contextmanager
-def _running(tmp: Path, mode: str) -> Iterator[RealCluster]:
-    c = RealCluster(tmp, shipped_runbook=True, volume=mode)
-    try:
-        c.start_all()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
-
-
 @pytest.fixture
 def rc_sync(tmp_path: Path) -> Iterator[RealCluster]:
-    with _running(tmp_path, "sync") as c:
+    with running(tmp_path, shipped_runbook=True, volume="sync") as c:
         yield c
 
 
 @pytest.fixture
 def rc_async(tmp_path: Path) -> Iterator[RealCluster]:
-    with _running(tmp_path, "async") as c:
+    with running(tmp_path, shipped_runbook=True, volume="async") as c:
         yield c
 
 
@@ -216,17 +202,10 @@ def test_async_split_brain_the_fenced_side_discards_and_resyncs(rc_async: RealCl
 def rc_escalating(tmp_path: Path) -> Iterator[RealCluster]:
     """The guest's level-1 monitor is a command on a flag file; escalation runs drorch's
     own default escalate_runbook (runbooks/hurricane-planned-migration.yaml)."""
-    c = RealCluster(
+    with running(
         tmp_path, shipped_runbook=True, volume="sync", monitor=True, shipped_escalation=True
-    )
-    try:
-        c.start_all()
+    ) as c:
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
 
 
 def test_a_failing_guest_moves_with_its_group_to_b(rc_escalating: RealCluster) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ from drorch.replication.pyrepl.meta import Generation
 from drorch.replication.pyrepl.wire import FrameType
 from tests.pyrepl.conftest import SIZE, Cluster, connected, wait_until
 from tests.pyrepl.nbd_client import recv_exact
+from tests.trickle import trickle_until_cut, trickling
 
 
 def hello(name: str = "vol", node: str = "ffffffffffffffff", size: int = SIZE) -> bytes:
@@ -171,18 +173,7 @@ def test_a_handshake_trickling_in_is_cut_at_the_deadline(
     a, b = cluster.pair()
     with socket.create_connection(b.listen, timeout=10) as s:
         s.settimeout(0.3)
-        cut = False
-        for byte in hello()[:20]:  # 6 s of trickle at most
-            try:
-                s.sendall(bytes([byte]))
-                if s.recv(1) == b"":
-                    cut = True
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                cut = True
-                break
+        cut = trickle_until_cut(s, hello()[:20])  # 6 s of trickle at most
         assert cut, "the trickling handshake was still open after 6 s"
     assert connected(a) and connected(b)
 
@@ -201,18 +192,7 @@ def test_an_nbd_handshake_trickling_in_is_cut_at_the_deadline(
     with socket.create_connection(a.nbd, timeout=10) as s:
         recv_exact(s, 18)  # the greeting
         s.settimeout(0.3)
-        cut = False
-        for byte in trickle:  # 6 s of trickle at most
-            try:
-                s.sendall(bytes([byte]))
-                if s.recv(1) == b"":
-                    cut = True
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                cut = True
-                break
+        cut = trickle_until_cut(s, trickle)  # 6 s of trickle at most
         assert cut, "the trickling NBD handshake was still open after 6 s"
     with a.client() as nbd:
         nbd.write(0, b"served")
@@ -222,50 +202,12 @@ def test_trickling_handshakes_do_not_lock_the_peer_out(cluster: Cluster) -> None
     """Clients holding every replication-handshake slot (a byte a second: never past
     the 5 s receive timeout) must not keep the real peer from reconnecting: a new
     handshake evicts the oldest unfinished one."""
-    import threading
-    import time
-
     from drorch.replication.pyrepl import link
 
     a, b = cluster.pair()
-    stop = threading.Event()
-    trickle = hello()
-
-    def attacker() -> None:
-        socks: list[list[object]] = []  # [socket, bytes sent, last send]
-        while not stop.is_set():
-            while len(socks) < link.MAX_HANDSHAKES + 2:
-                s = socket.create_connection(b.listen, timeout=2)
-                s.setblocking(False)
-                socks.append([s, 0, 0.0])
-            now = time.monotonic()
-            for entry in list(socks):
-                s, sent, last = entry
-                assert isinstance(s, socket.socket) and isinstance(sent, int)
-                try:
-                    try:
-                        if s.recv(1) == b"":
-                            raise OSError("closed by the server")
-                    except BlockingIOError:
-                        pass
-                    if now - float(last) >= 1.0:  # type: ignore[arg-type]
-                        s.send(trickle[sent : sent + 1])
-                        entry[1], entry[2] = sent + 1, now
-                except OSError:
-                    s.close()
-                    socks.remove(entry)
-            stop.wait(0.02)
-        for entry in socks:
-            entry[0].close()  # type: ignore[attr-defined]
-
-    t = threading.Thread(target=attacker)
-    t.start()
-    try:
+    with trickling(b.listen, link.MAX_HANDSHAKES + 2, hello()):
         time.sleep(1.0)
         a.call("disconnect")
         wait_until("a apart", lambda: a.status()["connection"] != "Connected")
         a.call("connect", wait=0)
         wait_until("reconnected", lambda: connected(a) and connected(b), timeout=10)
-    finally:
-        stop.set()
-        t.join(10)

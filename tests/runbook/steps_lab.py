@@ -30,6 +30,21 @@ from drorch.testing.clock import FakeClock
 from tests.conftest import REPO
 
 
+class RecordingProgress:
+    """A step's progress sink (runbook.steps.base.Progress) that keeps every update
+    and note, for the tests to look at."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[float, float, str]] = []
+        self.notes: list[str] = []
+
+    def update(self, done: float, total: float, detail: str = "") -> None:
+        self.updates.append((done, total, detail))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
 class SimLab:
     def __init__(
         self, tmp: Path, edit: Mapping[str, str] | None = None, clock: Clock | None = None

@@ -11,14 +11,11 @@ NBD export), and that appdata still replicates sync afterwards: the runbook's de
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ import pytest
 from drorch.clock import SystemClock
 from drorch.lab.wan import Impairment, WanLink, WanState, WanStateFile
 from drorch.lab.wan_proxy import ProxyThread
+from drorch.model.types import Node, Volume
 from drorch.replication.pyrepl.driver import PyreplReplicator
 from drorch.runbook.engine import Engine
 from drorch.runbook.gates import Answer
@@ -35,8 +33,8 @@ from drorch.runbook.setup import RecordingOutput, RunOptions
 from tests.conftest import REPO
 from tests.ports import free_port_block
 from tests.pyrepl.nbd_client import NbdClient
+from tests.runbook.pyrepl_lab import in_sync, real_time_lab, running_volumes
 from tests.runbook.steps_lab import SimLab
-from tests.runbook.test_steps_pyrepl_dry_run import _in_sync
 
 DELAY = 0.2  # one-way, seconds: the lab WAN proxy then carries at most ~20 MiB/s
 SIZE = 32 * 1024 * 1024
@@ -70,14 +68,13 @@ def _edits(port: int, other: int, nbd: int, nbd2: int) -> dict[str, str]:
 class WanLab:
     lab: SimLab
     proxy: ProxyThread
-    pids: list[int] = field(default_factory=list)
+    pids: list[int]
 
 
 @pytest.fixture
 def wan_lab(tmp_path: Path) -> Iterator[WanLab]:
     port, other, nbd, nbd2 = (free_port_block(2) for _ in range(4))
-    lab = SimLab(tmp_path, _edits(port, other, nbd, nbd2), SystemClock())
-    (tmp_path / ".drorch-state" / "disks").mkdir(parents=True, exist_ok=True)
+    lab = real_time_lab(tmp_path, _edits(port, other, nbd, nbd2))
     state = WanStateFile(tmp_path / "wan.json")
     links = (
         WanLink("appdata a1->b1", "A-B", (A_TO_B, port), (B_ADDR, port)),
@@ -85,30 +82,18 @@ def wan_lab(tmp_path: Path) -> Iterator[WanLab]:
     )
     state.write(WanState(links, Impairment(delay=DELAY)))
     proxy = ProxyThread(state, seed=11).start()
-    out = WanLab(lab, proxy)
+
+    def across_the_wan(vol: Volume, node: Node) -> PyreplReplicator:
+        if vol.name == "appdata":  # across the WAN proxy
+            peer = A_TO_B if node.name == "a1" else B_TO_A
+        else:
+            peer = B_ADDR if node.name == "a1" else A_ADDR
+        return PyreplReplicator(vol, node, lab.env, peer_address=peer)
+
     try:
-        for vol in lab.cluster.volumes:
-            for node in vol.paths:
-                _, model = lab.cluster.node(node)
-                if vol.name == "appdata":  # across the WAN proxy
-                    peer = A_TO_B if node == "a1" else B_TO_A
-                else:
-                    peer = B_ADDR if node == "a1" else A_ADDR
-                rep = PyreplReplicator(vol, model, lab.env, peer_address=peer)
-                lab.env.replicators[(vol.name, node)] = rep
-                rep.up()
-                out.pids.append(int(rep.status().extra["pid"]))
-        yield out
+        with running_volumes(lab, across_the_wan) as pids:
+            yield WanLab(lab, proxy, pids)
     finally:
-        for rep in lab.env.replicators.values():
-            try:
-                rep.demote()
-                rep.down()
-            except Exception:  # torn down by PID below
-                pass
-        for pid in out.pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         proxy.stop()
 
 
@@ -188,7 +173,7 @@ def test_hurricane_runbook_drains_an_async_volume_then_moves_without_losing_a_wr
     wan_lab: WanLab,
 ) -> None:
     lab = wan_lab.lab
-    _in_sync(lab)  # day 0: A primary, both UpToDate (appdata's initial sync via the WAN)
+    in_sync(lab)  # day 0: A primary, both UpToDate (appdata's initial sync via the WAN)
     a = lab.env.replicators[("appdata", "a1")]
     assert a.status().mode == "async"
     uri = a.status().nbd

@@ -8,22 +8,17 @@ db runs there, and the witness's epoch and the replicas' agree."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from drorch.clock import SystemClock
-from drorch.replication.drivers import open_replicator
 from drorch.replication.pyrepl.driver import PyreplReplicator
 from tests.quorum.conftest import InProcessWitness, Pki, make_config, pki
 from tests.runbook.faults import HURRICANE, Injector, run
+from tests.runbook.pyrepl_lab import in_sync, pyrepl_edits, real_time_lab, running_volumes
 from tests.runbook.steps_lab import SimLab
-from tests.runbook.test_steps_pyrepl_dry_run import _edits, _in_sync
 
 __all__ = ["make_config", "pki"]  # fixtures
 
@@ -49,35 +44,15 @@ def lab(tmp_path: Path, pki: Pki, witness: InProcessWitness) -> Iterator[SimLab]
     address = next(ln for ln in text.splitlines() if ln.startswith("  address: "))
     finger = next(ln for ln in text.splitlines() if ln.startswith("  fingerprint: "))
     edits = {
-        **_edits(),
+        **pyrepl_edits(),
         "cluster: hq-dr": "cluster: c1",
         address: f"  address: {witness.server}",
         finger: f'  fingerprint: "{pki.fingerprints["server"]}"\n'
         f"  cert: {certs}/c1-{{site}}.crt\n  key: {certs}/c1-{{site}}.key",
     }
-    lab = SimLab(tmp_path, edits, SystemClock())  # real daemons need real time
-    (tmp_path / ".drorch-state" / "disks").mkdir(parents=True, exist_ok=True)
-    for vol in lab.cluster.volumes:
-        for node in vol.paths:
-            _, model = lab.cluster.node(node)
-            lab.env.replicators[(vol.name, node)] = open_replicator(vol, model, lab.env)
-    pids: list[int] = []
-    try:
-        for rep in lab.env.replicators.values():
-            assert isinstance(rep, PyreplReplicator)
-            rep.up()
-            pids.append(int(rep.status().extra["pid"]))
+    lab = real_time_lab(tmp_path, edits)
+    with running_volumes(lab):
         yield lab
-    finally:
-        for rep in lab.env.replicators.values():
-            try:
-                rep.demote()
-                rep.down()
-            except Exception:  # torn down by PID below
-                pass
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def _epochs(lab: SimLab, volume: str) -> dict[str, tuple[str, int]]:
@@ -99,7 +74,7 @@ def test_rollback_re_promotes_a_with_a_fresh_witness_grant(
     lab: SimLab, fail: str, regrants: int
 ) -> None:
     granted = lab.run("quorum.acquire", site="A")  # A holds quorum, as its agent would
-    _in_sync(lab)  # day 0: A primary at the next epoch, B synced
+    in_sync(lab)  # day 0: A primary at the next epoch, B synced
     a_epoch = _epochs(lab, "dbdata")["a1"][1]
     assert granted.data["epoch"] == a_epoch == 1  # the grant and the replicas agree
     injector = Injector(0, key=fail)

@@ -24,6 +24,7 @@ from drorch.runbook.steps.base import (
     suggest,
 )
 from drorch.testing.clock import FakeClock
+from tests.runbook.steps_lab import RecordingProgress
 
 CLUSTER = """\
 cluster: tiny
@@ -32,18 +33,6 @@ sites:
   A: {nodes: [{name: a1}]}
   B: {nodes: [{name: b1}]}
 """
-
-
-class RecordingProgress:
-    def __init__(self) -> None:
-        self.updates: list[tuple[float, float, str]] = []
-        self.notes: list[str] = []
-
-    def update(self, done: float, total: float, detail: str = "") -> None:
-        self.updates.append((done, total, detail))
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
 
 
 def ctx(clock: FakeClock, deadline: float | None = None) -> StepContext:

@@ -6,9 +6,6 @@ is not promoted without --force --accept-data-loss."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,71 +13,21 @@ from pathlib import Path
 import pytest
 
 from drorch.clock import SystemClock
-from drorch.replication.drivers import open_replicator
 from drorch.replication.pyrepl.control import ControlClient
 from drorch.replication.pyrepl.driver import PyreplReplicator
 from drorch.runbook.journal import Journal
 from drorch.runbook.steps.base import StepFailed
 from drorch.wait import wait_until
-from tests.ports import free_port_block
 from tests.pyrepl.nbd_client import NbdClient
-from tests.runbook.steps_lab import PLAN, SimLab
-
-
-def _edits() -> dict[str, str]:
-    # two replicas per volume take port+0 and port+1 (replication) and nbd_port+0/+1
-    p = [free_port_block(2) for _ in range(4)]  # distinct, never overlapping
-    return {
-        "size: 64MiB": "size: 2MiB",
-        "size: 128MiB": "size: 2MiB",
-        "port: 7789": f"port: {p[0]}",
-        "port: 7791": f"port: {p[1]}",
-        "nbd_port: 10809": f"nbd_port: {p[2]}",
-        "nbd_port: 10811": f"nbd_port: {p[3]}",
-    }
+from tests.runbook.pyrepl_lab import in_sync, pyrepl_edits, real_time_lab, running_volumes
+from tests.runbook.steps_lab import PLAN, RecordingProgress, SimLab
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[SimLab]:
-    lab = SimLab(tmp_path, _edits(), SystemClock())  # real daemons need real time
-    (tmp_path / ".drorch-state" / "disks").mkdir(parents=True, exist_ok=True)
-    for vol in lab.cluster.volumes:
-        for node in vol.paths:
-            _, model = lab.cluster.node(node)
-            lab.env.replicators[(vol.name, node)] = open_replicator(vol, model, lab.env)
-    pids: list[int] = []
-    try:
-        for rep in lab.env.replicators.values():
-            assert isinstance(rep, PyreplReplicator)
-            rep.up()
-            pids.append(int(rep.status().extra["pid"]))
+    lab = real_time_lab(tmp_path, pyrepl_edits())
+    with running_volumes(lab):
         yield lab
-    finally:
-        for rep in lab.env.replicators.values():
-            try:
-                rep.demote()
-                rep.down()
-            except Exception:  # torn down by PID below
-                pass
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _in_sync(lab: SimLab) -> None:
-    clock = SystemClock()
-    for vol in lab.cluster.volumes:
-        a, b = (lab.env.replicators[(vol.name, n)] for n in ("a1", "b1"))
-        assert wait_until(
-            clock, lambda a=a: a.status().connection.value == "Connected", clock.monotonic() + 20
-        )
-        a.promote(force=True, accept_data_loss=True)  # day 0: both Inconsistent
-        assert wait_until(
-            clock,
-            lambda b=b: b.status().disk.value == "UpToDate",
-            clock.monotonic() + 30,
-            interval=0.1,
-        )
 
 
 def _status(lab: SimLab) -> dict[str, dict[str, object]]:
@@ -101,7 +48,7 @@ def _status(lab: SimLab) -> dict[str, dict[str, object]]:
 
 
 def test_dry_run_on_real_pyrepl_volumes_changes_nothing(lab: SimLab) -> None:
-    _in_sync(lab)
+    in_sync(lab)
     before = (_status(lab), lab.vms())
     assert before[0]["appdata@a1"]["role"] == "primary"
     summary = lab.runbook(PLAN, {"to": "B"}, dry_run=True)
@@ -137,20 +84,8 @@ def test_an_inconsistent_real_replica_is_not_promoted(lab: SimLab) -> None:
     assert rep.status().role.value == "secondary"
 
 
-class Bar:
-    def __init__(self) -> None:
-        self.updates: list[tuple[float, float, str]] = []
-        self.notes: list[str] = []
-
-    def update(self, done: float, total: float, detail: str = "") -> None:
-        self.updates.append((done, total, detail))
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-
 def test_wait_in_sync_follows_a_real_resync_with_a_progress_bar(lab: SimLab) -> None:
-    _in_sync(lab)
+    in_sync(lab)
     a, b = lab.env.replicators[("appdata", "a1")], lab.env.replicators[("appdata", "b1")]
     b.disconnect()
     # fencing resource-only and no witness here: A would freeze; the operator outdates B
@@ -172,7 +107,7 @@ def test_wait_in_sync_follows_a_real_resync_with_a_progress_bar(lab: SimLab) -> 
         step, args = lab.bind(
             "replication.wait_in_sync", {"target": "appdata", "site": "A", "timeout": 30.0}
         )
-        bar = Bar()
+        bar = RecordingProgress()
         result = step.run(lab.ctx(progress=bar), args)
     finally:
         later.join()
@@ -185,35 +120,15 @@ def test_wait_in_sync_follows_a_real_resync_with_a_progress_bar(lab: SimLab) -> 
 @pytest.fixture
 def async_lab(tmp_path: Path) -> Iterator[SimLab]:
     """The same lab with appdata configured async (the hurricane's switch-to-sync case)."""
-    edits = _edits() | {"mode: sync             #": "mode: async            #"}
-    lab = SimLab(tmp_path, edits, SystemClock())
-    (tmp_path / ".drorch-state" / "disks").mkdir(parents=True, exist_ok=True)
-    pids: list[int] = []
-    try:
-        for vol in lab.cluster.volumes:
-            for node in vol.paths:
-                _, model = lab.cluster.node(node)
-                rep = open_replicator(vol, model, lab.env)
-                lab.env.replicators[(vol.name, node)] = rep
-                assert isinstance(rep, PyreplReplicator)
-                rep.up()
-                pids.append(int(rep.status().extra["pid"]))
+    edits = pyrepl_edits() | {"mode: sync             #": "mode: async            #"}
+    lab = real_time_lab(tmp_path, edits)
+    with running_volumes(lab):
         yield lab
-    finally:
-        for rep in lab.env.replicators.values():
-            try:
-                rep.demote()
-                rep.down()
-            except Exception:  # torn down by PID below
-                pass
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def test_set_mode_step_switches_a_real_async_pyrepl_volume_and_undoes(async_lab: SimLab) -> None:
     lab = async_lab
-    _in_sync(lab)
+    in_sync(lab)
     a = lab.env.replicators[("appdata", "a1")]
     assert a.status().mode == "async"
     step, args = lab.bind("replication.set_mode", {"mode": "sync"})

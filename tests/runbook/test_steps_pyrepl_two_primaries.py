@@ -8,14 +8,15 @@ import pytest
 
 from drorch.runbook.journal import Journal
 from drorch.runbook.steps.base import StepFailed
+from tests.runbook.pyrepl_lab import in_sync
 from tests.runbook.steps_lab import PLAN, SimLab
-from tests.runbook.test_steps_pyrepl_dry_run import _in_sync, lab
+from tests.runbook.test_steps_pyrepl_dry_run import lab
 
 __all__ = ["lab"]  # the fixture, shared with the dry-run tests
 
 
 def test_hand_over_steps_on_real_pyrepl(lab: SimLab) -> None:
-    _in_sync(lab)
+    in_sync(lab)
     a, b = (lab.env.replicators[("appdata", n)] for n in ("a1", "b1"))
     before = a.status().epoch
     result = lab.run("replication.allow_two_primaries", target="appdata")
@@ -41,7 +42,7 @@ def test_hand_over_steps_on_real_pyrepl(lab: SimLab) -> None:
 
 
 def test_the_hurricane_plan_runs_on_real_pyrepl(lab: SimLab) -> None:
-    _in_sync(lab)
+    in_sync(lab)
     summary = lab.runbook(PLAN, {"to": "B"})
     events = [e for e in Journal(lab.env.state_dir).events(summary.run_id) if e.kind == "end"]
     bad = [(e.step, e.status, e.message) for e in events if e.status not in ("ok", "skipped")]

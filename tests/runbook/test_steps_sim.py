@@ -14,7 +14,7 @@ from drorch.cli.main import cli
 from drorch.replication.sim import SimReplicator
 from drorch.runbook.journal import Journal
 from drorch.runbook.steps.base import StepFailed
-from tests.runbook.steps_lab import PLAN, SimLab
+from tests.runbook.steps_lab import PLAN, RecordingProgress, SimLab
 
 AT_A = {
     ("drorch-db", "A"): "running",
@@ -22,17 +22,6 @@ AT_A = {
     ("drorch-db", "B"): "undefined",
     ("drorch-web", "B"): "undefined",
 }
-
-
-class Bar:
-    def __init__(self) -> None:
-        self.updates: list[tuple[float, float, str]] = []
-
-    def update(self, done: float, total: float, detail: str = "") -> None:
-        self.updates.append((done, total, detail))
-
-    def note(self, text: str) -> None:
-        return None
 
 
 @pytest.fixture
@@ -136,7 +125,7 @@ def test_a_migration_that_does_not_converge_falls_back_to_a_cold_move(tmp_path: 
     lab.run("replication.allow_two_primaries", target="appdata")
     lab.run("replication.promote", target="appdata", site="B", second_primary=True, epoch=1)
     step, args = lab.bind("vm.migrate_live", {"target": "web", "site": "B", "deadline": 5.0})
-    bar = Bar()
+    bar = RecordingProgress()
     with pytest.raises(StepFailed) as failed:
         step.run(lab.ctx(progress=bar), args)
     assert failed.value.code == "migration-failed"

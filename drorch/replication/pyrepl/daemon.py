@@ -200,26 +200,8 @@ class Daemon:
             if eng.role.value == "primary":
                 raise UnsafeOperation("refusing to stop a primary; demote it first")
             return {"message": "would stop this secondary's daemon (flush, exit 0)"}
-        if op == "set_mode":
-            options = {k: args.get(k) for k in SET_MODE_OPTIONS}
-            with eng.cond:
-                message = modeswitch.request(
-                    eng,
-                    str(args.get("mode")),
-                    options,
-                    accept_data_loss=bool(args.get("accept_data_loss")),
-                )
-                return {"message": message, **modeswitch.status(eng), "mode": eng.mode}
-        if op == "would_set_mode":
-            options = {k: args.get(k) for k in SET_MODE_OPTIONS}
-            with eng.cond:
-                message = modeswitch.would_request(
-                    eng,
-                    str(args.get("mode")),
-                    options,
-                    accept_data_loss=bool(args.get("accept_data_loss")),
-                )
-                return {"message": message, "mode": eng.mode}
+        if op in ("set_mode", "would_set_mode"):
+            return self._set_mode(args, dry_run=op == "would_set_mode")
         if op == "allow_two_primaries":
             return {"message": dual.allow(eng)}
         if op == "forbid_two_primaries":
@@ -253,6 +235,20 @@ class Daemon:
         if op in ("pit_take", "pit_drop", "pit_list"):
             return self._point_in_time(op, args)
         raise ReplicationError(f"unknown control operation {op!r}")
+
+    def _set_mode(self, args: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        """`set_mode` (modeswitch.request) and its dry run `would_set_mode`
+        (modeswitch.would_request): the same arguments; a real request also answers with
+        the switch's progress (modeswitch.status)."""
+        eng = self.engine
+        options = {k: args.get(k) for k in SET_MODE_OPTIONS}
+        mode, accept = str(args.get("mode")), bool(args.get("accept_data_loss"))
+        with eng.cond:
+            if dry_run:
+                message = modeswitch.would_request(eng, mode, options, accept_data_loss=accept)
+                return {"message": message, "mode": eng.mode}
+            message = modeswitch.request(eng, mode, options, accept_data_loss=accept)
+            return {"message": message, **modeswitch.status(eng), "mode": eng.mode}
 
     def _point_in_time(self, op: str, args: dict[str, Any]) -> Any:
         """Point-in-time views (pointintime.py): take LABEL [store], drop LABEL, list."""
