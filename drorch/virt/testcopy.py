@@ -60,7 +60,7 @@ def copy_domain(run_id: str, domain: str) -> str:
 
 @dataclass
 class Trace:
-    kind: str  # pit nbd overlay netns domain dir
+    kind: str  # pit nbd overlay netns libvirt-net domain dir
     node: str
     name: str  # pid file, path, namespace, domain name
     extra: dict[str, str] = field(default_factory=dict)
@@ -111,8 +111,10 @@ class TestCopyError(RuntimeError):
     pass
 
 
-def _run(runner: CommandRunner, argv: list[str], timeout: float = 60.0) -> str:
-    result = runner.run(argv, timeout=timeout)
+def _run(
+    runner: CommandRunner, argv: list[str], timeout: float = 60.0, stdin: str | None = None
+) -> str:
+    result = runner.run(argv, timeout=timeout, input=stdin)
     if not result.ok:
         msg = result.stderr.strip() or result.stdout.strip() or "(no output)"
         raise TestCopyError(f"{' '.join(argv)} exited {result.returncode}: {msg}")
@@ -172,6 +174,26 @@ def isolated_network(m: Manifest, runner: CommandRunner, node: str, name: str) -
     if name not in names:
         _run(runner, ["ip", "netns", "add", name])
     _run(runner, ["ip", "-n", name, "link", "set", "lo", "up"])
+    return name
+
+
+def libvirt_network(m: Manifest, runner: CommandRunner, node: str, uri: str, work: Path) -> str:
+    """An isolated libvirt network for the copies' NICs at the site (no <forward>: its
+    bridge reaches nothing but the copies), defined and started through `virsh`."""
+    name = netns_name(m.run_id)
+    m.add(Trace("libvirt-net", node, name, {"uri": uri}))
+    if _run(runner, ["virsh", "-c", uri, "net-list", "--all", "--name"]).split().count(name):
+        return name  # a resumed run
+    xml = work / "network.xml"
+    bridge = f"drb{hashlib.sha256(m.run_id.encode()).hexdigest()[:8]}"
+    _run(runner, ["mkdir", "-p", "-m", "0700", str(work)])
+    _run(
+        runner,
+        ["sh", "-c", f"cat > '{xml}'"],
+        stdin=(f"<network><name>{name}</name><bridge name='{bridge}' stp='off'/></network>\n"),
+    )
+    _run(runner, ["virsh", "-c", uri, "net-define", str(xml)])
+    _run(runner, ["virsh", "-c", uri, "net-start", name])
     return name
 
 
@@ -252,6 +274,13 @@ def _remove(t: Trace, runner: CommandRunner) -> str:
     if t.kind == "overlay":
         runner.run(["rm", "-f", t.name], timeout=10)
         return "removed"
+    if t.kind == "libvirt-net":
+        uri = t.extra.get("uri", "")
+        if t.name not in _run(runner, ["virsh", "-c", uri, "net-list", "--all", "--name"]).split():
+            return "absent"
+        runner.run(["virsh", "-c", uri, "net-destroy", t.name], timeout=30)
+        _run(runner, ["virsh", "-c", uri, "net-undefine", t.name], timeout=30)
+        return "destroyed and undefined"
     if t.kind == "netns":
         if t.name in _run(runner, ["ip", "netns", "list"]).split():
             _run(runner, ["ip", "netns", "delete", t.name])

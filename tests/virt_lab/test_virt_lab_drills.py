@@ -46,7 +46,7 @@ def e2e() -> Iterator[E2ELab]:
 
 
 def _history(e2e: E2ELab, name: str) -> dict[str, Any]:
-    code, out = e2e.drorch("siteA", "drill", "history", "--format", "json")
+    code, out = e2e.drorch("siteA", "drill", "history", "--format", "json", config=False)
     assert code == 0, out
     rows = [r for r in json.loads(out) if r.get("drill") == name]
     assert rows, out
@@ -110,8 +110,10 @@ def test_test_recovery_drill_leaves_production_untouched(e2e: E2ELab) -> None:
     finally:
         subprocess.run([*virsh, "resume", "vm1"], check=False, capture_output=True, timeout=30)
     assert after == before, "the test-recovery drill changed production's replicas"
+    # the copy really booted: its own heartbeat, read from its own serial log
+    assert "copies run at siteB, isolated, 1 monitor(s) pass on the copies" in out, out
     row = _history(e2e, "monthly-test-recovery")
     assert row["result"] == "succeeded", row
     FIGURES["monthly-test-recovery"] = {k: row.get(k) for k in ("rto_s", "total_s")}
-    code, out = e2e.drorch("siteA", "drill", "status", "--format", "json")
+    code, out = e2e.drorch("siteA", "drill", "status", "--format", "json", config=False)
     assert code == 0, out

@@ -11,15 +11,16 @@ works after a crash too (`drorch drill cleanup RUN_ID`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from drorch.environment import Environment
-from drorch.model.types import VM
+from drorch.model.types import VM, MonitorType
 from drorch.replication.capabilities import PointInTime
-from drorch.runbook.steps._where import replica_node, site_name, text, volume
+from drorch.runbook.steps._where import cluster_vms, replica_node, site_name, text, volume
 from drorch.runbook.steps.base import (
     Param,
     ParamKind,
@@ -37,6 +38,7 @@ from drorch.virt.testcopy import (
     copy_domain,
     export_readonly,
     isolated_network,
+    libvirt_network,
     links,
     netns_name,
     open_manifest,
@@ -45,6 +47,7 @@ from drorch.virt.testcopy import (
     routes,
     workdir,
 )
+from drorch.virt.testcopy_xml import CopyXMLError, copy_xml_from, interfaces, serial_files
 
 SITE = Param("site", ParamKind.STR, "The DR site where the copies boot.")
 
@@ -189,13 +192,46 @@ class Boot(StepType):
         for vm in ctx.cluster.vms:
             name = copy_domain(ctx.run_id, vm.domain)
             disks = [str(work / f"{v}.qcow2") for v in vm.volumes]
+            xml = self._xml(ctx, m, vm, site, name, disks, work)
             m.add(Trace("domain", site, name))
-            hv.define(copy_xml(vm, name, disks, netns_name(ctx.run_id)))
+            hv.define(xml)
             if hv.state(name) != "running":
                 hv.start(name)
             booted.append(name)
         return StepResult(True, f"booted {', '.join(booted) or 'nothing'} at {site}",
                           data={"copies": booted, "site": site})  # fmt: skip
+
+    @staticmethod
+    def _xml(
+        ctx: StepContext, m: Manifest, vm: VM, site: str, name: str, disks: list[str], work: Path
+    ) -> str:
+        """From the VM's XML saved for the site (drorch.virt.testcopy_xml); the simulator,
+        which boots nothing, takes a minimal domain when none is saved."""
+        saved = cluster_vms(ctx).xml_store.read(vm, site)
+        if saved is None:
+            if ctx.cluster.hypervisor.driver == "sim":
+                return copy_xml(vm, name, disks, netns_name(ctx.run_id))
+            raise StepFailed(
+                "no-saved-xml",
+                f"no domain XML of {vm.name} is saved for {site}, so its copy cannot boot like"
+                f" it: `drorch vm sync-xml {vm.name}` saves it (migrations do too)",
+            )
+        base = saved[0]
+        network = None
+        if interfaces(base):
+            node = _node(ctx, site)
+            uri = ctx.cluster.node(node)[1].libvirt_uri
+            if uri is None:
+                raise StepFailed("copy-xml", f"{vm.name} has NICs but {node} has no libvirt_uri")
+            try:
+                network = libvirt_network(m, ctx.env.runner(node), node, uri, work)
+            except TestCopyError as exc:
+                raise StepFailed("network-not-isolated", str(exc)) from exc
+        try:
+            return copy_xml_from(base, name, disks, network=network,
+                                 serial_path=work / f"{name}.serial.log")  # fmt: skip
+        except CopyXMLError as exc:
+            raise StepFailed("copy-xml", f"{vm.name}: {exc}") from exc
 
 
 @register
@@ -225,6 +261,7 @@ class Verify(StepType):
             checked.append(f"{name}: {state}")
             if state != "running":
                 raise StepFailed("copy-not-running", f"{name} is {state} at {site}")
+            checked += _verify_copy_monitors(ctx, vm, site, name)
         work = workdir(ctx.env.state_dir, ctx.run_id)
         for v in sorted({v for vm in ctx.cluster.vms for v in vm.volumes}):
             info = runner.run(["qemu-img", "info", "-U", str(work / f"{v}.qcow2")], timeout=30)
@@ -241,8 +278,43 @@ class Verify(StepType):
                              f"{net}: links {devs}, routes {extra}")  # fmt: skip
         checked.append(f"{net}: only loopback, no route out")
         n = len(ctx.cluster.vms)
-        return StepResult(False, f"{n} copies run at {site}, isolated", checked=tuple(checked),
+        judged = sum(1 for c in checked if c.startswith("copy ") and ": " in c)
+        more = f", {judged} monitor(s) pass on the copies" if judged else ""
+        return StepResult(False, f"{n} copies run at {site}, isolated{more}",
+                          checked=tuple(checked),
                           data={"verified": True, "site": site})  # fmt: skip
+
+
+def _verify_copy_monitors(ctx: StepContext, vm: VM, site: str, name: str) -> list[str]:
+    """The VM's monitors, judged on its copy: a heartbeat read from the copy's own serial
+    log where production's reads the VM's serial file, a domain check of the copy. Any
+    other monitor reaches production's addresses, not the copy on its isolated network:
+    listed as not verified. Fails with monitor-failed."""
+    if ctx.cluster.hypervisor.driver == "sim":
+        return []
+    from drorch.runbook.steps.monitor import check_monitor
+
+    saved = cluster_vms(ctx).xml_store.read(vm, site)
+    serials = serial_files(saved[0]) if saved is not None else set()
+    copy_serial = str(workdir(ctx.env.state_dir, ctx.run_id) / f"{name}.serial.log")
+    lines = []
+    for spec in vm.monitors:
+        target = spec.target
+        if spec.type is MonitorType.HEARTBEAT and str(ctx.env.base_dir / target) in {
+            str(ctx.env.base_dir / s) for s in serials
+        }:
+            mapped = dataclasses.replace(spec, target=copy_serial)
+        elif spec.type is MonitorType.DOMAIN:
+            mapped = dataclasses.replace(spec, target=name)
+        else:
+            lines.append(f"{name}/{spec.name} ({spec.type.value} {target}): not verified, it"
+                         " reaches production, not the copy on its isolated network")  # fmt: skip
+            continue
+        result, how = check_monitor(ctx, vm, mapped, site)
+        if not result.passed:
+            raise StepFailed("monitor-failed", f"copy {name}: {how}")
+        lines.append(f"copy {name}: {how}")
+    return lines
 
 
 @register
