@@ -77,8 +77,7 @@ class Agent:
     ) -> None:
         """`bounded`: the budget of every call a cycle makes to observe (shared with
         `resources`, `health` and `rejoin`; drorch.agent.bounded); None: unbounded.
-        `start`: starts a cluster that runs nowhere (needs `rejoin`, whose replica views
-        it judges)."""
+        `start`: starts a cluster that runs nowhere (judging `rejoin`'s replica views)."""
         self.cluster, self.node = cluster, node
         site, _ = cluster.node(node)
         self.site = site.name
@@ -307,7 +306,9 @@ class Agent:
         starting = self._started is None or now - self._started < self.cluster.agent.member_timeout
         job = self.start.job if self.start is not None else None
         restarting = job is not None and job.state.running  # its runbook took the lease
-        want(bool(primary) or restarting or (not peer_seen and not starting))
+        # a takeover under way keeps the lease it took even if the peer is seen again
+        taking_over = self.takeover_job is not None and self.takeover_job.state.running
+        want(bool(primary) or restarting or taking_over or (not peer_seen and not starting))
 
     def _covered(
         self, primary: tuple[str, ...], peer_seen: bool, lease: LeaseState | None

@@ -41,6 +41,33 @@ def load_checked(path: Path) -> str | None:
     return None
 
 
+AGENT_USER = "agent "  # every run an agent starts is journaled as "agent NODE"
+
+
+def supersede_agent_runs(state_dir: Path, cluster: Cluster, user: str) -> list[str]:
+    """Abandon the interrupted runs an agent started (a site-failover, a cluster start or
+    an escalation whose agent died with its site): what the agent runs is decided afresh
+    from what it observes, and the new run plans from the cluster as it is now, so such a
+    run must not refuse every later one (`interrupted-run`) until a person comes. Only
+    while nothing holds the run lock (the run's process is gone). A run an operator
+    started is never abandoned by an agent: it still refuses, and the agent logs why."""
+    from drorch.runbook.journal import RUNNING, Journal
+
+    if RunLock(state_dir, cluster.name).holder() is not None:
+        return []
+    journal = Journal(state_dir)
+    done = []
+    for record in journal.runs(cluster.name):
+        if record.status != RUNNING or record.dry_run or not record.user.startswith(AGENT_USER):
+            continue
+        why = (f"interrupted ({record.user}'s process is gone); superseded by {user}, which"
+               " decides afresh from what it observes")  # fmt: skip
+        journal.set_status(record.run_id, "abandoned", why, ended_at=None)
+        log.warning("run %s (%s) abandoned: %s", record.run_id, record.runbook, why)
+        done.append(record.run_id)
+    return done
+
+
 def runbook_runner(cluster: Cluster, config: Path, *, user: str, state_dir: Path) -> RunbookRunner:
     def run(runbook: Path, given: Mapping[str, object]) -> tuple[bool, str]:
         from drorch.envbuild import build_environment_report
@@ -49,6 +76,7 @@ def runbook_runner(cluster: Cluster, config: Path, *, user: str, state_dir: Path
         from drorch.runbook.load import load_runbook
         from drorch.runbook.setup import ParamError, RunOptions, RunRefused
 
+        supersede_agent_runs(state_dir, cluster, user)
         rb = load_runbook(runbook)
         declared = {p.name for p in rb.params}
         params = {k: v for k, v in given.items() if k in declared}
@@ -75,7 +103,7 @@ def runbook_runner(cluster: Cluster, config: Path, *, user: str, state_dir: Path
 
 def agent_runbooks(cluster: Cluster, config: Path, *, node: str, state_dir: Path) -> Runbooks:
     return Runbooks(
-        runbook_runner(cluster, config, user=f"agent {node}", state_dir=state_dir),
+        runbook_runner(cluster, config, user=f"{AGENT_USER}{node}", state_dir=state_dir),
         load_checked,
         RunLock(state_dir, cluster.name).holder,
     )
