@@ -136,6 +136,9 @@ def test_partition_with_the_witness_on_bs_side_no_split_brain_and_a_fences(
           f" {b_lease_s} s; guest at B: {at_b if at_b is not None else 'never'}")  # fmt: skip
     E2E_FIGURES["partition"] = {"a_off_s": a_off, "b_lease_s": b_lease_s, "b_runs_s": at_b}
     assert a_off <= b_lease_s, f"A ran on {a_off - b_lease_s:.1f} s into B's lease"
+    # and B took over during the partition: A answers (its daemons are reached through
+    # the shared filesystem) but runs nothing, so the witness's grant confirms it fenced
+    assert at_b is not None, "B never ran the guest during the partition"
     e2e.lab("fault", "heal")
 
 
