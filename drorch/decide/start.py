@@ -9,7 +9,7 @@ Pacemaker starts a resource whose target role is Started once the cluster has qu
 again; drorch's agent does the same, under the witness:
 
 - only with `agent.failover: automatic`, outside maintenance mode, with quorum, the peer
-  seen, the witness answering with nobody holding the lease, no drorch run holding the
+  seen, the witness answering with no other site holding the lease, no run holding the
   cluster, and every local replica secondary, UpToDate and connected to a secondary,
   UpToDate peer (so neither copy is newer), and nothing running here;
 - after the cluster has looked like that for `takeover_wait` at the configured primary
@@ -180,8 +180,10 @@ def decide_start(v: StartView, *, takeover_wait: float, mode: FailoverMode) -> T
         return none("no quorum here")
     if not v.witness_reachable:
         return none("the witness does not answer: nobody can take a grant to start it")
-    if v.lease_holder is not None:
+    if v.lease_holder not in (None, v.site):
         return none(f"site {v.lease_holder} holds the lease: it runs or starts the cluster")
+    # this site as the holder (a restarted witness names its recorded holder during its
+    # grace) does not stop it: only this site can then take the grant
     wait = takeover_wait if v.preferred else 2 * takeover_wait
     idle_for = v.now - v.idle_since
     where = "the configured primary site" if v.preferred else "not the configured primary site"

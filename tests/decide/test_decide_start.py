@@ -191,6 +191,8 @@ AUTO = FailoverMode.AUTOMATIC
             TakeoverAction.NONE,
             "site B holds the lease: it runs or starts the cluster",
         ),
+        # a restarted witness names this site as its recorded holder during its grace
+        ({"lease_holder": "A"}, TakeoverAction.RUN, "starting the cluster at site A"),
         ({"start_running": True}, TakeoverAction.RUNNING, "the cluster-start runbook is running"),
         (
             {"start_failed": "plan-blocked"},
