@@ -83,9 +83,13 @@ class ClusterStart:
             start_running=running,
             start_failed=failed,
         )
+        last = self.decision
         self.decision = decide_start(
             view, takeover_wait=self.cluster.quorum.takeover_wait, mode=self.cluster.agent.failover
         )
+        if why is not None and (last is None or last.action is not self.decision.action):
+            # each change while it runs nowhere, so a run that never starts says why
+            log.info("cluster start: %s: %s", self.decision.action.value, self.decision.reason)
         if self.decision.action is not TakeoverAction.RUN or self.job is not None:
             return []
         log.warning("cluster start: %s", self.decision.reason)

@@ -6,8 +6,11 @@ instant: exactly one site starts it, the configured primary site, after takeover
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from drorch.agent.jobs import Job
 from drorch.agent.loop import Agent
@@ -177,7 +180,8 @@ def test_the_other_site_starts_it_when_the_primary_site_does_not(tmp_path: Path)
     assert started is not None and 30.0 <= started < 32.0, started
 
 
-def test_manual_mode_only_reports_ready(tmp_path: Path) -> None:
+def test_manual_mode_only_reports_ready(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="drorch.agent")
     world = _world()
     agents = _agents(world, tmp_path, failover="manual")
     _fence_a_then_heal(world, agents)
@@ -186,6 +190,10 @@ def test_manual_mode_only_reports_ready(tmp_path: Path) -> None:
     a = agents["A"].last
     assert a is not None
     assert a.start["action"] == TakeoverAction.READY.value
+    # every change of the decision while the cluster runs nowhere is logged, once
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cluster start:")]
+    assert any(m.startswith("cluster start: wait: the cluster runs nowhere") for m in said), said
+    assert sum(m.startswith("cluster start: ready:") for m in said) == 2, said  # A and B
 
 
 def test_maintenance_keeps_it_stopped(tmp_path: Path) -> None:
