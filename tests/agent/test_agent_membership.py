@@ -103,16 +103,19 @@ def test_unpinned_certificate_refused(
     port = a.address[1]
     raw = socket.create_connection(("127.0.0.1", port), timeout=2)
     ctx = client_context(certs["evil"][0], certs["evil"][1], certs["a1"][0])
-    conn: ssl.SSLSocket | None = None
+    # wrapped without the handshake, so the SSLSocket (which takes over raw's fd) exists
+    # and is closed below even when the handshake fails; a failing wrap_socket() would
+    # leave it to the garbage collector (a ResourceWarning at a random later moment)
+    conn = ctx.wrap_socket(raw, do_handshake_on_connect=False)
     try:
         with pytest.raises((ssl.SSLError, OSError)):
-            conn = ctx.wrap_socket(raw)
+            conn.do_handshake()
             conn.sendall(encode_object({"type": "hb", "cluster": "c", "node": "b1", "seq": 10**9}))
             # TLS 1.3: the server's refusal of our certificate shows on the first read
             assert conn.recv(1) == b""
             raise OSError("closed without a word")
     finally:
-        (conn or raw).close()
+        conn.close()
     assert "evil" not in a.table.members()
 
 

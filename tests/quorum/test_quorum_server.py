@@ -102,9 +102,12 @@ def test_tls12_is_refused(witness: InProcessWitness) -> None:
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(witness.pki.cert("c1-a"), witness.pki.key("c1-a"))
     raw = socket.create_connection(("127.0.0.1", witness.port), timeout=5)
-    with pytest.raises(ssl.SSLError, match=r"(?i)version"):
-        ctx.wrap_socket(raw)
-    raw.close()
+    conn = ctx.wrap_socket(raw, do_handshake_on_connect=False)  # closed even if refused
+    try:
+        with pytest.raises(ssl.SSLError, match=r"(?i)version"):
+            conn.do_handshake()
+    finally:
+        conn.close()
 
 
 def test_client_refuses_a_server_with_another_pin(witness: InProcessWitness, pki: Pki) -> None:
