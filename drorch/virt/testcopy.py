@@ -182,7 +182,7 @@ def libvirt_network(m: Manifest, runner: CommandRunner, node: str, uri: str, wor
     bridge reaches nothing but the copies), defined and started through `virsh`."""
     name = netns_name(m.run_id)
     m.add(Trace("libvirt-net", node, name, {"uri": uri}))
-    if _run(runner, ["virsh", "-c", uri, "net-list", "--all", "--name"]).split().count(name):
+    if name in _networks(runner, uri):
         return name  # a resumed run
     xml = work / "network.xml"
     bridge = f"drb{hashlib.sha256(m.run_id.encode()).hexdigest()[:8]}"
@@ -195,6 +195,11 @@ def libvirt_network(m: Manifest, runner: CommandRunner, node: str, uri: str, wor
     _run(runner, ["virsh", "-c", uri, "net-define", str(xml)])
     _run(runner, ["virsh", "-c", uri, "net-start", name])
     return name
+
+
+def _networks(runner: CommandRunner, uri: str) -> list[str]:
+    """The libvirt networks defined at `uri`, active or not."""
+    return _run(runner, ["virsh", "-c", uri, "net-list", "--all", "--name"]).split()
 
 
 def routes(runner: CommandRunner, name: str) -> list[str]:
@@ -276,7 +281,7 @@ def _remove(t: Trace, runner: CommandRunner) -> str:
         return "removed"
     if t.kind == "libvirt-net":
         uri = t.extra.get("uri", "")
-        if t.name not in _run(runner, ["virsh", "-c", uri, "net-list", "--all", "--name"]).split():
+        if t.name not in _networks(runner, uri):
             return "absent"
         runner.run(["virsh", "-c", uri, "net-destroy", t.name], timeout=30)
         _run(runner, ["virsh", "-c", uri, "net-undefine", t.name], timeout=30)
