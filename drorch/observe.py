@@ -7,7 +7,9 @@ its observations succeeded) instead of aborting the whole picture.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from drorch.decide.snapshot import ReplicaView, SavedXMLView, Snapshot, WitnessView
 from drorch.environment import Environment
@@ -137,6 +139,26 @@ def _idle_sites(
     return idle
 
 
+def ledger_fields(extra: Mapping[str, object]) -> dict[str, Any]:
+    """A pyrepl replica's unshipped ledger (pyrepl/unshipped.py) as ReplicaView fields;
+    other drivers have none."""
+    out: dict[str, Any] = {}
+    u, d = extra.get("unshipped"), extra.get("discarded")
+    if isinstance(u, dict):
+        out["unshipped_writes"] = int(u.get("writes") or 0)
+        out["unshipped_first"] = str(u.get("first") or "")
+    if isinstance(d, dict):
+        from datetime import datetime
+
+        try:
+            out["discarded_at"] = datetime.fromisoformat(str(d.get("discarded_at"))).timestamp()
+        except ValueError:
+            return out
+        out["discarded_writes"] = int(d.get("writes") or 0)
+        out["discarded_window"] = f"{d.get('first')} to {d.get('last')}"
+    return out
+
+
 def observe(cluster: Cluster, env: Environment) -> Observation:
     node_site = {n.name: s.name for s in cluster.sites for n in s.nodes}
     unobserved: list[str] = []
@@ -170,6 +192,7 @@ def observe(cluster: Cluster, env: Environment) -> Observation:
                 lag_bytes=st.lag_bytes,
                 epoch=st.epoch,
                 mode=st.mode,
+                **ledger_fields(st.extra),
             )
     vm_states: dict[tuple[str, str], str] = {}
     for site_model in cluster.sites:

@@ -97,6 +97,7 @@ class Rejoin:
         self.rows: dict[str, dict[str, object]] = {}
         self.views: list[ReplicaView] = []  # this cycle's, for drorch.agent.restart
         self.done: list[str] = []  # every action finished, in order (status, tests)
+        self._discards: dict[str, object] = {}  # volume -> the discard record last logged
 
     def cycle(
         self,
@@ -133,6 +134,7 @@ class Rejoin:
                 takeover_running=takeover_running,
             )
             rows[volume] = _row(view, st, step)
+            self._log_discard(volume, st)
             if not act or busy or step.action in (RejoinAction.NONE, RejoinAction.BLOCKED):
                 continue
             last = self._last.get(volume)
@@ -146,6 +148,23 @@ class Rejoin:
             log.info("rejoin: %s %s: %s", step.action.value, volume, step.reason)
         self.rows = rows
         return started
+
+    def _log_discard(self, volume: str, st: ReplicationStatus | None) -> None:
+        """Log, once, each time a replica here discarded writes only it had (it was
+        resynced from the peer after a failover): the exact RPO the failover cost."""
+        d = st.extra.get("discarded") if st is not None else None
+        if not isinstance(d, dict) or self._discards.get(volume) == d.get("discarded_at"):
+            return
+        first_sight = volume not in self._discards
+        self._discards[volume] = d.get("discarded_at")
+        if first_sight and st is not None and not _fresh(d, self.clock.now()):
+            return  # an old record, logged by an earlier agent run
+        log.warning(
+            "rejoin: %s at %s discarded %s write(s) (%s bytes) acknowledged here from %s to %s"
+            " that %s never received: the failover's RPO",
+            volume, self.site, d.get("writes"), d.get("bytes"), d.get("first"), d.get("last"),
+            self.peer,
+        )  # fmt: skip
 
 
 def _work(rep: Replicator, step: RejoinStep) -> Callable[[], tuple[bool, str]]:
@@ -170,6 +189,16 @@ def _work(rep: Replicator, step: RejoinStep) -> Callable[[], tuple[bool, str]]:
     return work
 
 
+def _fresh(record: dict[str, object], now: float, within: float = 600.0) -> bool:
+    from datetime import datetime
+
+    try:
+        at = datetime.fromisoformat(str(record.get("discarded_at"))).timestamp()
+    except ValueError:
+        return False
+    return now - at < within
+
+
 def _row(view: ReplicaView, st: ReplicationStatus | None, step: RejoinStep) -> dict[str, object]:
     row: dict[str, object] = {
         "role": view.role,
@@ -182,6 +211,9 @@ def _row(view: ReplicaView, st: ReplicationStatus | None, step: RejoinStep) -> d
         "reason": step.reason,
     }
     if st is not None:
+        for key in ("unshipped", "discarded"):  # pyrepl's ledger (writes only one side has)
+            if st.extra.get(key):
+                row[key] = st.extra[key]
         resync = st.extra.get("resync")
         if isinstance(resync, dict):
             row["resync"] = {k: resync.get(k) for k in ("total_bytes", "done_bytes", "finished")}

@@ -134,6 +134,24 @@ def kill_site(lab_name: str, prefix: str, subnet: str, site: str) -> None:
         _done(the_lab.faults.kill_place(site))
 
 
+@fault.command("restore")
+@lab_options
+def restore_cmd(lab_name: str, prefix: str, subnet: str) -> None:
+    """Power back on: start every daemon that is down (a killed site's libvirtd,
+    replication daemons and agent; a killed witness), never a guest: where a guest runs
+    after a fault is the agents' business. Partitions stay (`heal` lifts them)."""
+    from drorch.lab.stack import LabStack, StackError
+
+    with lab_instance(lab_name, prefix, subnet) as the_lab:
+        if not the_lab.network.is_up():
+            raise click.ClickException(f"lab {lab_name} is not up: run `drorch lab up` first")
+        try:
+            LabStack(the_lab).restore()
+        except (StackError, OSError, TimeoutError) as exc:
+            raise click.ClickException(f"restore: {exc}") from None
+        _done(the_lab.faults.events.record("restore", "all", "daemons back"))
+
+
 @fault.command("kill-witness")
 @lab_options
 def kill_witness(lab_name: str, prefix: str, subnet: str) -> None:

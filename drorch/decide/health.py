@@ -169,10 +169,16 @@ def replication_health(s: Snapshot) -> Iterator[HealthReport]:
             if r is None:
                 continue
             if r.connection not in ("Connected", "SyncSource", "SyncTarget"):
+                alone = (
+                    f"; {r.unshipped_writes} write(s) since {r.unshipped_first} are only"
+                    " here (lost if this site is lost now)"
+                    if r.unshipped_writes
+                    else ""
+                )
                 yield _warn(
                     "replication-not-connected",
                     f"volume {vol.name} at {site.name} is {r.connection} (disk {r.disk}):"
-                    " writes are not replicated",
+                    f" writes are not replicated{alone}",
                     f"reconnect it (`drorch repl connect`); if it says split brain, resolve it"
                     f" (`drorch repl resolve --volume {vol.name}`)",
                 )
@@ -183,6 +189,27 @@ def replication_health(s: Snapshot) -> Iterator[HealthReport]:
                     f" {r.out_of_sync_bytes} bytes out of sync and {r.lag_bytes} bytes of lag",
                     "wait for the resync before any planned switch",
                 )
+
+
+DISCARD_REPORTED_FOR = 24 * 3600.0  # seconds a discard stays a warning in status
+
+
+def writes_discarded(s: Snapshot) -> Iterator[HealthReport]:
+    """A replica resynced from its peer after a failover discarded the writes only it had
+    (pyrepl's unshipped ledger): the failover's real RPO, reported for a day."""
+    for (volume, site), r in sorted(s.replicas.items()):
+        if not r.discarded_writes or r.discarded_at is None:
+            continue
+        if s.now and s.now - r.discarded_at > DISCARD_REPORTED_FOR:
+            continue
+        yield _warn(
+            "writes-discarded",
+            f"volume {volume} at {site} discarded {r.discarded_writes} write(s) it had"
+            f" acknowledged ({r.discarded_window}) when it was resynced from its peer:"
+            " the failover lost them",
+            "check the applications on this volume for that window (e.g. replay from"
+            " their own logs); the warning clears a day after the discard",
+        )
 
 
 def witness_health(s: Snapshot) -> Iterator[HealthReport]:
@@ -297,6 +324,7 @@ CHECKS: tuple[Callable[[Snapshot], Iterator[HealthReport]], ...] = (
     volume_away_from_vm,
     vm_down,
     replication_health,
+    writes_discarded,
     witness_health,
     saved_xml_health,
 )

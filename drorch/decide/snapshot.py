@@ -34,6 +34,14 @@ class ReplicaView:
     lag_bytes: int = 0
     epoch: int = 0
     mode: str = ""  # sync | async as the replica runs now ("" unknown: the model's)
+    # writes only this replica has (a primary not shipping), and since when (ISO time)
+    unshipped_writes: int = 0
+    unshipped_first: str = ""
+    # the writes this replica discarded when it was last resynced from its peer (after a
+    # failover: what it cost), when (epoch seconds) and the window they were written in
+    discarded_writes: int = 0
+    discarded_at: float | None = None
+    discarded_window: str = ""
 
     @property
     def in_sync(self) -> bool:

@@ -118,7 +118,9 @@ class LabStack:
         self.lab.up()
         self.lab.wan.ensure()
         self._quorumd()
-        self._volumes(load_cluster(self.files.cluster))
+        # not waiting for the pairs to connect: a killed primary that wrote alone comes
+        # back split-brained, and it is the agents' rejoin that discards and reconnects
+        self._volumes(load_cluster(self.files.cluster), connect_wait=0)
         self._agents()
 
     def _certs(self) -> str:
@@ -148,7 +150,7 @@ class LabStack:
         pid = self._spawn("quorumd", argv, witness.netns, "quorumd")
         self._say(f"witness: quorumd pid {pid} in {witness.netns}")
 
-    def _volumes(self, cluster: Any) -> None:
+    def _volumes(self, cluster: Any, connect_wait: float = 30.0) -> None:
         from drorch.environment import Environment
         from drorch.replication.base import ReplicationError
         from drorch.replication.bringup import replicas_up
@@ -186,7 +188,9 @@ class LabStack:
             # day 0 only for a volume that never ran; later, roles are left as they are
             first = self.layout.site_names[0] if fresh[volume.name] else None
             try:
-                result = replicas_up(cluster, env, [volume.name], initial_primary=first)
+                result = replicas_up(
+                    cluster, env, [volume.name], initial_primary=first, connect_wait=connect_wait
+                )
             except ReplicationError as exc:
                 raise StackError(f"{volume.name}: {exc}") from None
             rows += result.rows

@@ -110,7 +110,7 @@ def replicas_up(
             out.rows.append(_row(volume.name, n.name, site, action, rep))
         if initial_primary is not None:
             _day0(volume, pair, initial_primary, accept_data_loss, env, connect_wait, out)
-        if len(pair) == 2:
+        if len(pair) == 2 and connect_wait > 0:  # 0: do not wait (the agents' rejoin connects)
             _wait_connected(volume, pair, env, connect_wait, out)
         for row in out.rows:  # show the state the pair settled in, not the first glance
             found = next((r for _, n, r in pair if n.name == row.node), None)

@@ -183,3 +183,32 @@ def test_the_lease_holder_against_where_the_volumes_are_primary(
     assert [(r.code, r.severity) for r in reports] == ([] if code is None else [(code, severity)])
     if code == "quorum-elsewhere":
         assert "held by B while the volumes are primary at A" in reports[0].message
+
+
+def test_writes_only_at_a_disconnected_primary_are_named() -> None:
+    from dataclasses import replace
+
+    alone = replace(replica("dbdata", "A", "primary", conn="StandAlone"),
+                    unshipped_writes=12, unshipped_first="2026-12-04T21:00:00+00:00")  # fmt: skip
+    reports = check_health(_with(replicas={("dbdata", "A"): alone}))
+    (r,) = [r for r in reports if r.code == "replication-not-connected" and "at A" in r.message]
+    assert r.message.endswith(
+        "12 write(s) since 2026-12-04T21:00:00+00:00 are only here (lost if this site is lost now)"
+    )
+
+
+def test_writes_discarded_by_a_rejoin_are_a_warning_for_a_day() -> None:
+    from dataclasses import replace
+
+    rejoined = replace(replica("dbdata", "A", "secondary"), discarded_writes=7,
+                       discarded_at=1000.0, discarded_window="t1 to t2")  # fmt: skip
+    for now, expect in ((1000.0 + 3600, 1), (1000.0 + 25 * 3600, 0)):
+        snap = _with(replicas={("dbdata", "A"): rejoined}, now=now)
+        found = [r for r in check_health(snap) if r.code == "writes-discarded"]
+        assert len(found) == expect, found
+        if found:
+            assert found[0].message == (
+                "volume dbdata at A discarded 7 write(s) it had acknowledged (t1 to t2) when"
+                " it was resynced from its peer: the failover lost them"
+            )
+            assert exit_code(tuple(found)) == 1

@@ -163,6 +163,23 @@ class E2ELab:
         at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").astimezone()
         return at.timestamp() + int(m.group(2)) / 1000
 
+    def wait_discarded(self, site: str, timeout: float) -> dict[str, Any]:
+        """The `discarded` record of the site's replica of vm1-disk (its unshipped
+        ledger, after a resync from the peer), once there is one."""
+        ctl = self.files.root / ".drorch-state" / "pyrepl" / f"vm1-disk@{NODES[site]}.ctl"
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                last = ControlClient(ctl, timeout=2).call("status")
+                d = last["extra"].get("discarded")
+                if d:
+                    return dict(d)
+            except (ControlUnreachable, OSError, KeyError, TypeError):
+                pass
+            time.sleep(1.0)
+        raise AssertionError(f"{site}'s replica discarded nothing in {timeout:g} s: {last}")
+
     def agent_log_size(self, site: str) -> int:
         return size(self.files.log(f"agent-{site}"))
 

@@ -50,6 +50,7 @@ from drorch.replication.pyrepl.progress import ResyncProgress
 from drorch.replication.pyrepl.session import PeerSession
 from drorch.replication.pyrepl.shipping import ShippingState
 from drorch.replication.pyrepl.storage import Backing
+from drorch.replication.pyrepl.unshipped import Ledger
 from drorch.replication.pyrepl.verify import Verifier
 from drorch.replication.pyrepl.wire import FrameType
 
@@ -143,6 +144,7 @@ class Engine:
         self.nbd_uri: str | None = None
         # connected-state bookkeeping (see session.py)
         self.ship = ShippingState()  # activity bits, frames in flight, resync work list
+        self.ledger = Ledger(config.ledger_file)  # writes the peer does not have (unshipped.py)
         self.progress: ResyncProgress | None = None
         self.stats = {"bytes_sent": 0, "resync_bytes_sent": 0, "frames_received": 0, "writes": 0}
         self.verifier = Verifier(self)
@@ -316,6 +318,7 @@ class Engine:
             return
         self.session = None
         in_flight, settled = self.ship.lost()
+        self._count_lost_frames(session)
         for region in in_flight:
             self.bitmap.set_region(region)
         for region in settled:
@@ -327,6 +330,20 @@ class Engine:
         mode_drain.link_lost(self)
         freeze.begin(self, f"replication link lost: {reason}")
         self.cond.notify_all()
+
+    def _count_lost_frames(self, session: PeerSession) -> None:
+        """Data frames the peer never acknowledged: the ledger counts them (durably now:
+        the writes may already be acknowledged to the client, async)."""
+        frames = [f for f in session.inflight if f.writes and not f.resync_bytes]
+        if not frames or self.role != Role.PRIMARY:
+            return
+        now, mono = self.clock.now(), self.clock.monotonic()
+        first = now - (mono - frames[0].queued_at)
+        self.ledger.note_lost_frames(len(frames), sum(f.lag_bytes for f in frames), first, now)
+        try:
+            self.ledger.persist()
+        except OSError as exc:  # bookkeeping: never turn a link loss into a crash
+            log.warning("%s: cannot persist the unshipped ledger: %s", self.meta.name, exc)
 
     # ---------------------------------------------------------------- status
     def connection(self) -> ConnState:

@@ -48,5 +48,9 @@ class EngineConfig:
         return self.meta_file.with_name(self.meta_file.name + ".bitmap")
 
     @property
+    def ledger_file(self) -> Path:
+        return self.meta_file.with_name(self.meta_file.name + ".unshipped")
+
+    @property
     def activity_file(self) -> Path:
         return self.meta_file.with_name(self.meta_file.name + ".al")

@@ -286,12 +286,22 @@ class Receiver:
         eng.backing.sync()
         with eng.lock:
             source = Generation.from_dict(body["generation"])
+            discarded_generation = eng.meta.generation.current
             eng.save(
                 disk=DiskState.UP_TO_DATE,
                 generation=eng.meta.generation.adopt(source),
                 discard_local=False,
             )
             eng.bitmap.clear_all()
+            lost = eng.ledger.discard(eng.clock.now(), discarded_generation)
+            if lost is not None:
+                log.warning(
+                    "%s: discarded %d write(s) (%d bytes) this side acknowledged between %s"
+                    " and %s that the peer never received: resynced from the peer",
+                    eng.meta.name, lost.tally.writes, lost.tally.bytes,
+                    eng.ledger.status()["discarded"]["first"],
+                    eng.ledger.status()["discarded"]["last"],
+                )  # fmt: skip
             if eng.progress is not None:
                 eng.progress.done_bytes = eng.progress.total_bytes
                 eng.progress.finished = eng.clock.monotonic()

@@ -119,6 +119,7 @@ def _ship_regions(engine: Engine, session: PeerSession) -> None:
 
         def finished() -> None:
             engine.save(generation=engine.meta.generation.resync_finished())
+            engine.ledger.peer_has_all()
             session.state = ConnState.CONNECTED
             session.update_peer(disk=DiskState.UP_TO_DATE, generation=generation)
             if engine.progress is not None:

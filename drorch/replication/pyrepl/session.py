@@ -50,6 +50,7 @@ class InFlight:
     resync_bytes: int = 0
     on_ack: Callable[[], None] | None = None
     queued_at: float = 0.0
+    writes: int = 0  # a client's write (DATA, ZERO): the unshipped ledger counts it if lost
 
 
 def send_buffers(sock: Stream, buffers: Sequence[Buffer]) -> int:
@@ -184,13 +185,15 @@ class PeerSession:
         head = wire.header(FrameType.DATA, seq=seq, offset=offset, length=n, flags=flags)
         regions = self.engine.bitmap.span(offset, n)
         # a durable (sync) write is drained by its writer at once: no sender wake-up
-        return self._enqueue((head, data), InFlight(seq, n, regions), wake=not durable)
+        item = InFlight(seq, n, regions, writes=1)
+        return self._enqueue((head, data), item, wake=not durable)
 
     def enqueue_zero(self, offset: int, count: int, *, durable: bool) -> int:
         seq = self._seq()
         flags = wire.FLAG_DURABLE if durable else 0
         frame = wire.zero_frame(FrameType.ZERO, seq=seq, offset=offset, count=count, flags=flags)
-        return self._enqueue((frame,), InFlight(seq, 0, self.engine.bitmap.span(offset, count)))
+        span = self.engine.bitmap.span(offset, count)
+        return self._enqueue((frame,), InFlight(seq, 0, span, writes=1))
 
     def enqueue_flush(self) -> int:
         seq = self._seq()

@@ -38,6 +38,7 @@ def engine_status(engine: Engine) -> ReplicationStatus:
             "outdated_since": iso_time(engine.meta.outdated_since),
             "two_primaries": dual.status(engine),
             **modeswitch.status(engine),
+            **engine.ledger.status(),
         }
         return ReplicationStatus(
             name=engine.meta.name,

@@ -63,6 +63,7 @@ def not_shipped(engine: Engine, offset: int, length: int) -> None:
         )
     regions = engine.bitmap.span(offset, length)
     engine.bitmap.mark(offset, length)
+    engine.ledger.note(length, engine.clock.now())
     s = engine.session
     engine.ship.not_shipped(regions, ahead=s is not None and s.ahead)
 
@@ -186,6 +187,9 @@ def finish_write(
         session.drain()  # ship it now, then make it durable here meanwhile
     if replicated_sync or fua:
         engine.backing.sync()
+    if fua and session is None:
+        with engine.cond:
+            engine.ledger.persist()  # the write counted as unshipped, durably, before the ack
     if replicated_sync:
         assert session is not None
         session.when_acked(seq, done, fail)
@@ -233,6 +237,8 @@ def flush(engine: Engine) -> None:
         session.drain()
     engine.bitmap.sync()
     engine.backing.sync()
+    with engine.cond:
+        engine.ledger.persist()  # what the peer lacks is counted durably before the ack
     if session is not None and seq and sync:
         session.wait_acked(seq)  # sync: durable on the peer too; async: local only
         with engine.cond:

@@ -116,6 +116,8 @@ def assess(
             (
                 f"{volume}: {st.mode} replication: the writes the old primary acknowledged"
                 " after its last shipment here are lost; how many is unknown at promotion"
+                " (the old primary counts them: it reports the exact number when it"
+                " rejoins, `drorch status` writes-discarded)"
             ),
         )
     else:
