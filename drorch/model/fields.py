@@ -125,7 +125,9 @@ class Fields:
         self.ok = loc.value is None or expect_mapping(loc, what, ctx)
         self.values: dict[str, Located] = loc.value if isinstance(loc.value, dict) else {}
         self.allowed: list[str] = []
-        ctx.where.record(path, loc.position)
+        # Where.record, bound once: a Fields reads each of its keys through it
+        self.record: Callable[[Path, Position], object] = ctx.where.positions.setdefault
+        self.record(path, loc.position)
 
     def key_pos(self, key: str) -> Position:
         return self.loc.key_positions.get(key, self.loc.position)
@@ -138,7 +140,7 @@ class Fields:
             if required and self.ok:
                 self.ctx.error("missing-key", f"{self.what} needs {key!r}", self.loc.position)
             return None
-        self.ctx.where.record((*self.path, key), loc.position)
+        self.record((*self.path, key), loc.position)
         return loc
 
     def _convert(
@@ -148,9 +150,14 @@ class Fields:
         required: bool,
         convert: Callable[[Located], Any],
     ) -> Any:
-        loc = self.node(key, required=required)
+        # node(), inlined: this runs for every key of every mapping in the file
+        self.allowed.append(key)
+        loc = self.values.get(key)
         if loc is None:
+            if required and self.ok:
+                self.ctx.error("missing-key", f"{self.what} needs {key!r}", self.loc.position)
             return default
+        self.record((*self.path, key), loc.position)
         try:
             return convert(loc)
         except _Bad as bad:
@@ -192,7 +199,7 @@ class Fields:
             return ()
         out: list[str] = []
         for i, item in enumerate(expect_list(loc, f"{self.what}.{key}", self.ctx)):
-            self.ctx.where.record((*self.path, key, i), item.position)
+            self.record((*self.path, key, i), item.position)
             try:
                 out.append(_as_name(item))
             except _Bad as bad:
@@ -206,7 +213,7 @@ class Fields:
             return {}
         out: dict[str, str] = {}
         for k, v in loc.value.items():
-            self.ctx.where.record((*self.path, key, k), loc.key_positions.get(k, v.position))
+            self.record((*self.path, key, k), loc.key_positions.get(k, v.position))
             try:
                 out[k] = _as_str(v)
             except _Bad as bad:
@@ -238,6 +245,9 @@ class _Bad(ValueError):
 
 
 def _as_str(loc: Located) -> str:
+    v = loc.value
+    if type(v) is str and v.strip():  # the common case, without plain()
+        return v
     v = loc.plain()
     if isinstance(v, str) and v.strip():
         return v
@@ -247,6 +257,9 @@ def _as_str(loc: Located) -> str:
 
 
 def _as_name(loc: Located) -> str:
+    v = loc.value
+    if type(v) is str and NAME_RE.match(v):  # the common case, without plain()
+        return v
     v = loc.plain()
     if isinstance(v, int) and not isinstance(v, bool):
         v = str(v)
@@ -261,6 +274,9 @@ def _as_name(loc: Located) -> str:
 
 
 def _as_bool(loc: Located) -> bool:
+    v = loc.value
+    if type(v) is bool:
+        return v
     v = loc.plain()
     if isinstance(v, bool):
         return v

@@ -40,8 +40,8 @@ def _finish(cluster: Cluster | None, reports: list[ReportItem]) -> tuple[Cluster
 
 def load_cluster_with_warnings(path: str | Path) -> tuple[Cluster, list[ReportItem]]:
     """The validated model and its warnings; ConfigError (errors and warnings) otherwise."""
-    root = load_located(path)
-    return _finish(*check_located(root, str(path)))
+    with gc_paused():  # one pause for the tree's building and checking (see gc_paused)
+        return _finish(*check_located(load_located(path), str(path)))
 
 
 def load_cluster(path: str | Path) -> Cluster:
@@ -51,4 +51,5 @@ def load_cluster(path: str | Path) -> Cluster:
 
 def parse_cluster_text(text: str, file: str = "<string>") -> tuple[Cluster, list[ReportItem]]:
     """Like load_cluster_with_warnings, for YAML already in memory (tests, stdin)."""
-    return _finish(*check_located(parse_located(text, file), file))
+    with gc_paused():
+        return _finish(*check_located(parse_located(text, file), file))

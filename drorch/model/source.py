@@ -8,7 +8,6 @@ the exact node. Duplicate keys are reported (PyYAML silently keeps the last one)
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from drorch.model.config_file import offset_position, read_config_text
+from drorch.model.flow_nesting import MAX_DEPTH, flow_depth
 from drorch.model.reports import ConfigError, Position, ReportItem
 
 
@@ -40,38 +40,6 @@ class Located:
 
 
 MAX_NODES = 1_000_000  # values after alias expansion (a billion laughs is 10^9)
-MAX_DEPTH = 64  # nesting of mappings and sequences
-
-
-_FLOW_CHARS = re.compile(r"[\[\]{}\"'#\n]")
-
-
-def _flow_depth(text: str) -> tuple[int, int]:
-    """The deepest `[`/`{` nesting outside quotes and comments, and where it first got
-    too deep (offset, else -1), before the YAML parser (which recurses) ever sees it.
-    Visits only the characters that matter, so it costs little on a large file."""
-    depth = deepest = 0
-    quote = ""
-    comment = False
-    for m in _FLOW_CHARS.finditer(text):
-        ch = m.group()
-        if comment:
-            comment = ch != "\n"
-        elif quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#":
-            comment = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return depth, m.start()
-            deepest = max(deepest, depth)
-        elif ch in "]}" and depth:
-            depth -= 1
-    return deepest, -1
 
 
 @contextmanager
@@ -144,63 +112,91 @@ class _Builder:
             return self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             raise self.error("yaml", exc.problem or str(exc), ev.start_mark) from None
-        except (ValueError, TypeError, OverflowError) as exc:  # `!!int x`, `!!float []`
+        except (ValueError, TypeError, OverflowError, IndexError) as exc:  # `!!int x`, `!!int ''`
             raise self.error(
                 "yaml", f"{ev.value!r} is not a valid {tag}: {exc}", ev.start_mark
             ) from None
 
     def build(self, loader: Any) -> Located | None:
+        """One loop over the events. The open collection's state lives in locals (the
+        outer ones wait on `stack`), and positions are made with `tuple.__new__`: this
+        loop runs once per event, so each attribute look-up and call in it counts."""
         file = self.file
         get = loader.get_event
+        plain = self.plain
+        anchors = self.anchors
+        new_tuple, position = tuple.__new__, Position
         scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
         mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
         collection_end = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-        # a frame: [Located, size, anchor, start mark, pending key (mappings), key position,
-        #           its container, whether a list, its key positions]
-        stack: list[list[Any]] = []
+        missing = _MISSING
+        # the open collection: its Located, its list or dict and key positions, whether a
+        # list, the pending key and its position (mappings), the values it stands for,
+        # its anchor and start mark; `stack` holds the same for each enclosing one
+        here: Located | None = None
+        items: Any = None
+        keys: dict[str, Position] = {}
+        is_list = False
+        key: Any = missing
+        key_pos: Position | None = None
+        count = 0
+        anchor: str | None = None
+        start: Any = None
+        stack: list[tuple[Any, ...]] = []
+        depth = 0  # len(stack): the collections open
         root: Located | None = None
         documents = 0
-        plain = self.plain
         while True:
             ev = get()
             kind = type(ev)
-            if kind is scalar_event or kind is alias_event:
+            if kind is scalar_event:
                 mark = ev.start_mark
-                if kind is alias_event:
-                    known = self.anchors.get(ev.anchor)
-                    if known is None:
-                        raise self.error("yaml", f"found undefined alias {ev.anchor!r}", mark)
-                    child, size = known
-                else:
-                    if len(stack) > MAX_DEPTH:
-                        raise self._too_deep(mark)
-                    value = _MISSING
-                    if ev.tag is None and ev.implicit[0]:  # plain: the cached resolution
-                        value = plain.get(ev.value, _MISSING)
-                    if value is _MISSING:
-                        value = self.scalar(ev)
-                    child = Located(value, Position(file, mark.line + 1, mark.column + 1), {})
-                    size = 1
-                    if ev.anchor is not None:
-                        self.anchors[ev.anchor] = (child, size)
+                if depth > MAX_DEPTH:
+                    raise self._too_deep(mark)
+                value = missing
+                if ev.tag is None and ev.implicit[0]:  # plain: the cached resolution
+                    value = plain.get(ev.value, missing)
+                if value is missing:
+                    value = self.scalar(ev)
+                at = new_tuple(position, (file, mark.line + 1, mark.column + 1))
+                if (
+                    key is missing and not is_list and here is not None and type(value) is str
+                    and ev.anchor is None and value not in keys
+                ):  # fmt: skip
+                    count += 1  # a new key, as below, without making its node
+                    if count > MAX_NODES:
+                        raise self._too_many(start)
+                    key, key_pos = value, at
+                    continue
+                child = Located(value, at, {})
+                size = 1
+                if ev.anchor is not None:
+                    anchors[ev.anchor] = (child, 1)
             elif kind is mapping_start or kind is sequence_start:
                 mark = ev.start_mark
-                if len(stack) > MAX_DEPTH:
+                if depth > MAX_DEPTH:
                     raise self._too_deep(mark)
-                pos = Position(file, mark.line + 1, mark.column + 1)
+                stack.append((here, items, keys, is_list, key, key_pos, count, anchor, start))
+                depth += 1
                 is_list = kind is sequence_start
-                empty: Any = [] if is_list else {}
-                keys: dict[str, Position] = {}
-                stack.append(
-                    [Located(empty, pos, keys), 1, ev.anchor, mark, _MISSING, None, empty,
-                     is_list, keys]
-                )  # fmt: skip
+                items = [] if is_list else {}
+                keys = {}
+                here = Located(
+                    items, new_tuple(position, (file, mark.line + 1, mark.column + 1)), keys
+                )
+                key, key_pos, count, anchor, start = missing, None, 1, ev.anchor, mark
                 continue
             elif kind in collection_end:
-                located, size, anchor = stack.pop()[:3]
+                child, size = here, count  # type: ignore[assignment]
                 if anchor is not None:
-                    self.anchors[anchor] = (located, size)
-                child = located
+                    anchors[anchor] = (child, size)
+                here, items, keys, is_list, key, key_pos, count, anchor, start = stack.pop()
+                depth -= 1
+            elif kind is alias_event:
+                known = anchors.get(ev.anchor)
+                if known is None:
+                    raise self.error("yaml", f"found undefined alias {ev.anchor!r}", ev.start_mark)
+                child, size = known
             elif kind is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
@@ -213,31 +209,25 @@ class _Builder:
                 return root
             else:  # stream start, document end
                 continue
-            if not stack:
+            if here is None:
                 root = child
                 continue
-            frame = stack[-1]
-            frame[1] += size
-            if frame[1] > MAX_NODES:
-                raise self.error(
-                    "alias-expansion",
-                    f"aliases expand this value to more than {MAX_NODES:,} values"
-                    " (a YAML bomb?); write the values out instead",
-                    frame[3],
-                )
-            if frame[7]:
-                frame[6].append(child)
-            elif frame[4] is _MISSING:  # a key: a new plain string (the common case) or _key
+            count += size
+            if count > MAX_NODES:
+                raise self._too_many(start)
+            if is_list:
+                items.append(child)
+            elif key is missing:  # a key: a new plain string (the common case) or _key
                 key = child.value
-                if type(key) is str and key not in frame[8]:
-                    frame[4], frame[5] = key, child.position
+                if type(key) is str and key not in keys:
+                    key_pos = child.position
                 else:
-                    frame[4], frame[5] = self._key(child, frame[6], frame[8])
+                    key, key_pos = self._key(child, items, keys)
             else:
-                if frame[4] is not None:
-                    frame[6][frame[4]] = child
-                    frame[8][frame[4]] = frame[5]
-                frame[4] = _MISSING
+                if key is not None:
+                    items[key] = child
+                    keys[key] = key_pos  # type: ignore[assignment]
+                key = missing
 
     def _key(
         self, key: Located, mapping: dict[str, Located], seen: dict[str, Position]
@@ -268,6 +258,14 @@ class _Builder:
             return None, pos
         return key.value, pos
 
+    def _too_many(self, mark: yaml.Mark) -> ConfigError:
+        return self.error(
+            "alias-expansion",
+            f"aliases expand this value to more than {MAX_NODES:,} values"
+            " (a YAML bomb?); write the values out instead",
+            mark,
+        )
+
     def _too_deep(self, mark: yaml.Mark) -> ConfigError:
         return self.error(
             "nesting-too-deep", f"values are nested more than {MAX_DEPTH} levels deep", mark
@@ -276,7 +274,7 @@ class _Builder:
 
 def parse_located(text: str, file: str) -> Located:
     """Parse YAML text; raise ConfigError(`yaml` code) with the position of a syntax error."""
-    _deepest, where = _flow_depth(text)  # libyaml reads flow collections ahead
+    _deepest, where = flow_depth(text)  # libyaml reads flow collections ahead
     if where >= 0:
         raise ConfigError(
             [
