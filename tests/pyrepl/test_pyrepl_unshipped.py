@@ -111,3 +111,28 @@ def test_an_unreadable_ledger_does_not_stop_a_start(cluster: Cluster) -> None:
     path.write_text("{not json")
     a = cluster.start("a", Role.PRIMARY, mode="async")
     assert a.status()["extra"]["unshipped"] is None
+
+
+def test_async_writes_in_flight_when_the_link_dies_are_counted(cluster: Cluster) -> None:
+    """Acknowledged at once (async), sent into a link that swallows them: when the link
+    is declared lost, each unacknowledged data frame is counted as only at A."""
+    from drorch.testing.tcp_proxy import TcpProxy
+
+    b = cluster.start("b", Role.SECONDARY, mode="async")
+    proxy = TcpProxy(("127.0.0.1", 0), b.listen, mode="drop").start()
+    try:
+        a = cluster.start(
+            "a", Role.PRIMARY, mode="async", peer=("127.0.0.1", proxy.port), peer_timeout=1.0
+        )
+        wait_until("initial sync", lambda: connected(a) and connected(b))
+        proxy.cut()  # a black hole: A notices only by its peer timeout
+        with a.client() as nbd:
+            for i in range(4):
+                nbd.write(i * REGION, b"f" * 4096)  # acknowledged: async, queued
+        assert a.status()["extra"]["unshipped"] is None  # still "travelling"
+        wait_until("A loses the peer", lambda: a.status()["connection"] != "Connected", 10)
+        st = a.status()["extra"]["unshipped"]
+        assert st is not None and st["writes"] == 4 and st["bytes"] == 4 * 4096, st
+        assert _ledger(cluster, "a")["open"]["writes"] == 4  # type: ignore[index]
+    finally:
+        proxy.close()
