@@ -91,7 +91,8 @@ def fence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
         sys.exit(EXIT_STALE_EPOCH if peer_holds else EXIT_UNSAFE)
     click.echo(
         f"{where}: the witness recorded durably that only site {site}'s copy of {volume} "
-        f"is current since epoch {answer.recorded}: the peer is Outdated"
+        f"is current since epoch {answer.recorded} (record {answer.serial}): the peer is "
+        "Outdated"
     )
     sys.exit(EXIT_RECORDED)
 
@@ -106,10 +107,19 @@ def fence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
 @click.option(
     "--timeout", default="5s", callback=duration, show_default=True, help="Witness deadline."
 )
-def unfence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
+@click.option(
+    "--record",
+    "serial",
+    type=click.IntRange(min=0),
+    envvar="DRORCH_OUTDATE_RECORD",
+    help="Clear only this write of the record (the serial fence-peer printed; the daemon "
+    "passes it in DRORCH_OUTDATE_RECORD). A record written again since stands.",
+)
+def unfence_peer(config: Path, volume: str, node: str, timeout: float, serial: int | None) -> None:
     """The peer resynced and is UpToDate: clear the witness's outdate record (`current`).
-    Exit 0 cleared; 3 this site does not hold the lease; 1 the witness cannot be asked."""
-    from drorch.quorum.client import NotHolder, QuorumError
+    Exit 0 cleared (or, with --record, left standing because a newer outdate re-wrote
+    it); 3 this site does not hold the lease; 1 the witness cannot be asked."""
+    from drorch.quorum.client import NotHolder, QuorumError, RecordChanged
     from drorch.quorum.fence import WitnessSetupError, record_current
 
     cluster = load_or_exit(config)
@@ -127,8 +137,11 @@ def unfence_peer(config: Path, volume: str, node: str, timeout: float) -> None:
     try:
         epoch = record_current(
             cluster.witness, cluster.name, site, node, volume, config.resolve().parent,
-            timeout=timeout,
+            timeout=timeout, serial=serial,
         )  # fmt: skip
+    except RecordChanged as exc:  # the peer was lost again: the newer record is right
+        click.echo(f"unfence-peer {volume}: the record stands: {exc}")
+        return
     except NotHolder as exc:
         click.echo(f"drorch: error: unfence-peer {volume}: {exc}", err=True)
         sys.exit(EXIT_UNSAFE)

@@ -50,6 +50,14 @@ def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> A
     show_default=True,
     help="Drop an NBD client that stalls this long in the middle of a request.",
 )
+@click.option(
+    "--nbd-idle-evict",
+    default="60s",
+    callback=duration,
+    show_default=True,
+    help="When every NBD slot is held, a client idle this long (nothing in flight) makes"
+    " room for a new one; never closed for being idle otherwise.",
+)
 @control_option
 @click.option("--meta", type=click.Path(path_type=Path), help="Metadata sidecar path.")
 @click.option("--region-size", default="64KiB", callback=byte_size, show_default=True)
@@ -128,6 +136,7 @@ def serve(**opts: Any) -> None:
             nbd_unix=opts["nbd_unix"],
             tls=tls,
             nbd_payload_timeout=opts["nbd_payload_timeout"],
+            nbd_idle_evict=opts["nbd_idle_evict"],
         )
         from drorch.replication.pyrepl.serve_checks import serve_problems
 

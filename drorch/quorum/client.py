@@ -17,6 +17,7 @@ from drorch.quorum.config import parse_listen
 from drorch.quorum.messages import (
     NOT_CURRENT,
     NOT_HOLDER,
+    RECORD_CHANGED,
     Cleared,
     Current,
     ErrorMessage,
@@ -75,6 +76,11 @@ class NotCurrent(QuorumRefused):
     """An `outdate` was refused: the witness records this site's own copy as outdated
     (send it with force only after a promotion forced with a data-loss acknowledgement).
     The session stays open."""
+
+
+class RecordChanged(QuorumRefused):
+    """A `current` naming a record serial was refused: a newer `outdate` re-wrote the
+    record since, and it stands (the peer was lost again). The session stays open."""
 
 
 class QuorumConnection:
@@ -194,6 +200,8 @@ class QuorumConnection:
             raise NotHolder(msg.code, msg.message)
         if isinstance(msg, ErrorMessage) and msg.code == NOT_CURRENT:
             raise NotCurrent(msg.code, msg.message)
+        if isinstance(msg, ErrorMessage) and msg.code == RECORD_CHANGED:
+            raise RecordChanged(msg.code, msg.message)
         if isinstance(msg, ErrorMessage):
             self.close()
             raise QuorumRefused(msg.code, msg.message)
@@ -241,15 +249,21 @@ class QuorumConnection:
         """Record, durably on the witness, that only this site's copy of `volume` is
         current (the peer's is outdated). Returns the epoch since which it is so.
         NotHolder if this site holds no live lease; QuorumUnavailable if no answer."""
+        return self.outdate_record(volume, force).epoch
+
+    def outdate_record(self, volume: str, force: bool = False) -> Outdated:
+        """`outdate`, answered with the record's epoch and serial (for `current`)."""
         self._send(encode(Outdate(volume, force)))
         reply = self._reply(Outdated, volume)
         assert isinstance(reply, Outdated)
-        return reply.epoch
+        return reply
 
-    def current(self, volume: str) -> int:
+    def current(self, volume: str, serial: int | None = None) -> int:
         """Clear the outdate record of `volume` (the peer is UpToDate again); returns the
-        cluster's epoch. NotHolder / QuorumUnavailable as for `outdate`."""
-        self._send(encode(Current(volume)))
+        cluster's epoch. With `serial` (what `outdate_record` answered), only that write
+        of the record is cleared: RecordChanged when a newer `outdate` re-wrote it.
+        NotHolder / QuorumUnavailable as for `outdate`."""
+        self._send(encode(Current(volume, serial)))
         reply = self._reply(Cleared, volume)
         assert isinstance(reply, Cleared)
         return reply.epoch

@@ -30,6 +30,7 @@ class OutdateAnswer:
     vote: Vote
     recorded: int | None = None
     refused: str | None = None
+    serial: int = 0  # the record's serial (`record_current` clears only this write)
 
 
 def connection(
@@ -86,7 +87,8 @@ def record_outdate(
         if not vote.granted:
             return OutdateAnswer(vote)
         try:
-            return OutdateAnswer(vote, recorded=conn.outdate(volume, force))
+            record = conn.outdate_record(volume, force)
+            return OutdateAnswer(vote, recorded=record.epoch, serial=record.serial)
         except (NotHolder, NotCurrent) as exc:  # lease lapsed meanwhile / own copy stale
             return OutdateAnswer(vote, refused=str(exc))
 
@@ -99,10 +101,12 @@ def record_current(
     volume: str,
     base_dir: Path,
     timeout: float = 5.0,
+    serial: int | None = None,
 ) -> int:
-    """Clear the record of `volume` (its peer is UpToDate again); the cluster's epoch."""
+    """Clear the record of `volume` (its peer is UpToDate again); the cluster's epoch.
+    With `serial`: only that write of the record (RecordChanged if re-written since)."""
     with connection(witness, cluster, site, node, base_dir, timeout) as conn:
-        return conn.current(volume)
+        return conn.current(volume, serial)
 
 
 __all__ = [

@@ -18,7 +18,10 @@ VERSION_MISMATCH = "version"
 UNAUTHORIZED = "unauthorized"
 NOT_HOLDER = "not_holder"  # outdate/current from a site without a live lease: stays open
 NOT_CURRENT = "not_current"  # outdate from a site whose own copy is outdated: stays open
-REFUSALS = (NOT_HOLDER, NOT_CURRENT)  # error codes after which the session goes on
+# current naming a record serial the record no longer has (a newer outdate re-wrote it):
+# the record stands, the session stays open
+RECORD_CHANGED = "record_changed"
+REFUSALS = (NOT_HOLDER, NOT_CURRENT, RECORD_CHANGED)  # the session goes on after these
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +57,12 @@ class Outdate:
 
 @dataclass(frozen=True, slots=True)
 class Current:
-    """The holder clears the outdate record of `volume` (the peer is UpToDate again)."""
+    """The holder clears the outdate record of `volume` (the peer is UpToDate again).
+    With `serial` (compare-and-clear): only if the record is still the one that `outdate`
+    answered with that serial; else `record_changed` and the record stands."""
 
     volume: str
+    serial: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +89,13 @@ class Vote:
 
 @dataclass(frozen=True, slots=True)
 class Outdated:
-    """Answer to `outdate`: durable; only the holder's copy is current since `epoch`."""
+    """Answer to `outdate`: durable; only the holder's copy is current since `epoch`.
+    `serial` names this write of the record (every accepted `outdate` gets a new one,
+    a repeat too); `current` may name it to clear only this write (0: not said)."""
 
     volume: str
     epoch: int
+    serial: int = 0
 
 
 @dataclass(frozen=True, slots=True)

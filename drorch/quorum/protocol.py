@@ -53,8 +53,17 @@ _WIRE: dict[type, Any] = {
         "volume": m.volume,
         **({"force": True} if m.force else {}),
     },
-    Current: lambda m: {"type": "current", "volume": m.volume},
-    Outdated: lambda m: {"type": "outdated", "volume": m.volume, "epoch": m.epoch},
+    Current: lambda m: {
+        "type": "current",
+        "volume": m.volume,
+        **({"serial": m.serial} if m.serial is not None else {}),
+    },
+    Outdated: lambda m: {
+        "type": "outdated",
+        "volume": m.volume,
+        "epoch": m.epoch,
+        "serial": m.serial,
+    },
     Cleared: lambda m: {"type": "cleared", "volume": m.volume, "epoch": m.epoch},
     Welcome: lambda m: {
         "type": "welcome",
@@ -236,7 +245,10 @@ def client_message(obj: dict[str, Any]) -> ClientMessage:
             raise FrameError("outdate: field 'force' must be bool")
         return Outdate(_name(obj, "volume"), force)
     if kind == "current":
-        return Current(_name(obj, "volume"))
+        serial = obj.get("serial")
+        if serial is not None and (type(serial) is not int or serial < 0):
+            raise FrameError("current: field 'serial' must be a non-negative integer")
+        return Current(_name(obj, "volume"), serial)
     raise FrameError(f"unknown message type {kind!r}")
 
 
@@ -283,7 +295,10 @@ def server_message(obj: dict[str, Any]) -> ServerMessage:
             _since(obj, outdated),
         )
     if kind == "outdated":
-        return Outdated(_name(obj, "volume"), _non_negative(obj, "epoch"))
+        serial = obj.get("serial", 0)  # a witness from before serials sends none
+        if type(serial) is not int or serial < 0:
+            raise FrameError("outdated: field 'serial' must be a non-negative integer")
+        return Outdated(_name(obj, "volume"), _non_negative(obj, "epoch"), serial)
     if kind == "cleared":
         return Cleared(_name(obj, "volume"), _non_negative(obj, "epoch"))
     if kind == "error":

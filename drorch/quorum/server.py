@@ -22,6 +22,7 @@ from drorch.quorum.messages import (
     BAD_FRAME,
     NOT_CURRENT,
     NOT_HOLDER,
+    RECORD_CHANGED,
     UNAUTHORIZED,
     Cleared,
     ClientMessage,
@@ -74,7 +75,7 @@ class QuorumServer:
         self.config = config
         self.context = context
         self.grants = grants
-        self.outdates = OutdateBook(state.outdates)
+        self.outdates = OutdateBook(state.outdates, state.outdate_serial)
         self.state = state
         self.clock = clock
         self.pins = config.pins_by_fingerprint()
@@ -95,7 +96,11 @@ class QuorumServer:
         """The durable state as of now (taken on the loop thread, written on another)."""
         s = self.state
         return QuorumState(
-            s.max_lease_ms, s.max_switch_delay_ms, self.grants.durable(), self.outdates.durable()
+            s.max_lease_ms,
+            s.max_switch_delay_ms,
+            self.grants.durable(),
+            self.outdates.durable(),
+            self.outdates.serial,
         )
 
     def write(self, state: QuorumState) -> None:
@@ -305,7 +310,7 @@ class QuorumServer:
             log.warning("%s/%s: refused: %s", cluster, site, why)
             persister.send_when_durable(session, cluster, error_frame(NOT_HOLDER, why))
             return
-        if type(msg) is Outdate:
+        if isinstance(msg, Outdate):
             old = self.outdates.conflict(cluster, site, volume)
             if old is not None and not msg.force:
                 why = (
@@ -316,10 +321,17 @@ class QuorumServer:
                 log.warning("%s/%s: refused: %s", cluster, site, why)
                 persister.send_when_durable(session, cluster, error_frame(NOT_CURRENT, why))
                 return
-            since, changed, why = self.outdates.outdate(cluster, site, volume, epoch)
-            frame = encode(Outdated(volume, since))
+            record, why = self.outdates.outdate(cluster, site, volume, epoch)
+            frame = encode(Outdated(volume, record.epoch, record.serial))
+            changed = True  # a new serial, even for a record already standing
         else:
-            changed, why = self.outdates.current(cluster, volume)
+            before = self.outdates.records.get(cluster, {}).get(volume)
+            gone, why = self.outdates.current(cluster, volume, msg.serial)
+            if not gone:
+                log.warning("%s/%s: refused: %s", cluster, site, why)
+                persister.send_when_durable(session, cluster, error_frame(RECORD_CHANGED, why))
+                return
+            changed = before is not None
             frame = encode(Cleared(volume, epoch))
         log.info("cluster %s: %s (from %s)", cluster, why, session.node)
         if changed:

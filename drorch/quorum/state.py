@@ -32,6 +32,7 @@ class QuorumState:
     clusters: dict[str, DurableLease] = field(default_factory=dict)
     # cluster -> volume -> only this site's copy is current, since this epoch
     outdates: dict[str, dict[str, OutdateRecord]] = field(default_factory=dict)
+    outdate_serial: int = 0  # the last record serial given out (outdates.py): never reused
 
     def to_json(self) -> dict[str, Any]:
         clusters: dict[str, Any] = {}
@@ -40,7 +41,8 @@ class QuorumState:
             records = self.outdates.get(name)
             if records:
                 entry["current_only"] = {
-                    v: {"site": r.site, "epoch": r.epoch} for v, r in sorted(records.items())
+                    v: {"site": r.site, "epoch": r.epoch, "serial": r.serial}
+                    for v, r in sorted(records.items())
                 }
             clusters[name] = entry
         return {
@@ -48,6 +50,7 @@ class QuorumState:
             "max_lease_ms": self.max_lease_ms,
             "max_switch_delay_ms": self.max_switch_delay_ms,
             "clusters": clusters,
+            "outdate_serial": self.outdate_serial,
         }
 
     @classmethod
@@ -78,8 +81,11 @@ class QuorumState:
             records = _records(entry.get("current_only", {}), name, bad)
             if records:
                 outdates[name] = records
+        serial = data.get("outdate_serial", 0)  # absent in states written before serials
+        if type(serial) is not int or serial < 0:
+            raise bad("outdate_serial must be a non-negative integer")
         assert isinstance(lease, int) and isinstance(delay, int)
-        return cls(lease, delay, clusters, outdates)
+        return cls(lease, delay, clusters, outdates, serial)
 
 
 def _records(raw: Any, cluster: str, bad: Callable[[str], StateError]) -> dict[str, OutdateRecord]:
@@ -89,9 +95,12 @@ def _records(raw: Any, cluster: str, bad: Callable[[str], StateError]) -> dict[s
     for volume, rec in raw.items():
         site = rec.get("site") if isinstance(rec, dict) else None
         epoch = rec.get("epoch") if isinstance(rec, dict) else None
+        serial = rec.get("serial", 0) if isinstance(rec, dict) else None
         if not isinstance(site, str) or not site or type(epoch) is not int or epoch < 0:
             raise bad(f"cluster {cluster!r}: record of {volume!r} needs a site and an epoch")
-        records[volume] = OutdateRecord(site, epoch)
+        if type(serial) is not int or serial < 0:
+            raise bad(f"cluster {cluster!r}: record of {volume!r}: bad serial")
+        records[volume] = OutdateRecord(site, epoch, serial)
     return records
 
 

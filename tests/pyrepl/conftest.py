@@ -94,6 +94,7 @@ class Cluster:
         tls: LinkTls | None = None,
         fencing: str = "dont-care",
         nbd_payload_timeout: float = 30.0,
+        nbd_idle_evict: float | None = None,
         **engine: Any,
     ) -> Side:
         """`fencing` defaults to dont-care here: these sides test replication, resync,
@@ -119,6 +120,7 @@ class Cluster:
             nbd=("127.0.0.1", 0),
             tls=tls,
             nbd_payload_timeout=nbd_payload_timeout,
+            **({} if nbd_idle_evict is None else {"nbd_idle_evict": nbd_idle_evict}),
         )
         daemon = Daemon(options)
         daemon.start()

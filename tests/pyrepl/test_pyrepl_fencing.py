@@ -245,3 +245,29 @@ def test_the_driver_passes_the_volumes_fencing(
         cmd = argv[argv.index("--fence-peer-cmd") + 1]
         assert cmd.endswith(f"repl fence-peer -c {tmp_path}/c.yaml --volume r0 --node a1")
         assert "repl unfence-peer" in argv[argv.index("--unfence-peer-cmd") + 1]
+
+
+def test_an_outdate_recorded_after_the_peer_came_back_in_sync_is_cleared(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The witness's record landed after the link was back in sync (the lab's run: the
+    record stayed, and a planned promote at B was refused). The hook's late record is now
+    cleared at once, naming the record the hook reported."""
+    unfenced = tmp_path / "unfenced"
+    hook = tmp_path / "fence-peer.sh"  # a slow witness: records, 2 s later
+    hook.write_text('sleep 2\necho "recorded since epoch 1 (record 7)"\n')
+    a, b = cluster.pair(
+        fencing="resource-only",
+        fence_peer_cmd=f"sh {hook}",
+        unfence_peer_cmd=f"sh -c 'echo $DRORCH_OUTDATE_RECORD > {unfenced}'",
+    )
+    wait_until("day 0's unfence (the first full sync)", unfenced.exists)
+    unfenced.unlink()
+    lose_peer(a, b)
+    wait_until("frozen", lambda: a.status()["extra"]["io"] == "suspended")
+    b.call("connect")  # back before the hook is done, nothing written: in sync
+    wait_until("in sync again", lambda: connected(a) and connected(b))
+    assert not unfenced.exists()
+    wait_until("the late record cleared", unfenced.exists, timeout=15)
+    assert unfenced.read_text().strip() == "7"
+    assert a.status()["extra"]["peer_outdated"] is False

@@ -25,7 +25,10 @@ def test_holder_outdates_and_votes_list_the_outdated_copies(witness: InProcessWi
         assert a.outdate("appdata") == 1
         # on disk before the answer: read the file right after it
         records = read_state(witness.state_file).outdates["c1"]
-        assert records == {"appdata": OutdateRecord("A", 1), "dbdata": OutdateRecord("A", 1)}
+        assert records == {
+            "appdata": OutdateRecord("A", 1, 2),
+            "dbdata": OutdateRecord("A", 1, 1),
+        }
         vote = b.heartbeat(2, False, 1)
         assert vote.outdated == ("appdata", "dbdata")
         assert vote.outdated_since == (("appdata", 1), ("dbdata", 1))
@@ -102,14 +105,14 @@ def test_records_survive_kill_and_restart_grace(
         assert b.outdate("dbdata", force=True) == 2
     assert d2.terminate() == 0
     records = read_state(d2.state_file).outdates["c1"]
-    assert records == {"dbdata": OutdateRecord("B", 2), "other": OutdateRecord("A", 1)}
+    assert records == {"dbdata": OutdateRecord("B", 2, 3), "other": OutdateRecord("A", 1, 2)}
 
 
 def test_book_fragments_follow_changes() -> None:
     book = OutdateBook({"c1": {"v": OutdateRecord("A", 3)}})
     assert book.fragment("c1", "B") == '["v"],"outdated_since":{"v":3}'
     assert book.fragment("c1", "A") == "[]"
-    assert book.outdate("c1", "A", "a", 4)[:2] == (4, True)
+    assert book.outdate("c1", "A", "a", 4)[0] == OutdateRecord("A", 4, 1)
     assert book.fragment("c1", "B") == '["a","v"],"outdated_since":{"a":4,"v":3}'
     assert book.current("c1", "v")[0] is True
     assert book.current("c1", "a")[0] is True

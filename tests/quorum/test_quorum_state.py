@@ -80,4 +80,5 @@ def test_file_format_is_plain_json(tmp_path: Path) -> None:
         "max_lease_ms": 3000,
         "max_switch_delay_ms": 2000,
         "clusters": {"c1": {"epoch": 4, "holder": "B"}},
+        "outdate_serial": 0,
     }

@@ -6,6 +6,11 @@ Reply:    {"ok": true, "result": ...}
 
 Errors travel by type name so the client re-raises the same `ReplicationError`
 subclass the engine raised (SplitBrain keeps both sides' generation ids).
+
+A client has `REQUEST_DEADLINE` seconds for each request line, whole (however slowly
+its bytes trickle in); then its connection is closed. `ControlClient` sends its one
+request at once, so only connections nobody uses are cut: without the deadline,
+`MAX_CLIENTS` silent connections locked every `drorch repl` command out (attack).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ log = logging.getLogger("drorch.pyrepl.control")
 
 MAX_REQUEST = 64 * 1024
 MAX_CLIENTS = 32  # control connections served at once; more are closed
+REQUEST_DEADLINE = 10.0  # seconds for one whole request line
 Handler = Callable[[str, dict[str, Any]], Any]
 _ERRORS: dict[str, type[ReplicationError]] = {
     "UnsafeOperation": UnsafeOperation,
@@ -88,15 +95,18 @@ class ControlServer:
                 os.unlink(self.path)  # ours: only a socket this server bound is removed
 
     def _serve(self, conn: socket.socket) -> None:
+        lines = _Lines(conn)
         try:
-            with conn, conn.makefile("rwb") as stream:
+            with conn:
                 while True:
-                    line = stream.readline(MAX_REQUEST + 1)
+                    line = lines.next(REQUEST_DEADLINE)
                     if not line:
                         return
                     reply = self._answer(line)
-                    stream.write(json.dumps(reply, default=str).encode() + b"\n")
-                    stream.flush()
+                    conn.settimeout(REQUEST_DEADLINE)
+                    conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
+        except TimeoutError:
+            log.info("control client closed: no whole request in %g s", REQUEST_DEADLINE)
         except OSError as exc:  # the client went away mid-answer: its loss alone
             log.debug("control client gone: %s", exc)
 
@@ -114,6 +124,34 @@ class ControlServer:
             return {"ok": True, "result": self.handler(op, request)}
         except (ReplicationError, ValueError, OSError) as exc:
             return {"ok": False, "error": error_body(exc)}
+
+
+class _Lines:
+    """Request lines from one connection, each within a deadline of its own."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self._buf = bytearray()
+
+    def next(self, deadline: float) -> bytes:
+        """The next line with its newline (cut at MAX_REQUEST + 1 bytes, which
+        `_answer` refuses), b"" at the client's end; TimeoutError after `deadline`."""
+        until = time.monotonic() + deadline
+        while True:
+            end = self._buf.find(b"\n", 0, MAX_REQUEST + 1)
+            if end >= 0 or len(self._buf) > MAX_REQUEST:
+                size = end + 1 if end >= 0 else MAX_REQUEST + 1
+                line = bytes(self._buf[:size])
+                del self._buf[:size]
+                return line
+            left = until - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request deadline")
+            self.conn.settimeout(left)
+            data = self.conn.recv(65536)
+            if not data:
+                return b""
+            self._buf += data
 
 
 class ControlClient:

@@ -31,6 +31,7 @@ from drorch.replication.pyrepl.engine_config import EngineConfig
 from drorch.replication.pyrepl.link import Link
 from drorch.replication.pyrepl.listener import Address
 from drorch.replication.pyrepl.nbd_server import PAYLOAD_TIMEOUT, NbdServer
+from drorch.replication.pyrepl.nbd_slots import EVICT_IDLE
 from drorch.replication.pyrepl.pointintime import PointInTimeViews, check_label
 from drorch.replication.pyrepl.status import engine_status
 from drorch.replication.pyrepl.tls import LinkTls
@@ -69,6 +70,8 @@ class ServeOptions:
     nbd_unix: Path | None = None
     tls: LinkTls | None = None
     nbd_payload_timeout: float = PAYLOAD_TIMEOUT  # a stalled request drops its client
+    # with every NBD slot held, a client idle this long makes room for a new one
+    nbd_idle_evict: float = EVICT_IDLE
 
 
 class Daemon:
@@ -92,6 +95,7 @@ class Daemon:
                 options.nbd_unix,
                 threading.Event(),
                 payload_timeout=options.nbd_payload_timeout,
+                idle_evict=options.nbd_idle_evict,
                 views=self.views,
             )
         self.control = ControlServer(options.control, self.handle, threading.Event())

@@ -302,7 +302,10 @@ class Engine:
             session.state = ConnState.SYNC_TARGET
             self.progress = None
         elif peer.disk == DiskState.UP_TO_DATE and self.meta.disk == DiskState.UP_TO_DATE:
+            recorded = self.meta.peer_outdated
             freeze.peer_current(self)  # in sync: both hold the same data again
+            if recorded and self.fence_hook is not None and self.role == Role.PRIMARY:
+                self.fence_hook.unfence()  # the witness's record is wrong now: clear it
             freeze.complete_later(self, freeze.end(self, "the peer is back and in sync"))
         session.start()
         mode_drain.poll(self)

@@ -10,9 +10,14 @@ where they overlap; `drorch repl fence-peer` speaks them):
   CLI's stale-epoch code);
 - anything else (3 not the holder, 1 witness unreachable, a timeout): stay frozen, retry.
 
-`--unfence-peer-cmd CMD` runs once the peer is UpToDate again (resync finished), so the
-witness forgets its record; a failure there only leaves the peer marked outdated, the
-safe side.
+`--unfence-peer-cmd CMD` runs once the peer is UpToDate again (resync finished, or back
+in sync), so the witness forgets its record; a failure there only leaves the peer marked
+outdated, the safe side. It gets DRORCH_OUTDATE_RECORD, the serial of the last record
+the fence-peer hook reported ("(record N)" in its output): the witness clears only that
+write of the record, so an unfence that arrives after the peer was lost again and a new
+outdate re-wrote the record leaves it standing (the hooks are separate processes on
+separate connections: nothing else orders them). A hook's record that lands after the
+freeze already ended with the peer back in sync is cleared the same way at once.
 
 The command gets DRORCH_VOLUME (the volume) and DRORCH_FREEZE_REASON in its environment.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import subprocess
 import threading
@@ -38,6 +44,7 @@ HOOK_TIMEOUT = 30.0
 EXIT_OUTDATED = 0
 EXIT_STALE = 5
 UNFENCE_ATTEMPTS = 3
+_RECORD = re.compile(r"\(record (\d+)\)")
 
 
 class FenceHook:
@@ -47,6 +54,9 @@ class FenceHook:
         self.unfence_argv = shlex.split(unfence) if unfence else None
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # the serial of the witness record the hook last reported (None: not known, e.g.
+        # since a restart: the unfence then clears whatever record stands)
+        self.record: int | None = None
 
     def kick(self) -> None:
         """The engine froze (caller holds its lock): start the hook thread unless running."""
@@ -75,10 +85,18 @@ class FenceHook:
             attempt += 1
             code, output = self._call(self.argv, reason)
             now = eng.clock.monotonic()
+            late = False
             with eng.cond:
                 eng.freeze.hook = {"exit": code, "output": output, "attempt": attempt}
+                if code == EXIT_OUTDATED:
+                    found = _RECORD.search(output)
+                    self.record = int(found.group(1)) if found else None
                 if code == EXIT_OUTDATED and eng.freeze.frozen:
                     items = freeze.peer_outdated(eng, f"fence-peer hook: {output or 'exit 0'}")
+                elif code == EXIT_OUTDATED:
+                    items = []
+                    # the peer came back in sync while the hook ran: its record is wrong
+                    late = not eng.meta.peer_outdated and eng.freeze.stale is None
                 elif code == EXIT_STALE:
                     items = freeze.make_stale(eng, f"fence-peer hook: {output or 'exit 5'}")
                 else:
@@ -91,14 +109,19 @@ class FenceHook:
                         output,
                     )
             freeze.complete(eng, items)
+            if late:
+                log.info("%s: the outdate landed after the peer was back in sync", eng.meta.name)
+                self.unfence()
             if code in (EXIT_OUTDATED, EXIT_STALE):
                 return
             left = RETRY_INTERVAL - (eng.clock.monotonic() - now)
             if left > 0 and self.stopping.wait(left):
                 return
 
-    def _call(self, argv: list[str], reason: str) -> tuple[int | None, str]:
-        env = {**os.environ, "DRORCH_VOLUME": self.engine.meta.name}
+    def _call(
+        self, argv: list[str], reason: str, extra: dict[str, str] | None = None
+    ) -> tuple[int | None, str]:
+        env = {**os.environ, "DRORCH_VOLUME": self.engine.meta.name, **(extra or {})}
         env["DRORCH_FREEZE_REASON"] = reason
         try:
             done = subprocess.run(
@@ -114,10 +137,12 @@ class FenceHook:
         if self.unfence_argv is None:
             return
         argv = self.unfence_argv
+        # the record as of now: a later outdate gives it a new serial, which this keeps
+        extra = {} if self.record is None else {"DRORCH_OUTDATE_RECORD": str(self.record)}
 
         def run() -> None:
             for attempt in range(1, UNFENCE_ATTEMPTS + 1):
-                code, output = self._call(argv, "peer UpToDate again")
+                code, output = self._call(argv, "peer UpToDate again", extra)
                 if code == 0:
                     log.info("%s: unfence-peer: %s", self.engine.meta.name, output)
                     return

@@ -10,7 +10,7 @@ what the connection agreed. Constants and the transmission phase are in nbd_prot
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from drorch.replication.pyrepl import nbd_meta as meta
 from drorch.replication.pyrepl.errors import MetaOptionError, NbdProtocolError
@@ -29,6 +29,7 @@ from drorch.replication.pyrepl.nbd_proto import (
     PREFERRED_BLOCK,
     REP_ACK,
     REP_ERR_INVALID,
+    REP_ERR_POLICY,
     REP_ERR_UNKNOWN,
     REP_ERR_UNSUP,
     REP_INFO,
@@ -55,10 +56,19 @@ def option_reply(option: int, reply: int, data: bytes = b"") -> bytes:
 class Handshake:
     """Server side of the handshake. Feed client bytes with `receive()`; it returns what
     to send. `done` with `export` set means transmission starts; `closed` means hang up
-    (after sending what was returned). `reason` says why, for the log."""
+    (after sending what was returned). `reason` says why, for the log.
 
-    def __init__(self, exports: Mapping[str, Export]) -> None:
+    `admit` is asked once an export is chosen (NBD_OPT_GO, NBD_OPT_EXPORT_NAME), before
+    transmission is agreed: None lets the client in; a reason refuses it (`refused`):
+    NBD_REP_ERR_POLICY with that reason on GO, a bare close on EXPORT_NAME (which has no
+    error reply), and the handshake closes."""
+
+    def __init__(
+        self, exports: Mapping[str, Export], admit: Callable[[Export], str | None] | None = None
+    ) -> None:
         self._exports = exports
+        self._admit = admit
+        self.refused = False
         self._buf = bytearray()
         self._have_client_flags = False
         self.no_zeroes = False
@@ -136,6 +146,8 @@ class Handshake:
             if export is None:
                 self._close(f"unknown export {data!r} (NBD_OPT_EXPORT_NAME)")
                 return b""
+            if self._refuse(export):
+                return b""
             self._start(export)
             pad = b"" if self.no_zeroes else bytes(124)
             return struct.pack(">QH", export.size, self._flags(export)) + pad
@@ -204,6 +216,8 @@ class Handshake:
         export = self._lookup(name)
         if export is None:
             return option_reply(option, REP_ERR_UNKNOWN, f"no export named {name!r}".encode())
+        if option == Opt.GO and self._refuse(export):
+            return option_reply(option, REP_ERR_POLICY, self.reason.encode())
         out = option_reply(
             option,
             REP_INFO,
@@ -226,6 +240,13 @@ class Handshake:
         if option == Opt.GO:
             self._start(export)
         return out
+
+    def _refuse(self, export: Export) -> bool:
+        why = self._admit(export) if self._admit is not None else None
+        if why is not None:
+            self.refused = True
+            self._close(why)
+        return why is not None
 
     def _start(self, export: Export) -> None:
         self.export = export

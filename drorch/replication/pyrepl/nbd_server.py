@@ -3,7 +3,10 @@
 The byte-level protocol lives in nbd_proto.py; this module moves bytes between sockets,
 the protocol objects and the engine. A client that breaks the protocol is disconnected
 alone; the server keeps serving the others. The export is advertised read-only, and
-writes are refused with EPERM, whenever this side is not primary.
+writes are refused with EPERM, whenever this side is not primary. Clients past the
+handshake hold one of `MAX_CLIENTS` slots (nbd_slots.py: when all are held, the
+longest-idle one makes room for a newcomer); TCP keepalive closes the connections of
+clients that vanished.
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ from drorch.replication.pyrepl.engine import Engine
 from drorch.replication.pyrepl.errors import NbdProtocolError, NotReadable, ReadOnly
 from drorch.replication.pyrepl.listener import Acceptor, Address, tcp_listener, unix_listener
 from drorch.replication.pyrepl.nbd_handshake import Handshake, greeting
+from drorch.replication.pyrepl.nbd_replies import Replies
+from drorch.replication.pyrepl.nbd_slots import EVICT_IDLE, MAX_CLIENTS, Slots
 from drorch.replication.pyrepl.pipes import Payload, PipePayload, PipePool, release
 from drorch.replication.pyrepl.pointintime import PointInTimeViews
-from drorch.replication.pyrepl.session import send_buffers
 
 log = logging.getLogger("drorch.pyrepl.nbd")
 
 HANDSHAKE_TIMEOUT = 30.0  # the whole handshake, however slowly its bytes trickle in
-# Clients served at once (QEMU opens one per disk, a few with multi-conn); more are closed
+# Connections in their handshake at once, beside the MAX_CLIENTS past it; more are closed
 # at once, so a flood cannot take the descriptors the control socket needs.
-MAX_CLIENTS = 64
+MAX_HANDSHAKES = 16
+# TCP keepalive: a client whose host is gone (no answer to 6 probes after 60 s of
+# silence) is closed after about 2 minutes. A live client's kernel answers the probes,
+# however long the client itself stays silent.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 60, 10, 6
 # Once a request header has begun, the rest of it and its payload must keep arriving:
 # a client silent this long mid-request is dropped (its connection only). Between
 # requests a client may be idle for as long as it likes.
@@ -62,8 +70,10 @@ class NbdServer:
         *,
         payload_timeout: float = PAYLOAD_TIMEOUT,
         views: PointInTimeViews | None = None,
+        idle_evict: float = EVICT_IDLE,
     ) -> None:
         self.engine = engine
+        self.slots = Slots(time.monotonic, limit=MAX_CLIENTS, evict_idle=idle_evict)
         self.views = views  # point-in-time views: read-only exports VOLUME@LABEL
         self.payload_timeout = payload_timeout
         self.tcp = tcp
@@ -99,7 +109,11 @@ class NbdServer:
             listeners.append(unix_listener(str(self.unix)))
         for srv in listeners:
             acceptor = Acceptor(
-                srv, self._client, self.stop, name="pyrepl-nbd", max_active=MAX_CLIENTS
+                srv,
+                self._client,
+                self.stop,
+                name="pyrepl-nbd",
+                max_active=MAX_CLIENTS + MAX_HANDSHAKES,
             )
             self._acceptors.append(acceptor)
             acceptor.start()
@@ -123,15 +137,17 @@ class NbdServer:
             self.clients_served += 1
         try:
             if conn.family != socket.AF_UNIX:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            agreed = self._handshake(conn)
+                _tune_tcp(conn)
+            replies = Replies(conn, structured=False, settled=lambda: self.slots.settled(conn))
+            agreed = self._handshake(conn, replies)
             if agreed is not None:
                 conn.settimeout(None)  # blocking; SO_RCVTIMEO bounds each receive instead
                 seconds = int(self.payload_timeout)
                 micros = int((self.payload_timeout - seconds) * 1e6)
                 timeval = struct.pack("ll", seconds, micros)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-                self._transmission(conn, agreed)
+                replies.structured = agreed.structured
+                self._transmission(conn, agreed, replies)
         except TimeoutError as exc:
             self.stalled_requests += 1
             log.warning("nbd client dropped: %s", exc)
@@ -141,11 +157,13 @@ class NbdServer:
             self.protocol_errors += 1
             log.warning("nbd client dropped: %s", exc)
         finally:
+            self.slots.release(conn)
             with self._lock:
                 self._clients.discard(conn)
             conn.close()
 
-    def _handshake(self, conn: socket.socket) -> nbd.Negotiated | None:
+    def _handshake(self, conn: socket.socket, replies: Replies) -> nbd.Negotiated | None:
+        """The handshake; its end claims a slot (nbd_slots.py) or is refused."""
         eng = self.engine
         export = nbd.Export(
             eng.meta.name,
@@ -159,7 +177,8 @@ class NbdServer:
                 view.export, eng.config.size, read_only=True,
                 description=f"pyrepl volume {eng.meta.name} as it was at {view.taken_at:.3f}",
             )  # fmt: skip
-        hs = Handshake(exports)
+        peer = _peer(conn)
+        hs = Handshake(exports, admit=lambda _: self.slots.claim(conn, peer, replies.pending))
         # one deadline for the whole handshake, not per receive: a client sending a byte
         # every few seconds was held forever (attack)
         deadline = time.monotonic() + HANDSHAKE_TIMEOUT
@@ -177,7 +196,7 @@ class NbdServer:
             if reply:
                 conn.sendall(reply)
         if hs.closed:
-            if hs.reason != "client aborted the handshake":
+            if not hs.refused and hs.reason != "client aborted the handshake":
                 self.protocol_errors += 1
                 log.warning("nbd handshake closed: %s", hs.reason)
             return None
@@ -185,18 +204,18 @@ class NbdServer:
             raise NbdProtocolError("client sent requests before the handshake finished")
         return hs.negotiated
 
-    def _transmission(self, conn: socket.socket, agreed: nbd.Negotiated) -> None:
-        replies = _Replies(conn, structured=agreed.structured)
+    def _transmission(self, conn: socket.socket, agreed: nbd.Negotiated, replies: Replies) -> None:
         try:
             self._serve_requests(conn, agreed, replies)
         finally:
             replies.drain()  # NBD: finish what was started before the socket goes
 
     def _serve_requests(
-        self, conn: socket.socket, agreed: nbd.Negotiated, replies: _Replies
+        self, conn: socket.socket, agreed: nbd.Negotiated, replies: Replies
     ) -> None:
         export = agreed.export
         while True:
+            self.slots.answered(conn)  # the last request is handled: idle from now
             req = nbd.parse_request(self._recv(conn, nbd.REQUEST.size, idle=True))
             verdict = nbd.check_request(
                 req,
@@ -231,7 +250,7 @@ class NbdServer:
             else:
                 replies.error(req.handle, *self._modify(req))
 
-    def _read(self, req: nbd.Request, replies: _Replies, export: str) -> None:
+    def _read(self, req: nbd.Request, replies: Replies, export: str) -> None:
         try:
             data = self._source(export)(req.offset, req.length)
         except (NotReadable, ReplicationError, OSError) as exc:
@@ -250,7 +269,7 @@ class NbdServer:
         return view.read
 
     def _block_status(
-        self, req: nbd.Request, context_id: int, replies: _Replies, export: str
+        self, req: nbd.Request, context_id: int, replies: Replies, export: str
     ) -> None:
         req_one = bool(req.flags & nbd.CMD_FLAG_REQ_ONE)
         try:
@@ -297,10 +316,12 @@ class NbdServer:
                 ) from None
             if k == 0:
                 raise EOFError("client closed the connection")
+            if idle and got == 0 and not self.slots.begin(conn):
+                raise EOFError("connection closed to give its slot to a new client")
             got += k
         return buf
 
-    def _write(self, req: nbd.Request, payload: Payload, replies: _Replies) -> None:
+    def _write(self, req: nbd.Request, payload: Payload, replies: Replies) -> None:
         """The reply goes out when the engine says so, possibly from the link's thread.
         The engine owns (and releases) the payload from here on."""
         replies.started()
@@ -340,53 +361,20 @@ class NbdServer:
             return nbd.EIO, str(exc)
 
 
-class _Replies:
-    """Replies of one client, sent whole and one at a time from whichever thread
-    finishes a request; counts writes still waiting for their acknowledgement. With
-    structured replies negotiated, reads and errors go out as structured chunks
-    (errors with their reason); other successes stay 16-byte simple replies."""
+def _tune_tcp(conn: socket.socket) -> None:
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
-    def __init__(self, conn: socket.socket, *, structured: bool) -> None:
-        self.conn = conn
-        self.structured = structured
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
-        self._pending = 0
 
-    def started(self) -> None:
-        with self._cond:
-            self._pending += 1
-
-    def error(self, handle: int, error: int, message: str = "", *, done: bool = False) -> None:
-        """The reply to a request without reply data: success (0) or an NBD error."""
-        if error and self.structured:
-            self.raw(nbd.error_chunk(handle, error, message), done=done)
-        else:
-            self.raw(nbd.simple_reply(handle, error), done=done)
-
-    def data(self, handle: int, offset: int, data: bytes) -> None:
-        if not self.structured:
-            self.raw(nbd.simple_reply(handle, 0), data)
-        elif data:
-            self.raw(nbd.data_chunk_header(handle, offset, len(data)), data)
-        else:  # a read of 0 bytes: no content chunk may describe nothing
-            self.raw(nbd.chunk(handle, nbd.ReplyType.NONE))
-
-    def raw(self, head: bytes, data: bytes | None = None, *, done: bool = False) -> None:
-        try:
-            with self._lock:
-                if data is None:
-                    self.conn.sendall(head)
-                else:
-                    send_buffers(self.conn, (head, data))
-        except OSError as exc:
-            log.debug("nbd reply not delivered: %s", exc)
-        finally:
-            if done:
-                with self._cond:
-                    self._pending -= 1
-                    self._cond.notify_all()
-
-    def drain(self, timeout: float = 30.0) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._pending == 0, timeout)
+def _peer(conn: socket.socket) -> str:
+    """The client's address for the log ("unix" for the unix socket)."""
+    if conn.family == socket.AF_UNIX:
+        return "unix socket client"
+    try:
+        host, port = conn.getpeername()[:2]
+    except OSError:
+        return "a client"
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
