@@ -34,6 +34,7 @@ from drorch.lab.faults import FaultError
 from drorch.lab.guest import last_heartbeat
 from drorch.lab.processes import live_pid
 from drorch.lab.stack import LabStack, StackError
+from drorch.lab.torture_diagnose import agent_decisions
 from drorch.lab.torture_judge import Sample, Stop, Verdict, disk_lost, judge
 from drorch.lab.torture_plan import Fault, Schedule
 
@@ -57,6 +58,7 @@ class RunResult:
     unhealthy: str = ""  # why the lab was not healthy in the end (empty: it was)
     where: str = ""  # where the guest ran once recovered
     disks: dict[str, int | None] = field(default_factory=dict)  # counter on each replica
+    stuck: list[str] = field(default_factory=list)  # not recovered: what each agent decided
 
     def row(self) -> dict[str, Any]:
         v = self.verdict
@@ -105,6 +107,7 @@ class RunResult:
             "unhealthy": self.unhealthy,
             "disk_counters": self.disks,
             "notes": list(v.notes) if v else [],
+            "stuck": self.stuck,
         }
 
 
@@ -295,6 +298,10 @@ class LabTorture:
         end = time.time()
         result.where = why if recovered_at is not None else ""
         result.unhealthy = "" if recovered_at is not None else why
+        if recovered_at is None:
+            result.stuck = [f"not healthy: {why}", *agent_decisions(self.files, self.sites)]
+            for line in result.stuck:
+                self.say(f"   {line}")
         first = next((i.at for i in result.injected if i.ok), None)
         audit = audit_serial(self.serial, serial_at)
         result.disks = self.disk_counters()
