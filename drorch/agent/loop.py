@@ -199,6 +199,12 @@ class Agent:
             # switch_delay ago: holding a grant gained since proves that much
             expired_for = self.cluster.quorum.switch_delay + (now - lease.gained_at)
         running = self._takeover_running()  # first: a finished run makes this site active
+        if self.took_over_epoch is not None and not primary and running is None:
+            # it took over once, but runs nothing now (it fenced itself, or a person or a
+            # rollback stopped it): not the active site any more, or it would refuse
+            # every later takeover and cluster start as "already runs the cluster"
+            log.info("took over at epoch %s, but runs nothing now", self.took_over_epoch)
+            self.took_over_epoch = None
         covered = self._covered(primary, peer_seen, lease)
         view = AgentView(
             site=self.site,

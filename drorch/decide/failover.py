@@ -115,6 +115,23 @@ def rpo_notes(snapshot: Snapshot, lost: str, dst: str) -> list[str]:
     return notes
 
 
+def stale_record(snapshot: Snapshot, volume: str, site: str) -> bool:
+    """The witness records `site`'s copy as outdated, yet it is connected to the other
+    copy and in sync with it, both UpToDate (it resynced from it since): the record no
+    longer says anything true, and promoting this copy loses nothing. Never so for a
+    failover (the lost site's copy is not connected)."""
+    here = snapshot.replica(volume, site)
+    others = [r for (v, s), r in snapshot.replicas.items() if v == volume and s != site]
+    return (
+        here is not None
+        and here.connection == "Connected"
+        and here.in_sync
+        and len(others) == 1
+        and others[0].connection == "Connected"
+        and others[0].in_sync
+    )
+
+
 def promote_steps(
     snapshot: Snapshot, lost: str, dst: str, blockers: list[ReportItem]
 ) -> list[Step]:
@@ -128,6 +145,8 @@ def promote_steps(
         base = f"promote {vol.name} at {dst} with quorum epoch {epoch}"
         params = {"epoch": epoch, "second_primary": False, "disk": disk}
         since = snapshot.outdated_since(vol.name, dst)
+        if since is not None and stale_record(snapshot, vol.name, dst):
+            since = None  # the promotion clears it (runbook.steps._promotion)
         if since is not None and disk not in UNUSABLE_DISKS:
             # forceable, and the step still needs the data-loss acknowledgement
             blockers.append(

@@ -151,6 +151,28 @@ def test_partition_witness_reachable_from_b_only(world: World, tmp_path: Path) -
     assert len(roles) >= 3
 
 
+def test_a_site_that_took_over_and_runs_nothing_now_is_not_the_active_site(
+    world: World, tmp_path: Path
+) -> None:
+    """B took over, then its resources were stopped (a rollback, an operator, a fence):
+    B must not go on claiming it runs the cluster, which refused every later takeover
+    and cluster start there (found by `lab torture`, run 2)."""
+    agents, _ = _agents(world, _cluster(), tmp_path)
+    _run(world, agents, 3)
+    world.partitioned = True
+    world.witness.cut_off = {"A"}
+    _run(world, agents, 30)
+    b = agents["B"].last
+    assert b is not None and b.takeover.reason == "site B already runs the cluster"
+    assert world.failovers == ["B"]
+    world.primary["B"].clear()  # nothing primary at B any more, and A is still lost
+    _run(world, agents, 20)
+    # B is not the active site now: A is still lost, so B takes over again (before the
+    # fix it sat with nothing running, "already running the cluster", for good)
+    assert world.failovers == ["B", "B"], world.failovers
+    assert world.primary["B"] == {"db"}
+
+
 def test_agent_killed_its_watchdog_fires(world: World, tmp_path: Path) -> None:
     agents, kernels = _agents(world, _cluster(), tmp_path)
     _run(world, agents, 3)

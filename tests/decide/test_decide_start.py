@@ -83,6 +83,19 @@ def test_a_copy_behind_the_other_sites_is_forceable_and_needs_the_data_loss_ack(
     assert plan.needs_data_loss_ack  # its promote step is a data-loss step
 
 
+def test_an_outdate_record_on_a_copy_now_in_sync_with_the_other_is_stale() -> None:
+    """The record says only B's copy of dbdata is current, but A's copy has resynced from
+    B since and both are connected and in sync: starting at A loses nothing (the
+    promotion clears the record). Not connected, the record blocks as before."""
+    plan = plan_start(stopped(outdated={("dbdata", "A"): 2}), "A")
+    assert plan.runnable and not plan.needs_data_loss_ack, plan.blockers
+    s = stopped(outdated={("dbdata", "A"): 2})
+    reps = dict(s.replicas)
+    reps[("dbdata", "A")] = replica("dbdata", "A", "secondary", conn="StandAlone", epoch=5)
+    codes = _codes(dataclasses.replace(s, replicas=reps))
+    assert ("replica-outdated", True) in codes, codes
+
+
 def test_the_witness_unreachable_is_forceable() -> None:
     s = stopped(witness={}, witness_errors={"A": "QuorumUnavailable: refused"})
     assert _codes(s) == [("witness-unreachable", True)]

@@ -38,6 +38,7 @@ class Verdict:
     peer_primary: bool = False  # a second primary joins the first one's epoch
     rpo_bytes: int | None = None  # data not replicated at switch time (None: unknown)
     rpo_basis: str = ""
+    stale_record: bool = False  # the witness's outdate record for this copy no longer holds
 
 
 def assess(
@@ -65,16 +66,25 @@ def assess(
         and st.disk == DiskState.UP_TO_DATE
         and st.peer_disk == DiskState.UP_TO_DATE
     )
-    overrode = False
+    overrode = stale = False
     if ctx.cluster.witness is not None and _witness.simulated(ctx) is None:
         from drorch.replication.witness_check import check_promotion
 
         pc = check_promotion(
             ctx.cluster, volume, where, ctx.env.base_dir, force=True, accept_data_loss=True
         )
+        in_sync = planned and st.out_of_sync_bytes == 0 and st.lag_bytes == 0
+        mine = f"{volume} at {ctx.cluster.node(where)[0].name} is outdated"
         for note in pc.notes:
             if planned and LEASE in note:
                 checked.append(f"witness: {note} (planned switch: in sync with the peer)")
+            elif in_sync and note.startswith(mine):
+                # it resynced from the peer since: the record no longer says anything true
+                checked.append(
+                    f"witness: {note}: stale, this copy is connected to the peer and in sync"
+                    " with it (both UpToDate); the record is cleared before the promotion"
+                )
+                stale = True
             else:
                 refusals.append(note)
         checked.append(f"witness: {len(pc.notes)} objection(s); grant epoch {pc.epoch}")
@@ -124,7 +134,7 @@ def assess(
         rpo, basis = None, f"{volume}: promoted past {len(refusals)} objection(s): unknown"
     return Verdict(
         where, epoch, tuple(checked), tuple(refusals), False, overrode, seen,
-        st.peer_role == Role.PRIMARY, rpo, basis,
+        st.peer_role == Role.PRIMARY, rpo, basis, stale,
     )  # fmt: skip
 
 
@@ -184,6 +194,8 @@ def promote(
         v = assess(ctx, volume, site, v.node, got.epoch, second)
     if v.refusals and not forced(ctx):
         raise refuse(volume, v.node, v.refusals)
+    if v.stale_record and not v.refusals:
+        regranted += _clear_stale_record(ctx, volume, v.node)
     _, rep = replica(ctx, volume, node=v.node)
     force = forced(ctx) and bool(v.refusals)
     try:
@@ -205,3 +217,23 @@ def promote(
             ctx.cluster, volume, v.node, ctx.env.base_dir
         )
     return True, message, v
+
+
+def _clear_stale_record(ctx: StepContext, volume: str, node: str) -> str:
+    """Clear the witness's record that this copy is outdated, before promoting it: it is
+    connected to the peer and in sync (checked in assess). Only the lease holder may; a
+    refusal stops the promotion (the record still says the copy is outdated)."""
+    from drorch.quorum.fence import QuorumError, WitnessSetupError, record_current
+
+    witness = ctx.cluster.witness
+    assert witness is not None
+    site = ctx.cluster.node(node)[0].name
+    try:
+        record_current(witness, ctx.cluster.name, site, node, volume, ctx.env.base_dir)
+    except (QuorumError, WitnessSetupError, OSError) as exc:
+        raise StepFailed(
+            "promote-refused",
+            f"promote {volume} at {node}: the witness's stale outdate record for it could not"
+            f" be cleared ({exc}); this site must hold the lease (`drorch quorum acquire`)",
+        ) from exc
+    return f"; the witness's stale outdate record for {volume} at {site} cleared"
