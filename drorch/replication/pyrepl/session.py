@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import freeze, mode_drain, wire
+from drorch.replication.pyrepl.frame_reader import kernel_timeouts, raw_socket, send_timeout
 from drorch.replication.pyrepl.handshake import SideView
 from drorch.replication.pyrepl.pipes import PipePayload, release
 from drorch.replication.pyrepl.receiver import Receiver
@@ -64,7 +65,7 @@ def send_buffers(sock: Stream, buffers: Sequence[Buffer]) -> int:
                 total += _send_views(sock, pending)
                 pending = []
                 if isinstance(sock, socket.socket):
-                    buf.to_socket(sock.fileno(), sock.gettimeout() or SPLICE_SEND_TIMEOUT)
+                    buf.to_socket(sock.fileno(), send_timeout(sock) or SPLICE_SEND_TIMEOUT)
                 else:  # TLS encrypts in user space
                     sock.sendall(buf.read_all())
                 total += len(buf)
@@ -122,6 +123,11 @@ class PeerSession:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        raw = raw_socket(self.sock)
+        if raw is not None:  # before either thread uses it: no poll() per send or receive
+            kernel_timeouts(raw, self.engine.config.peer_timeout)
+        else:
+            self.sock.settimeout(self.engine.config.peer_timeout)
         for target, name in ((self._send_loop, "send"), (self.receiver.run, "recv")):
             t = threading.Thread(target=target, name=f"pyrepl-{name}", daemon=True)
             self._threads.append(t)
@@ -351,6 +357,40 @@ class PeerSession:
                     self.engine.stats["bytes_sent"] += send_buffers(self.sock, batch)
         except OSError as exc:
             self.close(f"send failed: {exc}")
+
+    def ship_now(self) -> bool:
+        """A sync writer holding the engine lock: send its frame at once, before its
+        local write, if that cannot block (plain TCP, a frame in memory alone in the
+        queue, nobody else sending, room in the socket). The engine lock keeps queue
+        order and local-write order the same; the send lock is only tried (it is taken
+        before the engine lock elsewhere). False: the frame, or its unsent tail at the
+        front of the queue, waits for drain()."""
+        if not self.alive or len(self.out) != 1 or not isinstance(self.sock, socket.socket):
+            return False
+        if not self.send_lock.acquire(blocking=False):
+            return False
+        try:
+            views = []
+            for buf in self.out[0]:
+                if isinstance(buf, PipePayload):
+                    return False
+                views.append(memoryview(buf).cast("B"))
+            try:
+                sent = self.sock.sendmsg(views, (), socket.MSG_DONTWAIT)
+            except OSError:  # full (or broken: drain() finds out and closes the link)
+                return False
+            self.out.popleft()
+            self.engine.stats["bytes_sent"] += sent
+            rest = []
+            for view in views:
+                if sent < len(view):
+                    rest.append(view[sent:])
+                sent = max(0, sent - len(view))
+            if rest:
+                self.out.appendleft(tuple(rest))
+            return not rest
+        finally:
+            self.send_lock.release()
 
     def _send_loop(self) -> None:
         try:
