@@ -255,17 +255,32 @@ class PeerSession:
         """Pop (under the lock) and run (outside it) callbacks up to `upto`; None: the
         link died, none of them was acknowledged by the peer (freeze.unreplicated)."""
         with self.lock:
-            ready = sorted(s for s in self._callbacks if upto is None or s <= upto)
-            batch = [cb for s in ready for cb in self._callbacks.pop(s)]
-            stale = self.engine.freeze.stale is not None
-            items: list[tuple[freeze.Held, bool]] = []
-            if upto is None or stale:
-                for done, fail in batch:
-                    if stale:
-                        items.append((freeze.Held(done, fail, 0.0), False))
-                    else:
-                        items += freeze.unreplicated(self.engine, done, fail)
-                batch = []
+            batch, items = self._pop_callbacks(upto)
+        self._complete(batch, items)
+
+    def _pop_callbacks(
+        self, upto: int | None
+    ) -> tuple[list[tuple[freeze.Done, freeze.Fail | None]], list[tuple[freeze.Held, bool]]]:
+        """(acknowledged by the peer: run them, for freeze.complete) (caller holds lock)."""
+        ready = sorted(s for s in self._callbacks if upto is None or s <= upto)
+        batch = [cb for s in ready for cb in self._callbacks.pop(s)]
+        stale = self.engine.freeze.stale is not None
+        items: list[tuple[freeze.Held, bool]] = []
+        if upto is None or stale:
+            for done, fail in batch:
+                if stale:
+                    items.append((freeze.Held(done, fail, 0.0), False))
+                else:
+                    items += freeze.unreplicated(self.engine, done, fail)
+            batch = []
+        return batch, items
+
+    def _complete(
+        self,
+        batch: list[tuple[freeze.Done, freeze.Fail | None]],
+        items: list[tuple[freeze.Held, bool]],
+    ) -> None:
+        """Outside the lock: NBD replies."""
         if not batch:
             freeze.complete(self.engine, items)
             return
@@ -320,8 +335,10 @@ class PeerSession:
                 mode_drain.poll(eng)
             self.ack_cond.notify_all()
             eng.cond.notify_all()
-        if self._callbacks:
-            self._run_callbacks(seq)
+            # in the same hold of the lock: the replies these writes wait for
+            batch, items = self._pop_callbacks(seq) if self._callbacks else ([], [])
+        if batch or items:
+            self._complete(batch, items)
 
     # ------------------------------------------------------------------ sender
     def _unacknowledged_for(self) -> float:
@@ -355,42 +372,10 @@ class PeerSession:
                     if not batch:
                         return
                     self.engine.stats["bytes_sent"] += send_buffers(self.sock, batch)
+                    if not self.out:  # read without the lock: a frame queued since
+                        return  # has a drainer of its own (its sync writer, the sender)
         except OSError as exc:
             self.close(f"send failed: {exc}")
-
-    def ship_now(self) -> bool:
-        """A sync writer holding the engine lock: send its frame at once, before its
-        local write, if that cannot block (plain TCP, a frame in memory alone in the
-        queue, nobody else sending, room in the socket). The engine lock keeps queue
-        order and local-write order the same; the send lock is only tried (it is taken
-        before the engine lock elsewhere). False: the frame, or its unsent tail at the
-        front of the queue, waits for drain()."""
-        if not self.alive or len(self.out) != 1 or not isinstance(self.sock, socket.socket):
-            return False
-        if not self.send_lock.acquire(blocking=False):
-            return False
-        try:
-            views = []
-            for buf in self.out[0]:
-                if isinstance(buf, PipePayload):
-                    return False
-                views.append(memoryview(buf).cast("B"))
-            try:
-                sent = self.sock.sendmsg(views, (), socket.MSG_DONTWAIT)
-            except OSError:  # full (or broken: drain() finds out and closes the link)
-                return False
-            self.out.popleft()
-            self.engine.stats["bytes_sent"] += sent
-            rest = []
-            for view in views:
-                if sent < len(view):
-                    rest.append(view[sent:])
-                sent = max(0, sent - len(view))
-            if rest:
-                self.out.appendleft(tuple(rest))
-            return not rest
-        finally:
-            self.send_lock.release()
 
     def _send_loop(self) -> None:
         try:

@@ -96,7 +96,6 @@ def write_then(
     started = engine.clock.monotonic()
     after = None
     sync = False  # decided under the lock: a mode switch cannot split one write
-    shipped = False
     try:
         with engine.cond:
             check_write(engine, offset, length)
@@ -108,8 +107,6 @@ def write_then(
                 local, ship = tee_or_copy(data) if isinstance(data, PipePayload) else (data, data)
                 data = local
                 seq = session.enqueue_data(offset, ship, durable=sync)
-                # sync: on its way to the peer before the local write, still in queue order
-                shipped = sync and session.ship_now()
             else:
                 not_shipped(engine, offset, length)
                 after = outdate_pending(engine)
@@ -123,7 +120,7 @@ def write_then(
             engine.sync_latency.append(engine.clock.monotonic() - started)
             done()
 
-        finish_write(engine, fua, session, seq, replicated, fail, sync=True, shipped=shipped)
+        finish_write(engine, fua, session, seq, replicated, fail, sync=True)
     else:
         finish_write(engine, fua, session, seq, done, fail, after, sync=sync)
 
@@ -177,16 +174,14 @@ def finish_write(
     after: tuple[PeerSession, int] | None = None,
     *,
     sync: bool,
-    shipped: bool = False,
 ) -> None:
     """Protocol C: while a peer receives, every write is durable on both sides before
     it is acknowledged. Otherwise (async, or no peer) NBD's rules: durable on FUA. The
     bitmap need not be synced here: the activity log already covers the extent. `after`:
     acknowledge only once the peer acknowledged that frame (see outdate_pending).
-    `sync`: the mode when the write was queued (modeswitch.py may change it since).
-    `shipped`: the frame was sent already (PeerSession.ship_now)."""
+    `sync`: the mode when the write was queued (modeswitch.py may change it since)."""
     replicated_sync = session is not None and seq and sync
-    if replicated_sync and not shipped:
+    if replicated_sync:
         assert session is not None
         session.drain()  # ship it now, then make it durable here meanwhile
     if replicated_sync or fua:
