@@ -43,7 +43,7 @@ SPLICE_SEND_TIMEOUT = 30.0
 Buffer = bytes | bytearray | memoryview | PipePayload
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     seq: int
     lag_bytes: int
