@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from drorch.replication.pyrepl.tls_stream import Stream
 
-READ_AHEAD = 128 * 1024  # a payload up to this size is served from the buffer
+# A payload up to this size is served from the buffer. Small on purpose: the start of a
+# large payload read ahead is copied through user space, the rest is spliced.
+READ_AHEAD = 16 * 1024
 
 
 def kernel_timeouts(sock: socket.socket, seconds: float) -> None:

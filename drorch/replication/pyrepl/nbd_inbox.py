@@ -3,8 +3,8 @@
 A client sends a WRITE's header and payload together; receiving them with one call
 instead of two saves a system call on every small write (the 4 KiB sync write is the
 latency everyone measures). One receive asks for at most a header and a payload just
-too small for a pipe, so a large write's payload is mostly still in the socket: the
-few bytes read ahead go into its pipe first (`PipePayload.from_socket(prefix=...)`).
+of a few KiB, so a large write's payload is mostly still in the socket: the few bytes
+read ahead go into its pipe first (`PipePayload.from_socket(prefix=...)`).
 
 The socket is blocking with SO_RCVTIMEO = the payload timeout. Between requests a
 client may be silent for as long as it likes (until the server stops); once a request
@@ -17,9 +17,9 @@ import socket
 import threading
 
 from drorch.replication.pyrepl import nbd_proto as nbd
-from drorch.replication.pyrepl.pipes import MIN_PIPED, Payload, PipePayload, PipePool
+from drorch.replication.pyrepl.pipes import Payload, PipePayload, PipePool
 
-READ_AHEAD = nbd.REQUEST.size + MIN_PIPED - 1
+READ_AHEAD = 16 * 1024  # a header and a 4 KiB payload, and a few more behind them
 
 
 class NbdInbox:
