@@ -15,16 +15,18 @@ import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import freeze, mode_drain, wire
-from drorch.replication.pyrepl.frame_reader import kernel_timeouts, raw_socket, send_timeout
+from drorch.replication.pyrepl.frame_reader import kernel_timeouts, raw_socket
 from drorch.replication.pyrepl.handshake import SideView
-from drorch.replication.pyrepl.pipes import PipePayload, release
+from drorch.replication.pyrepl.pipes import release
 from drorch.replication.pyrepl.receiver import Receiver
+from drorch.replication.pyrepl.sending import IOV_MAX, Buffer
+from drorch.replication.pyrepl.sending import send_buffers as send_buffers
 from drorch.replication.pyrepl.tls_stream import Stream
 from drorch.replication.pyrepl.wire import FrameType
 
@@ -38,9 +40,6 @@ PING_INTERVAL = 1.0
 # hangs, would stall every sync writer: drop the link after this long (DRBD: ko-count).
 ACK_TIMEOUT = 30.0
 SEND_BATCH_BYTES = 4 * 1024 * 1024
-IOV_MAX = 512
-SPLICE_SEND_TIMEOUT = 30.0
-Buffer = bytes | bytearray | memoryview | PipePayload
 
 
 @dataclass(slots=True)
@@ -51,50 +50,6 @@ class InFlight:
     resync_bytes: int = 0
     on_ack: Callable[[], None] | None = None
     queued_at: float = 0.0
-
-
-def send_buffers(sock: Stream, buffers: Sequence[Buffer]) -> int:
-    """Send every buffer in order, gathering memory buffers into one system call where
-    possible and splicing pipe payloads (pipes.py). Every PipePayload in `buffers` is
-    released, sent or not."""
-    total = 0
-    pending: list[memoryview] = []
-    try:
-        for buf in buffers:
-            if isinstance(buf, PipePayload):
-                total += _send_views(sock, pending)
-                pending = []
-                if isinstance(sock, socket.socket):
-                    buf.to_socket(sock.fileno(), send_timeout(sock) or SPLICE_SEND_TIMEOUT)
-                else:  # TLS encrypts in user space
-                    sock.sendall(buf.read_all())
-                total += len(buf)
-                buf.release()
-            elif len(buf):
-                pending.append(memoryview(buf).cast("B"))
-        total += _send_views(sock, pending)
-    finally:
-        for buf in buffers:
-            release(buf)
-    return total
-
-
-def _send_views(sock: Stream, views: list[memoryview]) -> int:
-    total = sum(len(v) for v in views)
-    if not views:
-        return 0
-    if not isinstance(sock, socket.socket):  # TLS: one record stream, one call
-        sock.sendall(b"".join(views))
-        return total
-    while views:
-        sent = sock.sendmsg(views[:IOV_MAX])
-        while sent and views:
-            if sent >= len(views[0]):
-                sent -= len(views.pop(0))
-            else:
-                views[0] = views[0][sent:]
-                sent = 0
-    return total
 
 
 class PeerSession:
