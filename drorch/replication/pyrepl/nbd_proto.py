@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from drorch.replication.pyrepl.errors import NbdProtocolError
 
@@ -142,8 +143,9 @@ class Negotiated:
         return self.export.transmission_flags | (TF_SEND_DF if self.structured else 0)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
+    """A parsed request header (a tuple: every request builds one)."""
+
     flags: int
     type: int
     handle: int

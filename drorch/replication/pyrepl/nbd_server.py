@@ -28,6 +28,7 @@ from drorch.replication.pyrepl.engine import Engine
 from drorch.replication.pyrepl.errors import NbdProtocolError, NotReadable, ReadOnly
 from drorch.replication.pyrepl.listener import Acceptor, Address, tcp_listener, unix_listener
 from drorch.replication.pyrepl.nbd_handshake import Handshake, greeting
+from drorch.replication.pyrepl.nbd_inbox import NbdInbox
 from drorch.replication.pyrepl.nbd_replies import Replies
 from drorch.replication.pyrepl.nbd_slots import EVICT_IDLE, MAX_CLIENTS, Slots
 from drorch.replication.pyrepl.pipes import Payload, PipePayload, PipePool, release
@@ -205,18 +206,20 @@ class NbdServer:
         return hs.negotiated
 
     def _transmission(self, conn: socket.socket, agreed: nbd.Negotiated, replies: Replies) -> None:
+        pipes = None if conn.family == socket.AF_UNIX else self.pipes
+        inbox = NbdInbox(
+            conn, pipes, self.stop, self.payload_timeout, begin=lambda: self.slots.begin(conn)
+        )
         try:
-            self._serve_requests(conn, agreed, replies)
+            self._serve_requests(inbox, agreed, replies)
         finally:
             replies.drain()  # NBD: finish what was started before the socket goes
 
-    def _serve_requests(
-        self, conn: socket.socket, agreed: nbd.Negotiated, replies: Replies
-    ) -> None:
+    def _serve_requests(self, inbox: NbdInbox, agreed: nbd.Negotiated, replies: Replies) -> None:
         export = agreed.export
         while True:
-            self.slots.answered(conn)  # the last request is handled: idle from now
-            req = nbd.parse_request(self._recv(conn, nbd.REQUEST.size, idle=True))
+            self.slots.answered(inbox.conn)  # the last request is handled: idle from now
+            req = nbd.parse_request(inbox.header())
             verdict = nbd.check_request(
                 req,
                 export,
@@ -226,7 +229,8 @@ class NbdServer:
             )
             payload: Payload | None = None
             if req.has_payload and not verdict.close:
-                payload = self._receive(conn, req.length)
+                payload = inbox.payload(req.length)
+                self.piped_writes += isinstance(payload, PipePayload)
             if verdict.error:
                 log.info("nbd request refused: %s", verdict.reason)
                 release(payload)
@@ -289,37 +293,6 @@ class NbdServer:
             replies.error(req.handle, nbd.EIO, "no extent found")
             return
         replies.raw(nbd.block_status_chunk(req.handle, context_id, found))
-
-    def _receive(self, conn: socket.socket, length: int) -> Payload:
-        if conn.family != socket.AF_UNIX and self.pipes.takes(length):
-            payload = PipePayload.from_socket(self.pipes, conn, length)
-            self.piped_writes += isinstance(payload, PipePayload)
-            return payload
-        return self._recv(conn, length, idle=False)
-
-    def _recv(self, conn: socket.socket, n: int, *, idle: bool) -> bytearray:
-        """Exactly `n` bytes. EOFError at the client's end; TimeoutError when it stalls
-        mid-request for payload_timeout (`idle`: waiting for a request's first byte,
-        which may take any time, until the server stops)."""
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            try:
-                k = conn.recv_into(view[got:], n - got)
-            except BlockingIOError:  # SO_RCVTIMEO ran out with nothing received
-                if idle and got == 0 and not self.stop.is_set():
-                    continue
-                raise TimeoutError(
-                    f"client sent {got} of {n} bytes of a request, then nothing for"
-                    f" {self.payload_timeout:g} s"
-                ) from None
-            if k == 0:
-                raise EOFError("client closed the connection")
-            if idle and got == 0 and not self.slots.begin(conn):
-                raise EOFError("connection closed to give its slot to a new client")
-            got += k
-        return buf
 
     def _write(self, req: nbd.Request, payload: Payload, replies: Replies) -> None:
         """The reply goes out when the engine says so, possibly from the link's thread.

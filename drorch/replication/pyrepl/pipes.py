@@ -124,14 +124,24 @@ class PipePayload:
         return self.length
 
     @classmethod
-    def from_socket(cls, pool: PipePool, sock: socket.socket, length: int) -> Payload:
-        """Exactly `length` bytes from a blocking socket; EOFError at its end,
-        TimeoutError when its SO_RCVTIMEO runs out with nothing arriving. Usually a
-        PipePayload; a bytearray when the pipe ran out of slots first (many small
-        socket buffers: each takes a slot), so nothing blocks on a full pipe."""
+    def from_socket(
+        cls, pool: PipePool, sock: socket.socket, length: int, prefix: bytes = b""
+    ) -> Payload:
+        """Exactly `length` bytes: `prefix` (the start of the payload, already read
+        from the socket; shorter than the pipe), then the rest from a blocking socket;
+        EOFError at its end, TimeoutError when its SO_RCVTIMEO runs out with nothing
+        arriving. Usually a PipePayload; a bytearray when the pipe ran out of slots
+        first (many small socket buffers: each takes a slot), so nothing blocks on a
+        full pipe."""
         payload = cls(pool, pool.get(), 0)
         try:
             pipe = payload._live()
+            view = memoryview(prefix)
+            while view:  # into an empty pipe larger than the prefix: never blocks
+                moved = os.write(pipe.w, view)
+                view = view[moved:]
+                payload.length += moved
+                payload._left += moved
             while payload.length < length:
                 try:
                     moved = os.splice(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import dual, forwarding, freeze, modeswitch, wire
+from drorch.replication.pyrepl.frame_reader import READ_AHEAD, FrameReader
 from drorch.replication.pyrepl.meta import Generation
 from drorch.replication.pyrepl.progress import ResyncProgress
 from drorch.replication.pyrepl.splice import MIN_SPLICE, FileSideError, Splicer
@@ -76,17 +77,18 @@ class Receiver:
         self.engine = session.engine
         self.last_seq = 0
         self._deferred = 0
-        self._buf = bytearray(1024 * 1024)
+        self._buf = bytearray(0)  # payloads larger than the reader's buffer
+        self.reader = FrameReader(session.sock)
         self._splicer = Splicer() if isinstance(session.sock, socket.socket) else None
 
     def run(self) -> None:
         s = self.session
         reason = "receiver stopped"
         try:
-            s.sock.settimeout(self.engine.config.peer_timeout)
+            reader, stats = self.reader, self.engine.stats
             while s.alive:
-                head = wire.parse_header(recv_exact(s.sock, wire.HEADER.size))
-                self.engine.stats["frames_received"] += 1
+                head = wire.parse_header(reader.take(wire.HEADER.size))
+                stats["frames_received"] += 1
                 splice = self._splicer is not None and head.type in SPLICED
                 if splice and head.length >= MIN_SPLICE:
                     self._spliced(head)
@@ -112,16 +114,14 @@ class Receiver:
             self._splicer.close()
 
     def _recv_payload(self, length: int) -> memoryview:
-        """Receive into one reused buffer: a frame is applied before the next is read."""
+        """From the reader's buffer, or (larger) into one reused buffer: a frame is
+        applied before the next is read."""
+        if length <= READ_AHEAD:
+            return self.reader.take(length)
         if length > len(self._buf):
             self._buf = bytearray(length)
         view = memoryview(self._buf)[:length]
-        got = 0
-        while got < length:
-            k = self.session.sock.recv_into(view[got:], length - got)
-            if k == 0:
-                raise EOFError("peer closed the connection")
-            got += k
+        self.reader.read_into(view)
         return view
 
     def _check_sequenced(self, head: Header, count: int) -> None:
@@ -152,6 +152,7 @@ class Receiver:
                 head.offset,
                 head.length,
                 eng.config.peer_timeout,
+                read_ahead=self.reader.take_buffered(head.length),
             )
         except FileSideError as exc:
             raise eng.backing.fail("write", exc.cause) from exc
@@ -174,6 +175,8 @@ class Receiver:
         self.session.send_now(wire.header(FrameType.ACK, seq=head.seq))
 
     def _frame_waiting(self) -> bool:
+        if self.reader.buffered >= wire.HEADER.size:
+            return True
         if self._splicer is None:  # TLS: the socket's byte count says nothing
             return False
         assert isinstance(self.session.sock, socket.socket)

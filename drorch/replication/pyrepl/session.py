@@ -15,15 +15,18 @@ import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import freeze, mode_drain, wire
+from drorch.replication.pyrepl.frame_reader import kernel_timeouts, raw_socket
 from drorch.replication.pyrepl.handshake import SideView
-from drorch.replication.pyrepl.pipes import PipePayload, release
+from drorch.replication.pyrepl.pipes import release
 from drorch.replication.pyrepl.receiver import Receiver
+from drorch.replication.pyrepl.sending import IOV_MAX, Buffer
+from drorch.replication.pyrepl.sending import send_buffers as send_buffers
 from drorch.replication.pyrepl.tls_stream import Stream
 from drorch.replication.pyrepl.wire import FrameType
 
@@ -37,12 +40,9 @@ PING_INTERVAL = 1.0
 # hangs, would stall every sync writer: drop the link after this long (DRBD: ko-count).
 ACK_TIMEOUT = 30.0
 SEND_BATCH_BYTES = 4 * 1024 * 1024
-IOV_MAX = 512
-SPLICE_SEND_TIMEOUT = 30.0
-Buffer = bytes | bytearray | memoryview | PipePayload
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     seq: int
     lag_bytes: int
@@ -51,50 +51,6 @@ class InFlight:
     on_ack: Callable[[], None] | None = None
     queued_at: float = 0.0
     writes: int = 0  # a client's write (DATA, ZERO): the unshipped ledger counts it if lost
-
-
-def send_buffers(sock: Stream, buffers: Sequence[Buffer]) -> int:
-    """Send every buffer in order, gathering memory buffers into one system call where
-    possible and splicing pipe payloads (pipes.py). Every PipePayload in `buffers` is
-    released, sent or not."""
-    total = 0
-    pending: list[memoryview] = []
-    try:
-        for buf in buffers:
-            if isinstance(buf, PipePayload):
-                total += _send_views(sock, pending)
-                pending = []
-                if isinstance(sock, socket.socket):
-                    buf.to_socket(sock.fileno(), sock.gettimeout() or SPLICE_SEND_TIMEOUT)
-                else:  # TLS encrypts in user space
-                    sock.sendall(buf.read_all())
-                total += len(buf)
-                buf.release()
-            elif len(buf):
-                pending.append(memoryview(buf).cast("B"))
-        total += _send_views(sock, pending)
-    finally:
-        for buf in buffers:
-            release(buf)
-    return total
-
-
-def _send_views(sock: Stream, views: list[memoryview]) -> int:
-    total = sum(len(v) for v in views)
-    if not views:
-        return 0
-    if not isinstance(sock, socket.socket):  # TLS: one record stream, one call
-        sock.sendall(b"".join(views))
-        return total
-    while views:
-        sent = sock.sendmsg(views[:IOV_MAX])
-        while sent and views:
-            if sent >= len(views[0]):
-                sent -= len(views.pop(0))
-            else:
-                views[0] = views[0][sent:]
-                sent = 0
-    return total
 
 
 class PeerSession:
@@ -123,6 +79,11 @@ class PeerSession:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        raw = raw_socket(self.sock)
+        if raw is not None:  # before either thread uses it: no poll() per send or receive
+            kernel_timeouts(raw, self.engine.config.peer_timeout)
+        else:
+            self.sock.settimeout(self.engine.config.peer_timeout)
         for target, name in ((self._send_loop, "send"), (self.receiver.run, "recv")):
             t = threading.Thread(target=target, name=f"pyrepl-{name}", daemon=True)
             self._threads.append(t)
@@ -252,17 +213,32 @@ class PeerSession:
         """Pop (under the lock) and run (outside it) callbacks up to `upto`; None: the
         link died, none of them was acknowledged by the peer (freeze.unreplicated)."""
         with self.lock:
-            ready = sorted(s for s in self._callbacks if upto is None or s <= upto)
-            batch = [cb for s in ready for cb in self._callbacks.pop(s)]
-            stale = self.engine.freeze.stale is not None
-            items: list[tuple[freeze.Held, bool]] = []
-            if upto is None or stale:
-                for done, fail in batch:
-                    if stale:
-                        items.append((freeze.Held(done, fail, 0.0), False))
-                    else:
-                        items += freeze.unreplicated(self.engine, done, fail)
-                batch = []
+            batch, items = self._pop_callbacks(upto)
+        self._complete(batch, items)
+
+    def _pop_callbacks(
+        self, upto: int | None
+    ) -> tuple[list[tuple[freeze.Done, freeze.Fail | None]], list[tuple[freeze.Held, bool]]]:
+        """(acknowledged by the peer: run them, for freeze.complete) (caller holds lock)."""
+        ready = sorted(s for s in self._callbacks if upto is None or s <= upto)
+        batch = [cb for s in ready for cb in self._callbacks.pop(s)]
+        stale = self.engine.freeze.stale is not None
+        items: list[tuple[freeze.Held, bool]] = []
+        if upto is None or stale:
+            for done, fail in batch:
+                if stale:
+                    items.append((freeze.Held(done, fail, 0.0), False))
+                else:
+                    items += freeze.unreplicated(self.engine, done, fail)
+            batch = []
+        return batch, items
+
+    def _complete(
+        self,
+        batch: list[tuple[freeze.Done, freeze.Fail | None]],
+        items: list[tuple[freeze.Held, bool]],
+    ) -> None:
+        """Outside the lock: NBD replies."""
         if not batch:
             freeze.complete(self.engine, items)
             return
@@ -317,8 +293,10 @@ class PeerSession:
                 mode_drain.poll(eng)
             self.ack_cond.notify_all()
             eng.cond.notify_all()
-        if self._callbacks:
-            self._run_callbacks(seq)
+            # in the same hold of the lock: the replies these writes wait for
+            batch, items = self._pop_callbacks(seq) if self._callbacks else ([], [])
+        if batch or items:
+            self._complete(batch, items)
 
     # ------------------------------------------------------------------ sender
     def _unacknowledged_for(self) -> float:
@@ -352,6 +330,8 @@ class PeerSession:
                     if not batch:
                         return
                     self.engine.stats["bytes_sent"] += send_buffers(self.sock, batch)
+                    if not self.out:  # read without the lock: a frame queued since
+                        return  # has a drainer of its own (its sync writer, the sender)
         except OSError as exc:
             self.close(f"send failed: {exc}")
 

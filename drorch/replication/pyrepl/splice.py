@@ -27,13 +27,31 @@ class Splicer:
         self._pipe.close()
 
     def socket_to_file(
-        self, sock_fd: int, file_fd: int, offset: int, length: int, timeout: float
+        self,
+        sock_fd: int,
+        file_fd: int,
+        offset: int,
+        length: int,
+        timeout: float,
+        read_ahead: memoryview | None = None,
     ) -> None:
-        """Move exactly `length` bytes from the socket to the file at `offset`.
-        TimeoutError when the socket stays silent for `timeout`; EOFError at its end."""
+        """Move exactly `length` bytes to the file at `offset`: first `read_ahead` (the
+        start of the payload, already received into memory), then the rest from the
+        socket. TimeoutError when the socket stays silent for `timeout`; EOFError at
+        its end."""
+        remaining = length
+        if read_ahead is not None:
+            view = read_ahead
+            try:
+                while view:
+                    written = os.pwrite(file_fd, view, offset)
+                    view = view[written:]
+                    offset += written
+            except OSError as exc:  # the disk's fault, not the link's
+                raise FileSideError(exc) from exc
+            remaining -= len(read_ahead)
         poller = select.poll()
         poller.register(sock_fd, select.POLLIN)
-        remaining = length
         while remaining:
             try:
                 moved = os.splice(sock_fd, self._w, min(remaining, self.size))

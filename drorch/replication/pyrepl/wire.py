@@ -15,8 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from drorch.replication.pyrepl.errors import WireError as WireError
 
@@ -80,13 +79,17 @@ _EMPTY = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
+    """A parsed frame header (a tuple: every frame on the link builds one)."""
+
     type: FrameType
     flags: int
     seq: int
     offset: int
     length: int
+
+
+_FRAME_TYPES = {t.value: t for t in FrameType}
 
 
 def parse_header(raw: bytes | bytearray | memoryview) -> Header:
@@ -95,10 +98,9 @@ def parse_header(raw: bytes | bytearray | memoryview) -> Header:
     magic, typ, flags, _reserved, seq, offset, length = HEADER.unpack(raw)
     if magic != MAGIC:
         raise WireError(f"bad frame magic {magic:#x}")
-    try:
-        ftype = FrameType(typ)
-    except ValueError:
-        raise WireError(f"unknown frame type {typ}") from None
+    ftype = _FRAME_TYPES.get(typ)
+    if ftype is None:
+        raise WireError(f"unknown frame type {typ}")
     if length > MAX_PAYLOAD:
         raise WireError(f"frame payload of {length} bytes exceeds {MAX_PAYLOAD}")
     if ftype in (FrameType.ZERO, FrameType.RS_ZERO, FrameType.FWD_ZERO) and length != COUNT.size:
