@@ -156,6 +156,7 @@ def ledger_fields(extra: Mapping[str, object]) -> dict[str, Any]:
             return out
         out["discarded_writes"] = int(d.get("writes") or 0)
         out["discarded_window"] = f"{d.get('first')} to {d.get('last')}"
+        out["discarded_uncounted"] = str(d.get("uncounted") or "")
     return out
 
 

@@ -161,9 +161,10 @@ class Rejoin:
             return  # an old record, logged by an earlier agent run
         log.warning(
             "rejoin: %s at %s discarded %s write(s) (%s bytes) acknowledged here from %s to %s"
-            " that %s never received: the failover's RPO",
+            " that %s never received: the failover's RPO%s",
             volume, self.site, d.get("writes"), d.get("bytes"), d.get("first"), d.get("last"),
             self.peer,
+            f" (at least: {d['uncounted']})" if d.get("uncounted") else "",
         )  # fmt: skip
 
 

@@ -198,15 +198,17 @@ def writes_discarded(s: Snapshot) -> Iterator[HealthReport]:
     """A replica resynced from its peer after a failover discarded the writes only it had
     (pyrepl's unshipped ledger): the failover's real RPO, reported for a day."""
     for (volume, site), r in sorted(s.replicas.items()):
-        if not r.discarded_writes or r.discarded_at is None:
+        low = r.discarded_uncounted
+        if not (r.discarded_writes or low) or r.discarded_at is None:
             continue
         if s.now and s.now - r.discarded_at > DISCARD_REPORTED_FOR:
             continue
+        count = f"at least {r.discarded_writes}" if low else str(r.discarded_writes)
         yield _warn(
             "writes-discarded",
-            f"volume {volume} at {site} discarded {r.discarded_writes} write(s) it had"
+            f"volume {volume} at {site} discarded {count} write(s) it had"
             f" acknowledged ({r.discarded_window}) when it was resynced from its peer:"
-            " the failover lost them",
+            " the failover lost them" + (f" (the count may be low: {low})" if low else ""),
             "check the applications on this volume for that window (e.g. replay from"
             " their own logs); the warning clears a day after the discard",
         )

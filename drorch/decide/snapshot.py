@@ -42,6 +42,8 @@ class ReplicaView:
     discarded_writes: int = 0
     discarded_at: float | None = None
     discarded_window: str = ""
+    # why discarded_writes may be below the writes really lost ("" : it is not)
+    discarded_uncounted: str = ""
 
     @property
     def in_sync(self) -> bool:

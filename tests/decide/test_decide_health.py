@@ -212,3 +212,20 @@ def test_writes_discarded_by_a_rejoin_are_a_warning_for_a_day() -> None:
                 " it was resynced from its peer: the failover lost them"
             )
             assert exit_code(tuple(found)) == 1
+
+
+def test_a_discard_whose_count_may_be_low_is_reported_even_at_zero() -> None:
+    from dataclasses import replace
+
+    why = "the primary stopped while shipping asynchronously"
+    rejoined = replace(replica("dbdata", "A", "secondary"), discarded_writes=0,
+                       discarded_at=1000.0, discarded_window="None to None",
+                       discarded_uncounted=why)  # fmt: skip
+    snap = _with(replicas={("dbdata", "A"): rejoined}, now=1000.0 + 60)
+    found = [r for r in check_health(snap) if r.code == "writes-discarded"]
+    assert len(found) == 1, found
+    assert found[0].message == (
+        "volume dbdata at A discarded at least 0 write(s) it had acknowledged (None to None)"
+        " when it was resynced from its peer: the failover lost them (the count may be low:"
+        f" {why})"
+    )

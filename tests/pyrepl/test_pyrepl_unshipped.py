@@ -110,7 +110,8 @@ def test_an_unreadable_ledger_does_not_stop_a_start(cluster: Cluster) -> None:
     path = cluster.root / "a.img.pyrepl-meta.unshipped"
     path.write_text("{not json")
     a = cluster.start("a", Role.PRIMARY, mode="async")
-    assert a.status()["extra"]["unshipped"] is None
+    st = a.status()["extra"]["unshipped"]  # empty, and says the count may be low
+    assert st["writes"] == 0 and "unreadable" in st["uncounted"], st
 
 
 def test_async_writes_in_flight_when_the_link_dies_are_counted(cluster: Cluster) -> None:

@@ -338,11 +338,12 @@ class Engine:
         """Data frames the peer never acknowledged: the ledger counts them (durably now:
         the writes may already be acknowledged to the client, async)."""
         frames = [f for f in session.inflight if f.writes and not f.resync_bytes]
-        if not frames or self.role != Role.PRIMARY:
-            return
-        now, mono = self.clock.now(), self.clock.monotonic()
-        first = now - (mono - frames[0].queued_at)
-        self.ledger.note_lost_frames(len(frames), sum(f.lag_bytes for f in frames), first, now)
+        if frames and self.role == Role.PRIMARY:
+            now, mono = self.clock.now(), self.clock.monotonic()
+            first = now - (mono - frames[0].queued_at)
+            nbytes = sum(f.lag_bytes for f in frames)
+            self.ledger.note_lost_frames(len(frames), nbytes, first, now)
+        self.ledger.link_settled()  # counted: nothing of this link is in flight any more
         try:
             self.ledger.persist()
         except OSError as exc:  # bookkeeping: never turn a link loss into a crash
@@ -382,6 +383,10 @@ class Engine:
         with self.cond:
             if self.session is not None:
                 self.session.close("shutting down")
+            try:  # the writes counted in memory are on disk after the sync below
+                self.ledger.persist()
+            except OSError as exc:
+                log.warning("%s: cannot persist the unshipped ledger: %s", self.meta.name, exc)
             self.bitmap.writeback()
             self.bitmap.sync()
             if self.backing.detached is None:

@@ -10,9 +10,18 @@ are the failover's RPO, and only this side ever knew them. So this side counts t
 - with the wall-clock times of the first and the last, and the bytes.
 
 The ledger is made durable (`durable.write_atomic`, a file beside the metadata) before
-a FLUSH or FUA write that covers the counted writes is acknowledged, and at link loss:
-a value the guest saw as durable is counted durably too. Unflushed writes may be counted
-in memory only, as they may be lost in a crash anyway.
+a FLUSH or FUA write that covers the counted writes is acknowledged, at link loss and at
+a clean stop: a value the guest saw as durable is counted durably too. Unflushed writes
+may be counted in memory only, as they may be lost in a crash anyway.
+
+What a crash takes with it: async frames in flight (acknowledged to the client, not yet
+to this side by the peer) are counted only when the link dies, in memory. Counting them
+durably before every async FUA/FLUSH would cost the connected path an atomic file write
+per flush, so instead the first async write of a link marks the file (`async_in_flight`,
+once) and the link's end clears the mark. A start that finds the mark set (the process
+died while shipping async), or a file it cannot read, knows its count may be low: it
+says so (`uncounted`, a reason), in status and in the `discarded` record, until a resync
+to the peer makes it moot.
 
 What becomes of it:
 - the peer got everything (this side was the resync's source): cleared;
@@ -21,7 +30,7 @@ What becomes of it:
   kept (durable) and shown in status until the next discard: the exact count of the
   writes this site acknowledged that the failover lost. It is an upper bound by at most
   the frames in flight at the link's loss that the peer received but whose
-  acknowledgement never came back.
+  acknowledgement never came back; a lower bound only when `uncounted` says why.
 
 Imports nothing else of pyrepl.
 """
@@ -68,6 +77,7 @@ class Discarded:
     tally: Tally
     at: float  # when the resync from the peer finished (wall clock)
     generation: str  # this side's data generation that was discarded
+    uncounted: str | None = None  # why the count may be low (None: it is not)
 
 
 def _tally(data: Any) -> Tally:
@@ -89,6 +99,8 @@ class Ledger:
         self.path = path
         self.open = Tally()
         self.discarded: Discarded | None = None
+        self.uncounted: str | None = None  # why `open` may be below the truth
+        self._async_mark = False  # the file says async frames may be in flight
         self._dirty = False
         self._load()
 
@@ -99,15 +111,33 @@ class Ledger:
             return
         except (OSError, ValueError) as exc:  # never block a start on bookkeeping
             log.warning("%s: unreadable, starting an empty ledger: %s", self.path, exc)
+            self._lost_count(f"the ledger file was unreadable at start ({exc})")
             return
         if not isinstance(data, dict):
+            self._lost_count("the ledger file held no ledger at start")
             return
         self.open = _tally(data.get("open"))
+        u = data.get("uncounted")
+        self.uncounted = None if u is None else str(u)
         d = data.get("discarded")
         if isinstance(d, dict):
+            du = d.get("uncounted")
             self.discarded = Discarded(
-                _tally(d.get("tally")), float(d.get("at", 0.0)), str(d.get("generation", ""))
+                _tally(d.get("tally")),
+                float(d.get("at", 0.0)),
+                str(d.get("generation", "")),
+                None if du is None else str(du),
             )
+        if data.get("async_in_flight"):
+            self._lost_count(
+                "the primary stopped while shipping asynchronously: writes in flight to the"
+                " peer then (at most one send queue, max_lag_bytes) are not counted"
+            )
+
+    def _lost_count(self, why: str) -> None:
+        log.warning("%s: the unshipped count may be low: %s", self.path, why)
+        self.uncounted = why if self.uncounted is None else f"{self.uncounted}; {why}"
+        self._dirty = True
 
     # ---------------------------------------------------------------- counting
     def note(self, nbytes: int, now: float) -> None:
@@ -121,19 +151,34 @@ class Ledger:
             self.open = self.open.add(writes, nbytes, first, now)
             self._dirty = True
 
+    def async_in_flight(self) -> None:
+        """An async write is about to be shipped (acknowledged before the peer has it):
+        mark the file once per link, so a crash that loses the in-memory frames is known."""
+        if not self._async_mark:
+            self._async_mark = True
+            self.persist(force=True)
+
+    def link_settled(self) -> None:
+        """The link ended and its lost frames are counted: no frame is in flight now."""
+        if self._async_mark:
+            self._async_mark = False
+            self._dirty = True
+
     # ---------------------------------------------------------------- outcomes
     def peer_has_all(self) -> None:
         """This side's resync to the peer finished: nothing of it is only here now."""
-        if self.open.writes:
+        if self.open.writes or self.uncounted is not None:
             self.open = Tally()
+            self.uncounted = None
             self.persist(force=True)
 
     def discard(self, now: float, generation: str) -> Discarded | None:
         """This side was resynced from the peer: what it alone had is gone."""
-        if not self.open.writes:
+        if not self.open.writes and self.uncounted is None:
             return None
-        self.discarded = Discarded(self.open, now, generation)
+        self.discarded = Discarded(self.open, now, generation, self.uncounted)
         self.open = Tally()
+        self.uncounted = None
         self.persist(force=True)
         return self.discarded
 
@@ -143,22 +188,35 @@ class Ledger:
         if not (self._dirty or force):
             return
         body: dict[str, Any] = {"open": asdict(self.open)}
+        if self.uncounted is not None:
+            body["uncounted"] = self.uncounted
+        if self._async_mark:
+            body["async_in_flight"] = True
         if self.discarded is not None:
             body["discarded"] = {
                 "tally": asdict(self.discarded.tally),
                 "at": self.discarded.at,
                 "generation": self.discarded.generation,
+                "uncounted": self.discarded.uncounted,
             }
         write_atomic(self.path, json.dumps(body, sort_keys=True).encode())
         self._dirty = False
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"unshipped": _as_dict(self.open) if self.open.writes else None}
+        shown = self.open.writes or self.uncounted is not None
+        out: dict[str, Any] = {
+            "unshipped": {**_as_dict(self.open), "uncounted": self.uncounted} if shown else None
+        }
         d = self.discarded
         out["discarded"] = (
             None
             if d is None
-            else {**_as_dict(d.tally), "discarded_at": _iso(d.at), "generation": d.generation}
+            else {
+                **_as_dict(d.tally),
+                "discarded_at": _iso(d.at),
+                "generation": d.generation,
+                "uncounted": d.uncounted,
+            }
         )
         return out
 

@@ -104,6 +104,8 @@ def write_then(
             activate(engine, offset, length)
             sync = engine.mode == "sync"
             if session is not None:
+                if not sync:
+                    engine.ledger.async_in_flight()  # once per link (unshipped.py)
                 mark_shipped(engine, offset, length)
                 local, ship = tee_or_copy(data) if isinstance(data, PipePayload) else (data, data)
                 data = local
@@ -146,6 +148,8 @@ def zero(engine: Engine, offset: int, length: int, *, fua: bool, punch: bool = T
         activate(engine, offset, length)
         sync = engine.mode == "sync"
         if session is not None:
+            if not sync:
+                engine.ledger.async_in_flight()
             mark_shipped(engine, offset, length)
             seq = session.enqueue_zero(offset, length, durable=sync)
         else:
