@@ -16,6 +16,7 @@ from typing import Any
 from drorch.lab.cluster_full import LabFiles
 from drorch.lab.lab import Lab
 from drorch.lab.processes import live_pid
+from drorch.replication.pyrepl.control_path import replica_control_path
 
 
 def stack_status(lab: Lab, files: LabFiles) -> list[dict[str, Any]]:
@@ -48,7 +49,7 @@ def stack_status(lab: Lab, files: LabFiles) -> list[dict[str, Any]]:
         state = _proc_state(pid) if pid else "down"
         if pid and what.startswith("repl-"):
             volume, _, node = what[len("repl-") :].partition("@")
-            ctl = files.root / ".drorch-state" / "pyrepl" / f"{volume}@{node}.ctl"
+            ctl = replica_control_path(files.root, volume, node)
             try:
                 st = ControlClient(ctl, timeout=3).call("status")
                 state = f"{st['role']}, {st['disk']}, {st['connection']}"

@@ -37,6 +37,7 @@ from drorch.lab.stack import LabStack, StackError
 from drorch.lab.torture_diagnose import agent_decisions
 from drorch.lab.torture_judge import Sample, Stop, Verdict, disk_lost, judge
 from drorch.lab.torture_plan import Fault, Schedule
+from drorch.replication.pyrepl.control_path import replica_control_path
 
 VM = "vm1"
 VOLUME = f"{VM}-disk"
@@ -141,7 +142,7 @@ class LabTorture:
     def _replica(self, site: str) -> dict[str, Any] | None:
         from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable
 
-        ctl = self.files.root / ".drorch-state" / "pyrepl" / f"{VOLUME}@{NODES[site]}.ctl"
+        ctl = replica_control_path(self.files.root, VOLUME, NODES[site])
         try:
             return dict(ControlClient(ctl, timeout=1.0).call("status"))
         except (ControlUnreachable, OSError, ValueError, TypeError):

@@ -25,6 +25,7 @@ from drorch.clock import SystemClock
 from drorch.envbuild import build_environment_report
 from drorch.model.loader import load_cluster
 from drorch.replication.pyrepl.control import ControlClient
+from drorch.replication.pyrepl.control_path import replica_control_path
 from drorch.replication.pyrepl.driver import PyreplReplicator
 from drorch.testing.tcp_proxy import TcpProxy
 from tests.ports import free_port_block
@@ -61,7 +62,7 @@ class Replicas:
         rc.proxies["rba"] = TcpProxy(("127.0.0.1", 0), ("127.0.0.1", self.port)).start()
 
     def control(self, node: str) -> Path:
-        return self.rc.tmp / ".drorch-state" / "pyrepl" / f"data@{node}.ctl"
+        return replica_control_path(self.rc.tmp, "data", node)
 
     def backing(self, node: str) -> Path:
         return self.rc.tmp / "disks" / f"data-{node}.img"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -24,8 +25,12 @@ STATUS = {
 
 def _serve(path: Path, answer: dict[str, object]) -> threading.Thread:
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(path))
-    srv.listen(1)
+    try:
+        srv.bind(str(path))
+        srv.listen(1)
+    except OSError:
+        srv.close()
+        raise
 
     def one() -> None:
         with srv:
@@ -39,12 +44,14 @@ def _serve(path: Path, answer: dict[str, object]) -> threading.Thread:
     return t
 
 
-def test_each_agents_decisions_or_why_it_cannot_say(tmp_path: Path) -> None:
-    files = LabFiles(LabLayout(name="t", prefix="x", subnet="10.9.8", root=tmp_path))
-    files.drorch_state.mkdir(parents=True)
-    served = _serve(files.drorch_state / f"agent-lab-t-{NODES['siteA']}.sock", STATUS)
-    lines = agent_decisions(files, ["siteA", "siteB"])
-    served.join(5)
+def test_each_agents_decisions_or_why_it_cannot_say() -> None:
+    # a short root: a unix socket path holds 107 bytes (pytest's tmp_path can be longer)
+    with tempfile.TemporaryDirectory(prefix="td", dir="/tmp") as root:
+        files = LabFiles(LabLayout(name="t", prefix="x", subnet="10.9.8", root=Path(root)))
+        files.drorch_state.mkdir(parents=True)
+        served = _serve(files.drorch_state / f"agent-lab-t-{NODES['siteA']}.sock", STATUS)
+        lines = agent_decisions(files, ["siteA", "siteB"])
+        served.join(5)
     assert lines == [
         "siteA's agent: quorum True (majority: 2 of 2 nodes are members)",
         "siteA's agent: start none: the cluster runs (or may run) somewhere",

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from drorch.cli.main import cli
+from drorch.replication.pyrepl.control_path import replica_control_path
 from tests.ports import free_port_block
 from tests.pyrepl.test_pyrepl_resolve_site import CONFIG
 
@@ -38,7 +39,7 @@ def config(tmp_path: Path) -> Iterator[Path]:
     yield path
     # stop what the test started, by the pids the daemons report
     for node in ("a1", "b1"):
-        ctl = tmp_path / ".drorch-state" / "pyrepl" / f"vol@{node}.ctl"
+        ctl = replica_control_path(tmp_path, "vol", node)
         if not ctl.exists():
             continue
         from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable
@@ -77,7 +78,7 @@ def test_up_day0_then_idempotent_then_down(config: Path) -> None:
 
     from drorch.replication.pyrepl.control import ControlClient
 
-    ctl = config.parent / ".drorch-state" / "pyrepl" / "vol@a1.ctl"
+    ctl = replica_control_path(config.parent, "vol", "a1")
     pid = int(ControlClient(ctl).call("status")["pid"])
     done = _run("repl", "down", "-c", str(config), "--demote", "--format", "json", "--yes")
     assert done.exit_code == 0, done.output

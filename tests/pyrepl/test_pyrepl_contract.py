@@ -15,6 +15,7 @@ from drorch.environment import Environment
 from drorch.model.types import Driver, Node, ReplicationMode, Volume
 from drorch.replication.base import ReplicationError, Replicator, StaleEpoch, UnsafeOperation
 from drorch.replication.drivers import open_replicator
+from drorch.replication.pyrepl.control_path import replica_control_path
 from drorch.replication.pyrepl.driver import PyreplReplicator
 from drorch.testing.contract_replicator import ReplicatorPair
 from drorch.testing.contracts import ReplicatorContract
@@ -55,7 +56,7 @@ class TestPyreplContract(ReplicatorContract):
 def test_driver_map_builds_a_pyrepl_replicator(tmp_path: Path) -> None:
     rep = open_replicator(volume(tmp_path), Node("n1"), Environment(base_dir=tmp_path))
     assert isinstance(rep, PyreplReplicator)
-    assert rep.control == tmp_path / ".drorch-state" / "pyrepl" / "vol@n1.ctl"
+    assert rep.control == replica_control_path(tmp_path, "vol", "n1")
 
 
 def test_up_starts_daemons_that_connect_and_down_stops_them(tmp_path: Path) -> None:

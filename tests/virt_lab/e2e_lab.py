@@ -27,6 +27,7 @@ from drorch.lab.processes import live_pid
 from drorch.lab.stack import REPO
 from drorch.lab.stack_status import last_acked
 from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable
+from drorch.replication.pyrepl.control_path import replica_control_path
 
 _BOOT = re.compile(rb"LABVM BOOTED \S+ start_counter=(\d+)")
 
@@ -96,7 +97,7 @@ class E2ELab:
         for site in self.layout.sites:
             if live_pid(self.layout.run_dir(site.name) / "qemu" / "vm1.pid", "qemu"):
                 running.append(site.name)
-            ctl = self.files.root / ".drorch-state" / "pyrepl" / f"vm1-disk@{NODES[site.name]}.ctl"
+            ctl = replica_control_path(self.files.root, "vm1-disk", NODES[site.name])
             try:
                 if ControlClient(ctl, timeout=2).call("status")["role"] == "primary":
                     primary.append(site.name)
@@ -166,7 +167,7 @@ class E2ELab:
     def wait_discarded(self, site: str, timeout: float) -> dict[str, Any]:
         """The `discarded` record of the site's replica of vm1-disk (its unshipped
         ledger, after a resync from the peer), once there is one."""
-        ctl = self.files.root / ".drorch-state" / "pyrepl" / f"vm1-disk@{NODES[site]}.ctl"
+        ctl = replica_control_path(self.files.root, "vm1-disk", NODES[site])
         deadline = time.monotonic() + timeout
         last: object = None
         while time.monotonic() < deadline:

@@ -28,6 +28,7 @@ from drorch.lab.cluster_full import NODES
 from drorch.lab.faults import namespace_pids
 from drorch.lab.layout import LabLayout
 from drorch.lab.stack import REPO
+from drorch.replication.pyrepl.control_path import replica_control_path
 from tests.virt_lab.conftest import session_lock
 from tests.virt_lab.e2e_lab import E2ELab
 
@@ -127,7 +128,7 @@ def test_test_recovery_drill_leaves_production_untouched(e2e: E2ELab) -> None:
 
 def _ctl(e2e: E2ELab, node: str) -> str:
     # pyrepl's state folder beside the cluster file (drorch.replication.pyrepl.driver)
-    return str(e2e.files.cluster.parent / ".drorch-state" / "pyrepl" / f"vm1-disk@{node}.ctl")
+    return str(replica_control_path(e2e.files.cluster.parent, "vm1-disk", node))
 
 
 def test_a_drill_is_skipped_while_replication_is_not_in_sync(e2e: E2ELab) -> None:

@@ -32,6 +32,7 @@ from drorch.replication.base import (
     VerifyResult,
 )
 from drorch.replication.pyrepl.control import ControlClient, ControlUnreachable, raise_error
+from drorch.replication.pyrepl.control_path import short_control_path
 from drorch.wait import wait_until
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class PyreplReplicator(Replicator):
         # the peer's replication host, when the caller knows it (the Node of the other
         # replica is not passed to drivers); otherwise the peer's node name is dialled
         self.peer_address = peer_address
+        if control is None and not self._remote_node:  # too long for sun_path: a stand-in
+            self.control = short_control_path(self.control)
         self._client = ControlClient(self.control)
 
     # ------------------------------------------------------------------ transport
