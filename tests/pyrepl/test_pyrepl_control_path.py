@@ -24,15 +24,23 @@ def test_a_path_that_fits_is_kept(tmp_path: Path) -> None:
     assert short_control_path(p, tmp_path) == p
 
 
-def test_a_long_path_gets_a_stable_private_stand_in(tmp_path: Path) -> None:
+def test_a_long_path_gets_a_stable_private_stand_in() -> None:
     long = Path("/" + "d" * 120) / "vol@a1.ctl"
-    short = short_control_path(long, tmp_path)
-    assert short == short_control_path(long, tmp_path)  # the same for every caller
-    assert short != short_control_path(Path("/" + "d" * 120) / "vol@b1.ctl", tmp_path)
-    assert len(os.fsencode(str(short))) <= SUN_PATH_MAX
-    folder = short.parent
-    assert folder.name == f"drorch-{os.getuid()}"
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    with tempfile.TemporaryDirectory(prefix="cp", dir="/tmp") as tmp:
+        short = short_control_path(long, Path(tmp))
+        assert short == short_control_path(long, Path(tmp))  # the same for every caller
+        assert short != short_control_path(Path("/" + "d" * 120) / "vol@b1.ctl", Path(tmp))
+        assert len(os.fsencode(str(short))) <= SUN_PATH_MAX
+        folder = short.parent
+        assert folder.name == f"drorch-{os.getuid()}"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_a_stand_in_that_is_still_too_long_is_refused_clearly(tmp_path: Path) -> None:
+    deep = tmp_path / ("t" * 90)
+    deep.mkdir()
+    with pytest.raises(ReplicationError, match="and so is its stand-in"):
+        short_control_path(Path("/" + "d" * 120) / "v.ctl", deep)
 
 
 def test_a_folder_open_to_others_is_refused(tmp_path: Path) -> None:

@@ -41,7 +41,13 @@ def short_control_path(natural: Path, tmp: Path | None = None) -> Path:
             " directory"
         )
     digest = hashlib.sha256(str(natural).encode()).hexdigest()[:24]
-    return folder / f"{digest}.ctl"
+    short = folder / f"{digest}.ctl"
+    if len(os.fsencode(str(short))) > SUN_PATH_MAX:
+        raise ReplicationError(
+            f"{natural}: too long for a unix socket, and so is its stand-in {short}"
+            " (a shorter TMPDIR, or a shorter state directory)"
+        )
+    return short
 
 
 def replica_control_path(base_dir: Path, volume: str, node: str) -> Path:
