@@ -21,6 +21,7 @@ from drorch.agent.bounded import Bounded, unobserved_health
 from drorch.agent.gate import WatchdogGate
 from drorch.agent.health import LocalHealth
 from drorch.agent.jobs import Job
+from drorch.agent.lease_audit import covered_by_hand_over, lease_audit
 from drorch.agent.rejoin import Rejoin
 from drorch.agent.restart import ClusterStart
 from drorch.agent.roles import RoleLog
@@ -144,22 +145,6 @@ class Agent:
             return False, "; ".join(failing), results
         return True, "all level-1 monitors pass", results
 
-    def _audit(
-        self, primary: tuple[str, ...], quorum: QuorumDecision, lease: LeaseState | None
-    ) -> tuple[str, ...]:
-        problems = []
-        if (
-            primary
-            and lease is not None
-            and lease.holder not in (None, self.site)
-            and lease.reachable
-        ):
-            problems.append(
-                f"{', '.join(primary)} run here at {self.site} but the witness says site"
-                f" {lease.holder} holds quorum"
-            )
-        return tuple(problems)
-
     # -- one cycle ----------------------------------------------------------------------
     def cycle(self) -> CycleReport:
         if self.bounded is not None:
@@ -205,7 +190,9 @@ class Agent:
             # every later takeover and cluster start as "already runs the cluster"
             log.info("took over at epoch %s, but runs nothing now", self.took_over_epoch)
             self.took_over_epoch = None
-        covered = self._covered(primary, peer_seen, lease)
+        covered = covered_by_hand_over(
+            primary, peer_seen, lease, self.peer, getattr(self.resources, "handover", {})
+        )
         view = AgentView(
             site=self.site,
             peer=self.peer,
@@ -217,7 +204,7 @@ class Agent:
             monitors_ok=ok,
             monitors_reason=why,
             # the peer holding the lease IS the hand-over's state: not an audit problem
-            audit_problems=() if covered else self._audit(primary, quorum, lease),
+            audit_problems=() if covered else lease_audit(primary, lease, self.site),
             maintenance=maintenance,
             peer_lost_since=self.peer_lost_since,
             peer_lease_expired_for=expired_for,
@@ -315,24 +302,6 @@ class Agent:
         # a takeover under way keeps the lease it took even if the peer is seen again
         taking_over = self.takeover_job is not None and self.takeover_job.state.running
         want(bool(primary) or restarting or taking_over or (not peer_seen and not starting))
-
-    def _covered(
-        self, primary: tuple[str, ...], peer_seen: bool, lease: LeaseState | None
-    ) -> str | None:
-        """Why every primary resource here may run under the peer's lease (a planned
-        hand-over: the link says only one copy takes writes), or None. Only while the
-        peer's agent is seen and the witness answers with the peer (or nobody) holding."""
-        handover: dict[str, str] = getattr(self.resources, "handover", {})
-        if (
-            not primary
-            or not peer_seen
-            or lease is None
-            or not lease.reachable
-            or lease.holder not in (None, self.peer)
-            or any(p not in handover for p in primary)
-        ):
-            return None
-        return "; ".join(dict.fromkeys(handover[p] for p in primary))
 
     def _fence_confirmed(self) -> bool:
         return self.fence_job is not None and self.fence_job.state.ok is True

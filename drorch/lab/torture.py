@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +34,8 @@ from drorch.lab.guest import last_heartbeat
 from drorch.lab.processes import live_pid
 from drorch.lab.stack import LabStack, StackError
 from drorch.lab.torture_diagnose import agent_decisions
-from drorch.lab.torture_judge import Sample, Stop, Verdict, disk_lost, judge
+from drorch.lab.torture_evidence import disk_counters, role_records, site_stops
+from drorch.lab.torture_judge import Sample, Verdict, disk_lost, judge
 from drorch.lab.torture_plan import Fault, Schedule
 from drorch.replication.pyrepl.control_path import replica_control_path
 
@@ -305,11 +305,11 @@ class LabTorture:
                 self.say(f"   {line}")
         first = next((i.at for i in result.injected if i.ok), None)
         audit = audit_serial(self.serial, serial_at)
-        result.disks = self.disk_counters()
+        result.disks = disk_counters(self.files, VM)
         on_disk = disk_lost(audit.last_acked, result.disks)
         result.verdict = judge(
-            roles=self._roles(),
-            stops=self._stops(start, end),
+            roles=role_records(self.files),
+            stops=site_stops(self.files, self.faults.events.read(), self.sites, start, end),
             samples=list(self._samples),
             acked_lost=max(audit.acked_lost, on_disk),
             start=start,
@@ -344,51 +344,6 @@ class LabTorture:
         line = json.dumps(result.as_dict(), default=str) + "\n"
         with open(self.files.root / "torture.jsonl", "a", encoding="utf-8") as f:
             f.write(line)
-
-    def disk_counters(self) -> dict[str, int | None]:
-        """The counter each replica's disk holds (block 0: `DISKCOUNTER n`): a loss is
-        seen even when the guest never boots again."""
-        out: dict[str, int | None] = {}
-        for site, node in NODES.items():
-            try:
-                with open(self.files.disk(VM, node), "rb") as f:
-                    head = f.read(64).replace(b"\0", b"")
-            except OSError:
-                out[site] = None
-                continue
-            m = re.match(rb"DISKCOUNTER (\d+)", head)
-            out[site] = int(m.group(1)) if m else None
-        return out
-
-    # ------------------------------------------------------------------ logs
-    def _roles(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for path in sorted(self.files.drorch_state.glob("roles-*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue  # a torn last line
-        return out
-
-    def _stops(self, start: float, end: float) -> list[Stop]:
-        """Kills of a site (event log) and soft watchdogs firing (their logs)."""
-        stops = []
-        full = {"A": self.sites[0], "B": self.sites[1]}
-        for e in self.faults.events.read():
-            if e.kind == "kill-site" and start <= e.time <= end and e.target in full:
-                stops.append(Stop(e.time, full[e.target], "kill-site"))
-        for site, node in NODES.items():
-            for path in self.files.drorch_state.glob(f"softdog-*-{node}.log"):
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    at = float(rec.get("at", 0))
-                    if rec.get("event") == "fired" and start <= at <= end:
-                        stops.append(Stop(at, site, "softdog fired"))
-        return stops
 
 
 def _sleep_until(deadline: float) -> None:

@@ -20,22 +20,19 @@ from drorch.quorum.config import QuorumdConfig
 from drorch.quorum.grants import GrantBook
 from drorch.quorum.messages import (
     BAD_FRAME,
-    NOT_CURRENT,
     NOT_HOLDER,
-    RECORD_CHANGED,
     UNAUTHORIZED,
-    Cleared,
     ClientMessage,
     Current,
     Heartbeat,
     Hello,
     Outdate,
-    Outdated,
     Welcome,
 )
 from drorch.quorum.outdates import OutdateBook
 from drorch.quorum.persister import Persister, PersistFailed
 from drorch.quorum.protocol import encode, encode_vote, error_frame
+from drorch.quorum.record_request import answer_record
 from drorch.quorum.session import Session, Stage
 from drorch.quorum.state import QuorumState, write_state
 
@@ -310,33 +307,14 @@ class QuorumServer:
             log.warning("%s/%s: refused: %s", cluster, site, why)
             persister.send_when_durable(session, cluster, error_frame(NOT_HOLDER, why))
             return
-        if isinstance(msg, Outdate):
-            old = self.outdates.conflict(cluster, site, volume)
-            if old is not None and not msg.force:
-                why = (
-                    f"outdate {volume}: the witness records {site}'s own copy as outdated "
-                    f"(only {old.site}'s is current since epoch {old.epoch}); promote it "
-                    "with --force --accept-data-loss first"
-                )
-                log.warning("%s/%s: refused: %s", cluster, site, why)
-                persister.send_when_durable(session, cluster, error_frame(NOT_CURRENT, why))
-                return
-            record, why = self.outdates.outdate(cluster, site, volume, epoch)
-            frame = encode(Outdated(volume, record.epoch, record.serial))
-            changed = True  # a new serial, even for a record already standing
+        answer = answer_record(self.outdates, cluster, site, msg, epoch)
+        if answer.refused:
+            log.warning("%s/%s: refused: %s", cluster, site, answer.why)
         else:
-            before = self.outdates.records.get(cluster, {}).get(volume)
-            gone, why = self.outdates.current(cluster, volume, msg.serial)
-            if not gone:
-                log.warning("%s/%s: refused: %s", cluster, site, why)
-                persister.send_when_durable(session, cluster, error_frame(RECORD_CHANGED, why))
-                return
-            changed = before is not None
-            frame = encode(Cleared(volume, epoch))
-        log.info("cluster %s: %s (from %s)", cluster, why, session.node)
-        if changed:
+            log.info("cluster %s: %s (from %s)", cluster, answer.why, session.node)
+        if answer.changed:
             persister.changed(cluster)
-        persister.send_when_durable(session, cluster, frame)
+        persister.send_when_durable(session, cluster, answer.frame)
 
     def _hello(self, session: Session, hello: Hello) -> None:
         allowed = self.pins.get(session.fingerprint, frozenset())
