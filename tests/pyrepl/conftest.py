@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -294,3 +295,15 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
             if proc.proc.poll() is None:
                 os.kill(proc.proc.pid, signal.SIGKILL)
                 proc.proc.wait(10)
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Two ends of one TCP connection on loopback."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    a = socket.create_connection(srv.getsockname())
+    b, _ = srv.accept()
+    srv.close()
+    yield a, b
+    a.close()
+    b.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,17 +18,6 @@ from drorch.replication.pyrepl.wire import FrameType
 from tests.pyrepl.conftest import SIZE, Cluster, wait_until
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    srv = socket.create_server(("127.0.0.1", 0))
-    a = socket.create_connection(srv.getsockname())
-    b, _ = srv.accept()
-    srv.close()
-    yield a, b
-    a.close()
-    b.close()
 
 
 def send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:

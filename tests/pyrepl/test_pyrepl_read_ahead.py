@@ -12,7 +12,6 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,17 +47,6 @@ class CountingSocket:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture
-def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    srv = socket.create_server(("127.0.0.1", 0))
-    a = socket.create_connection(srv.getsockname())
-    b, _ = srv.accept()
-    srv.close()
-    yield a, b
-    a.close()
-    b.close()
 
 
 def data_frame(seq: int, payload: bytes) -> bytes:

@@ -8,16 +8,8 @@ the replica is a stand-in that reports a fixed state and records the promotion."
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-from collections.abc import Iterator
-
 import pytest
 
-from drorch.clock import SystemClock
-from drorch.environment import Environment
-from drorch.model.loader import parse_cluster_text
-from drorch.model.types import Witness
 from drorch.quorum.fence import record_outdate, witness_view
 from drorch.replication.base import (
     ConnState,
@@ -27,10 +19,11 @@ from drorch.replication.base import (
     Role,
     VerifyResult,
 )
-from drorch.runbook.steps.base import StepContext, StepFailed, bind_args, load_step_types
+from drorch.runbook.steps.base import StepContext, StepFailed, StepResult
 from tests.quorum.conftest import InProcessWitness, make_config, pki
+from tests.runbook.witness_lab import hand_over, run_step, site_ctx, witness
 
-__all__ = ["make_config", "pki"]  # fixtures
+__all__ = ["make_config", "pki", "witness"]  # fixtures
 
 CLUSTER = """\
 cluster: c1
@@ -78,36 +71,15 @@ class StandIn(Replicator):
         raise NotImplementedError
 
 
-@pytest.fixture
-def witness(pki, make_config) -> Iterator[InProcessWitness]:  # type: ignore[no-untyped-def]
-    path, port = make_config(lease_ms=5000)
-    w = InProcessWitness(pki, port, path, init=True)
-    try:
-        yield w
-    finally:
-        w.stop()
-
-
 def _ctx(w: InProcessWitness, site: str, rep: Replicator | None = None) -> StepContext:
-    base = parse_cluster_text(CLUSTER, "c1.yaml")[0]
-    name = f"c1-{site.lower()}"
-    cluster = dataclasses.replace(
-        base,
-        witness=Witness(
-            w.server, w.pki.fingerprints["server"], str(w.pki.cert(name)), str(w.pki.key(name))
-        ),
-    )
-    env = Environment(clock=SystemClock(), base_dir=w.config.parent)
+    ctx = site_ctx(w, site, CLUSTER)
     if rep is not None:
-        env.replicators[("data", "a1")] = rep
-    return StepContext(env, cluster)
+        ctx.env.replicators[("data", "a1")] = rep
+    return ctx
 
 
-def _step(ctx: StepContext, name: str, **raw: object) -> object:
-    step = load_step_types()[name]
-    args, problems = bind_args(step.params, raw)
-    assert not problems, problems
-    return step.run(ctx, args)
+def _step(ctx: StepContext, name: str, **raw: object) -> StepResult:
+    return run_step(ctx, name, **raw)
 
 
 def _outdated_at_a(w: InProcessWitness) -> tuple[str, ...]:
@@ -118,25 +90,7 @@ def _outdated_at_a(w: InProcessWitness) -> tuple[str, ...]:
     answer = record_outdate(b.cluster.witness, "c1", "B", "b1", "data", w.config.parent)
     assert answer.recorded is not None, answer
     a = _ctx(w, "A")
-    stop = threading.Event()
-
-    def a_agent() -> None:
-        for _ in range(200):  # bounded: 200 x 50 ms
-            if stop.wait(0.05):
-                return
-            try:
-                _step(a, "quorum.acquire", site="A")
-                return
-            except StepFailed:
-                continue
-
-    agent = threading.Thread(target=a_agent)
-    agent.start()
-    try:
-        _step(b, "quorum.release", to="A")
-    finally:
-        stop.set()
-        agent.join()
+    hand_over(b, a, "A", 200)
     assert a.cluster.witness is not None
     return witness_view(a.cluster.witness, "c1", "A", "a1", w.config.parent).outdated
 
@@ -147,7 +101,7 @@ def test_a_stale_record_is_cleared_and_the_copy_promoted(witness: InProcessWitne
     a = _ctx(witness, "A", rep)
     result = _step(a, "replication.promote", target="data", site="A")
     assert rep.promoted, "not promoted"
-    assert "stale outdate record for data at A cleared" in result.message  # type: ignore[attr-defined]
+    assert "stale outdate record for data at A cleared" in result.message
     assert a.cluster.witness is not None
     view = witness_view(a.cluster.witness, "c1", "A", "a1", witness.config.parent)
     assert view.outdated == ()

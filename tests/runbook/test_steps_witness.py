@@ -4,37 +4,13 @@ own site, so site A's node takes and releases A's lease and watches B take it.""
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-from collections.abc import Iterator
-
 import pytest
 
-from drorch.clock import SystemClock
-from drorch.environment import Environment
-from drorch.model.loader import parse_cluster_text
-from drorch.model.types import Witness
-from drorch.runbook.steps.base import (
-    StepContext,
-    StepFailed,
-    StepResult,
-    bind_args,
-    load_step_types,
-)
+from drorch.runbook.steps.base import StepContext, StepFailed, StepResult
 from tests.quorum.conftest import InProcessWitness, make_config, pki
+from tests.runbook.witness_lab import hand_over, run_step, site_ctx, witness
 
-__all__ = ["make_config", "pki"]  # fixtures
-
-
-@pytest.fixture
-def witness(pki, make_config) -> Iterator[InProcessWitness]:  # type: ignore[no-untyped-def]
-    """A witness whose lease (5 s) outlasts the test's steps without an agent renewing it."""
-    path, port = make_config(lease_ms=5000)
-    w = InProcessWitness(pki, port, path, init=True)
-    try:
-        yield w
-    finally:
-        w.stop()
+__all__ = ["make_config", "pki", "witness"]  # fixtures
 
 
 CLUSTER = """\
@@ -47,23 +23,11 @@ sites:
 
 
 def _node(w: InProcessWitness, site: str) -> StepContext:
-    base = parse_cluster_text(CLUSTER, "c1.yaml")[0]
-    name = f"c1-{site.lower()}"
-    cluster = dataclasses.replace(
-        base,
-        witness=Witness(
-            w.server, w.pki.fingerprints["server"], str(w.pki.cert(name)), str(w.pki.key(name))
-        ),
-    )
-    env = Environment(clock=SystemClock(), base_dir=w.config.parent)
-    return StepContext(env, cluster)
+    return site_ctx(w, site, CLUSTER)
 
 
 def _run(ctx: StepContext, name: str, check: bool = False, **raw: object) -> StepResult:
-    step = load_step_types()[name]
-    args, problems = bind_args(step.params, raw)
-    assert not problems, problems
-    return step.check(ctx, args) if check else step.run(ctx, args)
+    return run_step(ctx, name, check, **raw)
 
 
 def test_acquire_check_and_release_to_the_other_site(witness: InProcessWitness) -> None:
@@ -86,25 +50,7 @@ def test_acquire_check_and_release_to_the_other_site(witness: InProcessWitness) 
         _run(a, "quorum.acquire", site="B")  # A's certificate cannot ask for B's lease
     assert foreign.value.code == "not-this-site"
     # B's agent (here: a thread asking as B) takes the lease once A released it
-    stop = threading.Event()
-
-    def b_agent() -> None:
-        for _ in range(100):  # bounded: 100 x 50 ms
-            if stop.wait(0.05):
-                return
-            try:
-                _run(b, "quorum.acquire", site="B")
-                return
-            except StepFailed:
-                continue
-
-    agent = threading.Thread(target=b_agent)
-    agent.start()
-    try:
-        moved = _run(a, "quorum.release", to="B")
-    finally:
-        stop.set()
-        agent.join()
+    moved = hand_over(a, b, "B", 100)
     assert moved.changed and moved.data["from"] == "A"
     assert moved.message.startswith("quorum released by A, now held by B")
     assert _run(a, "check.quorum", site="B").message.startswith("site B holds quorum")
