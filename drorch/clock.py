@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 
 
 class Clock(ABC):
@@ -32,3 +33,10 @@ class SystemClock(Clock):
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+def iso_utc(seconds: float | None) -> str | None:
+    """Wall-clock seconds as ISO 8601 UTC (`2026-12-03T09:14:05Z`), or None."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -4,9 +4,9 @@ progress, generations, the fencing epoch and the NBD export."""
 from __future__ import annotations
 
 import statistics
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from drorch.clock import iso_utc as iso_time
 from drorch.replication.base import ConnState, DiskState, ReplicationStatus, Role
 from drorch.replication.pyrepl import dual, freeze, modeswitch
 
@@ -61,13 +61,6 @@ def engine_status(engine: Engine) -> ReplicationStatus:
             nbd=engine.nbd_uri,
             extra=extra,
         )
-
-
-def iso_time(seconds: float | None) -> str | None:
-    """Wall-clock seconds as ISO 8601 UTC (`2026-12-03T09:14:05Z`), or None."""
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _latency(engine: Engine) -> dict[str, float | int] | None:

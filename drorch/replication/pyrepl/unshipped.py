@@ -40,10 +40,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from drorch.clock import iso_utc as iso_time
 from drorch.durable import write_atomic
 
 log = logging.getLogger("drorch.pyrepl")
@@ -213,7 +213,7 @@ class Ledger:
             if d is None
             else {
                 **_as_dict(d.tally),
-                "discarded_at": _iso(d.at),
+                "discarded_at": iso_time(d.at),
                 "generation": d.generation,
                 "uncounted": d.uncounted,
             }
@@ -221,15 +221,11 @@ class Ledger:
         return out
 
 
-def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
-
-
 def _as_dict(t: Tally) -> dict[str, Any]:
     return {
         "writes": t.writes,
         "bytes": t.bytes,
-        "first": _iso(t.first),
-        "last": _iso(t.last),
+        "first": iso_time(t.first),
+        "last": iso_time(t.last),
         "seconds": t.seconds,
     }
