@@ -11,6 +11,7 @@ every key nobody asked for as `unknown-key`, with a "did you mean" suggestion.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -148,9 +149,11 @@ class Fields:
         key: str,
         default: Any,
         required: bool,
-        convert: Callable[[Located], Any],
+        convert: Callable[[Located, Any], Any],
+        arg: Any = None,
     ) -> Any:
-        # node(), inlined: this runs for every key of every mapping in the file
+        # node(), inlined: this runs for every key of every mapping in the file; the
+        # converter's own argument is passed along (a lambda per call costs more)
         self.allowed.append(key)
         loc = self.values.get(key)
         if loc is None:
@@ -159,7 +162,7 @@ class Fields:
             return default
         self.record((*self.path, key), loc.position)
         try:
-            return convert(loc)
+            return convert(loc, arg)
         except _Bad as bad:
             self.ctx.error(bad.code, f"{self.what}.{key}: {bad}", loc.position)
             return default
@@ -175,22 +178,22 @@ class Fields:
         return result
 
     def whole(self, key: str, default: Any, *, low: int = 0, high: int | None = None) -> Any:
-        return self._convert(key, default, default is MISSING, lambda v: _as_int(v, low, high))
+        return self._convert(key, default, default is MISSING, _as_int, (low, high))
 
     def number(self, key: str, default: Any, *, low: float = 0.0) -> Any:
-        return self._convert(key, default, default is MISSING, lambda v: _as_number(v, low))
+        return self._convert(key, default, default is MISSING, _as_number, low)
 
     def duration(self, key: str, default: Any, *, positive: bool = True) -> Any:
-        return self._convert(key, default, default is MISSING, lambda v: _as_duration(v, positive))
+        return self._convert(key, default, default is MISSING, _as_duration, positive)
 
     def size(self, key: str, default: Any) -> Any:
         return self._convert(key, default, default is MISSING, _as_size)
 
     def choice(self, key: str, enum: type[E], default: Any) -> Any:
-        return self._convert(key, default, default is MISSING, lambda v: _as_enum(v, enum))
+        return self._convert(key, default, default is MISSING, _as_enum, enum)
 
     def one_of(self, key: str, choices: tuple[str, ...], default: Any) -> Any:
-        return self._convert(key, default, default is MISSING, lambda v: _as_choice(v, choices))
+        return self._convert(key, default, default is MISSING, _as_choice, choices)
 
     def names(self, key: str) -> tuple[str, ...]:
         """A list of names (references), each position recorded as (*path, key, i)."""
@@ -201,7 +204,7 @@ class Fields:
         for i, item in enumerate(expect_list(loc, f"{self.what}.{key}", self.ctx)):
             self.record((*self.path, key, i), item.position)
             try:
-                out.append(_as_name(item))
+                out.append(_as_name(item, None))
             except _Bad as bad:
                 self.ctx.error(bad.code, f"{self.what}.{key}: {bad}", item.position)
         return tuple(out)
@@ -215,7 +218,7 @@ class Fields:
         for k, v in loc.value.items():
             self.record((*self.path, key, k), loc.key_positions.get(k, v.position))
             try:
-                out[k] = _as_str(v)
+                out[k] = _as_str(v, None)
             except _Bad as bad:
                 self.ctx.error(bad.code, f"{self.what}.{key}.{k}: {bad}", v.position)
         return out
@@ -244,7 +247,7 @@ class _Bad(ValueError):
         self.code = code
 
 
-def _as_str(loc: Located) -> str:
+def _as_str(loc: Located, _: object) -> str:
     v = loc.value
     if type(v) is str and v.strip():  # the common case, without plain()
         return v
@@ -256,7 +259,7 @@ def _as_str(loc: Located) -> str:
     raise _Bad("wrong-type", f"expected a non-empty string, got {kind(v)}")
 
 
-def _as_name(loc: Located) -> str:
+def _as_name(loc: Located, _: object) -> str:
     v = loc.value
     if type(v) is str and NAME_RE.match(v):  # the common case, without plain()
         return v
@@ -273,7 +276,7 @@ def _as_name(loc: Located) -> str:
     return v
 
 
-def _as_bool(loc: Located) -> bool:
+def _as_bool(loc: Located, _: object) -> bool:
     v = loc.value
     if type(v) is bool:
         return v
@@ -283,13 +286,14 @@ def _as_bool(loc: Located) -> bool:
     raise _Bad("wrong-type", f"expected true or false, got {v!r}")
 
 
-def _as_int(loc: Located, low: int, high: int | None) -> int:
+def _as_int(loc: Located, bounds: tuple[int, int | None]) -> int:
+    low, high = bounds
     v = loc.plain()
     if isinstance(v, bool) or not isinstance(v, int):
         raise _Bad("wrong-type", f"expected a whole number, got {v!r}")
     if v < low or (high is not None and v > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _Bad("out-of-range", f"{v} is out of range (must be {bounds})")
+        limits = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _Bad("out-of-range", f"{v} is out of range (must be {limits})")
     return v
 
 
@@ -302,9 +306,14 @@ def _as_number(loc: Located, low: float) -> float:
     return float(v)
 
 
+# parse_duration of a string, remembered: the same few durations recur all over a file
+_duration_text = functools.lru_cache(maxsize=512)(parse_duration)
+
+
 def _as_duration(loc: Located, positive: bool) -> float:
     try:
-        seconds = parse_duration(loc.plain())
+        v = loc.value
+        seconds = _duration_text(v) if type(v) is str else parse_duration(loc.plain())
     except UnitError as exc:
         raise _Bad("bad-duration", str(exc)) from exc
     if positive and seconds <= 0:
@@ -312,7 +321,7 @@ def _as_duration(loc: Located, positive: bool) -> float:
     return seconds
 
 
-def _as_size(loc: Located) -> int:
+def _as_size(loc: Located, _: object) -> int:
     try:
         size = parse_size(loc.plain())
     except UnitError as exc:

@@ -25,11 +25,15 @@ AFTER_SB_0PRI = ("disconnect", "discard-younger-primary", "discard-older-primary
                  "discard-zero-changes", "discard-least-changes")  # fmt: skip
 AFTER_SB_1PRI = ("disconnect", "consensus", "discard-secondary", "call-pri-lost-after-sb")
 AFTER_SB_2PRI = ("disconnect", "call-pri-lost-after-sb")
+# Defaults read from one instance each (frozen), not from a new one per resource read.
+_DRBD, _PYREPL = DrbdOptions(), PyreplOptions()
+_MONITOR = Monitor("", MonitorType.PROCESS, "")
+_VM = VM("", "")
 
 
 def parse_drbd(loc: Located, path: Path, ctx: Context) -> DrbdOptions:
     f = Fields(loc, path, ctx, "drbd")
-    d = DrbdOptions()
+    d = _DRBD
     opts = DrbdOptions(
         device=f.text("device", d.device),
         ping_timeout=f.duration("ping_timeout", d.ping_timeout),
@@ -50,7 +54,7 @@ def parse_drbd(loc: Located, path: Path, ctx: Context) -> DrbdOptions:
 
 def parse_pyrepl(loc: Located, path: Path, ctx: Context) -> PyreplOptions:
     f = Fields(loc, path, ctx, "pyrepl")
-    d = PyreplOptions()
+    d = _PYREPL
     opts = PyreplOptions(
         region_size=f.size("region_size", d.region_size),
         max_lag_bytes=f.size("max_lag", d.max_lag_bytes),
@@ -73,8 +77,8 @@ def parse_volume(loc: Located, path: Path, ctx: Context) -> Volume | None:
     given_fencing = f.one_of("fencing", FENCING, None)
     drbd_loc = f.node("drbd")
     pyrepl_loc = f.node("pyrepl")
-    drbd = parse_drbd(drbd_loc, (*path, "drbd"), ctx) if drbd_loc else DrbdOptions()
-    pyrepl = parse_pyrepl(pyrepl_loc, (*path, "pyrepl"), ctx) if pyrepl_loc else PyreplOptions()
+    drbd = parse_drbd(drbd_loc, (*path, "drbd"), ctx) if drbd_loc else _DRBD
+    pyrepl = parse_pyrepl(pyrepl_loc, (*path, "pyrepl"), ctx) if pyrepl_loc else _PYREPL
     f.done()
     if name is MISSING:
         return None
@@ -113,7 +117,7 @@ def parse_monitor(loc: Located, path: Path, ctx: Context) -> Monitor | None:
     name = f.name()
     mtype = f.choice("type", MonitorType, MISSING)
     target = f.text("target", required=True)
-    d = Monitor("", MonitorType.PROCESS, "")
+    d = _MONITOR
     monitor = Monitor(
         name=name,
         type=mtype,
@@ -141,7 +145,7 @@ def parse_monitors(f: Fields, ctx: Context) -> tuple[Monitor, ...]:
 def parse_vm(loc: Located, path: Path, ctx: Context) -> VM | None:
     f = Fields(loc, path, ctx, "vm")
     name = f.name()
-    d = VM("", "")
+    d = _VM
     vm = VM(
         name=name,
         domain=f.text("domain", name),
