@@ -10,34 +10,16 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from drorch.model import block_reader
 from drorch.model.config_file import offset_position, read_config_text
 from drorch.model.flow_nesting import MAX_DEPTH, flow_depth
+from drorch.model.located import Located as Located  # re-exported: the readers' result type
 from drorch.model.reports import ConfigError, Position, ReportItem
-
-
-@dataclass(slots=True)
-class Located:
-    """A YAML value with its position. `value` is a dict[str, Located], a list[Located],
-    or a plain scalar (str, int, float, bool or None)."""
-
-    value: Any
-    position: Position
-    key_positions: dict[str, Position] = field(default_factory=dict)
-
-    def plain(self) -> Any:
-        """The value with all positions stripped (plain dicts, lists and scalars)."""
-        if isinstance(self.value, dict):
-            return {k: v.plain() for k, v in self.value.items()}
-        if isinstance(self.value, list):
-            return [v.plain() for v in self.value]
-        return self.value
-
 
 MAX_NODES = 1_000_000  # values after alias expansion (a billion laughs is 10^9)
 
@@ -66,6 +48,10 @@ def _pos(file: str, mark: yaml.Mark | None) -> Position:
 # it reports the same marks and problems.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
+# the tags of plain scalars the block reader may take (the others are left to libyaml)
+_SIMPLE_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "null", "timestamp")
+)
 _MISSING = object()
 
 
@@ -105,6 +91,27 @@ class _Builder:
         if tag is None or tag == "!" or tag == _STR:
             return ev.value  # quoted, or explicitly a string
         return self._construct(tag, ev)
+
+    def plain_value(self, text: str) -> Any:
+        """A plain untagged scalar's value exactly as `scalar` makes it for such an event
+        (the same resolver, constructor and cache), for the block reader; or _MISSING
+        when its tag is not a simple one or it cannot be constructed (left to libyaml,
+        which reports it with its position)."""
+        value = self.plain.get(text, _MISSING)
+        if value is _MISSING:
+            resolved = self.resolve(yaml.ScalarNode, text, (True, False))
+            if resolved == _STR:
+                value = text
+            elif resolved in _SIMPLE_TAGS:
+                node = yaml.ScalarNode(resolved, text, None, None, None)
+                try:
+                    value = self.constructor.construct_object(node, deep=True)
+                except Exception:  # whatever it is, libyaml's reading reports it
+                    return _MISSING
+            else:
+                return _MISSING
+            self.plain[text] = value
+        return value
 
     def _construct(self, tag: str, ev: Any) -> Any:
         node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
@@ -272,8 +279,26 @@ class _Builder:
         )
 
 
+def read_block_subset(text: str, file: str) -> Located | None:
+    """The block reader's tree (drorch.model.block_reader), or None for a file outside
+    its subset; its plain scalars resolved as `_Builder` resolves them."""
+    builder = _Builder(file)
+    with gc_paused():
+        return block_reader.read(text, file, builder.plain_value, builder.plain, _MISSING)
+
+
 def parse_located(text: str, file: str) -> Located:
-    """Parse YAML text; raise ConfigError(`yaml` code) with the position of a syntax error."""
+    """Parse YAML text; raise ConfigError(`yaml` code) with the position of a syntax error.
+
+    A file in the plain subset is read by the fast block reader, which gives the tree
+    libyaml's events give; any other file, and so every file with a problem, is read
+    from libyaml's events (`parse_located_events`), which report the problems."""
+    fast = read_block_subset(text, file)
+    return fast if fast is not None else parse_located_events(text, file)
+
+
+def parse_located_events(text: str, file: str) -> Located:
+    """`parse_located` from libyaml's events alone, whatever the file."""
     _deepest, where = flow_depth(text)  # libyaml reads flow collections ahead
     if where >= 0:
         raise ConfigError(
