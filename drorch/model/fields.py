@@ -11,7 +11,6 @@ every key nobody asked for as `unknown-key`, with a "did you mean" suggestion.
 from __future__ import annotations
 
 import difflib
-import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,6 +61,8 @@ class Context:
 
     where: Where
     reports: list[ReportItem] = field(default_factory=list)
+    # parse_duration of each string it has taken in this parse (they recur all over a file)
+    durations: dict[str, float] = field(default_factory=dict)
 
     def error(self, code: str, message: str, position: Position) -> None:
         self.reports.append(ReportItem(code, message, position))
@@ -129,6 +130,7 @@ class Fields:
         # Where.record, bound once: a Fields reads each of its keys through it
         self.record: Callable[[Path, Position], object] = ctx.where.positions.setdefault
         self.record(path, loc.position)
+        self.durations = ctx.durations
 
     def key_pos(self, key: str) -> Position:
         return self.loc.key_positions.get(key, self.loc.position)
@@ -167,13 +169,32 @@ class Fields:
             self.ctx.error(bad.code, f"{self.what}.{key}: {bad}", loc.position)
             return default
 
+    # text, name, flag, duration and choice read the common case (a value of the right
+    # type and form) here and leave everything else to _convert: the same records, the
+    # same value, one call instead of three per key.
+
     def text(self, key: str, default: Any = MISSING, *, required: bool = False) -> Any:
+        loc = self.values.get(key)
+        if loc is not None and type(loc.value) is str and loc.value.strip():
+            self.allowed.append(key)
+            self.record((*self.path, key), loc.position)
+            return loc.value
         return self._convert(key, default, required, _as_str)
 
     def name(self, key: str = "name", default: Any = MISSING) -> Any:
+        loc = self.values.get(key)
+        if loc is not None and type(loc.value) is str and NAME_RE.match(loc.value):
+            self.allowed.append(key)
+            self.record((*self.path, key), loc.position)
+            return loc.value
         return self._convert(key, default, True, _as_name)
 
     def flag(self, key: str, default: bool) -> bool:
+        loc = self.values.get(key)
+        if loc is not None and type(loc.value) is bool:
+            self.allowed.append(key)
+            self.record((*self.path, key), loc.position)
+            return loc.value
         result: bool = self._convert(key, default, False, _as_bool)
         return result
 
@@ -184,12 +205,28 @@ class Fields:
         return self._convert(key, default, default is MISSING, _as_number, low)
 
     def duration(self, key: str, default: Any, *, positive: bool = True) -> Any:
-        return self._convert(key, default, default is MISSING, _as_duration, positive)
+        loc = self.values.get(key)
+        if loc is not None and type(loc.value) is str:
+            seconds = self.durations.get(loc.value)
+            if seconds is not None and (seconds > 0 or not positive):
+                self.allowed.append(key)
+                self.record((*self.path, key), loc.position)
+                return seconds
+        return self._convert(
+            key, default, default is MISSING, _as_duration, (positive, self.durations)
+        )
 
     def size(self, key: str, default: Any) -> Any:
         return self._convert(key, default, default is MISSING, _as_size)
 
     def choice(self, key: str, enum: type[E], default: Any) -> Any:
+        loc = self.values.get(key)
+        if loc is not None and type(loc.value) is str:
+            member = _members(enum).get(loc.value)
+            if member is not None:
+                self.allowed.append(key)
+                self.record((*self.path, key), loc.position)
+                return member
         return self._convert(key, default, default is MISSING, _as_enum, enum)
 
     def one_of(self, key: str, choices: tuple[str, ...], default: Any) -> Any:
@@ -306,14 +343,12 @@ def _as_number(loc: Located, low: float) -> float:
     return float(v)
 
 
-# parse_duration of a string, remembered: the same few durations recur all over a file
-_duration_text = functools.lru_cache(maxsize=512)(parse_duration)
-
-
-def _as_duration(loc: Located, positive: bool) -> float:
+def _as_duration(loc: Located, how: tuple[bool, dict[str, float]]) -> float:
+    positive, known = how  # known: the strings parsed so far (Context.durations)
     try:
-        v = loc.value
-        seconds = _duration_text(v) if type(v) is str else parse_duration(loc.plain())
+        seconds = parse_duration(loc.plain())
+        if type(loc.value) is str:
+            known[loc.value] = seconds
     except UnitError as exc:
         raise _Bad("bad-duration", str(exc)) from exc
     if positive and seconds <= 0:
@@ -340,6 +375,15 @@ def _as_choice(loc: Located, choices: tuple[str, ...]) -> str:
 
 
 _ENUM_VALUES: dict[type[StrEnum], tuple[str, ...]] = {}
+_ENUM_MEMBERS: dict[type[StrEnum], dict[str, Any]] = {}
+
+
+def _members(enum: type[E]) -> dict[str, E]:
+    """The enum's members by value (what `enum(value)` gives for each)."""
+    members = _ENUM_MEMBERS.get(enum)
+    if members is None:
+        members = _ENUM_MEMBERS[enum] = {e.value: e for e in enum}
+    return members
 
 
 def _as_enum(loc: Located, enum: type[E]) -> E:

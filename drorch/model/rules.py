@@ -78,7 +78,7 @@ def _node_sites(c: Cluster) -> dict[str, str]:
 
 
 def check_unique_resources(c: Cluster, ctx: Context) -> None:
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, int]] = {}  # the first use of each name: its key and index
     groups: Sequence[tuple[str, Sequence[object]]] = (
         ("volumes", c.volumes),
         ("vms", c.vms),
@@ -87,15 +87,21 @@ def check_unique_resources(c: Cluster, ctx: Context) -> None:
     for key, items in groups:
         for i, item in enumerate(items):
             name = str(getattr(item, "name", ""))
-            if name in seen:
+            first = seen.get(name)
+            if first is not None:
+                first_key, first_i = first
+                used_by = (
+                    f"a {first_key[:-1].replace('vm', 'VM')} at line"
+                    f" {ctx.where.at(first_key, first_i).line}"
+                )
                 ctx.error(
                     "duplicate-name",
-                    f"{name!r} is already used by {seen[name]}; volume, VM and service names"
+                    f"{name!r} is already used by {used_by}; volume, VM and service names"
                     " share one namespace",
                     ctx.where.at(key, i, "name"),
                 )
             else:
-                seen[name] = f"a {key[:-1].replace('vm', 'VM')} at line {ctx.where.at(key, i).line}"
+                seen[name] = (key, i)
 
 
 def check_volumes(c: Cluster, ctx: Context) -> None:
@@ -220,8 +226,10 @@ def check_resources(c: Cluster, ctx: Context) -> None:
         else:
             check_placement(res, i, site_names, ctx)
         for j, dep in enumerate(res.depends_on):
-            where = ctx.where.at(key, i, "depends_on", j)
             target = kinds.get(dep)
+            if target is not None and not (res.migratable and not target.migratable):
+                continue  # fine: no report, so no position needed
+            where = ctx.where.at(key, i, "depends_on", j)
             if target is None:
                 hint = " (a VM lists its disks under `volumes:`)" if dep in volumes else ""
                 ctx.error(

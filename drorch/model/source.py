@@ -60,6 +60,17 @@ class _ScalarConstructor(yaml.constructor.SafeConstructor, yaml.resolver.Resolve
     nulls, timestamps; explicit tags); one per parse."""
 
 
+# The first characters for which the resolver has implicit rules: any other plain scalar
+# resolves to a string (as `resolve` itself decides, from the same table), unless the
+# resolver has rules for every first character or path rules (then: no shortcut).
+_RESOLVER_TABLE: dict[Any, Any] = _ScalarConstructor.yaml_implicit_resolvers
+_RESOLVED_FIRST: frozenset[str] | None = (
+    None
+    if None in _RESOLVER_TABLE or _ScalarConstructor.yaml_path_resolvers
+    else frozenset(k for k in _RESOLVER_TABLE if k)
+)
+
+
 class _Builder:
     """Builds the Located tree straight from the parser's events, in one pass and
     without recursion: positions from the event marks, plain scalars resolved once per
@@ -99,6 +110,9 @@ class _Builder:
         which reports it with its position)."""
         value = self.plain.get(text, _MISSING)
         if value is _MISSING:
+            if _RESOLVED_FIRST is not None and text and text[0] not in _RESOLVED_FIRST:
+                self.plain[text] = text  # no implicit rule for its first character
+                return text
             resolved = self.resolve(yaml.ScalarNode, text, (True, False))
             if resolved == _STR:
                 value = text
