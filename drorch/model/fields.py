@@ -118,14 +118,22 @@ def expect_list(loc: Located, what: str, ctx: Context) -> list[Located]:
 class Fields:
     """Reads the keys of one mapping. `path` is the model path of the mapping itself."""
 
+    # one per mapping of the file, each read several times a key: slots are cheaper
+    __slots__ = ("allowed", "ctx", "durations", "loc", "ok", "path", "record", "values", "what")
+
     def __init__(self, loc: Located, path: Path, ctx: Context, what: str) -> None:
         self.loc = loc
         self.path = path
         self.ctx = ctx
         self.what = what
-        # an empty section (`fencing:` with everything commented out) means all defaults
-        self.ok = loc.value is None or expect_mapping(loc, what, ctx)
-        self.values: dict[str, Located] = loc.value if isinstance(loc.value, dict) else {}
+        value = loc.value
+        if type(value) is dict:  # the common case, as expect_mapping decides it
+            self.ok = True
+            self.values: dict[str, Located] = value
+        else:
+            # an empty section (`fencing:` with everything commented out) means all defaults
+            self.ok = value is None or expect_mapping(loc, what, ctx)
+            self.values = value if isinstance(value, dict) else {}
         self.allowed: list[str] = []
         # Where.record, bound once: a Fields reads each of its keys through it
         self.record: Callable[[Path, Position], object] = ctx.where.positions.setdefault
