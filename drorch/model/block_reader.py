@@ -180,7 +180,8 @@ class _Reader:
         if dash is None:
             raise _Outside
         start = dash.end()
-        if _KEY.match(line, start) is not None:  # `- key: ...`: a mapping in the item
+        if line[start] not in "[{'\"" and _KEY.match(line, start) is not None:
+            # `- key: ...`: a mapping in the item (a key never starts with a bracket or quote)
             items.append(self.open(stack, start))
             _, _, inner, inner_keys = stack[-1]
             return self.entry(line, start, inner, inner_keys)
@@ -203,30 +204,27 @@ class _Reader:
         return None
 
     def value(self, line: str, start: int) -> Located:
-        """The value starting at `start`, which must then end the line (or a comment)."""
-        node, end = self.node(line, start, 0)
+        """The scalar or flow collection at `start`, which must then end the line (or
+        a comment)."""
+        ch = line[start : start + 1]
+        if ch == "[" or ch == "{":
+            node, end = self.flow(line, start, 1)
+        else:
+            self.count += 1
+            if ch == "'":
+                m = _SINGLE.match(line, start)
+            elif ch == '"':
+                m = _DOUBLE.match(line, start)
+            else:
+                m = _PLAIN.match(line, start)
+            if m is None:
+                raise _Outside
+            text = m.group() if m.lastindex is None else m.group(1)
+            node = Located(self.scalar(text) if m.lastindex is None else text, self.at(start), {})
+            end = m.end()
         if _LINE_END.match(line, end) is None:
             raise _Outside
         return node
-
-    def node(self, line: str, start: int, depth: int) -> tuple[Located, int]:
-        """A scalar or flow collection at `start`, and where it ends."""
-        ch = line[start : start + 1]
-        if ch == "[" or ch == "{":
-            return self.flow(line, start, depth + 1)
-        self.count += 1
-        if ch == "'":
-            m = _SINGLE.match(line, start)
-        elif ch == '"':
-            m = _DOUBLE.match(line, start)
-        else:
-            m = _PLAIN.match(line, start)
-            if m is None:
-                raise _Outside
-            return Located(self.scalar(m.group()), self.at(start), {}), m.end()
-        if m is None:
-            raise _Outside
-        return Located(m.group(1), self.at(start), {}), m.end()
 
     def flow(self, line: str, start: int, depth: int) -> tuple[Located, int]:
         """A flow mapping or sequence opening at `start`, all on this line, read a step
