@@ -177,9 +177,8 @@ class Fields:
             self.ctx.error(bad.code, f"{self.what}.{key}: {bad}", loc.position)
             return default
 
-    # text, name, flag, duration and choice read the common case (a value of the right
-    # type and form) here and leave everything else to _convert: the same records, the
-    # same value, one call instead of three per key.
+    # text, name, flag, duration, choice: the common case (the right type and form) read
+    # here, the rest by _convert; the same records and value, one call instead of three
 
     def text(self, key: str, default: Any = MISSING, *, required: bool = False) -> Any:
         loc = self.values.get(key)
@@ -203,8 +202,7 @@ class Fields:
             self.allowed.append(key)
             self.record((*self.path, key), loc.position)
             return loc.value
-        result: bool = self._convert(key, default, False, _as_bool)
-        return result
+        return bool(self._convert(key, default, False, _as_bool))
 
     def whole(self, key: str, default: Any, *, low: int = 0, high: int | None = None) -> Any:
         return self._convert(key, default, default is MISSING, _as_int, (low, high))
@@ -386,8 +384,7 @@ _ENUM_VALUES: dict[type[StrEnum], tuple[str, ...]] = {}
 _ENUM_MEMBERS: dict[type[StrEnum], dict[str, Any]] = {}
 
 
-def _members(enum: type[E]) -> dict[str, E]:
-    """The enum's members by value (what `enum(value)` gives for each)."""
+def _members(enum: type[E]) -> dict[str, E]:  # what `enum(value)` gives, by value
     members = _ENUM_MEMBERS.get(enum)
     if members is None:
         members = _ENUM_MEMBERS[enum] = {e.value: e for e in enum}

@@ -6,9 +6,10 @@ Each rule appends coded reports to the context, positioned through `ctx.where`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from drorch.model.address import AddressError, parse_host_port, parse_ssh_target
+from drorch.model.dependency_cycles import check_cycles
 from drorch.model.fields import NAME_RE, Context, Path, suggestion
 from drorch.model.types import (
     VM,
@@ -269,53 +270,6 @@ def check_placement(svc: Service, i: int, sites: dict[str, Site], ctx: Context) 
                 f" (its nodes: {', '.join(nodes) or 'none'})",
                 where,
             )
-
-
-def check_cycles(entries: Sequence[tuple[str, int, VM | Service]], ctx: Context) -> None:
-    """Report each dependency cycle once, at the depends_on entry that closes it.
-
-    A depth-first walk with its own stack, not recursion: a chain of thousands of
-    dependencies must not raise RecursionError, and a recursive closure would make a
-    reference cycle that keeps the whole walk (and the context) alive until the garbage
-    collector runs."""
-    index = {res.name: (key, i, res) for key, i, res in entries}
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
-    reported: set[frozenset[str]] = set()
-    path: list[str] = []  # the names on the current path, outermost first
-    # for each name on the path: its config key and index, and its remaining depends_on
-    open_deps: list[tuple[str, int, Iterator[tuple[int, str]]]] = []
-
-    def enter(name: str) -> None:
-        state[name] = 1
-        path.append(name)
-        key, i, res = index[name]
-        open_deps.append((key, i, enumerate(res.depends_on)))
-
-    for _, _, first in entries:
-        if first.name in state:
-            continue
-        enter(first.name)
-        while open_deps:
-            key, i, deps = open_deps[-1]
-            for j, dep in deps:
-                if dep not in index:
-                    continue
-                if state.get(dep) == 1:
-                    cycle = [*path[path.index(dep) :], dep]
-                    if frozenset(cycle) not in reported:
-                        reported.add(frozenset(cycle))
-                        ctx.error(
-                            "dependency-cycle",
-                            f"{' -> '.join(cycle)}: these resources wait for each other,"
-                            " so none of them can be started",
-                            ctx.where.at(key, i, "depends_on", j),
-                        )
-                elif dep not in state:
-                    enter(dep)  # walk into dep; this name's other deps resume afterwards
-                    break
-            else:
-                open_deps.pop()
-                state[path.pop()] = 2
 
 
 def check_drills(c: Cluster, ctx: Context) -> None:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drorch.model.dependency_cycles import check_cycles
 from drorch.model.fields import Context, Where
 from drorch.model.loader import parse_cluster_text
 from drorch.model.reports import Position
-from drorch.model.rules import check_cycles
 from drorch.model.types import Service
 
 HEAD = (
