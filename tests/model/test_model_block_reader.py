@@ -179,7 +179,13 @@ def _damage(text: str, rnd: random.Random) -> str:
     for _ in range(rnd.choice((1, 1, 2, 3))):
         at = rnd.randrange(len(text) + 1)
         what = rnd.random()
-        if what < 0.5:
+        if what < 0.2:  # a line moved in or out by a space or two
+            lines = text.split("\n")
+            row = rnd.randrange(len(lines))
+            shift = rnd.choice((-2, -1, 1, 2))
+            lines[row] = " " * shift + lines[row] if shift > 0 else lines[row][-shift:]
+            text = "\n".join(lines)
+        elif what < 0.55:
             text = text[:at] + rnd.choice(" \t:-#,[]{}'\"&*!|>%?@`~\n\r.0") + text[at:]
         elif what < 0.8:
             text = text[:at] + text[at + 1 :]
@@ -303,6 +309,12 @@ def test_the_bench_and_test_clusters_take_the_fast_path() -> None:
         "a: !!str 1\n",
         "a: |\n  text\n",
         "a: b\n  c\n",  # a multi-line plain scalar
+        "a:\n    b: 1\n  c: 2\n",  # a key between two indentations
+        "a:\n  b: 1\n    c: 2\n",  # a key more indented than its siblings
+        "a:\n  - x\n b: 1\n",
+        "- a: 1\n   b: 2\n",
+        "- a: 1\n  b: 2\n- c\n",
+        "a:\n  b:\n  c: 1\nd:\n",
         "a:\n- x\n- y\n",  # an indentless sequence
         "- - x\n",
         "a: [x,\n  y]\n",  # flow over two lines
