@@ -24,6 +24,7 @@ from drorch.agent.monitors_build import build_health
 from drorch.agent.rejoin import Rejoin
 from drorch.agent.resources import EnvResources
 from drorch.agent.restart import ClusterStart
+from drorch.cancel import Cancel
 from drorch.clock import Clock, SystemClock
 from drorch.decide.agent import Takeover
 from drorch.envbuild import build_environment_report
@@ -211,12 +212,14 @@ def run(
     takeover_runbook = _runbook(cluster, base, runbooks)
 
     def runbook_job(name: str, path: Path | None, params: dict[str, object]) -> Job:
+        cancel = Cancel()
+
         def work() -> tuple[bool, str]:
             if path is None or runbooks is None:
                 return False, f"no runbook to run for {name}"
-            return runbooks.run(path, params)
+            return runbooks.run(path, params, cancel)
 
-        job = Job(name, work, clock)
+        job = Job(name, work, clock, cancel)
         job.start(f"{name}: {path}")
         return job
 

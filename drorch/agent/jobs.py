@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from drorch.cancel import Cancel
 from drorch.clock import Clock
 
 log = logging.getLogger("drorch.agent")
@@ -50,8 +51,15 @@ class Job:
     """One piece of work on a thread: `work()` returns (ok, message); an exception is a
     failure with its message (never a crash of the agent). Start it once."""
 
-    def __init__(self, name: str, work: Callable[[], tuple[bool, str]], clock: Clock) -> None:
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[], tuple[bool, str]],
+        clock: Clock,
+        cancel: Cancel | None = None,
+    ) -> None:
         self.clock = clock
+        self._cancel = cancel  # work that honours one (a runbook run) can be cancelled
         self._work = work
         self._lock = threading.Lock()
         self._state = JobState(name)
@@ -88,13 +96,23 @@ class Job:
             s = self._state
             self._state = JobState(s.name, s.started_at, self.clock.monotonic(), ok, message)
 
+    def cancel(self, reason: str) -> bool:
+        """Ask running work to stop (a runbook run: before its next step or retry); True
+        when it was asked, False when it is not running or cannot be cancelled."""
+        if self._cancel is None or not self.state.running:
+            return False
+        first = self._cancel.reason is None
+        self._cancel.set(reason)
+        return first
+
     def join(self, timeout: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
 
-RunbookRunner = Callable[[Path, Mapping[str, object]], tuple[bool, str]]
-"""Run the runbook at this path with these params (those it declares); (ok, message)."""
+RunbookRunner = Callable[[Path, Mapping[str, object], Cancel], tuple[bool, str]]
+"""Run the runbook at this path with these params (those it declares) until done or
+cancelled through the token; (ok, message)."""
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class Agent:
         self.start = start
         self.takeover_job: Job | None = None
         self.fence_job: Job | None = None
+        self._takeover_done: Job | None = None  # the takeover run whose success was counted
         self.takeover_epoch = 0
         self.peer_lost_since: float | None = None
         self.took_over_epoch: int | None = None
@@ -169,8 +170,10 @@ class Agent:
             if self.fence_job is not None and not self.fence_job.state.running:
                 self.fence_job = None  # the next loss is fenced afresh
             job = self.takeover_job
-            if job is not None and job.state.ok is False:
-                self.takeover_job = None  # a failed run is not retried, but a new loss is new
+            if job is not None and (job.state.ok is False or job is self._takeover_done):
+                # a failed run is not retried, and a finished one is not run again while
+                # the peer is lost; but once the peer is seen, its next loss is new
+                self.takeover_job = None
         elif self.peer_lost_since is None:
             self.peer_lost_since = now
         primary = self.resources.primary_here()
@@ -313,8 +316,9 @@ class Agent:
         s = job.state
         if s.running:
             return f"site-failover runbook running at epoch {self.takeover_epoch}"
-        if s.ok and self.took_over_epoch is None:
-            self.took_over_epoch = self.takeover_epoch
+        if s.ok and self.took_over_epoch is None and job is not self._takeover_done:
+            self._takeover_done = job  # counted once: a site that later runs nothing is not
+            self.took_over_epoch = self.takeover_epoch  # made active again each cycle
             log.info("site-failover runbook finished: %s", s.message)
         return None
 
@@ -346,6 +350,7 @@ class Agent:
             return
         if r.self_fence.fence:
             r.acted.append(f"self-fence: {r.self_fence.reason}")  # the log says why
+            r.acted += self._cancel_runs(f"site {self.site} fenced itself: {r.self_fence.reason}")
             r.acted += self.resources.self_fence(r.self_fence)
         if self.health is not None and not r.self_fence.fence:
             r.acted += self.health.act()
@@ -363,6 +368,21 @@ class Agent:
             else:
                 r.acted.append("site-failover runbook failed")
         self.gate.feed(r)
+
+    def _cancel_runs(self, reason: str) -> list[str]:
+        """The runbook runs this agent started stop before their next step or retry: a
+        run left going would retry steps against the guests the fence stops, holding the
+        run lock that every later start and takeover waits for (a cluster-start run once
+        retried a heartbeat check on a fenced guest for minutes after the heal)."""
+        jobs = [self.takeover_job, self.start.job if self.start is not None else None]
+        if self.health is not None:
+            jobs += [job for _group, job in self.health.escalations]
+        done = []
+        for job in jobs:
+            if job is not None and job.cancel(reason):
+                log.warning("cancelled %s: %s", job.state.name, reason)
+                done.append(f"cancelled {job.state.name}")
+        return done
 
     def _log_roles(self, r: CycleReport) -> None:
         # after acting, what runs now (a self-fence is logged when it is done, not a

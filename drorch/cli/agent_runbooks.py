@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from drorch.agent.jobs import RunbookRunner, Runbooks
+from drorch.cancel import Cancel
 from drorch.model.types import Cluster
 from drorch.runbook.lock import RunLock
 from drorch.runbook.setup import Output
@@ -69,7 +70,7 @@ def supersede_agent_runs(state_dir: Path, cluster: Cluster, user: str) -> list[s
 
 
 def runbook_runner(cluster: Cluster, config: Path, *, user: str, state_dir: Path) -> RunbookRunner:
-    def run(runbook: Path, given: Mapping[str, object]) -> tuple[bool, str]:
+    def run(runbook: Path, given: Mapping[str, object], cancel: Cancel) -> tuple[bool, str]:
         from drorch.envbuild import build_environment_report
         from drorch.runbook.engine import Engine
         from drorch.runbook.gates import YesConfirmer
@@ -85,8 +86,9 @@ def runbook_runner(cluster: Cluster, config: Path, *, user: str, state_dir: Path
         for p in problems:
             log.warning("runbook %s: driver unavailable: %s", rb.name, p)
         options = RunOptions(
-            confirmer=YesConfirmer(user), output=LogOutput(), user=user, config_path=str(config)
-        )
+            confirmer=YesConfirmer(user), output=LogOutput(), user=user,
+            config_path=str(config), cancel=cancel,
+        )  # fmt: skip
         try:
             summary = Engine(rb, cluster, env, options).start(params)
         except RunRefused as exc:

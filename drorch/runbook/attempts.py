@@ -30,9 +30,11 @@ def run_attempts(
     timeout: float | None,
     attempt: Callable[[int, float | None], StepResult],
     on_retry: Callable[[int, StepFailed, float], None],
+    sleep: Callable[[float], None] | None = None,
 ) -> StepResult:
     """`attempt(number, deadline)` until it succeeds or the policy gives up (then the
-    last StepFailed is raised). `on_retry(number, failure, sleep)` before each backoff."""
+    last StepFailed is raised). `on_retry(number, failure, sleep)` before each backoff;
+    `sleep` (default `clock.sleep`) waits it out, and what it raises ends the step."""
     start = clock.monotonic()
     total = None if retry.deadline is None else start + retry.deadline
     if total is None and timeout is not None and retry.attempts <= 1:
@@ -76,7 +78,7 @@ def run_attempts(
         stop=stop,
         wait=wait,
         retry=tenacity.retry_if_exception(retryable),
-        sleep=clock.sleep,
+        sleep=sleep or clock.sleep,
         before_sleep=before_sleep,
         reraise=True,
     )

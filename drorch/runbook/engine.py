@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from drorch.cancel import Cancelled
 from drorch.environment import Environment
 from drorch.model.types import Cluster
 from drorch.runbook.attempts import run_attempts
@@ -40,6 +41,8 @@ from drorch.runbook.steps.base import (
 )
 from drorch.runbook.steps.flow import PLAN_EXECUTE
 from drorch.runbook.when import WhenError
+
+CANCELLED = "cancelled"  # the failure code of a step that a cancelled run did not run
 
 DONE = ("ok", "recovered")  # a step that took effect
 REFUSALS = (
@@ -167,6 +170,9 @@ class Engine:
                 continue
             failure = self.failure or StepFailed("step-failed", "failed")
             message = f"{step.id} failed: {failure.code}: {failure.message}"
+            if failure.code == CANCELLED:  # whoever cancelled stopped what runs (no undo)
+                status = "failed"
+                break
             if step.on_failure is OnFailure.CONTINUE:
                 continue
             status = "failed"
@@ -207,6 +213,9 @@ class Engine:
                 self.failure = StepFailed(code, st.message, data=st.data)  # its undo's args
                 self.failed_unit = unit
             return st.status
+        why = self.options.cancel.reason if self.options.cancel is not None else None
+        if why is not None and not self.options.dry_run:
+            return self._fail(unit, StepFailed(CANCELLED, f"run cancelled: {why}"))
         step_type = self.types.get(unit.action)
         if step_type is None:
             return self._fail(unit, StepFailed("unknown-action", f"no step type {unit.action!r}"))
@@ -315,8 +324,16 @@ class Engine:
                         message=f"{failure.message}; retrying in {sleep:g}s")  # fmt: skip
             self.options.output.line(f"  attempt {number} failed ({failure.code}); retrying")
 
+        def sleep(seconds: float) -> None:
+            if self.options.cancel is None:
+                return self.clock.sleep(seconds)
+            try:
+                self.options.cancel.sleep(self.clock, seconds)
+            except Cancelled as exc:
+                raise StepFailed(CANCELLED, f"run cancelled: {exc.reason}") from exc
+
         try:
-            result = run_attempts(self.clock, unit.retry, unit.timeout, attempt, on_retry)
+            result = run_attempts(self.clock, unit.retry, unit.timeout, attempt, on_retry, sleep)
         except StepFailed as failure:
             self.options.output.done()
             return self._fail(unit, failure)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from drorch.cancel import Cancel
 from drorch.clock import Clock
 from drorch.runbook.gates import Confirmer, operator_name
 from drorch.runbook.load_fields import did_you_mean
@@ -68,6 +69,9 @@ class RunOptions:
     user: str = field(default_factory=operator_name)
     config_path: str = ""
     host: str = field(default_factory=socket.gethostname)
+    # set from another thread (the agent, when its site fences itself): the run stops
+    # before its next step or retry, as failed with code "cancelled", without rollback
+    cancel: Cancel | None = None
 
 
 class RunRefused(RuntimeError):

@@ -16,6 +16,7 @@ from drorch.agent.health import LocalHealth, Watched
 from drorch.agent.jobs import Job
 from drorch.agent.loop import Agent
 from drorch.agent.resources import resource_groups
+from drorch.cancel import Cancel
 from drorch.cli.agent_runbooks import agent_runbooks
 from drorch.decide.agent import Takeover, TakeoverAction
 from drorch.decide.recovery import RecoveryPolicy
@@ -171,7 +172,7 @@ def _takeover_agents(
 
         def start(t: Takeover, epoch: int, site: str = site, runbooks: Any = runbooks) -> Job:
             def work() -> tuple[bool, str]:
-                ok, msg = runbooks.run(rb, {"to": site, "from": "?", "epoch": epoch})
+                ok, msg = runbooks.run(rb, {"to": site, "from": "?", "epoch": epoch}, Cancel())
                 if ok:
                     world.primary[site] = {"db"}
                 return ok, msg
