@@ -352,6 +352,8 @@ class Agent:
             r.acted.append(f"self-fence: {r.self_fence.reason}")  # the log says why
             r.acted += self._cancel_runs(f"site {self.site} fenced itself: {r.self_fence.reason}")
             r.acted += self.resources.self_fence(r.self_fence)
+        elif not quorum.has_quorum:  # its watchdog fenced it already, or it runs nothing
+            r.acted += self._cancel_runs(f"site {self.site} lost quorum: {quorum.reason}")
         if self.health is not None and not r.self_fence.fence:
             r.acted += self.health.act()
         start = self.start_takeover
@@ -370,10 +372,12 @@ class Agent:
         self.gate.feed(r)
 
     def _cancel_runs(self, reason: str) -> list[str]:
-        """The runbook runs this agent started stop before their next step or retry: a
-        run left going would retry steps against the guests the fence stops, holding the
-        run lock that every later start and takeover waits for (a cluster-start run once
-        retried a heartbeat check on a fenced guest for minutes after the heal)."""
+        """The runbook runs this agent started stop before their next step or retry, when
+        the site fences itself or has no quorum (its lease ran out: what the run does
+        next is no longer this site's to do). A run left going would retry steps against
+        the guests the fence stops, holding the run lock that every later start and
+        takeover waits for (a cluster-start run once retried a heartbeat check on a guest
+        the soft watchdog had killed for minutes after the heal)."""
         jobs = [self.takeover_job, self.start.job if self.start is not None else None]
         if self.health is not None:
             jobs += [job for _group, job in self.health.escalations]

@@ -113,3 +113,59 @@ def test_a_takeover_under_way_is_cancelled_when_the_site_fences_itself(
     started[0].join(5.0)
     state = started[0].state
     assert state.ok is False and state.message.startswith("cancelled: site B fenced itself")
+
+
+def test_a_run_is_cancelled_when_the_site_loses_quorum_with_nothing_to_fence(
+    world: World, tmp_path: Path
+) -> None:
+    """The watchdog fired first (it stopped the guests and demoted the volumes), or the
+    run had not promoted anything yet: no self-fence is decided, and the run must still
+    stop (lab torture run 16, twice)."""
+    cluster = parse_cluster_text(CONFIG, "c.yaml")[0]
+    started: list[Job] = []
+
+    def start(t: Takeover, epoch: int) -> Job:
+        cancel = Cancel()
+
+        def work() -> tuple[bool, str]:  # promotes nothing, waits on a step that never ends
+            for _ in range(500):  # bounded: 5 s of real time
+                if cancel.reason is not None:
+                    return False, f"cancelled: {cancel.reason}"
+                time.sleep(0.01)
+            return False, "never cancelled"
+
+        job = Job("site-failover", work, world.clock, cancel)
+        job.start()
+        started.append(job)
+        return job
+
+    dog, _ = fake_linux_watchdog(world.clock)
+    b = Agent(
+        cluster, "b1", clock=world.clock, watchdog=dog,
+        members=lambda: world.members("b1"), lease=world.witness.source("B"),
+        resources=Resources(world, "B"), start_takeover=start, role_log=tmp_path / "r.jsonl",
+    )  # fmt: skip
+    world.dead = {"A"}
+    world.primary["A"].clear()
+    for _ in range(200):  # bounded: 50 s of fake time until the run starts
+        b.cycle()
+        if started:
+            break
+        world.clock.advance(0.25)
+    assert started, "B started its takeover"
+    world.witness.down = True
+    acted: list[str] = []
+    quorum_lost = False
+    for _ in range(100):  # bounded: 25 s of fake time, past the lease
+        report = b.cycle()
+        acted += report.acted
+        quorum_lost = not report.quorum.has_quorum
+        if quorum_lost:
+            assert not report.self_fence.fence, "nothing ran here: nothing to fence"
+            break
+        world.clock.advance(0.25)
+    assert quorum_lost
+    assert "cancelled site-failover" in acted
+    started[0].join(5.0)
+    state = started[0].state
+    assert state.ok is False and state.message.startswith("cancelled: site B lost quorum"), state
