@@ -96,6 +96,9 @@ class _Reader:
         self.plain_value = plain_value
         self.missing = missing
         self.count = 0
+        # the flat collections read so far, by text: their entries (key and value, each
+        # with its column past the opening bracket), the values they count, their length
+        self.flats: dict[str, tuple[list[tuple[Any, ...]], int, int]] = {}
         self.line = ""
         self.row = 0  # 1-based number of the line being read
 
@@ -235,6 +238,11 @@ class _Reader:
         new_tuple, position, file, row = tuple.__new__, Position, self.file, self.row
         map_first, map_next = _MAP_FIRST.match, _MAP_NEXT.match
         list_first, list_next = _LIST_FIRST.match, _LIST_NEXT.match
+        flat = self.flat(line, start)
+        if flat is not None:  # no brackets inside: all of it at once
+            node, end, count = flat
+            self.count += 1 + count
+            return node, end
         count = 1
         # the open collection: its items and keys, whether a list, and the step pattern
         # for what may come next; `stack` holds the same for the enclosing ones
@@ -286,21 +294,108 @@ class _Reader:
             elif kind == 4:  # an opening bracket
                 if len(stack) + depth >= MAX_LEVELS:
                     raise _Outside
-                opens_list = m.group(last) == "["
-                inner: Any = [] if opens_list else {}
-                inner_keys: dict[str, Position] = {}
-                at = new_tuple(position, (file, row, m.start(last) + 1))
-                if is_list:
-                    items.append(Located(inner, at, inner_keys))
+                opening = m.start(last)
+                opens_list = line[opening] == "["
+                flat = self.flat(line, opening)
+                if flat is not None:  # no brackets inside: all of it at once
+                    child, p, inner_count = flat
+                    count += inner_count
                 else:
-                    items[key] = Located(inner, at, inner_keys)
-                stack.append((items, keys, is_list))
-                items, keys, is_list = inner, inner_keys, opens_list
-                step = list_first if opens_list else map_first
-                continue
+                    inner: Any = [] if opens_list else {}
+                    inner_keys: dict[str, Position] = {}
+                    at = new_tuple(position, (file, row, opening + 1))
+                    if is_list:
+                        items.append(Located(inner, at, inner_keys))
+                    else:
+                        items[key] = Located(inner, at, inner_keys)
+                    stack.append((items, keys, is_list))
+                    items, keys, is_list = inner, inner_keys, opens_list
+                    step = list_first if opens_list else map_first
+                    continue
             else:  # quoted: at its opening quote
                 child = Located(m.group(last), new_tuple(position, (file, row, m.start(last))), {})
             if is_list:
                 items.append(child)
             else:
                 items[key] = child
+
+    def flat(self, line: str, start: int) -> tuple[Located, int, int] | None:
+        """The flow collection opening at `start` when it is flat (no brackets inside),
+        with where it ends and the values it counts past itself; else None (then `flow`
+        steps through it). It is made from the entries of its text, stepped through once
+        per distinct text: the steps look at nothing past the closing bracket, so the
+        same text gives the same entries wherever it is."""
+        closing = line.find("]" if line[start] == "[" else "}", start)
+        if closing < 0:
+            return None
+        text = line[start : closing + 1]
+        if text.find("[", 1) >= 0 or text.find("{", 1) >= 0:
+            return None
+        known = self.flats.get(text)
+        if known is None:
+            known = self.flat_entries(line, start)
+            if known is None:
+                return None
+            self.flats[line[start : start + known[2]]] = known
+        entries, count, length = known
+        new_tuple, position, file, row = tuple.__new__, Position, self.file, self.row
+        at = new_tuple(position, (file, row, start + 1))
+        if line[start] == "[":
+            items = [
+                Located(value, new_tuple(position, (file, row, start + value_at)), {})
+                for value, value_at in entries
+            ]
+            return Located(items, at, {}), start + length, count
+        mapping: dict[str, Located] = {}
+        keys: dict[str, Position] = {}
+        for key, key_at, value, value_at in entries:
+            keys[key] = new_tuple(position, (file, row, start + key_at))
+            mapping[key] = Located(value, new_tuple(position, (file, row, start + value_at)), {})
+        return Located(mapping, at, keys), start + length, count
+
+    def flat_entries(self, line: str, start: int) -> tuple[list[tuple[Any, ...]], int, int] | None:
+        """The entries of the flow collection at `start` as `flow` steps through them:
+        (key, its column, value, its column) in a mapping, (value, its column) in a
+        list, columns 1-based and counted from `start`; the values flow counts for them,
+        and the collection's length. None if it holds a collection after all."""
+        is_list = line[start] == "["
+        step = _LIST_FIRST.match if is_list else _MAP_FIRST.match
+        entries: list[tuple[Any, ...]] = []
+        keys: set[str] = set()
+        count = 0
+        p = start + 1
+        while True:
+            m = step(line, p)
+            if m is None:
+                raise _Outside
+            p = m.end()
+            last: int = m.lastindex  # type: ignore[assignment]  # every alternative has a group
+            if is_list:
+                count += 1
+                step = _LIST_NEXT.match
+                kind = last
+            else:
+                kind = last - 1
+                step = _MAP_NEXT.match
+            if kind == 5:  # the closing bracket
+                return entries, count, p - start
+            if kind == 4:  # an opening bracket (in quotes, the text looked flat)
+                return None
+            if kind == 1:
+                value_at = m.start(last) + 1 - start
+                value = self.scalar(m.group(last))
+            else:  # quoted: at its opening quote
+                value_at = m.start(last) - start
+                value = m.group(last)
+            if is_list:
+                entries.append((value, value_at))
+                continue
+            text = m.group(1)
+            key = self.cache.get(text, self.missing)
+            if key is self.missing:
+                key = self.plain_value(text)
+            if type(key) is not str or key in keys:
+                raise _Outside
+            keys.add(key)
+            count += 2
+            entries.append((key, m.start(1) + 1 - start, value, value_at))

@@ -63,12 +63,30 @@ class Context:
     reports: list[ReportItem] = field(default_factory=list)
     # parse_duration of each string it has taken in this parse (they recur all over a file)
     durations: dict[str, float] = field(default_factory=dict)
+    # what a parse of a mapping gave (and the keys it read, in order) by the mapping's
+    # content (`content_key`), when it reported nothing: the same content gives the same
+    # value, so a mapping written many times over is read once
+    by_content: dict[Any, tuple[Any, tuple[str, ...]]] = field(default_factory=dict)
 
     def error(self, code: str, message: str, position: Position) -> None:
         self.reports.append(ReportItem(code, message, position))
 
     def warn(self, code: str, message: str, position: Position) -> None:
         self.reports.append(ReportItem(code, message, position, Severity.WARNING))
+
+
+def content_key(what: str, loc: Located) -> tuple[Any, ...] | None:
+    """What a mapping of scalars is (`what`), its keys, values and their types (`1`,
+    `1.0` and `true` are equal, but not the same value), for `Context.by_content`; None
+    for anything else."""
+    values = loc.value
+    if type(values) is not dict:
+        return None
+    scalars = tuple([v.value for v in values.values()])
+    types = tuple(map(type, scalars))
+    if dict in types or list in types:
+        return None
+    return what, tuple(values), scalars, types
 
 
 def kind(value: Any) -> str:
@@ -180,9 +198,15 @@ class Fields:
     # text, name, flag, duration, choice: the common case (the right type and form) read
     # here, the rest by _convert; the same records and value, one call instead of three
 
+    # (an absent key that has a default is read here too, as _convert would read it)
+
     def text(self, key: str, default: Any = MISSING, *, required: bool = False) -> Any:
         loc = self.values.get(key)
-        if loc is not None and type(loc.value) is str and loc.value.strip():
+        if loc is None:
+            if not required:
+                self.allowed.append(key)
+                return default
+        elif type(loc.value) is str and loc.value.strip():
             self.allowed.append(key)
             self.record((*self.path, key), loc.position)
             return loc.value
@@ -198,21 +222,40 @@ class Fields:
 
     def flag(self, key: str, default: bool) -> bool:
         loc = self.values.get(key)
-        if loc is not None and type(loc.value) is bool:
+        if loc is None:
+            self.allowed.append(key)
+            return bool(default)
+        if type(loc.value) is bool:
             self.allowed.append(key)
             self.record((*self.path, key), loc.position)
             return loc.value
         return bool(self._convert(key, default, False, _as_bool))
 
     def whole(self, key: str, default: Any, *, low: int = 0, high: int | None = None) -> Any:
+        loc = self.values.get(key)
+        if loc is None:
+            if default is not MISSING:
+                self.allowed.append(key)
+                return default
+        elif type(loc.value) is int and low <= loc.value and (high is None or loc.value <= high):
+            self.allowed.append(key)
+            self.record((*self.path, key), loc.position)
+            return loc.value
         return self._convert(key, default, default is MISSING, _as_int, (low, high))
 
     def number(self, key: str, default: Any, *, low: float = 0.0) -> Any:
+        if default is not MISSING and key not in self.values:
+            self.allowed.append(key)
+            return default
         return self._convert(key, default, default is MISSING, _as_number, low)
 
     def duration(self, key: str, default: Any, *, positive: bool = True) -> Any:
         loc = self.values.get(key)
-        if loc is not None and type(loc.value) is str:
+        if loc is None:
+            if default is not MISSING:
+                self.allowed.append(key)
+                return default
+        elif type(loc.value) is str:
             seconds = self.durations.get(loc.value)
             if seconds is not None and (seconds > 0 or not positive):
                 self.allowed.append(key)
@@ -223,11 +266,18 @@ class Fields:
         )
 
     def size(self, key: str, default: Any) -> Any:
+        if default is not MISSING and key not in self.values:
+            self.allowed.append(key)
+            return default
         return self._convert(key, default, default is MISSING, _as_size)
 
     def choice(self, key: str, enum: type[E], default: Any) -> Any:
         loc = self.values.get(key)
-        if loc is not None and type(loc.value) is str:
+        if loc is None:
+            if default is not MISSING:
+                self.allowed.append(key)
+                return default
+        elif type(loc.value) is str:
             member = _members(enum).get(loc.value)
             if member is not None:
                 self.allowed.append(key)
@@ -236,16 +286,30 @@ class Fields:
         return self._convert(key, default, default is MISSING, _as_enum, enum)
 
     def one_of(self, key: str, choices: tuple[str, ...], default: Any) -> Any:
+        if default is not MISSING and key not in self.values:
+            self.allowed.append(key)
+            return default
         return self._convert(key, default, default is MISSING, _as_choice, choices)
 
     def names(self, key: str) -> tuple[str, ...]:
         """A list of names (references), each position recorded as (*path, key, i)."""
-        loc = self.node(key)
+        self.allowed.append(key)
+        loc = self.values.get(key)
         if loc is None:
             return ()
+        path = (*self.path, key)
+        record = self.record
+        record(path, loc.position)
+        items = loc.value
+        if type(items) is list:
+            names = [item.value for item in items]
+            if all(type(v) is str and NAME_RE.match(v) for v in names):  # the common case
+                for i, item in enumerate(items):
+                    record((*path, i), item.position)
+                return tuple(names)
         out: list[str] = []
         for i, item in enumerate(expect_list(loc, f"{self.what}.{key}", self.ctx)):
-            self.record((*self.path, key, i), item.position)
+            record((*path, i), item.position)
             try:
                 out.append(_as_name(item, None))
             except _Bad as bad:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from drorch.model.fields import MISSING, Context, Fields, Path
+from drorch.model.fields import MISSING, Context, Fields, Path, content_key
 from drorch.model.source import Located
 from drorch.model.types import (
     VM,
@@ -113,6 +113,26 @@ def parse_volume(loc: Located, path: Path, ctx: Context) -> Volume | None:
 
 
 def parse_monitor(loc: Located, path: Path, ctx: Context) -> Monitor | None:
+    """A monitor; one whose content was read before without a report is that one again
+    (monitors are often written out the same for many VMs and services), with the same
+    positions recorded as reading it gives."""
+    content = content_key("monitor", loc)
+    known = ctx.by_content.get(content) if content is not None else None
+    if known is not None:
+        record = ctx.where.positions.setdefault
+        record(path, loc.position)
+        values: dict[str, Located] = loc.value
+        for key in known[1]:
+            record((*path, key), values[key].position)
+        return known[0]  # type: ignore[no-any-return]
+    reports = len(ctx.reports)
+    monitor, f = _read_monitor(loc, path, ctx)
+    if content is not None and monitor is not None and len(ctx.reports) == reports:
+        ctx.by_content[content] = (monitor, tuple(k for k in f.allowed if k in f.values))
+    return monitor
+
+
+def _read_monitor(loc: Located, path: Path, ctx: Context) -> tuple[Monitor | None, Fields]:
     f = Fields(loc, path, ctx, "monitor")
     name = f.name()
     mtype = f.choice("type", MonitorType, MISSING)
@@ -129,8 +149,8 @@ def parse_monitor(loc: Located, path: Path, ctx: Context) -> Monitor | None:
     )
     f.done()
     if MISSING in (name, mtype, target):
-        return None
-    return monitor
+        return None, f
+    return monitor, f
 
 
 def parse_monitors(f: Fields, ctx: Context) -> tuple[Monitor, ...]:
