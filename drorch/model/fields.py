@@ -301,11 +301,16 @@ class Fields:
         record = self.record
         record(path, loc.position)
         items = loc.value
-        if type(items) is list:
-            names = [item.value for item in items]
-            if all(type(v) is str and NAME_RE.match(v) for v in names):  # the common case
-                for i, item in enumerate(items):
-                    record((*path, i), item.position)
+        if type(items) is list:  # the common case: good names, read without _as_name
+            names: list[str] = []
+            match = NAME_RE.match
+            for i, item in enumerate(items):
+                name = item.value
+                if type(name) is not str or match(name) is None:
+                    break  # read again below (recording again records nothing new)
+                record((*path, i), item.position)
+                names.append(name)
+            else:
                 return tuple(names)
         out: list[str] = []
         for i, item in enumerate(expect_list(loc, f"{self.what}.{key}", self.ctx)):
