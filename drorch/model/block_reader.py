@@ -28,8 +28,10 @@ from drorch.model.reports import Position
 MAX_LEVELS = 24  # collections open at once (block and flow each); deeper files are left to libyaml
 MAX_VALUES = 500_000  # values in one file; more are left to libyaml's alias-expansion count
 
-# Anything but printable ASCII and newlines (tabs, CR, NUL, other controls, non-ASCII)
-_UNUSUAL = re.compile(r"[^\n\x20-\x7e]")
+# Printable ASCII and newlines: a text with anything else (tabs, CR, NUL, other controls,
+# non-ASCII) is left to libyaml. (Checked by deleting these bytes from the text: a tenth
+# of what a regex search for the others costs.)
+_USUAL = bytes([10, *range(0x20, 0x7F)])
 # A plain scalar: a conservative part of YAML's plain style. It starts with a letter,
 # a digit or one of `_ . / ~ (` (or `-` before a letter, digit or dot), goes on with
 # those and `) + $ ^ = ; @ % & * ! | < > -`, with a `:` only before a letter, a digit or
@@ -76,7 +78,7 @@ def read(
     is a plain scalar's value as the libyaml reader resolves it, or `missing` when this
     reader must not take it (a tag other than str, int, float, bool, null, timestamp);
     `cache` holds the values it has already given (looked up first)."""
-    if _UNUSUAL.search(text) is not None:
+    if not text.isascii() or text.encode("ascii").translate(None, _USUAL):
         return None
     try:
         return _Reader(text, file, plain_value, cache, missing).run()

@@ -128,6 +128,13 @@ def test_the_generated_flat_collections_reach_the_block_reader() -> None:
         "a: [x] y\n",
         "a: {k: v} [x]\n",
         "a: [[x], [x]]\nb: [[[x]]]\n",
+        # characters outside printable ASCII, in quotes (where the steps would take them)
+        "a: ['x\x7fy']\n",
+        "a: 'x\x7fy'\n",
+        "a: ['x\ry']\n",
+        "a: {k: 'x\ty'}\n",
+        "a: ['n\u00e9']\n",
+        "a: ['x\x00y']\n",
     ],
 )
 def test_flat_edges_agree(text: str) -> None:
