@@ -177,7 +177,15 @@ def _monitor_target_problem(m: Monitor) -> str | None:
     return None
 
 
-def check_monitors(owner: str, path: Path, monitors: Sequence[Monitor], ctx: Context) -> None:
+def check_monitors(
+    owner: str,
+    path: Path,
+    monitors: Sequence[Monitor],
+    ctx: Context,
+    targets: dict[tuple[MonitorType, str], str | None],
+) -> None:
+    """`targets`: each target's problem (or None) by monitor type and target, as found
+    so far (many monitors share both)."""
     seen: set[str] = set()
     for k, m in enumerate(monitors):
         where: Path = (*path, "monitors", k)
@@ -195,7 +203,11 @@ def check_monitors(owner: str, path: Path, monitors: Sequence[Monitor], ctx: Con
                 f" than its interval {m.interval:g}s",
                 ctx.where.at(*where, "timeout"),
             )
-        problem = _monitor_target_problem(m)
+        target = (m.type, m.target)
+        if target in targets:
+            problem = targets[target]
+        else:
+            problem = targets[target] = _monitor_target_problem(m)
         if problem:
             ctx.error(
                 "bad-monitor-target",
@@ -213,6 +225,7 @@ def check_resources(c: Cluster, ctx: Context) -> None:
         *(("vms", i, vm) for i, vm in enumerate(c.vms)),
         *(("services", i, svc) for i, svc in enumerate(c.services)),
     ]
+    targets: dict[tuple[MonitorType, str], str | None] = {}
     for key, i, res in entries:
         label = f"{'VM' if key == 'vms' else 'service'} {res.name}"
         if isinstance(res, VM):
@@ -246,7 +259,7 @@ def check_resources(c: Cluster, ctx: Context) -> None:
                     f" migration would leave {res.name} running without {dep}",
                     where,
                 )
-        check_monitors(label, (key, i), res.monitors, ctx)
+        check_monitors(label, (key, i), res.monitors, ctx, targets)
     check_cycles(entries, ctx)
 
 

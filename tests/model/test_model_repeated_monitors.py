@@ -61,3 +61,13 @@ def test_a_copy_that_differs_only_in_type_is_read_on_its_own() -> None:
     whole = "{name: m, type: process, target: q, level: 2}"
     fraction = "{name: m, type: process, target: q, level: 2.0}"  # 2.0 == 2, but not whole
     assert _reports(_services(whole, fraction, whole)) == ["3:99:wrong-type"]
+
+
+def test_each_monitor_with_a_repeated_bad_target_is_reported() -> None:
+    bad = "{name: m, type: tcp, target: localhost}"
+    other = "{name: n, type: tcp, target: localhost}"  # another monitor, the same target
+    assert _reports(_services(bad, other, bad)) == [
+        "2:85:bad-monitor-target",
+        "3:85:bad-monitor-target",
+        "4:85:bad-monitor-target",
+    ]
