@@ -8,11 +8,13 @@ non-string keys, YAML 1.1 scalars)."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from drorch.model import block_reader
 from drorch.model.source import read_block_subset
 from tests.model.test_model_block_reader import RESOLVED, check_agrees
 
@@ -153,3 +155,24 @@ def test_flat_edges_agree(text: str) -> None:
 def test_flat_edges_are_taken(text: str) -> None:
     """In the subset, and read by the block reader (not left to libyaml)."""
     assert check_agrees(text)
+
+
+def _backtracking(pattern: str) -> re.Pattern[str]:
+    """The block reader's pattern with its plain scalars' possessive repeats made
+    ordinary (backtracking) ones."""
+    return re.compile(pattern.replace("*+", "*"))
+
+
+STEPS = ["_KEY", "_PLAIN", "_MAP_FIRST", "_MAP_NEXT", "_LIST_FIRST", "_LIST_NEXT"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab1-.:/_ ,'\"#[]{}@~()", max_size=16), _pick(STEPS))
+def test_possessive_plain_scalars_match_as_backtracking_ones(text: str, step: str) -> None:
+    """Nothing that may follow a plain scalar can follow a shorter match, so the
+    possessive repeats find exactly what backtracking would."""
+    fast: re.Pattern[str] = getattr(block_reader, step)
+    slow = _backtracking(fast.pattern)
+    for start in range(len(text) + 1):
+        a, b = fast.match(text, start), slow.match(text, start)
+        assert (a and (a.span(), a.groups())) == (b and (b.span(), b.groups())), (text, start)
