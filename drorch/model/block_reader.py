@@ -230,7 +230,7 @@ class _Reader:
             text = m.group() if m.lastindex is None else m.group(1)
             node = Located(self.scalar(text) if m.lastindex is None else text, self.at(start), {})
             end = m.end()
-        if _LINE_END.match(line, end) is None:
+        if end != len(line) and _LINE_END.match(line, end) is None:
             raise _Outside
         return node
 
