@@ -2,7 +2,8 @@
 
 `Fields(located, path, ctx)` wraps one mapping. Each getter returns the converted value or
 the default, and on a problem appends a coded report at the exact node. `done()` reports
-every key nobody asked for as `unknown-key`, with a "did you mean" suggestion.
+every key nobody asked for as `unknown-key`, with a "did you mean" suggestion. The
+converters of one value are in `drorch.model.field_values`.
 
 `ctx.where` records the position of every value read under its model path
 (e.g. `("vms", 0, "depends_on", 1)`), so semantic rules can point at the right line.
@@ -10,23 +11,34 @@ every key nobody asked for as `unknown-key`, with a "did you mean" suggestion.
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from drorch.model.field_values import (
+    NAME_RE,
+    BadValue,
+    as_bool,
+    as_choice,
+    as_duration,
+    as_enum,
+    as_int,
+    as_name,
+    as_number,
+    as_size,
+    as_str,
+    kind,
+    members,
+    suggestion,
+)
 from drorch.model.reports import Position, ReportItem, Severity
 from drorch.model.source import Located
-from drorch.model.units import UnitError, parse_duration, parse_size
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
 PathPart = str | int
 Path = tuple[PathPart, ...]
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 class _Missing:
@@ -87,27 +99,6 @@ def content_key(what: str, loc: Located) -> tuple[Any, ...] | None:
     if dict in types or list in types:
         return None
     return what, tuple(values), scalars, types
-
-
-def kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    return type(value).__name__
-
-
-def suggestion(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def expect_mapping(loc: Located, what: str, ctx: Context) -> bool:
@@ -191,7 +182,7 @@ class Fields:
         self.record((*self.path, key), loc.position)
         try:
             return convert(loc, arg)
-        except _Bad as bad:
+        except BadValue as bad:
             self.ctx.error(bad.code, f"{self.what}.{key}: {bad}", loc.position)
             return default
 
@@ -210,7 +201,7 @@ class Fields:
             self.allowed.append(key)
             self.record((*self.path, key), loc.position)
             return loc.value
-        return self._convert(key, default, required, _as_str)
+        return self._convert(key, default, required, as_str)
 
     def name(self, key: str = "name", default: Any = MISSING) -> Any:
         loc = self.values.get(key)
@@ -218,7 +209,7 @@ class Fields:
             self.allowed.append(key)
             self.record((*self.path, key), loc.position)
             return loc.value
-        return self._convert(key, default, True, _as_name)
+        return self._convert(key, default, True, as_name)
 
     def flag(self, key: str, default: bool) -> bool:
         loc = self.values.get(key)
@@ -229,7 +220,7 @@ class Fields:
             self.allowed.append(key)
             self.record((*self.path, key), loc.position)
             return loc.value
-        return bool(self._convert(key, default, False, _as_bool))
+        return bool(self._convert(key, default, False, as_bool))
 
     def whole(self, key: str, default: Any, *, low: int = 0, high: int | None = None) -> Any:
         loc = self.values.get(key)
@@ -241,13 +232,13 @@ class Fields:
             self.allowed.append(key)
             self.record((*self.path, key), loc.position)
             return loc.value
-        return self._convert(key, default, default is MISSING, _as_int, (low, high))
+        return self._convert(key, default, default is MISSING, as_int, (low, high))
 
     def number(self, key: str, default: Any, *, low: float = 0.0) -> Any:
         if default is not MISSING and key not in self.values:
             self.allowed.append(key)
             return default
-        return self._convert(key, default, default is MISSING, _as_number, low)
+        return self._convert(key, default, default is MISSING, as_number, low)
 
     def duration(self, key: str, default: Any, *, positive: bool = True) -> Any:
         loc = self.values.get(key)
@@ -262,14 +253,14 @@ class Fields:
                 self.record((*self.path, key), loc.position)
                 return seconds
         return self._convert(
-            key, default, default is MISSING, _as_duration, (positive, self.durations)
+            key, default, default is MISSING, as_duration, (positive, self.durations)
         )
 
     def size(self, key: str, default: Any) -> Any:
         if default is not MISSING and key not in self.values:
             self.allowed.append(key)
             return default
-        return self._convert(key, default, default is MISSING, _as_size)
+        return self._convert(key, default, default is MISSING, as_size)
 
     def choice(self, key: str, enum: type[E], default: Any) -> Any:
         loc = self.values.get(key)
@@ -278,18 +269,18 @@ class Fields:
                 self.allowed.append(key)
                 return default
         elif type(loc.value) is str:
-            member = _members(enum).get(loc.value)
+            member = members(enum).get(loc.value)
             if member is not None:
                 self.allowed.append(key)
                 self.record((*self.path, key), loc.position)
                 return member
-        return self._convert(key, default, default is MISSING, _as_enum, enum)
+        return self._convert(key, default, default is MISSING, as_enum, enum)
 
     def one_of(self, key: str, choices: tuple[str, ...], default: Any) -> Any:
         if default is not MISSING and key not in self.values:
             self.allowed.append(key)
             return default
-        return self._convert(key, default, default is MISSING, _as_choice, choices)
+        return self._convert(key, default, default is MISSING, as_choice, choices)
 
     def names(self, key: str) -> tuple[str, ...]:
         """A list of names (references), each position recorded as (*path, key, i)."""
@@ -301,7 +292,7 @@ class Fields:
         record = self.record
         record(path, loc.position)
         items = loc.value
-        if type(items) is list:  # the common case: good names, read without _as_name
+        if type(items) is list:  # the common case: good names, read without as_name
             names: list[str] = []
             match = NAME_RE.match
             for i, item in enumerate(items):
@@ -316,8 +307,8 @@ class Fields:
         for i, item in enumerate(expect_list(loc, f"{self.what}.{key}", self.ctx)):
             record((*path, i), item.position)
             try:
-                out.append(_as_name(item, None))
-            except _Bad as bad:
+                out.append(as_name(item, None))
+            except BadValue as bad:
                 self.ctx.error(bad.code, f"{self.what}.{key}: {bad}", item.position)
         return tuple(out)
 
@@ -330,8 +321,8 @@ class Fields:
         for k, v in loc.value.items():
             self.record((*self.path, key, k), loc.key_positions.get(k, v.position))
             try:
-                out[k] = _as_str(v, None)
-            except _Bad as bad:
+                out[k] = as_str(v, None)
+            except BadValue as bad:
                 self.ctx.error(bad.code, f"{self.what}.{key}.{k}: {bad}", v.position)
         return out
 
@@ -351,119 +342,3 @@ class Fields:
         if loc is None:
             return iter(())
         return enumerate(expect_list(loc, f"{self.what}.{key}", self.ctx))
-
-
-class _Bad(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _as_str(loc: Located, _: object) -> str:
-    v = loc.value
-    if type(v) is str and v.strip():  # the common case, without plain()
-        return v
-    v = loc.plain()
-    if isinstance(v, str) and v.strip():
-        return v
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return str(v)
-    raise _Bad("wrong-type", f"expected a non-empty string, got {kind(v)}")
-
-
-def _as_name(loc: Located, _: object) -> str:
-    v = loc.value
-    if type(v) is str and NAME_RE.match(v):  # the common case, without plain()
-        return v
-    v = loc.plain()
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = str(v)
-    if not isinstance(v, str):
-        raise _Bad("wrong-type", f"expected a name, got {kind(v)}")
-    if not NAME_RE.match(v):
-        raise _Bad(
-            "bad-name",
-            f"{v!r} is not a valid name (letters, digits, '.', '_', '-'; at most 63)",
-        )
-    return v
-
-
-def _as_bool(loc: Located, _: object) -> bool:
-    v = loc.value
-    if type(v) is bool:
-        return v
-    v = loc.plain()
-    if isinstance(v, bool):
-        return v
-    raise _Bad("wrong-type", f"expected true or false, got {v!r}")
-
-
-def _as_int(loc: Located, bounds: tuple[int, int | None]) -> int:
-    low, high = bounds
-    v = loc.plain()
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _Bad("wrong-type", f"expected a whole number, got {v!r}")
-    if v < low or (high is not None and v > high):
-        limits = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _Bad("out-of-range", f"{v} is out of range (must be {limits})")
-    return v
-
-
-def _as_number(loc: Located, low: float) -> float:
-    v = loc.plain()
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise _Bad("wrong-type", f"expected a number, got {v!r}")
-    if v < low:
-        raise _Bad("out-of-range", f"{v} is out of range (must be at least {low:g})")
-    return float(v)
-
-
-def _as_duration(loc: Located, how: tuple[bool, dict[str, float]]) -> float:
-    positive, known = how  # known: the strings parsed so far (Context.durations)
-    try:
-        seconds = parse_duration(loc.plain())
-        if type(loc.value) is str:
-            known[loc.value] = seconds
-    except UnitError as exc:
-        raise _Bad("bad-duration", str(exc)) from exc
-    if positive and seconds <= 0:
-        raise _Bad("bad-duration", f"must be longer than zero, got {loc.plain()!r}")
-    return seconds
-
-
-def _as_size(loc: Located, _: object) -> int:
-    try:
-        size = parse_size(loc.plain())
-    except UnitError as exc:
-        raise _Bad("bad-size", str(exc)) from exc
-    if size <= 0:
-        raise _Bad("bad-size", f"must be larger than zero, got {loc.plain()!r}")
-    return size
-
-
-def _as_choice(loc: Located, choices: tuple[str, ...]) -> str:
-    v = loc.plain()
-    if isinstance(v, str) and v in choices:
-        return v
-    hint = suggestion(str(v), list(choices))
-    raise _Bad("bad-value", f"{v!r} is not one of {', '.join(choices)}{hint}")
-
-
-_ENUM_VALUES: dict[type[StrEnum], tuple[str, ...]] = {}
-_ENUM_MEMBERS: dict[type[StrEnum], dict[str, Any]] = {}
-
-
-def _members(enum: type[E]) -> dict[str, E]:  # what `enum(value)` gives, by value
-    members = _ENUM_MEMBERS.get(enum)
-    if members is None:
-        members = _ENUM_MEMBERS[enum] = {e.value: e for e in enum}
-    return members
-
-
-def _as_enum(loc: Located, enum: type[E]) -> E:
-    values = _ENUM_VALUES.get(enum)
-    if values is None:
-        values = _ENUM_VALUES[enum] = tuple(e.value for e in enum)
-    if type(loc.value) is str and loc.value in values:  # the common case, no search
-        return enum(loc.value)
-    return enum(_as_choice(loc, values))

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from drorch.model.address import AddressError, parse_host_port, parse_ssh_target
 from drorch.model.dependency_cycles import check_cycles
-from drorch.model.fields import NAME_RE, Context, Path, suggestion
+from drorch.model.field_values import NAME_RE, suggestion
+from drorch.model.fields import Context, Path
 from drorch.model.types import (
     VM,
     Cluster,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drorch.clock import Clock
-from drorch.model.fields import suggestion
+from drorch.model.field_values import suggestion
 from drorch.model.reports import ReportItem, Severity
 from drorch.model.states import in_sync
 from drorch.model.types import Cluster, Node, Volume

@@ -8,7 +8,7 @@ from pathlib import Path
 import drorch.model
 
 MODEL_DIR = Path(drorch.model.__file__).parent
-CODE_CALL = re.compile(r'(?:error|warn|_Bad|ReportItem)\(\s*"([a-z][a-z-]+)"')
+CODE_CALL = re.compile(r'(?:error|warn|BadValue|ReportItem)\(\s*"([a-z][a-z-]+)"')
 
 
 def emitted_codes() -> set[str]:
