@@ -114,9 +114,14 @@ class TcpProxy:
 
     def _pump(self, pair: _Pair) -> None:
         sel = selectors.DefaultSelector()
-        for s in (pair.a, pair.b):
-            s.setblocking(False)
-            sel.register(s, selectors.EVENT_READ)
+        try:
+            for s in (pair.a, pair.b):
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+        except (OSError, ValueError):  # cut (reset) before this thread began: nothing to pump
+            sel.close()
+            self._close(pair, reset=False)
+            return
         try:
             while pair.alive and not self._stop.is_set():
                 for key, _ in sel.select(POLL):

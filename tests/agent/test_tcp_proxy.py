@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from drorch.testing.tcp_proxy import TcpProxy
+from drorch.testing.tcp_proxy import TcpProxy, _Pair
 
 
 @pytest.fixture
@@ -96,3 +96,21 @@ def test_drop_mode_swallows_silently(echo: int) -> None:
 def test_bad_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="mode is reset or drop"):
         TcpProxy(("127.0.0.1", 0), ("127.0.0.1", 1), mode="flaky")
+
+
+def test_a_pair_cut_before_its_pump_thread_began_ends_quietly(echo: int) -> None:
+    """`cut()` in reset mode can close a new pair between its accept and its pump
+    thread's first step; the thread then ended with an unhandled `Bad file descriptor`
+    (a CI failure of a real-process scenario that had itself passed)."""
+    proxy = TcpProxy(("127.0.0.1", 0), ("127.0.0.1", echo), mode="reset")
+    try:
+        a, b = socket.socketpair()
+        pair = _Pair(a, b)
+        with proxy._lock:
+            proxy._pairs.append(pair)
+        proxy.cut()  # closes (resets) both sockets of the pair
+        assert a.fileno() == -1 and b.fileno() == -1
+        proxy._pump(pair)  # the pump thread's body, run after the cut: returns, raises nothing
+        assert not pair.alive and pair not in proxy._pairs
+    finally:
+        proxy.close()
