@@ -1,7 +1,7 @@
 """`Cancel`: one thread asks work running on another to stop, and says why.
 
-The agent cancels the runbook runs it started when its site fences itself (it lost
-quorum): a run must not go on retrying a step against guests the fence just stopped,
+The agent cancels the runbook runs it started when its site fences itself or loses
+quorum: a run must not go on retrying a step against guests the fence just stopped,
 while it holds the cluster's run lock and so keeps every other recovery waiting. The
 engine looks at the token before each step and between retries (`sleep`), never in the
 middle of a step: a step in flight ends on its own deadline.

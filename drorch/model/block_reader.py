@@ -18,49 +18,27 @@ position, exactly as if this reader did not exist. This reader never reports any
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
+from drorch.model.block_syntax import (
+    DASH,
+    DOUBLE,
+    KEY,
+    LINE_END,
+    LIST_FIRST,
+    LIST_NEXT,
+    MAP_FIRST,
+    MAP_NEXT,
+    PLAIN,
+    SINGLE,
+    USUAL,
+)
 from drorch.model.located import Located
 from drorch.model.reports import Position
 
 MAX_LEVELS = 24  # collections open at once (block and flow each); deeper files are left to libyaml
 MAX_VALUES = 500_000  # values in one file; more are left to libyaml's alias-expansion count
-
-# Printable ASCII and newlines: a text with anything else (tabs, CR, NUL, other controls,
-# non-ASCII) is left to libyaml. (Checked by deleting these bytes from the text: a tenth
-# of what a regex search for the others costs.)
-_USUAL = bytes([10, *range(0x20, 0x7F)])
-# A plain scalar: a conservative part of YAML's plain style. It starts with a letter,
-# a digit or one of `_ . / ~ (` (or `-` before a letter, digit or dot), goes on with
-# those and `) + $ ^ = ; @ % & * ! | < > -`, with a `:` only before a letter, a digit or
-# one of `/ . _ @ -`, and single spaces between words. Never `,[]{}#?'"` nor `: `.
-_FIRST = r"(?:[A-Za-z0-9_./~(]|-(?=[A-Za-z0-9.]))"
-_CHARS = r"[A-Za-z0-9_./~()+$^=;@%&*!|<>-]"
-# (Possessive: what may follow a plain scalar, `:` then a space, a space then not one of
-# its characters, or its end, can never follow a shorter match, so backtracking into it
-# finds nothing; and the regex engine is faster without the backtracking points.)
-_WORD_REST = rf"{_CHARS}*+(?::[A-Za-z0-9/._@-]{_CHARS}*+)*+"
-_PLAIN_TEXT = rf"{_FIRST}{_WORD_REST}(?: {_CHARS}{_WORD_REST})*+"
-_PLAIN = re.compile(_PLAIN_TEXT)
-_KEY = re.compile(rf"({_PLAIN_TEXT}):(?: +|$)")
-_SINGLE = re.compile(r"'([^'\n]*)'")
-_DOUBLE = re.compile(r'"([^"\\\n]*)"')
-_DASH = re.compile(r"- +(?=[^ #-])")
-_SPACES = re.compile(r" *")
-# The next step through a flow collection, after any spaces: in a mapping, an entry (its
-# plain key, `: `, and a scalar or an opening bracket) or the closing `}`; in a list, an
-# item or the closing `]`. Every entry or item but a collection's first comes after a
-# comma. A trailing comma, a missing one or a lone key matches nothing (the reader then
-# gives up). Groups: the key (mappings only), then the value as plain, single-quoted,
-# double-quoted or an opening bracket, then the closing bracket.
-_VALUE = rf"(?:({_PLAIN_TEXT})|'([^'\n]*)'|\"([^\"\\\n]*)\"|([\[{{]))"
-_MAP_FIRST = re.compile(rf" *(?:({_PLAIN_TEXT}): +{_VALUE}|(}}))")
-_MAP_NEXT = re.compile(rf" *(?:, *({_PLAIN_TEXT}): +{_VALUE}|(}}))")
-_LIST_FIRST = re.compile(rf" *(?:{_VALUE}|(\]))")
-_LIST_NEXT = re.compile(rf" *(?:, *{_VALUE}|(\]))")
-_LINE_END = re.compile(r"(?: +#.*| *)$")  # after a value: spaces, then a comment or nothing
 
 
 class _Outside(Exception):
@@ -78,7 +56,7 @@ def read(
     is a plain scalar's value as the libyaml reader resolves it, or `missing` when this
     reader must not take it (a tag other than str, int, float, bool, null, timestamp);
     `cache` holds the values it has already given (looked up first)."""
-    if not text.isascii() or text.encode("ascii").translate(None, _USUAL):
+    if not text.isascii() or text.encode("ascii").translate(None, USUAL):
         return None
     try:
         return _Reader(text, file, plain_value, cache, missing).run()
@@ -184,11 +162,11 @@ class _Reader:
         line = self.line
         if not is_list:
             return self.entry(line, col, items, keys)
-        dash = _DASH.match(line, col)
+        dash = DASH.match(line, col)
         if dash is None:
             raise _Outside
         start = dash.end()
-        if line[start] not in "[{'\"" and _KEY.match(line, start) is not None:
+        if line[start] not in "[{'\"" and KEY.match(line, start) is not None:
             # `- key: ...`: a mapping in the item (a key never starts with a bracket or quote)
             items.append(self.open(stack, start))
             _, _, inner, inner_keys = stack[-1]
@@ -199,7 +177,7 @@ class _Reader:
     def entry(
         self, line: str, col: int, items: dict[str, Located], keys: dict[str, Position]
     ) -> tuple[int, dict[str, Located], str, Position] | None:
-        m = _KEY.match(line, col)
+        m = KEY.match(line, col)
         if m is None:
             raise _Outside
         key = self.key(m.group(1), keys)
@@ -220,17 +198,17 @@ class _Reader:
         else:
             self.count += 1
             if ch == "'":
-                m = _SINGLE.match(line, start)
+                m = SINGLE.match(line, start)
             elif ch == '"':
-                m = _DOUBLE.match(line, start)
+                m = DOUBLE.match(line, start)
             else:
-                m = _PLAIN.match(line, start)
+                m = PLAIN.match(line, start)
             if m is None:
                 raise _Outside
             text = m.group() if m.lastindex is None else m.group(1)
             node = Located(self.scalar(text) if m.lastindex is None else text, self.at(start), {})
             end = m.end()
-        if end != len(line) and _LINE_END.match(line, end) is None:
+        if end != len(line) and LINE_END.match(line, end) is None:
             raise _Outside
         return node
 
@@ -241,8 +219,8 @@ class _Reader:
             raise _Outside
         cache, plain_value, missing = self.cache, self.plain_value, self.missing
         new_tuple, position, file, row = tuple.__new__, Position, self.file, self.row
-        map_first, map_next = _MAP_FIRST.match, _MAP_NEXT.match
-        list_first, list_next = _LIST_FIRST.match, _LIST_NEXT.match
+        map_first, map_next = MAP_FIRST.match, MAP_NEXT.match
+        list_first, list_next = LIST_FIRST.match, LIST_NEXT.match
         flat = self.flat(line, start)
         if flat is not None:  # no brackets inside: all of it at once
             node, end, count = flat
@@ -364,7 +342,7 @@ class _Reader:
         list, columns 1-based and counted from `start`; the values flow counts for them,
         and the collection's length. None if it holds a collection after all."""
         is_list = line[start] == "["
-        step = _LIST_FIRST.match if is_list else _MAP_FIRST.match
+        step = LIST_FIRST.match if is_list else MAP_FIRST.match
         entries: list[tuple[Any, ...]] = []
         keys: set[str] = set()
         count = 0
@@ -377,11 +355,11 @@ class _Reader:
             last: int = m.lastindex  # type: ignore[assignment]  # every alternative has a group
             if is_list:
                 count += 1
-                step = _LIST_NEXT.match
+                step = LIST_NEXT.match
                 kind = last
             else:
                 kind = last - 1
-                step = _MAP_NEXT.match
+                step = MAP_NEXT.match
             if kind == 5:  # the closing bracket
                 return entries, count, p - start
             if kind == 4:  # an opening bracket (in quotes, the text looked flat)

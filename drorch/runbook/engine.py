@@ -19,10 +19,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from drorch.cancel import Cancelled
 from drorch.environment import Environment
 from drorch.model.types import Cluster
 from drorch.runbook.attempts import run_attempts
+from drorch.runbook.cancelling import CANCELLED, cancelled_step, retry_sleep
 from drorch.runbook.dryworld import Simulated, note_dry_modes
 from drorch.runbook.journal import RUNNING, Journal, RunRecord
 from drorch.runbook.lock import RunLock, RunLocked
@@ -41,8 +41,6 @@ from drorch.runbook.steps.base import (
 )
 from drorch.runbook.steps.flow import PLAN_EXECUTE
 from drorch.runbook.when import WhenError
-
-CANCELLED = "cancelled"  # the failure code of a step that a cancelled run did not run
 
 DONE = ("ok", "recovered")  # a step that took effect
 REFUSALS = (
@@ -213,9 +211,9 @@ class Engine:
                 self.failure = StepFailed(code, st.message, data=st.data)  # its undo's args
                 self.failed_unit = unit
             return st.status
-        why = self.options.cancel.reason if self.options.cancel is not None else None
-        if why is not None and not self.options.dry_run:
-            return self._fail(unit, StepFailed(CANCELLED, f"run cancelled: {why}"))
+        cancelled = None if self.options.dry_run else cancelled_step(self.options.cancel)
+        if cancelled is not None:
+            return self._fail(unit, cancelled)
         step_type = self.types.get(unit.action)
         if step_type is None:
             return self._fail(unit, StepFailed("unknown-action", f"no step type {unit.action!r}"))
@@ -324,15 +322,8 @@ class Engine:
                         message=f"{failure.message}; retrying in {sleep:g}s")  # fmt: skip
             self.options.output.line(f"  attempt {number} failed ({failure.code}); retrying")
 
-        def sleep(seconds: float) -> None:
-            if self.options.cancel is None:
-                return self.clock.sleep(seconds)
-            try:
-                self.options.cancel.sleep(self.clock, seconds)
-            except Cancelled as exc:
-                raise StepFailed(CANCELLED, f"run cancelled: {exc.reason}") from exc
-
         try:
+            sleep = retry_sleep(self.clock, self.options.cancel)
             result = run_attempts(self.clock, unit.retry, unit.timeout, attempt, on_retry, sleep)
         except StepFailed as failure:
             self.options.output.done()

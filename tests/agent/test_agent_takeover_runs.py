@@ -60,9 +60,11 @@ def test_a_site_that_took_over_takes_over_again_on_the_next_loss(
     _never_both(world)
 
 
-def test_a_takeover_under_way_is_cancelled_when_the_site_fences_itself(
-    world: World, tmp_path: Path
-) -> None:
+def _b_taking_over(
+    world: World, tmp_path: Path, *, promotes: bool
+) -> tuple[Agent, list[Job], threading.Event]:
+    """Site A lost; B's agent starts its takeover, a run on a real thread that (when it
+    `promotes`) makes B primary, then waits on a step that never ends until cancelled."""
     cluster = parse_cluster_text(CONFIG, "c.yaml")[0]
     started: list[Job] = []
     ended = threading.Event()
@@ -70,8 +72,9 @@ def test_a_takeover_under_way_is_cancelled_when_the_site_fences_itself(
     def start(t: Takeover, epoch: int) -> Job:
         cancel = Cancel()
 
-        def work() -> tuple[bool, str]:  # promotes, then waits on a step that never ends
-            world.primary["B"] = {"db"}
+        def work() -> tuple[bool, str]:
+            if promotes:
+                world.primary["B"] = {"db"}
             for _ in range(500):  # bounded: 5 s of real time
                 if cancel.reason is not None:
                     ended.set()
@@ -98,6 +101,13 @@ def test_a_takeover_under_way_is_cancelled_when_the_site_fences_itself(
         if started:
             break
         world.clock.advance(0.25)
+    return b, started, ended
+
+
+def test_a_takeover_under_way_is_cancelled_when_the_site_fences_itself(
+    world: World, tmp_path: Path
+) -> None:
+    b, started, ended = _b_taking_over(world, tmp_path, promotes=True)
     assert started, "B started its takeover"
     world.witness.down = True  # the witness goes too: B alone is no majority
     acted: list[str] = []
@@ -121,37 +131,7 @@ def test_a_run_is_cancelled_when_the_site_loses_quorum_with_nothing_to_fence(
     """The watchdog fired first (it stopped the guests and demoted the volumes), or the
     run had not promoted anything yet: no self-fence is decided, and the run must still
     stop (lab torture run 16, twice)."""
-    cluster = parse_cluster_text(CONFIG, "c.yaml")[0]
-    started: list[Job] = []
-
-    def start(t: Takeover, epoch: int) -> Job:
-        cancel = Cancel()
-
-        def work() -> tuple[bool, str]:  # promotes nothing, waits on a step that never ends
-            for _ in range(500):  # bounded: 5 s of real time
-                if cancel.reason is not None:
-                    return False, f"cancelled: {cancel.reason}"
-                time.sleep(0.01)
-            return False, "never cancelled"
-
-        job = Job("site-failover", work, world.clock, cancel)
-        job.start()
-        started.append(job)
-        return job
-
-    dog, _ = fake_linux_watchdog(world.clock)
-    b = Agent(
-        cluster, "b1", clock=world.clock, watchdog=dog,
-        members=lambda: world.members("b1"), lease=world.witness.source("B"),
-        resources=Resources(world, "B"), start_takeover=start, role_log=tmp_path / "r.jsonl",
-    )  # fmt: skip
-    world.dead = {"A"}
-    world.primary["A"].clear()
-    for _ in range(200):  # bounded: 50 s of fake time until the run starts
-        b.cycle()
-        if started:
-            break
-        world.clock.advance(0.25)
+    b, started, _ended = _b_taking_over(world, tmp_path, promotes=False)
     assert started, "B started its takeover"
     world.witness.down = True
     acted: list[str] = []

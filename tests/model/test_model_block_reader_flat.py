@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drorch.model import block_reader
+from drorch.model import block_syntax
 from drorch.model.source import read_block_subset
 from tests.model.test_model_block_reader import RESOLVED, check_agrees
 
@@ -158,12 +158,12 @@ def test_flat_edges_are_taken(text: str) -> None:
 
 
 def _backtracking(pattern: str) -> re.Pattern[str]:
-    """The block reader's pattern with its plain scalars' possessive repeats made
+    """The block syntax's pattern with its plain scalars' possessive repeats made
     ordinary (backtracking) ones."""
     return re.compile(pattern.replace("*+", "*"))
 
 
-STEPS = ["_KEY", "_PLAIN", "_MAP_FIRST", "_MAP_NEXT", "_LIST_FIRST", "_LIST_NEXT"]
+STEPS = ["KEY", "PLAIN", "MAP_FIRST", "MAP_NEXT", "LIST_FIRST", "LIST_NEXT"]
 
 
 @settings(max_examples=400, deadline=None)
@@ -171,7 +171,7 @@ STEPS = ["_KEY", "_PLAIN", "_MAP_FIRST", "_MAP_NEXT", "_LIST_FIRST", "_LIST_NEXT
 def test_possessive_plain_scalars_match_as_backtracking_ones(text: str, step: str) -> None:
     """Nothing that may follow a plain scalar can follow a shorter match, so the
     possessive repeats find exactly what backtracking would."""
-    fast: re.Pattern[str] = getattr(block_reader, step)
+    fast: re.Pattern[str] = getattr(block_syntax, step)
     slow = _backtracking(fast.pattern)
     for start in range(len(text) + 1):
         a, b = fast.match(text, start), slow.match(text, start)
