@@ -95,8 +95,15 @@ def test_a_different_volume_is_refused_at_handshake(cluster: Cluster) -> None:
     assert st["disk"] == "Inconsistent"
 
 
-def test_a_peer_breaking_the_stream_order_is_dropped(cluster: Cluster) -> None:
-    """A fake primary that skips a sequence number: b must not apply it."""
+@pytest.mark.parametrize("flags", [0, wire.FLAG_DURABLE], ids=["async", "sync"])
+@pytest.mark.parametrize(
+    ("seq", "offset", "error"), [(5, 0, "out of order"), (1, SIZE - 2, "past the volume end")]
+)
+def test_a_peer_breaking_the_stream_order_or_the_bounds_is_dropped(
+    cluster: Cluster, flags: int, seq: int, offset: int, error: str
+) -> None:
+    """A fake primary that skips a sequence number, or writes past the end: b must not
+    apply it. Durable (sync) DATA frames take the receiver's short path: same checks."""
     b = cluster.start("b", Role.SECONDARY)
     with socket.create_connection(b.listen, timeout=10) as s:
         s.sendall(hello())
@@ -104,10 +111,11 @@ def test_a_peer_breaking_the_stream_order_is_dropped(cluster: Cluster) -> None:
             head = wire.parse_header(recv_exact(s, wire.HEADER.size))
             recv_exact(s, head.length)
         wait_until("b connected", lambda: b.status()["connection"] != "Connecting")
-        s.sendall(wire.header(FrameType.DATA, seq=5, offset=0, length=4) + b"evil")
+        frame = wire.header(FrameType.DATA, seq=seq, offset=offset, length=4, flags=flags)
+        s.sendall(frame + b"evil")
         wait_until("b dropped it", lambda: b.status()["connection"] == "Connecting")
-    assert b.content()[:4] != b"evil"
-    assert "out of order" in b.status()["extra"]["last_error"]
+    assert b"evil" not in b.content()
+    assert error in b.status()["extra"]["last_error"]
 
 
 def test_control_socket_garbage_gets_an_error_reply(cluster: Cluster) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -224,3 +225,33 @@ def test_async_large_writes_replicate_exactly_and_leak_no_pipes(cluster: Cluster
     wait_until("peer caught up", lambda: a.status()["lag_bytes"] == 0)
     assert a.content() == b.content()
     assert nbd_server.pipes.open <= pipes.MAX_IDLE
+
+
+def test_send_buffers_goes_on_after_partial_sends_and_past_iov_max(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Many buffers (more than one sendmsg takes) through a small send buffer that a
+    slow reader empties: every sendmsg after the first is partial, and the bytes must
+    still arrive once each, in order."""
+    a, b = tcp_pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    a.settimeout(20)  # a sender that lost count blocks: fail, do not hang
+    parts = [os.urandom(1 + i % 197) for i in range(700)]  # IOV_MAX is 512
+    total = sum(map(len, parts))
+    got: list[bytes] = []
+
+    def slow_reader() -> None:
+        out = bytearray()
+        while len(out) < total:
+            chunk = b.recv(3000)
+            assert chunk
+            out += chunk
+            time.sleep(0.0002)
+        got.append(bytes(out))
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    assert send_buffers(a, parts) == total
+    reader.join(30)
+    assert got == [b"".join(parts)]

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from drorch.replication.pyrepl import nbd_proto as nbd
+from drorch.replication.pyrepl.condvars import notify_waiters
 from drorch.replication.pyrepl.session import send_buffers
 
 log = logging.getLogger("drorch.pyrepl.nbd")
@@ -63,7 +64,7 @@ class Replies:
                 with self._cond:
                     self._pending -= 1
                     last = self._pending == 0
-                    self._cond.notify_all()
+                    notify_waiters(self._cond)
                 if last:
                     self._settled()
 

@@ -89,6 +89,14 @@ class Receiver:
             while s.alive:
                 head = wire.parse_header(reader.take(wire.HEADER.size))
                 stats["frames_received"] += 1
+                if (
+                    head.type is FrameType.DATA
+                    and head.flags & wire.FLAG_DURABLE
+                    and head.length <= READ_AHEAD
+                    and self.engine.role != Role.PRIMARY
+                ):
+                    self._durable_write(head)
+                    continue
                 splice = self._splicer is not None and head.type in SPLICED
                 if splice and head.length >= MIN_SPLICE:
                     self._spliced(head)
@@ -112,6 +120,19 @@ class Receiver:
         s.sock.close()
         if self._splicer is not None:
             self._splicer.close()
+
+    def _durable_write(self, head: Header) -> None:
+        """The sync write path's frame (a small durable DATA frame to a secondary): what
+        dispatch, _check_sequenced, _apply and _acknowledge do for it, minus their
+        branches for every other frame (a few microseconds of every sync write)."""
+        if head.seq != self.last_seq + 1:
+            raise WireError(f"frame {head.seq} out of order after {self.last_seq}")
+        if head.offset + head.length > self.engine.config.size:
+            raise WireError(f"DATA at {head.offset}+{head.length} is past the volume end")
+        self.last_seq = head.seq
+        self.engine.backing.pwrite_durable(head.offset, self.reader.take(head.length))
+        self._deferred = 0  # the cumulative ACK covers any still owed
+        self.session.send_now(wire.header(FrameType.ACK, seq=head.seq))
 
     def _recv_payload(self, length: int) -> memoryview:
         """From the reader's buffer, or (larger) into one reused buffer: a frame is

@@ -45,18 +45,23 @@ def send_buffers(sock: Stream, buffers: Sequence[Buffer]) -> int:
 
 
 def _send_views(sock: Stream, views: list[memoryview]) -> int:
-    total = sum(len(v) for v in views)
     if not views:
         return 0
+    total = sum(map(len, views))
     if not isinstance(sock, socket.socket):  # TLS: one record stream, one call
         sock.sendall(b"".join(views))
         return total
-    while views:
-        sent = sock.sendmsg(views[:IOV_MAX])
+    sent = sock.sendmsg(views if len(views) <= IOV_MAX else views[:IOV_MAX])
+    if sent == total:
+        return total  # the usual case: everything in one call
+    while True:  # a partial send: go on from where it stopped
         while sent and views:
             if sent >= len(views[0]):
                 sent -= len(views.pop(0))
             else:
                 views[0] = views[0][sent:]
                 sent = 0
+        if not views:
+            break
+        sent = sock.sendmsg(views[:IOV_MAX])
     return total

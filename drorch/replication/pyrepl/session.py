@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from drorch.replication.base import ConnState, DiskState, Role
 from drorch.replication.pyrepl import freeze, mode_drain, wire
+from drorch.replication.pyrepl.condvars import notify_waiters
 from drorch.replication.pyrepl.frame_reader import kernel_timeouts, raw_socket
 from drorch.replication.pyrepl.handshake import SideView
 from drorch.replication.pyrepl.pipes import release
@@ -220,7 +221,11 @@ class PeerSession:
         self, upto: int | None
     ) -> tuple[list[tuple[freeze.Done, freeze.Fail | None]], list[tuple[freeze.Held, bool]]]:
         """(acknowledged by the peer: run them, for freeze.complete) (caller holds lock)."""
-        ready = sorted(s for s in self._callbacks if upto is None or s <= upto)
+        callbacks = self._callbacks
+        if upto is not None and len(callbacks) == 1 and self.engine.freeze.stale is None:
+            (only,) = callbacks  # the sync path: one write waits
+            return (callbacks.pop(only), []) if only <= upto else ([], [])
+        ready = sorted(s for s in callbacks if upto is None or s <= upto)
         batch = [cb for s in ready for cb in self._callbacks.pop(s)]
         stale = self.engine.freeze.stale is not None
         items: list[tuple[freeze.Held, bool]] = []
@@ -291,8 +296,8 @@ class PeerSession:
                 eng.start_resync(self, "caught up after pulling ahead")
             if eng.switch is not None:  # an async -> sync switch may flip now
                 mode_drain.poll(eng)
-            self.ack_cond.notify_all()
-            eng.cond.notify_all()
+            notify_waiters(self.ack_cond)
+            notify_waiters(eng.cond)
             # in the same hold of the lock: the replies these writes wait for
             batch, items = self._pop_callbacks(seq) if self._callbacks else ([], [])
         if batch or items:
@@ -312,7 +317,7 @@ class PeerSession:
         while self.out and size < SEND_BATCH_BYTES and len(batch) < IOV_MAX - 2:
             frame = self.out.popleft()
             batch.extend(frame)
-            size += sum(len(b) for b in frame)
+            size += sum(map(len, frame))
         return batch
 
     def drain(self) -> None:
