@@ -28,11 +28,12 @@ class Replies:
         self.structured = structured
         self._settled = settled  # called when the last pending acknowledgement went out
         self._lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
+        self._count_lock = threading.Lock()  # taken directly: Condition's `with` is Python
+        self._cond = threading.Condition(self._count_lock)
         self._pending = 0
 
     def started(self) -> None:
-        with self._cond:
+        with self._count_lock:
             self._pending += 1
 
     def error(self, handle: int, error: int, message: str = "", *, done: bool = False) -> None:
@@ -61,7 +62,7 @@ class Replies:
             log.debug("nbd reply not delivered: %s", exc)
         finally:
             if done:
-                with self._cond:
+                with self._count_lock:  # the condition's own lock
                     self._pending -= 1
                     last = self._pending == 0
                     notify_waiters(self._cond)

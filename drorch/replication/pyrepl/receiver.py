@@ -97,6 +97,9 @@ class Receiver:
                 ):
                     self._durable_write(head)
                     continue
+                if head.type is FrameType.ACK and not head.length:  # the sync path's other half
+                    s.on_ack(head.seq)
+                    continue
                 splice = self._splicer is not None and head.type in SPLICED
                 if splice and head.length >= MIN_SPLICE:
                     self._spliced(head)

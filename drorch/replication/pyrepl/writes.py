@@ -14,6 +14,7 @@ keeps its own acknowledgement back until the peer is recorded Outdated (freeze.p
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -98,7 +99,7 @@ def write_then(
     after = None
     sync = False  # decided under the lock: a mode switch cannot split one write
     try:
-        with engine.cond:
+        with engine.lock:  # cond's own lock, without Condition's Python-level `with`
             check_write(engine, offset, length)
             session = await_room(engine, length)
             activate(engine, offset, length)
@@ -189,6 +190,11 @@ def finish_write(
     if replicated_sync:
         assert session is not None
         session.drain()  # ship it now, then make it durable here meanwhile
+        # The frame woke the peer's receiver; where it shares this CPU (the peer on
+        # this host, or the loopback stack's work) it runs first, before this thread's
+        # fdatasync spends tens of microseconds of CPU submitting the flush. The peer's
+        # durable write is the longer leg of a sync write, the local flush the shorter.
+        os.sched_yield()
     if replicated_sync or fua:
         engine.backing.sync()
     if fua and session is None:
