@@ -126,13 +126,9 @@ class Receiver:
 
     def _durable_write(self, head: Header) -> None:
         """The sync write path's frame (a small durable DATA frame to a secondary): what
-        dispatch, _check_sequenced, _apply and _acknowledge do for it, minus their
-        branches for every other frame (a few microseconds of every sync write)."""
-        if head.seq != self.last_seq + 1:
-            raise WireError(f"frame {head.seq} out of order after {self.last_seq}")
-        if head.offset + head.length > self.engine.config.size:
-            raise WireError(f"DATA at {head.offset}+{head.length} is past the volume end")
-        self.last_seq = head.seq
+        dispatch, _apply and _acknowledge do for it, minus their branches for every
+        other frame (a few microseconds of every sync write)."""
+        self._check_sequenced(head, head.length)
         self.engine.backing.pwrite_durable(head.offset, self.reader.take(head.length))
         self._deferred = 0  # the cumulative ACK covers any still owed
         self.session.send_now(wire.header(FrameType.ACK, seq=head.seq))
