@@ -69,6 +69,11 @@ fi
 echo "== make demo: the REAL two-site lab (QEMU/TCG guests, libvirtd per site, network namespaces)"
 bash "$repo/tests/install-system-packages.sh" lab/lab-packages.txt
 "${MAKE:-make}" -s -C "$repo" venv  # drorch with the [libvirt] extra (libvirt-python)
+# the guest's kernel is `apt-get download`ed (drorch/lab/image.py): it needs package
+# lists, which a machine that already had every package may not have
+if ! apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    apt-get update -qq
+fi
 # its own lab instance by default, so that `lab down` at the end never takes an operator's
 # lab (the default one) down with it
 read -r -a opts <<<"${DRORCH_DEMO_LAB_OPTS:---name make-demo --prefix md --subnet 10.77.90}"
