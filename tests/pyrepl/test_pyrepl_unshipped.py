@@ -4,15 +4,13 @@ count it discarded: the RPO of an async failover, stated after the fact."""
 
 from __future__ import annotations
 
-import json
-
 from drorch.replication.base import Role
-from drorch.replication.pyrepl.unshipped import Ledger
+from drorch.replication.pyrepl.unshipped import Ledger, read_file
 from tests.pyrepl.conftest import REGION, Cluster, connected, wait_until
 
 
 def _ledger(cluster: Cluster, label: str) -> dict[str, object]:
-    data = json.loads((cluster.root / f"{label}.img.pyrepl-meta.unshipped").read_text())
+    data = read_file(cluster.root / f"{label}.img.pyrepl-meta.unshipped")
     assert isinstance(data, dict)
     return data
 

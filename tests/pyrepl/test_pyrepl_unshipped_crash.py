@@ -10,11 +10,11 @@ stopped: what a crash or a clean stop leaves of the count (pyrepl/unshipped.py).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drorch.replication.pyrepl.unshipped import read_file
 from drorch.testing.tcp_proxy import TcpProxy
 from tests.pyrepl.conftest import ServeProcess, wait_until
 from tests.pyrepl.nbd_client import NbdClient
@@ -44,7 +44,7 @@ def _ok(p: ServeProcess, *args: str) -> None:
 
 
 def _ledger_file(tmp_path: Path, label: str) -> dict[str, Any]:
-    data = json.loads((tmp_path / f"{label}.img.pyrepl-meta.unshipped").read_text())
+    data = read_file(tmp_path / f"{label}.img.pyrepl-meta.unshipped")
     assert isinstance(data, dict)
     return data
 

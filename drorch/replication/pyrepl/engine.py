@@ -393,6 +393,7 @@ class Engine:
                 self.backing.sync()
             self.activity.clear()  # clean stop: everything written here is durable
             self.activity.close()
+            self.ledger.close()
             self.bitmap.close()
             self.backing.close()
             self.owner.release()

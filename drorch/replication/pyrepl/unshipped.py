@@ -9,10 +9,14 @@ are the failover's RPO, and only this side ever knew them. So this side counts t
   the link dies (`note_lost_frames`: sent, never acknowledged by the peer);
 - with the wall-clock times of the first and the last, and the bytes.
 
-The ledger is made durable (`durable.write_atomic`, a file beside the metadata) before
-a FLUSH or FUA write that covers the counted writes is acknowledged, at link loss and at
-a clean stop: a value the guest saw as durable is counted durably too. Unflushed writes
-may be counted in memory only, as they may be lost in a crash anyway.
+The ledger is made durable (a file beside the metadata) before a FLUSH or FUA write
+that covers the counted writes is acknowledged, at link loss and at a clean stop: a
+value the guest saw as durable is counted durably too. Unflushed writes may be counted
+in memory only, as they may be lost in a crash anyway. A primary without a peer makes
+it durable before every FUA write it acknowledges, so the file is a two-slot file
+rewritten in place (`slot_file.py`: one write and one fdatasync, not the atomic
+replace's temporary file, rename and two fsyncs); a ledger file of the older JSON format
+is read as before and converted at the first update.
 
 What a crash takes with it: async frames in flight (acknowledged to the client, not yet
 to this side by the peer) are counted only when the link dies, in memory. Counting them
@@ -43,10 +47,35 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from drorch import slot_file
 from drorch.clock import iso_utc as iso_time
-from drorch.durable import write_atomic
 
 log = logging.getLogger("drorch.pyrepl")
+
+TEXT_LIMIT = 600  # characters of one `uncounted` reason kept (a slot holds ~4 KiB)
+
+
+def read_file(path: Path) -> Any:
+    """The ledger file's JSON body, in either format (OSError, ValueError if unreadable)."""
+    raw = path.read_bytes()
+    if slot_file.is_slot_file(raw):
+        raw = slot_file.decode(raw)[1]
+    return json.loads(raw)
+
+
+def _serial(path: Path) -> int:
+    """The slot file's serial, 0 if the file is absent, unreadable or in the JSON format."""
+    try:
+        raw = path.read_bytes()
+        return slot_file.decode(raw)[0] if slot_file.is_slot_file(raw) else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def _short(text: str | None) -> str | None:
+    if text is None or len(text) <= TEXT_LIMIT:
+        return text
+    return text[: TEXT_LIMIT - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -103,10 +132,11 @@ class Ledger:
         self._async_mark = False  # the file says async frames may be in flight
         self._dirty = False
         self._load()
+        self._file = slot_file.SlotFile(path, _serial(path))
 
     def _load(self) -> None:
         try:
-            data = json.loads(self.path.read_text())
+            data = read_file(self.path)
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:  # never block a start on bookkeeping
@@ -118,7 +148,7 @@ class Ledger:
             return
         self.open = _tally(data.get("open"))
         u = data.get("uncounted")
-        self.uncounted = None if u is None else str(u)
+        self.uncounted = None if u is None else _short(str(u))
         d = data.get("discarded")
         if isinstance(d, dict):
             du = d.get("uncounted")
@@ -126,7 +156,7 @@ class Ledger:
                 _tally(d.get("tally")),
                 float(d.get("at", 0.0)),
                 str(d.get("generation", "")),
-                None if du is None else str(du),
+                None if du is None else _short(str(du)),
             )
         if data.get("async_in_flight"):
             self._lost_count(
@@ -136,7 +166,7 @@ class Ledger:
 
     def _lost_count(self, why: str) -> None:
         log.warning("%s: the unshipped count may be low: %s", self.path, why)
-        self.uncounted = why if self.uncounted is None else f"{self.uncounted}; {why}"
+        self.uncounted = _short(why if self.uncounted is None else f"{self.uncounted}; {why}")
         self._dirty = True
 
     # ---------------------------------------------------------------- counting
@@ -197,10 +227,13 @@ class Ledger:
                 "tally": asdict(self.discarded.tally),
                 "at": self.discarded.at,
                 "generation": self.discarded.generation,
-                "uncounted": self.discarded.uncounted,
+                "uncounted": _short(self.discarded.uncounted),
             }
-        write_atomic(self.path, json.dumps(body, sort_keys=True).encode())
+        self._file.write(json.dumps(body, sort_keys=True).encode())
         self._dirty = False
+
+    def close(self) -> None:
+        self._file.close()
 
     def status(self) -> dict[str, Any]:
         shown = self.open.writes or self.uncounted is not None
