@@ -101,7 +101,9 @@ def test_reset_partition_resets_open_and_new_connections(wan: Wan) -> None:
         for _ in range(3):
             round_trip(s)
     s.close()
-    with wan.connect(timeout=2.0) as t, pytest.raises((ConnectionResetError, EOFError)):
+    # a new connection is reset at connect() (on loopback the proxy's RST can beat the
+    # handshake's wake-up: CI saw it once) or at its first exchange: both are a reset
+    with pytest.raises((ConnectionResetError, EOFError)), wan.connect(timeout=2.0) as t:
         round_trip(t)
     wan.set(WanState((wan.link,)))
     with wan.connect() as u:
