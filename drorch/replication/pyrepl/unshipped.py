@@ -55,21 +55,19 @@ log = logging.getLogger("drorch.pyrepl")
 TEXT_LIMIT = 600  # characters of one `uncounted` reason kept (a slot holds ~4 KiB)
 
 
+def _read(path: Path) -> tuple[int, Any]:
+    """(the slot file's serial, 0 for the JSON format; the JSON body): OSError or
+    ValueError if unreadable."""
+    raw = path.read_bytes()
+    if not slot_file.is_slot_file(raw):
+        return 0, json.loads(raw)
+    serial, body = slot_file.decode(raw)
+    return serial, json.loads(body)
+
+
 def read_file(path: Path) -> Any:
     """The ledger file's JSON body, in either format (OSError, ValueError if unreadable)."""
-    raw = path.read_bytes()
-    if slot_file.is_slot_file(raw):
-        raw = slot_file.decode(raw)[1]
-    return json.loads(raw)
-
-
-def _serial(path: Path) -> int:
-    """The slot file's serial, 0 if the file is absent, unreadable or in the JSON format."""
-    try:
-        raw = path.read_bytes()
-        return slot_file.decode(raw)[0] if slot_file.is_slot_file(raw) else 0
-    except (OSError, ValueError):
-        return 0
+    return _read(path)[1]
 
 
 def _short(text: str | None) -> str | None:
@@ -131,21 +129,21 @@ class Ledger:
         self.uncounted: str | None = None  # why `open` may be below the truth
         self._async_mark = False  # the file says async frames may be in flight
         self._dirty = False
-        self._load()
-        self._file = slot_file.SlotFile(path, _serial(path))
+        self._file = slot_file.SlotFile(path, self._load())
 
-    def _load(self) -> None:
+    def _load(self) -> int:
+        """Read the file; its slot serial (0: absent, unreadable or the JSON format)."""
         try:
-            data = read_file(self.path)
+            serial, data = _read(self.path)
         except FileNotFoundError:
-            return
+            return 0
         except (OSError, ValueError) as exc:  # never block a start on bookkeeping
             log.warning("%s: unreadable, starting an empty ledger: %s", self.path, exc)
             self._lost_count(f"the ledger file was unreadable at start ({exc})")
-            return
+            return 0
         if not isinstance(data, dict):
             self._lost_count("the ledger file held no ledger at start")
-            return
+            return serial
         self.open = _tally(data.get("open"))
         u = data.get("uncounted")
         self.uncounted = None if u is None else _short(str(u))
@@ -163,6 +161,7 @@ class Ledger:
                 "the primary stopped while shipping asynchronously: writes in flight to the"
                 " peer then (at most one send queue, max_lag_bytes) are not counted"
             )
+        return serial
 
     def _lost_count(self, why: str) -> None:
         log.warning("%s: the unshipped count may be low: %s", self.path, why)
@@ -227,7 +226,7 @@ class Ledger:
                 "tally": asdict(self.discarded.tally),
                 "at": self.discarded.at,
                 "generation": self.discarded.generation,
-                "uncounted": _short(self.discarded.uncounted),
+                "uncounted": self.discarded.uncounted,
             }
         self._file.write(json.dumps(body, sort_keys=True).encode())
         self._dirty = False
