@@ -9,8 +9,11 @@ files, and the second file of the fsync probes, to another file system):
   3. pyrepl async, peer on loopback
   4. pyrepl sync,  peer on loopback
   5. QEMU active mirror: a primary qemu-storage-daemon with blockdev-mirror
-     copy-mode=write-blocking to a secondary qemu-storage-daemon over NBD (the peer for
-     pyrepl sync: ratio target <= 1.0x), and copy-mode=background (the peer for async)
+     copy-mode=write-blocking to a secondary qemu-storage-daemon over NBD, with the
+     secondary's export writethrough (the target durable too: the peer for pyrepl sync,
+     ratio target <= 1.0x) and as shipped (the target not flushed: printed beside it,
+     see qsd_mirror.py), and copy-mode=background (the peer for async). Every 4 KiB run
+     also counts the device's completed cache flushes per write (disk_flushes.py).
 
   6. with DRORCH_BENCH_BASELINE=CHECKOUT (e.g. a `git worktree` of the commit before a
      change): "pyrepl sync baseline", the same sync pair run from that checkout, in the
@@ -44,9 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:
+    from tests.bench.disk_flushes import flushes
     from tests.bench.pyrepl_floor import protocol_c_floor, shipping_floor
     from tests.bench.qsd_mirror import mirror_checks, mirror_idle, qsd_mirror
 except ImportError:  # run as a script: python tests/bench/bench_pyrepl.py
+    from disk_flushes import flushes  # type: ignore[no-redef]
     from pyrepl_floor import protocol_c_floor, shipping_floor  # type: ignore[no-redef]
     from qsd_mirror import mirror_checks, mirror_idle, qsd_mirror  # type: ignore[no-redef]
 
@@ -350,19 +355,37 @@ def main() -> int:
             targets["pyrepl sync baseline"] = stack.enter_context(
                 pyrepl(root, "sync", Path(baseline).resolve(), "-baseline")
             )
-        for copy_mode in ("write-blocking", "background"):  # QEMU's mirror: the peers
-            label = f"qsd-{copy_mode}"
+        # QEMU's mirror: the peers. "durable": the secondary's export is writethrough, so
+        # the target is flushed before the guest's FUA write completes (qsd_mirror.py)
+        for copy_mode, durable in (
+            ("write-blocking", True),
+            ("write-blocking", False),
+            ("background", False),
+        ):
+            label = f"qsd-{copy_mode}{'-durable' if durable else ''}"
             uri, pids = stack.enter_context(
-                qsd_mirror(root, label, copy_mode, SIZE_MIB, backing_dir(root, "secondary"))
+                qsd_mirror(
+                    root,
+                    label,
+                    copy_mode,
+                    SIZE_MIB,
+                    backing_dir(root, "secondary"),
+                    durable_target=durable,
+                )
             )
-            targets[f"qemu mirror {copy_mode}"] = Target(
-                uri, lambda label=label: mirror_idle(label, root), pids
-            )
+            name = f"qemu mirror {copy_mode}{', durable target' if durable else ''}"
+            targets[name] = Target(uri, lambda label=label: mirror_idle(label, root), pids)
         for target in targets.values():
             warm_up(target.uri)
             target.settle()
         samples: dict[str, dict[str, list[float]]] = {
-            name: {"seq_mibps": [], "sync4k_us": [], "cpu_ms_per_mib": [], "peer_ms_per_mib": []}
+            name: {
+                "seq_mibps": [],
+                "sync4k_us": [],
+                "flushes_per_write": [],
+                "cpu_ms_per_mib": [],
+                "peer_ms_per_mib": [],
+            }
             for name in targets
         }
         fsyncs, pairs, rtts, inside, floors, ships = [], [], [], [], [], []
@@ -377,9 +400,13 @@ def main() -> int:
                 spent = [cpu_seconds(pid) - b for pid, b in zip(target.pids, before, strict=True)]
                 for key, secs in zip(("cpu_ms_per_mib", "peer_ms_per_mib"), spent, strict=False):
                     samples[name][key].append(secs * 1000 / SEQ_COUNT)
+            disks = (root, backing_dir(root, "secondary"))
             for name, target in order:
                 quiesce(targets)
+                before_flushes = flushes(*disks)
                 samples[name]["sync4k_us"].append(sync4k_us(target.uri))
+                spent_flushes = flushes(*disks) - before_flushes
+                samples[name]["flushes_per_write"].append(spent_flushes / SYNC_COUNT)
                 if name == "pyrepl sync":
                     inside.append(control(root, "a-sync")["extra"]["sync_write_latency_us"])
             fsyncs.append(fsync_latency(root, 400))
@@ -427,13 +454,14 @@ def report(results: dict[str, dict[str, float]], limits: Limits, server_us: floa
     disks = f"secondaries' files on {split}" if split else "backing files on one file system"
     print(f"qemu-img bench, {RUNS} interleaved rounds, medians; {disks}")
     print(
-        f"{'target':<27} {'1MiB seq MiB/s':>15} {'vs nbdkit':>10} "
-        f"{'4KiB sync us':>13} {'vs nbdkit':>10}"
+        f"{'target':<42} {'1MiB seq MiB/s':>15} {'vs nbdkit':>10} "
+        f"{'4KiB sync us':>13} {'vs nbdkit':>10} {'flushes/write':>14}"
     )
     for name, r in results.items():
         print(
-            f"{name:<27} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
-            f"{r['sync4k_us']:>13.0f} {r['sync4k_us'] / peer['sync4k_us']:>9.2f}x"
+            f"{name:<42} {r['seq_mibps']:>15.1f} {r['seq_mibps'] / peer['seq_mibps']:>9.0%} "
+            f"{r['sync4k_us']:>13.0f} {r['sync4k_us'] / peer['sync4k_us']:>9.2f}x "
+            f"{r['flushes_per_write']:>14.2f}"
         )
     limit_us = limits.physical_us
     print(
