@@ -12,9 +12,9 @@ What "written to the target" means: a FUA write from the NBD client reaches the 
 file as a write + flush, but the mirror sends it on to the target without FUA and
 flushes only the source (measured with strace: 1,000 FUA writes, 1,000 fdatasync calls
 at the primary, none at the secondary; a guest's explicit flush reaches only the source
-too). As shipped, the guest is told a write is done
-while the target holds it in its page cache: lost if the secondary loses power before
-its own writeback, which pyrepl sync (DRBD's protocol C) does not allow.
+too). As shipped, the guest is told a write is done while the target holds it in its
+page cache: lost if the secondary loses power before its own writeback, which pyrepl
+sync (DRBD's protocol C) does not allow.
 `durable_target=True` gives the secondary's export `writethrough=on`, so every write
 the target receives is flushed before it answers: the same promise as pyrepl sync,
 durable at both sites before the acknowledgement (1,000 fdatasync calls at each).
