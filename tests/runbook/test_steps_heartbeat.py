@@ -99,3 +99,49 @@ def test_a_migration_into_a_dead_guest_fails_the_step(
     assert b.state("web").value == "running"  # the hypervisor thinks all is well
     with pytest.raises(StepFailed, match="does not heartbeat"):
         _run(ctx, "vm.verify_alive", target="web", site="B", timeout=5.0)
+
+
+def test_monitor_verify_passes_on_a_beating_guest(
+    world: tuple[StepContext, GuestClock, FakeHypervisor],
+) -> None:
+    ctx, _, _ = world
+    result = _run(ctx, "monitor.verify", target="web/beat", site="A", timeout=30.0)
+    assert result.data["verified"] is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("how", ["destroyed", "undefined"])
+def test_a_heartbeat_of_a_guest_that_is_not_running_fails_at_once(
+    world: tuple[StepContext, GuestClock, FakeHypervisor], how: str
+) -> None:
+    """A shut-off (or undefined) domain cannot beat: the check fails at its first miss
+    with the domain's state, not after the whole timeout."""
+    ctx, clock, _ = world
+    clock.beating = False
+    site = "A" if how == "destroyed" else "B"
+    if how == "destroyed":
+        ctx.env.hypervisors["A"].destroy("web")
+    started = clock.monotonic()
+    with pytest.raises(StepFailed) as failed:
+        _run(ctx, "monitor.verify", target="web/beat", site=site, timeout=60.0)
+    assert failed.value.code == "monitor-failed"
+    state = "shutoff" if how == "destroyed" else "undefined"
+    assert f"domain web is {state} at {site}: no heartbeat can come" in failed.value.message
+    assert clock.monotonic() - started < 2.0
+
+
+def test_a_heartbeat_keeps_its_timeout_while_the_guest_runs_or_cannot_be_asked(
+    world: tuple[StepContext, GuestClock, FakeHypervisor],
+) -> None:
+    """Running but silent (a hung application) or a hypervisor that does not answer:
+    the domain's state says nothing for sure, so the check waits its whole timeout."""
+    ctx, clock, _ = world
+    clock.beating = False
+    hypervisor = ctx.env.hypervisors["A"]
+    assert isinstance(hypervisor, FakeHypervisor)
+    for unreachable in (False, True):
+        hypervisor.unreachable = unreachable
+        started = clock.monotonic()
+        with pytest.raises(StepFailed) as failed:
+            _run(ctx, "monitor.verify", target="web/beat", site="A", timeout=8.0)
+        assert "no heartbeat can come" not in failed.value.message
+        assert clock.monotonic() - started >= 8.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from drorch.model.states import ACTIVE_VM_STATES
 from drorch.model.types import VM, Monitor, MonitorType, Service
 from drorch.monitor.base import CheckResult, CheckStatus
 from drorch.runbook.steps._where import PLAN_ARGS, is_sim, number, site_name, text
@@ -24,7 +25,7 @@ from drorch.runbook.steps.base import (
     StepType,
     register,
 )
-from drorch.virt.base import HypervisorError, VMState
+from drorch.virt.base import Hypervisor, HypervisorError, VMState
 from drorch.wait import wait_until
 
 
@@ -106,10 +107,18 @@ def check_monitor(
         hypervisor=ctx.env.hypervisors.get(site),
     )
     last: list[CheckResult] = []
+    beats = isinstance(res, VM) and spec.type is MonitorType.HEARTBEAT
+    hypervisor = ctx.env.hypervisors.get(site) if beats else None
 
     def passed() -> bool:
         last.append(mon.check())
-        return last[-1].passed
+        if last[-1].passed or hypervisor is None:
+            return last[-1].passed
+        assert isinstance(res, VM)
+        down = _guest_down(hypervisor, res.domain, site)
+        if down:  # no beat can come: fail now, not after the whole timeout
+            last.append(CheckResult(CheckStatus.FAILED, down))
+        return bool(down)
 
     try:
         wait_until(ctx.clock, passed, ctx.clock.monotonic() + limit, interval=0.5)
@@ -119,6 +128,18 @@ def check_monitor(
     return result, f"{res.name}/{spec.name} ({spec.type.value} {spec.target}) on {where}: " + (
         result.reason
     )
+
+
+def _guest_down(hypervisor: Hypervisor, domain: str, site: str) -> str:
+    """Why `domain` at `site` cannot beat (shut off, crashed, undefined), or "" while it
+    is active or its state cannot be read (then the heartbeat keeps its whole timeout)."""
+    try:
+        state = hypervisor.state(domain)
+    except (HypervisorError, OSError):
+        return ""
+    if state in ACTIVE_VM_STATES:
+        return ""
+    return f"domain {domain} is {state} at {site}: no heartbeat can come"
 
 
 @register
