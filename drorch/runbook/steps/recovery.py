@@ -310,7 +310,8 @@ def _verify_copy_monitors(ctx: StepContext, vm: VM, site: str, name: str) -> lis
             lines.append(f"{name}/{spec.name} ({spec.type.value} {target}): not verified, it"
                          " reaches production, not the copy on its isolated network")  # fmt: skip
             continue
-        result, how = check_monitor(ctx, vm, mapped, site)
+        # the copy is its own domain: a heartbeat check asks about it, not production's
+        result, how = check_monitor(ctx, dataclasses.replace(vm, domain=name), mapped, site)
         if not result.passed:
             raise StepFailed("monitor-failed", f"copy {name}: {how}")
         lines.append(f"copy {name}: {how}")
