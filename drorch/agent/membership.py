@@ -34,7 +34,13 @@ from drorch.accepting import AcceptBackoff
 from drorch.clock import Clock
 from drorch.quorum.framing import FrameDecoder
 from drorch.quorum.protocol import encode_object, parse_body
-from drorch.quorum.tls import client_context, fingerprint_of, peer_fingerprint, server_context
+from drorch.quorum.tls import (
+    client_context,
+    fingerprint_of,
+    peer_fingerprint,
+    server_context,
+    wrap_client,
+)
 
 log = logging.getLogger("drorch.agent.membership")
 MAX_CONNECTIONS = 16  # authenticated peers' connections served at once
@@ -260,7 +266,7 @@ class Membership:
                 continue
             try:
                 raw = socket.create_connection((peer.host, peer.port), timeout=self.heartbeat)
-                with self._client_ctx[peer.node].wrap_socket(raw) as conn:
+                with wrap_client(self._client_ctx[peer.node], raw) as conn:
                     while not self._stop.is_set() and peer.node not in self._blocked:
                         frame = {"type": "hb", "cluster": self.cluster, "node": self.me}
                         hears = list(self.table.heard_from())

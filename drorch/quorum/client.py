@@ -32,7 +32,7 @@ from drorch.quorum.messages import (
     Welcome,
 )
 from drorch.quorum.protocol import ClientProtocol, encode
-from drorch.quorum.tls import PinError, client_context, verify_peer_fingerprint
+from drorch.quorum.tls import PinError, client_context, verify_peer_fingerprint, wrap_client
 
 __all__ = [
     "NotCurrent",
@@ -132,7 +132,7 @@ class QuorumConnection:
             raise QuorumUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sock = self._context.wrap_socket(raw)
+            self._sock = wrap_client(self._context, raw)
         except (ssl.SSLError, OSError) as exc:
             raw.close()
             raise QuorumUnavailable(f"TLS handshake with {self.host}:{self.port}: {exc}") from exc

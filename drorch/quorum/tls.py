@@ -19,7 +19,9 @@ import hashlib
 import hmac
 import os
 import re
+import socket
 import ssl
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -183,6 +185,24 @@ def client_context(
     else:
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def wrap_client(context: ssl.SSLContext, raw: socket.socket) -> ssl.SSLSocket:
+    """`context.wrap_socket(raw)` (the client side, handshake included) that leaves nothing
+    open when it fails. The SSLSocket takes over raw's descriptor first, and when the
+    connection was reset before the wrap (not connected any more, then ECONNRESET from
+    the pre-handshake read), CPython's `SSLSocket._create` raises without closing it: the
+    descriptor then waits for the garbage collector, a ResourceWarning at a random later
+    moment (a witness that resets a connection at once, under its caps or as it stops)."""
+    try:
+        return context.wrap_socket(raw)
+    except BaseException as exc:
+        for frame, _ in traceback.walk_tb(exc.__traceback__):
+            made = frame.f_locals.get("self")
+            if isinstance(made, ssl.SSLSocket):
+                made.close()  # the half-made socket (closing twice is harmless)
+        raw.close()
+        raise
 
 
 def peer_fingerprint(peer: PeerWithCertificate) -> str:
