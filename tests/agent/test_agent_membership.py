@@ -14,7 +14,7 @@ import pytest
 from drorch.agent.membership import Membership, MemberTable, Peer
 from drorch.clock import SystemClock
 from drorch.quorum.protocol import encode_object
-from drorch.quorum.tls import client_context, generate_self_signed, server_context
+from drorch.quorum.tls import client_context, generate_self_signed, server_context, wrap_client
 from drorch.testing.clock import FakeClock
 from tests.ports import free_port
 from tests.trickle import trickling
@@ -93,7 +93,7 @@ def test_a_peer_counts_only_while_its_beats_say_it_hears_this_node() -> None:
 
 def _raw_tls(port: int, cert: Path, key: Path, server_cert: Path) -> ssl.SSLSocket:
     raw = socket.create_connection(("127.0.0.1", port), timeout=2)
-    return client_context(cert, key, server_cert).wrap_socket(raw)
+    return wrap_client(client_context(cert, key, server_cert), raw)
 
 
 def test_unpinned_certificate_refused(

@@ -15,7 +15,7 @@ from drorch.quorum.client import QuorumConnection, QuorumRefused, QuorumUnavaila
 from drorch.quorum.messages import Heartbeat, Hello
 from drorch.quorum.protocol import encode, encode_object
 from drorch.quorum.state import read_state
-from drorch.quorum.tls import client_context
+from drorch.quorum.tls import client_context, wrap_client
 from tests.quorum.conftest import LEASE_MS, SWITCH_DELAY_MS, InProcessWitness, Pki
 
 LEASE, DELAY = LEASE_MS / 1000, SWITCH_DELAY_MS / 1000
@@ -23,7 +23,8 @@ LEASE, DELAY = LEASE_MS / 1000, SWITCH_DELAY_MS / 1000
 
 def raw_tls(w: InProcessWitness, name: str = "c1-a") -> ssl.SSLSocket:
     ctx = client_context(w.pki.cert(name), w.pki.key(name), w.pki.cert("server"))
-    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", w.port), timeout=5))
+    # wrap_client: a reset before the handshake leaves no half-made socket to the GC
+    return wrap_client(ctx, socket.create_connection(("127.0.0.1", w.port), timeout=5))
 
 
 def read_frames(sock: ssl.SSLSocket, timeout: float = 5.0) -> tuple[list[dict[str, object]], bool]:
