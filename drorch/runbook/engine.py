@@ -40,28 +40,10 @@ from drorch.runbook.steps.base import (
     load_step_types,
 )
 from drorch.runbook.steps.flow import PLAN_EXECUTE
+from drorch.runbook.summary import RunSummary
 from drorch.runbook.when import WhenError
 
 DONE = ("ok", "recovered")  # a step that took effect
-REFUSALS = (
-    "plan-blocked", "data-loss-not-acknowledged", "unknown-site",
-    # a step that refused as unsafe (the run exits 3, like every other refusal)
-    "no-quorum", "quorum-held-elsewhere", "not-fenced", "lost-site-answers",
-    "promote-refused", "stale-epoch",
-    "split-brain", "vm-refused", "vm-running-twice", "volume-in-use",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    status: str  # succeeded failed rolled-back rollback-failed declined dry-run dry-run-failed
-    message: str
-    failed_code: str = ""
-
-    @property
-    def refused(self) -> bool:
-        return self.failed_code in REFUSALS
 
 
 @dataclass

@@ -10,10 +10,11 @@ import drorch.testing.ledger_steps  # noqa: F401  (registers ledger.*)
 from drorch.environment import Environment
 from drorch.model.loader import parse_cluster_text
 from drorch.model.types import Cluster
-from drorch.runbook.engine import Engine, RunSummary
+from drorch.runbook.engine import Engine
 from drorch.runbook.gates import ScriptedConfirmer, YesConfirmer
 from drorch.runbook.load import parse_runbook_text
 from drorch.runbook.setup import RecordingOutput, RunOptions
+from drorch.runbook.summary import RunSummary
 from drorch.testing.clock import FakeClock
 
 CLUSTER = """\

@@ -9,11 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from drorch.runbook.engine import Engine, RunSummary
+from drorch.runbook.engine import Engine
 from drorch.runbook.gates import YesConfirmer
 from drorch.runbook.load import parse_runbook_text
 from drorch.runbook.setup import RunOptions
 from drorch.runbook.steps.base import StepContext, StepFailed, StepResult, StepType
+from drorch.runbook.summary import RunSummary
 
 if TYPE_CHECKING:
     from tests.runbook.steps_lab import SimLab

@@ -14,7 +14,7 @@ from drorch.environment import Environment
 from drorch.model.loader import load_cluster
 from drorch.model.types import Cluster
 from drorch.observe import observe
-from drorch.runbook.engine import Engine, RunSummary
+from drorch.runbook.engine import Engine
 from drorch.runbook.gates import YesConfirmer
 from drorch.runbook.load import parse_runbook_text
 from drorch.runbook.setup import RecordingOutput, RunOptions
@@ -26,6 +26,7 @@ from drorch.runbook.steps.base import (
     bind_args,
     load_step_types,
 )
+from drorch.runbook.summary import RunSummary
 from drorch.testing.clock import FakeClock
 from tests.conftest import REPO
 
