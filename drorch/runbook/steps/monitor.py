@@ -99,23 +99,19 @@ def check_monitor(
         runner = ctx.env.runner(where)
     except KeyError:
         raise StepFailed("unknown-node", f"no runner for node {where!r}") from None
+    hypervisor = ctx.env.hypervisors.get(site)
     mon = monitor_for(
-        spec,
-        runner=runner,
-        clock=ctx.clock,
-        base_dir=ctx.env.base_dir,
-        hypervisor=ctx.env.hypervisors.get(site),
+        spec, runner=runner, clock=ctx.clock, base_dir=ctx.env.base_dir, hypervisor=hypervisor
     )
     last: list[CheckResult] = []
-    beats = isinstance(res, VM) and spec.type is MonitorType.HEARTBEAT
-    hypervisor = ctx.env.hypervisors.get(site) if beats else None
+    # a VM's heartbeat: its domain's state can say that no beat will come
+    domain = res.domain if isinstance(res, VM) and spec.type is MonitorType.HEARTBEAT else ""
 
     def passed() -> bool:
         last.append(mon.check())
-        if last[-1].passed or hypervisor is None:
+        if last[-1].passed or hypervisor is None or not domain:
             return last[-1].passed
-        assert isinstance(res, VM)
-        down = _guest_down(hypervisor, res.domain, site)
+        down = _guest_down(hypervisor, domain, site)
         if down:  # no beat can come: fail now, not after the whole timeout
             last.append(CheckResult(CheckStatus.FAILED, down))
         return bool(down)
